@@ -1,0 +1,166 @@
+//! Email/password (and passwordless) accounts and the account tokens every sign-in
+//! method ends in. Knows nothing of HTTP or SQL.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
+use crate::crypto::passwords::{PasswordHasher, Verified};
+use crate::domain::{AccountId, Email, Password, unix_now};
+use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
+
+/// The claims an account token carries besides the registered ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccountClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many failed logins")]
+    LockedOut { retry_after_secs: i64 },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        AccountError::Internal(e.into())
+    }
+}
+
+/// Failed-login lockout per account: `max_failures` in `window_secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimit {
+    pub max_failures: i64,
+    pub window_secs: i64,
+}
+
+pub struct Accounts {
+    store: DynStore,
+    hasher: PasswordHasher,
+    tokens: Arc<TokenKeys>,
+    token_ttl_secs: i64,
+    login_limit: Option<LoginLimit>,
+}
+
+impl Accounts {
+    pub fn new(
+        store: DynStore,
+        hasher: PasswordHasher,
+        tokens: Arc<TokenKeys>,
+        token_ttl_secs: i64,
+        login_limit: Option<LoginLimit>,
+    ) -> Self {
+        Accounts {
+            store,
+            hasher,
+            tokens,
+            token_ttl_secs,
+            login_limit,
+        }
+    }
+
+    /// Creates an account with a password, OwnID data, or both, and returns its token.
+    pub async fn register(
+        &self,
+        email: &Email,
+        password: Option<&Password>,
+        ownid_data: Option<String>,
+    ) -> Result<String, AccountError> {
+        let password_hash = match password {
+            Some(p) => Some(self.hasher.hash(p).await?),
+            None => None,
+        };
+        let account = NewAccount {
+            id: AccountId::generate(),
+            email: Some((email.as_str().to_string(), email.key().to_string())),
+            password_hash,
+            ownid_data,
+            created_at: unix_now(),
+        };
+        match self.store.create_account(&account).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(Unique::Email)) => return Err(AccountError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(account = %account.id.0, "account registered");
+        Ok(self.session_token(&account.id, Some(email.as_str())))
+    }
+
+    /// Checks an email and password. Unknown emails and passwordless accounts are
+    /// checked against a dummy hash, so all three failures look and time the same.
+    pub async fn login(&self, email: &Email, password: &Password) -> Result<String, AccountError> {
+        let lock_key = format!("login-failures:{}", email.key());
+        if let Some(limit) = self.login_limit {
+            let now = unix_now();
+            if let Some(c) = self.store.count(&lock_key, now, limit.window_secs).await?
+                && c.count >= limit.max_failures
+            {
+                return Err(AccountError::LockedOut {
+                    retry_after_secs: c.window_start + limit.window_secs - now,
+                });
+            }
+        }
+        let account = self.store.account_by_email(email.key()).await?;
+        let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        match (self.hasher.verify(password, stored).await?, &account) {
+            (Verified::Yes { rehash }, Some(account)) => {
+                if self.login_limit.is_some() {
+                    self.store.reset(&lock_key).await?;
+                }
+                if let (Some(new), Some(old)) = (rehash, stored) {
+                    self.store
+                        .replace_password_hash(&account.id, old, &new)
+                        .await?;
+                    tracing::info!(account = %account.id.0, "password rehashed at current parameters");
+                }
+                Ok(self.session_token(&account.id, account.email.as_deref()))
+            }
+            _ => {
+                if let Some(limit) = self.login_limit {
+                    self.store
+                        .hit(&lock_key, unix_now(), limit.window_secs)
+                        .await?;
+                }
+                Err(AccountError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// An account token, as every sign-in method issues it.
+    pub fn session_token(&self, id: &AccountId, email: Option<&str>) -> String {
+        let claims = AccountClaims {
+            email: email.map(str::to_owned),
+        };
+        self.tokens
+            .issue(
+                TokenKind::Account,
+                &id.0,
+                unix_now(),
+                self.token_ttl_secs,
+                claims,
+            )
+            .0
+    }
+
+    pub fn verify_session(&self, token: &str) -> Result<Claims<AccountClaims>, TokenError> {
+        self.tokens.verify(TokenKind::Account, token, unix_now())
+    }
+
+    pub async fn profile(&self, id: &AccountId) -> Result<Option<AccountProfile>, AccountError> {
+        Ok(self.store.account_profile(id).await?)
+    }
+
+    /// The account token for the account with this email (OwnID sessions).
+    pub async fn session_for_email(&self, email_key: &str) -> Result<Option<String>, AccountError> {
+        let account = self.store.account_by_email(email_key).await?;
+        Ok(account.map(|a| self.session_token(&a.id, a.email.as_deref())))
+    }
+}

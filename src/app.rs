@@ -1,0 +1,108 @@
+//! Everything a running node needs, built once from the settings.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::accounts::{Accounts, LoginLimit};
+use crate::config::Settings;
+use crate::crypto::jwt::TokenKeys;
+use crate::crypto::passwords::{HashParams, PasswordHasher};
+use crate::domain::Secret;
+use crate::store::{self, DynStore};
+
+pub struct App {
+    pub settings: Settings,
+    pub store: DynStore,
+    pub tokens: Arc<TokenKeys>,
+    pub accounts: Accounts,
+}
+
+impl App {
+    /// Opens (and migrates) the database, loads the signing secret and sets up hashing.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let store = store::connect(&settings.database_url(), settings.database_max_connections)
+            .await
+            .context("database_url: could not open the database")?;
+        let secret = load_jwt_secret(&settings)?;
+        let tokens = Arc::new(TokenKeys::new(secret.expose().as_bytes(), &settings.issuer));
+        let a = &settings.argon2;
+        let params = HashParams {
+            memory_kib: a.memory_kib,
+            iterations: a.iterations,
+            parallelism: a.parallelism,
+        };
+        let hasher = PasswordHasher::new(params, settings.hash_concurrency())?;
+        let login_limit = settings.rate_limit.enabled.then_some(LoginLimit {
+            max_failures: settings.rate_limit.login_failures,
+            window_secs: settings.rate_limit.login_window_secs,
+        });
+        let accounts = Accounts::new(
+            Arc::clone(&store),
+            hasher,
+            Arc::clone(&tokens),
+            settings.token_lifetime_secs,
+            login_limit,
+        );
+        Ok(App {
+            settings,
+            store,
+            tokens,
+            accounts,
+        })
+    }
+}
+
+/// The signing secret: from `jwt_secret`, else `jwt_secret_file`, else the file
+/// `jwt-secret` in the data directory, generated (64 random bytes, hex) on first start
+/// with mode 0600. Logs where it came from, never what it is.
+fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
+    if let Some(secret) = &settings.jwt_secret {
+        tracing::info!("JWT signing secret: from the configuration (jwt_secret)");
+        return Ok(secret.clone());
+    }
+    if let Some(path) = &settings.jwt_secret_file {
+        let secret = read_secret_file(path)
+            .with_context(|| format!("jwt_secret_file: cannot read {}", path.display()))?;
+        tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
+        return Ok(secret);
+    }
+    let path = settings.data_dir.join("jwt-secret");
+    if path.exists() {
+        let secret = read_secret_file(&path)
+            .with_context(|| format!("cannot read the JWT secret {}", path.display()))?;
+        tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
+        return Ok(secret);
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("data_dir: cannot create {}", settings.data_dir.display()))?;
+    let secret = hex::encode(crate::crypto::random_bytes::<64>());
+    write_private(&path, secret.as_bytes())
+        .with_context(|| format!("cannot write the JWT secret {}", path.display()))?;
+    tracing::info!(path = %path.display(), "JWT signing secret: generated and stored (mode 0600)");
+    Ok(Secret::new(secret))
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<Secret<String>> {
+    let text = std::fs::read_to_string(path)?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        secret.len() >= 32,
+        "the secret must be at least 32 bytes long"
+    );
+    Ok(Secret::new(secret))
+}
+
+/// Creates `path` readable by its owner only; fails if it exists (another node or a
+/// concurrent start won the race: better to stop than to overwrite its secret).
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(content)?;
+    file.sync_all()
+}

@@ -1,0 +1,566 @@
+//! Layered configuration: built-in defaults, then an optional TOML file, then
+//! `GATEHOUSE_*` environment variables (nested keys joined with `__`), then flags.
+//! Everything is validated once at start; a bad value stops the start with a message
+//! that names the key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::domain::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded database and the generated JWT secret live.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    /// The HS512 signing secret, used as given (its UTF-8 bytes); at least 32 bytes.
+    #[serde(deserialize_with = "opt_secret")]
+    pub jwt_secret: Option<Secret<String>>,
+    /// A file holding the signing secret (trailing newline ignored).
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Lifetime of account tokens, seconds.
+    pub token_lifetime_secs: i64,
+    /// The `iss` claim of every token.
+    pub issuer: String,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+    pub argon2: Argon2Settings,
+    pub http: HttpSettings,
+    pub selfkey: SelfKeySettings,
+    pub ownid: OwnIdSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes in flight at once; default: the number of cores.
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest request body, bytes (the wallet's multipart upload has its own limit).
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may run on after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-*` headers are trusted.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
+    /// The public base URL (`https://example.com`), for absolute URLs and cookies.
+    pub public_url: Option<String>,
+    /// Browser origins allowed to call the page-facing routes (CORS).
+    #[serde(deserialize_with = "list")]
+    pub cors_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfKeySettings {
+    pub enabled: bool,
+    /// Where the LWS routes are mounted.
+    pub mount: String,
+    pub challenge_ttl_secs: i64,
+    pub wallet_token_ttl_secs: i64,
+    pub login_token_ttl_secs: i64,
+    pub link_token_ttl_secs: i64,
+    /// Where `/login` sends the page after a successful sign-in.
+    pub redirect_to: String,
+    /// Where `/login` sends the page after a failed one.
+    pub error_redirect_to: String,
+    /// Largest multipart `/users` body, bytes.
+    pub multipart_limit_bytes: usize,
+    /// Trust a wallet's email attribute to link it to an existing account with that
+    /// email. Off: anyone can put any email in a wallet.
+    pub trust_wallet_email: bool,
+    pub cookie_name: String,
+    pub website: Website,
+    pub attributes: Vec<RequestedAttribute>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Website {
+    pub name: String,
+    /// Absolute, or relative to the public URL.
+    pub url: String,
+    pub terms_url: String,
+    pub policy_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedAttribute {
+    pub key: String,
+    pub label: String,
+    /// The attribute's schema URL, e.g. `http://platform.selfkey.org/schema/attribute/email.json`.
+    pub schema: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OwnIdSettings {
+    /// Where the OwnID routes are mounted; the base URL to enter in OwnID's console.
+    pub base: String,
+    /// Base64 shared secrets from OwnID's console; several while rotating. Empty: the
+    /// OwnID routes are off.
+    #[serde(deserialize_with = "secret_list")]
+    pub shared_secrets: Vec<Secret<String>>,
+    /// Accepted distance of `ownid-timestamp` from now, seconds.
+    pub timestamp_tolerance_secs: i64,
+    /// Answer as OwnID's older samples did (200 with an error object).
+    pub legacy_responses: bool,
+    /// Largest `ownIdData`, bytes.
+    pub max_data_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Failed password logins for one account before it is locked for the window.
+    pub login_failures: i64,
+    pub login_window_secs: i64,
+    /// Requests one client address may make to the auth routes per window.
+    pub per_address: i64,
+    pub per_address_window_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("gatehouse-data"),
+            database_url: None,
+            database_max_connections: 16,
+            jwt_secret: None,
+            jwt_secret_file: None,
+            token_lifetime_secs: 3600,
+            issuer: "gatehouse".into(),
+            log: "info".into(),
+            argon2: Argon2Settings::default(),
+            http: HttpSettings::default(),
+            selfkey: SelfKeySettings::default(),
+            ownid: OwnIdSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+        }
+    }
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        Argon2Settings {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            max_in_flight: None,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for SelfKeySettings {
+    fn default() -> Self {
+        SelfKeySettings {
+            enabled: true,
+            mount: "/api/v1/selfkey".into(),
+            challenge_ttl_secs: 300,
+            wallet_token_ttl_secs: 300,
+            login_token_ttl_secs: 60,
+            link_token_ttl_secs: 600,
+            redirect_to: "/".into(),
+            error_redirect_to: "/login".into(),
+            multipart_limit_bytes: 10 * 1024 * 1024,
+            trust_wallet_email: false,
+            cookie_name: "gatehouse_session".into(),
+            website: Website::default(),
+            attributes: vec![RequestedAttribute {
+                key: "email".into(),
+                label: "Email".into(),
+                schema: "http://platform.selfkey.org/schema/attribute/email.json".into(),
+                required: true,
+            }],
+        }
+    }
+}
+
+impl Default for Website {
+    fn default() -> Self {
+        Website {
+            name: "Gatehouse".into(),
+            url: "/".into(),
+            terms_url: "/terms".into(),
+            policy_url: "/privacy".into(),
+        }
+    }
+}
+
+impl Default for OwnIdSettings {
+    fn default() -> Self {
+        OwnIdSettings {
+            base: "/ownid".into(),
+            shared_secrets: Vec::new(),
+            timestamp_tolerance_secs: 60,
+            legacy_responses: false,
+            max_data_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            enabled: true,
+            login_failures: 5,
+            login_window_secs: 15 * 60,
+            per_address: 300,
+            per_address_window_secs: 60,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_lifetime_secs: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub argon2: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub http: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Settings {
+    /// Reads every layer and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                anyhow::bail!("--config: no such file: {}", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let settings: Settings = figment
+            .merge(
+                Env::prefixed("GATEHOUSE_")
+                    .split("__")
+                    .filter(|key| !key.as_str().starts_with("test_")),
+            )
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {}", describe(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("gatehouse.db").display()),
+        }
+    }
+
+    pub fn hash_concurrency(&self) -> usize {
+        self.argon2.max_in_flight.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
+    /// Parsed trusted proxy ranges (validated at load).
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .filter_map(|s| IpNet::parse(s))
+            .collect()
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let bad = |key: &str, why: &str| Err(anyhow::anyhow!("configuration: {key}: {why}"));
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            return bad("database_url", "must start with sqlite:// or postgres://");
+        }
+        if self.database_max_connections == 0 {
+            return bad("database_max_connections", "must be at least 1");
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose().len() < 32
+        {
+            return bad("jwt_secret", "must be at least 32 bytes long");
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.token_lifetime_secs) {
+            return bad(
+                "token_lifetime_secs",
+                "must be between 60 and 2592000 (30 days)",
+            );
+        }
+        if self.issuer.trim().is_empty() {
+            return bad("issuer", "must not be empty");
+        }
+        let a = &self.argon2;
+        let params = crate::crypto::passwords::HashParams {
+            memory_kib: a.memory_kib,
+            iterations: a.iterations,
+            parallelism: a.parallelism,
+        };
+        if let Err(e) = params.argon2() {
+            return bad(
+                "argon2",
+                &format!("invalid parameters (memory_kib, iterations, parallelism): {e}"),
+            );
+        }
+        if a.max_in_flight == Some(0) {
+            return bad("argon2.max_in_flight", "must be at least 1");
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return bad("http.body_limit_bytes", "must be at least 1024");
+        }
+        if self.http.request_timeout_secs == 0 {
+            return bad("http.request_timeout_secs", "must be at least 1");
+        }
+        if let Some(p) = self
+            .http
+            .trusted_proxies
+            .iter()
+            .find(|p| IpNet::parse(p).is_none())
+        {
+            return bad(
+                "http.trusted_proxies",
+                &format!("{p:?} is not an IP address or CIDR range"),
+            );
+        }
+        if let Some(url) = &self.http.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad(
+                "http.public_url",
+                "must be an absolute http:// or https:// URL",
+            );
+        }
+        let s = &self.selfkey;
+        if !s.mount.starts_with('/') || s.mount.ends_with('/') {
+            return bad("selfkey.mount", "must start with '/' and not end with '/'");
+        }
+        for (key, ttl) in [
+            ("selfkey.challenge_ttl_secs", s.challenge_ttl_secs),
+            ("selfkey.wallet_token_ttl_secs", s.wallet_token_ttl_secs),
+            ("selfkey.login_token_ttl_secs", s.login_token_ttl_secs),
+            ("selfkey.link_token_ttl_secs", s.link_token_ttl_secs),
+        ] {
+            if !(1..=24 * 3600).contains(&ttl) {
+                return bad(key, "must be between 1 and 86400 seconds");
+            }
+        }
+        let o = &self.ownid;
+        if !o.base.starts_with('/') || o.base.ends_with('/') {
+            return bad("ownid.base", "must start with '/' and not end with '/'");
+        }
+        for (i, secret) in o.shared_secrets.iter().enumerate() {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(secret.expose().trim()) {
+                Ok(key) if !key.is_empty() => {}
+                _ => {
+                    return bad(
+                        "ownid.shared_secrets",
+                        &format!("secret #{} is not valid base64", i + 1),
+                    );
+                }
+            }
+        }
+        if o.timestamp_tolerance_secs < 1 {
+            return bad("ownid.timestamp_tolerance_secs", "must be at least 1");
+        }
+        let r = &self.rate_limit;
+        if r.login_failures < 1
+            || r.login_window_secs < 1
+            || r.per_address < 1
+            || r.per_address_window_secs < 1
+        {
+            return bad("rate_limit", "limits and windows must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Figment's error, with the key path and the source it came from.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            let msg = match &e.kind {
+                figment::error::Kind::Message(m) => m.clone(),
+                kind => kind.to_string(),
+            };
+            if key.is_empty() {
+                format!("{msg} ({source})")
+            } else {
+                format!("{key}: {msg} ({source})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An IP address or CIDR range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A list given as a sequence (TOML) or as one comma-separated string (environment).
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret<String>>, D::Error> {
+    Ok(list(d)?.into_iter().map(Secret::new).collect())
+}
+
+/// A secret given as a string; also accepts a value the environment layer read as a
+/// number, so an all-digit secret still works.
+fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        U(u128),
+        I(i128),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|r| {
+        Secret::new(match r {
+            Raw::S(s) => s,
+            Raw::U(n) => n.to_string(),
+            Raw::I(n) => n.to_string(),
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_ranges() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(
+            IpNet::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("::1/128")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        for bad in ["", "10.0.0.0/33", "nope", "10.0.0/8"] {
+            assert!(IpNet::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Cryptography, kept boring: pinned algorithms and parameters, constant-time
+//! compares, keys that cannot be printed.
+
+pub mod jwt;
+pub mod passwords;
+
+/// `n` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    buf
+}
+
+/// A random identifier: 16 bytes as 32 hex digits.
+pub fn random_id() -> String {
+    hex::encode(random_bytes::<16>())
+}

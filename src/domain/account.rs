@@ -1,0 +1,58 @@
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An account's identifier: a random UUID, the `sub` of its tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountId(pub String);
+
+impl AccountId {
+    pub fn generate() -> Self {
+        AccountId(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: AccountId,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub has_ownid: bool,
+    pub created_at: i64,
+}
+
+/// A wallet linked to an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WalletSummary {
+    /// The wallet's Ethereum address, `0x` + 40 lower-case hex digits.
+    pub address: String,
+    /// When it was linked, Unix seconds.
+    pub linked_at: i64,
+}
+
+/// One way to sign in to an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum SignInMethod {
+    Password,
+    Selfkey { address: String, linked_at: i64 },
+    Ownid,
+}
+
+impl Account {
+    /// Every way this account can sign in, given its wallets.
+    pub fn sign_in_methods(&self, wallets: &[WalletSummary]) -> Vec<SignInMethod> {
+        let mut methods = Vec::with_capacity(wallets.len() + 2);
+        if self.password_hash.is_some() {
+            methods.push(SignInMethod::Password);
+        }
+        methods.extend(wallets.iter().map(|w| SignInMethod::Selfkey {
+            address: w.address.clone(),
+            linked_at: w.linked_at,
+        }));
+        if self.has_ownid {
+            methods.push(SignInMethod::Ownid);
+        }
+        methods
+    }
+}

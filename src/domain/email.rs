@@ -1,0 +1,121 @@
+use std::fmt;
+
+use super::Invalid;
+
+/// The longest address SMTP can carry (RFC 5321: 254 octets in a path).
+const MAX_LEN: usize = 254;
+
+/// A syntactically valid email address, trimmed. Two addresses that differ only in
+/// case are the same account: [`Email::key`] is the lookup and uniqueness key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    display: String,
+    key: String,
+}
+
+impl Email {
+    /// Parses `raw` as the value of the field `field` (named in the error).
+    pub fn parse(raw: &str, field: &str) -> Result<Self, Invalid> {
+        let trimmed = raw.trim();
+        let invalid = || {
+            Invalid(format!(
+                "The '{field}' field must be a valid email address."
+            ))
+        };
+        if trimmed.is_empty() || trimmed.len() > MAX_LEN {
+            return Err(invalid());
+        }
+        let (local, domain) = trimmed.rsplit_once('@').ok_or_else(invalid)?;
+        let plain_ascii = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
+        if local.is_empty() || local.len() > 64 || !plain_ascii(local) || !plain_ascii(domain) {
+            return Err(invalid());
+        }
+        if !email_address::EmailAddress::is_valid(trimmed) || !is_dotted_domain(domain) {
+            return Err(invalid());
+        }
+        Ok(Email {
+            display: trimmed.to_string(),
+            key: trimmed.to_ascii_lowercase(),
+        })
+    }
+
+    /// The address as the person typed it (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The case-insensitive identity of the address.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// A domain of at least two labels of letters, digits and inner hyphens.
+fn is_dotted_domain(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn trims_and_keys_case_insensitively() {
+        let e = Email::parse("  Joe.Bloggs@Example.COM ", "email").unwrap();
+        assert_eq!(e.as_str(), "Joe.Bloggs@Example.COM");
+        assert_eq!(e.key(), "joe.bloggs@example.com");
+    }
+
+    #[test]
+    fn refuses_malformed_addresses() {
+        for bad in [
+            "",
+            "   ",
+            "joe",
+            "joe@",
+            "@example.com",
+            "joe@localhost",
+            "joe@@example.com",
+            "Joe <joe@example.com>",
+            "jo e@example.com",
+            "joe@exa mple.com",
+            "joe@-example.com",
+            "joe@example..com",
+        ] {
+            let err = Email::parse(bad, "email").unwrap_err();
+            assert_eq!(
+                err.0, "The 'email' field must be a valid email address.",
+                "{bad:?}"
+            );
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(Email::parse(&long, "email").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_accepted_values_are_canonical(s in "\\PC{0,80}") {
+            if let Ok(e) = Email::parse(&s, "email") {
+                prop_assert_eq!(e.as_str(), s.trim());
+                prop_assert_eq!(e.key(), e.as_str().to_ascii_lowercase());
+                prop_assert!(e.as_str().contains('@'));
+                prop_assert!(Email::parse(e.as_str(), "email").is_ok());
+            }
+        }
+    }
+}

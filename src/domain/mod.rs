@@ -1,0 +1,33 @@
+//! Domain types and rules. Nothing here knows about HTTP or SQL: values are parsed
+//! once at the edge into these types, and the rest of the code trusts them.
+
+pub mod account;
+pub mod email;
+pub mod password;
+pub mod secret;
+
+pub use account::{Account, AccountId, SignInMethod, WalletSummary};
+pub use email::Email;
+pub use password::Password;
+pub use secret::Secret;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Why a value from outside was refused; the message names the field and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn missing(field: &str) -> Self {
+        Invalid(format!(
+            "The '{field}' field is required and was not provided."
+        ))
+    }
+}

@@ -1,0 +1,184 @@
+//! The seed's Auth Service: `/auth/register`, `/auth/login`, and `/auth/me`.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::json::JsonBody;
+use super::session::Session;
+use crate::accounts::AccountError;
+use crate::domain::{Email, Invalid, Password, SignInMethod};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(me))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "joebloggs@gmail.com")]
+    email: Option<String>,
+    /// 8 characters to 1,024 bytes. Optional when `ownIdData` is given.
+    #[schema(example = "password123")]
+    password: Option<String>,
+    /// OwnID registration data: creates a passwordless account when no password is given.
+    #[serde(rename = "ownIdData")]
+    own_id_data: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    #[schema(example = "joebloggs@gmail.com")]
+    email: Option<String>,
+    #[schema(example = "password123")]
+    password: Option<String>,
+}
+
+/// An account token: an HS512 JWT.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub token: String,
+}
+
+/// The signed-in account.
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    id: String,
+    email: Option<String>,
+    /// RFC 3339, UTC.
+    created_at: String,
+    sign_in_methods: Vec<SignInMethod>,
+}
+
+/// Creates an account and signs it in.
+#[utoipa::path(post, path = "/auth/register", tag = "password", request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered", body = TokenResponse),
+        (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
+        (status = 409, description = "The email is already registered", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn register(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let email = Email::parse(&required(req.email, "email")?, "email")?;
+    let ownid_data = match req.own_id_data {
+        Some(data) => Some(crate::ownid_data::parse(
+            data,
+            app.settings.ownid.max_data_bytes,
+        )?),
+        None => None,
+    };
+    let password = match (req.password, &ownid_data) {
+        (Some(p), _) => Some(Password::parse(p)?),
+        (None, Some(_)) => None,
+        (None, None) => return Err(Invalid::missing("password").into()),
+    };
+    let token = app
+        .accounts
+        .register(&email, password.as_ref(), ownid_data)
+        .await
+        .map_err(|e| match e {
+            AccountError::EmailTaken => {
+                ApiError::Conflict("An account with this email already exists.".into())
+            }
+            other => account_error(other),
+        })?;
+    Ok(token_response(token))
+}
+
+/// Signs in with email and password.
+#[utoipa::path(post, path = "/auth/login", tag = "password", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
+        (status = 401, description = "Invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this account", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn login(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let email = Email::parse(&required(req.email, "email")?, "email")?;
+    let password = Password::parse(required(req.password, "password")?)?;
+    let token = app
+        .accounts
+        .login(&email, &password)
+        .await
+        .map_err(account_error)?;
+    Ok(token_response(token))
+}
+
+/// The signed-in account and its ways to sign in.
+#[utoipa::path(get, path = "/auth/me", tag = "password",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = MeResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody)))]
+async fn me(
+    State(app): State<AppState>,
+    session: Session,
+) -> Result<axum::Json<MeResponse>, ApiError> {
+    let profile = app
+        .accounts
+        .profile(&session.account)
+        .await
+        .map_err(account_error)?
+        .ok_or(ApiError::Unauthorized)?;
+    let account = &profile.account;
+    Ok(axum::Json(MeResponse {
+        id: account.id.0.clone(),
+        email: account.email.clone(),
+        created_at: rfc3339(account.created_at),
+        sign_in_methods: account.sign_in_methods(&profile.wallets),
+    }))
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
+    value.ok_or_else(|| Invalid::missing(field))
+}
+
+pub fn account_error(e: AccountError) -> ApiError {
+    match e {
+        AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+        AccountError::EmailTaken => {
+            ApiError::Conflict("An account with this email already exists.".into())
+        }
+        AccountError::LockedOut { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+        }
+        AccountError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+/// `{"token": …}` with `Cache-Control: no-store`.
+pub fn token_response(token: String) -> Response {
+    let mut res = axum::Json(TokenResponse { token }).into_response();
+    no_store(&mut res);
+    res
+}
+
+pub fn no_store(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,113 @@
+//! The HTTP error of the password-auth and account surface, mapped to responses in
+//! one place. 5xx bodies carry only an id; the cause goes to the log under that id.
+//! (The SelfKey and OwnID surfaces have wire formats of their own.)
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::Invalid;
+
+/// The JSON body of every error on this surface.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub const UNPARSABLE: &str = "Unable to parse JSON request";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field is missing or invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is not JSON of the right shape, has the wrong type, or is too large.
+    #[error("{0}")]
+    Unparsable(String),
+    #[error("Invalid credentials")]
+    InvalidCredentials,
+    /// No valid account token.
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: i64 },
+    #[error("request timed out")]
+    Timeout,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message, error) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            ApiError::Unparsable(m) => (StatusCode::BAD_REQUEST, m, Some(UNPARSABLE.to_string())),
+            ApiError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "Invalid credentials".to_string(),
+                None,
+            ),
+            ApiError::Unauthorized => {
+                let body = ErrorBody {
+                    message: "A valid bearer token is required.".into(),
+                    error: None,
+                };
+                let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return res;
+            }
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m, None),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                let body = ErrorBody {
+                    message: "Too many requests; try again later.".into(),
+                    error: None,
+                };
+                let mut res = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs.max(1)),
+                );
+                return res;
+            }
+            ApiError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "The request took too long.".to_string(),
+                None,
+            ),
+            ApiError::Internal(cause) => {
+                let id = crate::crypto::random_id();
+                tracing::error!(error_id = %id, cause = ?cause, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error".to_string(),
+                    Some(id),
+                )
+            }
+        };
+        (status, axum::Json(ErrorBody { message, error })).into_response()
+    }
+}

@@ -1,0 +1,57 @@
+//! A JSON body extractor whose every rejection is a JSON 400 in the seed's shape,
+//! never the framework's plain-text rejection or a 413/415.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError::Unparsable(
+                "The request body must be JSON, sent with Content-Type: application/json.".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let too_large = rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            ApiError::Unparsable(if too_large {
+                "The request body is too large.".into()
+            } else {
+                "The request body could not be read.".into()
+            })
+        })?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses a JSON body, explaining what is wrong with it.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::Unparsable(match e.classify() {
+            serde_json::error::Category::Data => {
+                format!("The request body has an invalid value: {e}.")
+            }
+            _ => "The request body is not valid JSON.".into(),
+        })
+    })
+}
+
+pub fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,159 @@
+//! The HTTP surface: one module per API (its `router()` and wire types), shared
+//! extractors and middleware, and the server itself.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::App;
+use crate::config::Settings;
+use error::ApiError;
+
+/// Shared by every handler.
+pub type AppState = Arc<App>;
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Gatehouse",
+    description = "Email/password, Login with SelfKey and OwnID sign-in on one user store."
+))]
+struct ApiDoc;
+
+/// The whole application: every API's routes and the OpenAPI document built from them.
+pub fn router(app: AppState) -> Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(health::router())
+        .split_for_parts();
+    let api = Arc::new(api);
+    let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let api = Arc::clone(&api);
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("No such route.".into()) })
+        .method_not_allowed_fallback(|| async {
+            let body = error::ErrorBody {
+                message: "Method not allowed on this route.".into(),
+                error: None,
+            };
+            (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
+        })
+        .layer(DefaultBodyLimit::max(app.settings.http.body_limit_bytes))
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: queries can carry tokens (`?meta=`), headers credentials.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(app)
+}
+
+async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// A bound listener and the application behind it.
+pub struct Server {
+    listener: TcpListener,
+    app: AppState,
+}
+
+impl Server {
+    pub async fn build(settings: Settings) -> anyhow::Result<Server> {
+        let listen = settings.listen;
+        let app = Arc::new(App::build(settings).await?);
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("listen: cannot bind {listen}: {e}"))?;
+        Ok(Server { listener, app })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn app(&self) -> AppState {
+        Arc::clone(&self.app)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, gives in-flight
+    /// requests `shutdown_grace_secs` to finish, and closes the database pool.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = self.app;
+        let grace = Duration::from_secs(app.settings.http.shutdown_grace_secs);
+        let housekeeping = tokio::spawn(purge_expired(Arc::clone(&app)));
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            let _ = stopping_tx.send(());
+        };
+        let serve = axum::serve(
+            self.listener,
+            router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let outcome = tokio::select! {
+            r = serve => r.map_err(anyhow::Error::from),
+            () = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("requests still in flight after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        housekeeping.abort();
+        app.store.close().await;
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+/// Deletes expired single-use values and counters now and then. Every node may run
+/// it; the deletes are idempotent.
+async fn purge_expired(app: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match app.store.purge_expired(crate::domain::unix_now()).await {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+        }
+    }
+}

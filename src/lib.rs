@@ -1,0 +1,15 @@
+//! Gatehouse: an authentication server. Email/password accounts with HS512 JWTs,
+//! Login with SelfKey, and OwnID, on one user store (SQLite or PostgreSQL).
+//!
+//! Layout, outside in: `cli` and `http` (the surfaces), `accounts` (the rules),
+//! `crypto` and `domain` (values and primitives), `store` (persistence).
+
+pub mod accounts;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod ownid_data;
+pub mod store;

@@ -1,0 +1,195 @@
+//! Storage: one narrow interface, one implementation per database, chosen from the
+//! URL scheme. Domain code sees only [`Store`]; SQL lives in the backends.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{Account, AccountId, WalletSummary};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write; names the constraint's subject.
+    #[error("conflict on {0}")]
+    Conflict(Unique),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The unique keys a write can collide with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unique {
+    Email,
+    Wallet,
+    Other,
+}
+
+impl std::fmt::Display for Unique {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unique::Email => "email",
+            Unique::Wallet => "wallet",
+            Unique::Other => "a unique key",
+        })
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A new account. At least one way to sign in must be present.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub id: AccountId,
+    pub email: Option<(String, String)>, // (as entered, key)
+    pub password_hash: Option<String>,
+    pub ownid_data: Option<String>,
+    pub created_at: i64,
+}
+
+/// A wallet about to be linked to an account.
+#[derive(Debug, Clone)]
+pub struct NewWallet {
+    pub address: String,
+    pub public_key: String,
+    pub attributes: String,
+    pub now: i64,
+}
+
+/// The account and its wallets, read together for `/auth/me`.
+#[derive(Debug, Clone)]
+pub struct AccountProfile {
+    pub account: Account,
+    pub wallets: Vec<WalletSummary>,
+}
+
+/// What removing a wallet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletRemoval {
+    Removed,
+    NotFound,
+    /// Refused: the wallet is the account's last way to sign in.
+    LastSignInMethod,
+}
+
+/// OwnID data of an account looked up by email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnIdLookup {
+    NoAccount,
+    NoData,
+    Data(String),
+}
+
+/// A counter in a fixed window, after one more hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: i64,
+    pub window_start: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool, waiting for connections in use.
+    async fn close(&self);
+
+    async fn create_account(&self, account: &NewAccount) -> StoreResult<()>;
+    async fn account_by_email(&self, email_key: &str) -> StoreResult<Option<Account>>;
+    async fn account_profile(&self, id: &AccountId) -> StoreResult<Option<AccountProfile>>;
+    /// Replaces the password hash (a rehash at new parameters); only if it is still `old`.
+    async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()>;
+
+    /// Sets the OwnID data of the account with this email; false when there is none.
+    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool>;
+    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup>;
+
+    /// The account a wallet belongs to.
+    async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>>;
+    /// Creates an account and its first wallet in one transaction.
+    async fn create_account_with_wallet(
+        &self,
+        account: &NewAccount,
+        wallet: &NewWallet,
+    ) -> StoreResult<()>;
+    /// Links a wallet to an existing account; `Conflict(Wallet)` if it is linked already.
+    async fn add_wallet(&self, account: &AccountId, wallet: &NewWallet) -> StoreResult<()>;
+    /// Replaces the attributes of a wallet of this account; false if it is not there.
+    async fn update_wallet_attributes(
+        &self,
+        account: &AccountId,
+        address: &str,
+        attributes: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn wallets(&self, account: &AccountId) -> StoreResult<Vec<WalletSummary>>;
+    /// Unlinks a wallet unless it is the account's last way to sign in; atomic
+    /// against concurrent removals.
+    async fn remove_wallet(&self, account: &AccountId, address: &str)
+    -> StoreResult<WalletRemoval>;
+
+    /// Stores a single-use value until `expires_at`.
+    async fn put_one_time(
+        &self,
+        id: &str,
+        purpose: &str,
+        subject: &str,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Consumes a single-use value: of concurrent callers exactly one gets the subject.
+    async fn take_one_time(&self, id: &str, purpose: &str, now: i64)
+    -> StoreResult<Option<String>>;
+
+    /// Records a key until `expires_at`; false if it was already recorded and live.
+    async fn remember_once(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool>;
+
+    /// Counts one more hit on `key` in a fixed window of `window` seconds.
+    async fn hit(&self, key: &str, now: i64, window: i64) -> StoreResult<WindowCount>;
+    /// The live count on `key`, without counting.
+    async fn count(&self, key: &str, now: i64, window: i64) -> StoreResult<Option<WindowCount>>;
+    async fn reset(&self, key: &str) -> StoreResult<()>;
+
+    /// Deletes expired single-use values, replay keys and counters.
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the database the URL names (`sqlite://…` or `postgres://…`) and runs its
+/// migrations.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
+    let store: DynStore = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url, max_connections).await?)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Arc::new(PostgresStore::connect(url, max_connections).await?)
+    } else {
+        anyhow::bail!("database_url: unsupported scheme; use sqlite://PATH or postgres://…");
+    };
+    Ok(store)
+}
+
+/// Maps a unique-key violation to [`StoreError::Conflict`], by the violated index.
+fn on_unique(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
+        let which = if text.contains("email") {
+            Unique::Email
+        } else if text.contains("wallets") || text.contains("address") {
+            Unique::Wallet
+        } else {
+            Unique::Other
+        };
+        return StoreError::Conflict(which);
+    }
+    StoreError::Database(err)
+}

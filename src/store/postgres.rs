@@ -1,0 +1,30 @@
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
+
+use super::sql::impl_store;
+use super::*;
+
+type Db = sqlx::Postgres;
+
+/// Shared PostgreSQL, for several Gatehouse nodes behind a load balancer.
+pub struct PostgresStore {
+    pool: sqlx::PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and runs the PostgreSQL migrations (serialised across nodes by
+    /// sqlx's advisory lock).
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+impl_store!(PostgresStore);
