@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::accounts::{Accounts, LoginLimit};
-use crate::config::Settings;
+use crate::config::{IpNet, Settings};
 use crate::crypto::jwt::TokenKeys;
 use crate::crypto::passwords::{HashParams, PasswordHasher};
 use crate::domain::Secret;
@@ -17,6 +17,8 @@ pub struct App {
     pub store: DynStore,
     pub tokens: Arc<TokenKeys>,
     pub accounts: Accounts,
+    /// Parsed `http.trusted_proxies`.
+    pub proxies: Vec<IpNet>,
 }
 
 impl App {
@@ -45,11 +47,13 @@ impl App {
             settings.token_lifetime_secs,
             login_limit,
         );
+        let proxies = settings.trusted_proxies();
         Ok(App {
             settings,
             store,
             tokens,
             accounts,
+            proxies,
         })
     }
 }

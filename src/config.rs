@@ -288,7 +288,7 @@ impl Settings {
             )
             .merge(Serialized::globals(overrides))
             .extract()
-            .map_err(|e| anyhow::anyhow!("configuration: {}", describe(e)))?;
+            .map_err(|e| anyhow::anyhow!("configuration: {}", describe(e, file)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -428,14 +428,20 @@ impl Settings {
 }
 
 /// Figment's error, with the key path and the source it came from.
-fn describe(e: figment::Error) -> String {
+fn describe(e: figment::Error, file: Option<&Path>) -> String {
     e.into_iter()
         .map(|e| {
             let key = e.path.join(".");
             let source = e
                 .metadata
                 .as_ref()
-                .map(|m| m.name.to_string())
+                .map(|m| match (&m.source, file) {
+                    (Some(source), _) => format!("{}: {source}", m.name),
+                    (None, Some(file)) if m.name.contains("TOML") => {
+                        format!("{}: {}", m.name, file.display())
+                    }
+                    (None, _) => m.name.to_string(),
+                })
                 .unwrap_or_default();
             let msg = match &e.kind {
                 figment::error::Kind::Message(m) => m.clone(),

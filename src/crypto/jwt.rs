@@ -286,6 +286,7 @@ mod tests {
         );
         let mut c = k.verify::<Extra>(TokenKind::Account, &t, 1000).unwrap();
         c.nbf = Some(2000);
+        c.exp = 3000;
         let t = k.sign(TokenKind::Account, &c);
         assert_eq!(
             k.verify::<Extra>(TokenKind::Account, &t, 1500).unwrap_err(),

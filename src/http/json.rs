@@ -33,6 +33,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
 /// Parses a JSON body, explaining what is wrong with it.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would read a struct from an array too; every body here is an object.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Err(ApiError::Unparsable(
+                "The request body must be a JSON object.".into(),
+            ));
+        }
+        _ => {
+            return Err(ApiError::Unparsable(
+                "The request body is not valid JSON.".into(),
+            ));
+        }
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::Unparsable(match e.classify() {
             serde_json::error::Category::Data => {

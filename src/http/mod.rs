@@ -2,6 +2,7 @@
 //! extractors and middleware, and the server itself.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts the built server on a free port with a fresh SQLite database and a known
+# secret, runs the Node interop tests against it, and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${GATEHOUSE_BIN:-target/debug/gatehouse}
+data=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+ownid_secret=$(head -c 32 /dev/urandom | base64)
+log="$data/server.log"
+
+# Only the variables this run sets: nothing from the caller's GATEHOUSE_* leaks in.
+env -u GATEHOUSE_TEST_POSTGRES_URL \
+  GATEHOUSE_JWT_SECRET="$secret" \
+  GATEHOUSE_OWNID__SHARED_SECRETS="$ownid_secret" \
+  GATEHOUSE_RATE_LIMIT__ENABLED=false \
+  GATEHOUSE_ARGON2__MEMORY_KIB=4096 \
+  GATEHOUSE_HTTP__CORS_ORIGINS="http://site.example" \
+  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+
+status=0
+GATEHOUSE_URL="http://127.0.0.1:$port" \
+GATEHOUSE_JWT_SECRET="$secret" \
+GATEHOUSE_OWNID_SECRET="$ownid_secret" \
+  node --test --test-reporter=spec tests/interop/ || status=$?
+if grep -qF "$secret" "$log"; then
+  echo "FAIL: the JWT secret appeared in the server log"; status=1
+fi
+[ "$status" -eq 0 ] || { echo "server log:"; tail -n 50 "$log"; }
+exit "$status"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust suite (unit, HTTP integration on SQLite and PostgreSQL,
+# process tests), then the Node interop tests (jwt-simple, ethers) against the real
+# server. Sets up what it needs: PostgreSQL (if installed) and the npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${GATEHOUSE_TEST_POSTGRES_URL:-}" ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+  GATEHOUSE_TEST_POSTGRES_URL=$(scripts/postgres.sh)
+  export GATEHOUSE_TEST_POSTGRES_URL
+fi
+if [ -n "${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then
+  echo "PostgreSQL tests: on"
+else
+  echo "PostgreSQL tests: off (no PostgreSQL found; set GATEHOUSE_TEST_POSTGRES_URL)"
+fi
+
+echo "== Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+echo "== Node interop tests against the real server"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+cargo build --bin gatehouse
+scripts/interop.sh

@@ -1,0 +1,239 @@
+//! Starts the real server on port 0 with its own database (a fresh SQLite file, or a
+//! fresh schema in the test PostgreSQL), and talks to it over HTTP.
+
+use std::time::Duration;
+
+use gatehouse::config::Settings;
+use gatehouse::http::{AppState, Server};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL to test against, if any. With `GATEHOUSE_TEST_REQUIRE_POSTGRES`
+/// set (CI sets it), a missing URL fails the test instead of skipping it.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("GATEHOUSE_TEST_REQUIRE_POSTGRES").is_none(),
+                "GATEHOUSE_TEST_REQUIRE_POSTGRES is set but GATEHOUSE_TEST_POSTGRES_URL is not"
+            );
+            None
+        }
+    }
+}
+
+/// Runs each listed `async fn(Backend)` once per backend: `sqlite::name` always,
+/// `postgres::name` when a test PostgreSQL is configured.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if $crate::helpers::postgres_url().is_none() {
+                        eprintln!("skipped: GATEHOUSE_TEST_POSTGRES_URL is not set");
+                        return;
+                    }
+                    super::$test($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A 32+ byte secret the tests know, so they can verify and forge tokens.
+pub const JWT_SECRET: &str = "test-secret-0123456789-0123456789-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub app: AppState,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Settings for a test server: port 0, a known secret, cheap argon2 parameters.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        jwt_secret: Some(gatehouse::domain::Secret::new(JWT_SECRET.to_string())),
+        database_max_connections: 4,
+        ..Settings::default()
+    };
+    s.argon2.memory_kib = 256;
+    s.argon2.iterations = 1;
+    s
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
+            Backend::Postgres => fresh_postgres_schema().await,
+        };
+        let mut settings = test_settings(dir.path());
+        settings.database_url = Some(database_url);
+        configure(&mut settings);
+        Self::start(settings, dir).await
+    }
+
+    async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
+        let server = Server::build(settings).await.expect("server starts");
+        let base = format!("http://{}", server.local_addr());
+        let app = server.app();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        TestApp {
+            base,
+            client,
+            app,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a JSON body; returns the status and the parsed body (`Null` if empty).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(res).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        read(res).await
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post_json(
+            "/auth/register",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post_json(
+            "/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers and returns the account token.
+    pub async fn registered(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.register(email, password).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn me(&self, token: &str) -> (StatusCode, Value) {
+        read(self.get("/auth/me", Some(token)).await).await
+    }
+}
+
+/// The status and JSON body (`Null` when empty) of a response.
+pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let bytes = res.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, body)
+}
+
+/// A new, empty schema in the test database, as a URL whose connections use it.
+async fn fresh_postgres_schema() -> String {
+    let base = postgres_url().expect("postgres configured");
+    let schema = format!("t_{}", uuid_like());
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .expect("test PostgreSQL reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+fn uuid_like() -> String {
+    gatehouse::crypto::random_id()
+}
+
+/// A random email address no other test uses.
+pub fn email() -> String {
+    format!("user-{}@example.com", &gatehouse::crypto::random_id()[..12])
+}
+
+/// Decodes a JWT's header and claims without verifying it.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let header = serde_json::from_slice(&b64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let claims = serde_json::from_slice(&b64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    (header, claims)
+}

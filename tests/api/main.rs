@@ -1,0 +1,6 @@
+//! One integration-test binary: the real server over HTTP, on every backend.
+
+mod helpers;
+
+mod auth;
+mod process;

@@ -1,0 +1,264 @@
+//! The `gatehouse` binary itself: zero-config start, the generated secret, config
+//! errors, `migrate`, `--help`, and shutdown on SIGTERM.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::read;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// The binary with no `GATEHOUSE_*` variables from the test environment.
+pub fn gatehouse(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GATEHOUSE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Waits until `GET {base}/health` answers.
+pub async fn wait_healthy(base: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = reqwest::get(format!("{base}/health")).await
+            && res.status() == StatusCode::OK
+        {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "server exited early");
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a signal (by number) to a child, with kill(1).
+pub fn signal(child: &Child, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn sigterm(child: &Child) {
+    signal(child, 15);
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_uses_the_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.txt");
+    let spawn = || {
+        gatehouse(dir.path())
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let base = "http://127.0.0.1:8080";
+    let mut child = spawn();
+    wait_healthy(base, &mut child).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": "first@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["token"].as_str().unwrap().to_string();
+
+    let data = dir.path().join("gatehouse-data");
+    let secret_path = data.join("jwt-secret");
+    let secret = std::fs::read_to_string(&secret_path).unwrap();
+    assert_eq!(secret.len(), 128, "64 random bytes, hex");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret_path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let mode = journal_mode(&data.join("gatehouse.db"));
+    assert_eq!(mode, "wal");
+
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("jwt-secret"),
+        "the log says where the secret is:\n{text}"
+    );
+    assert!(!text.contains(&secret), "the log never shows the secret");
+    assert!(!text.contains(&token), "the log never shows a token");
+
+    // A restart reuses the secret: the first token still works.
+    let mut child = spawn();
+    wait_healthy(base, &mut child).await;
+    let res = client
+        .get(format!("{base}/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, me) = read(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["email"], "first@example.com");
+    assert_eq!(std::fs::read_to_string(&secret_path).unwrap(), secret);
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+/// The journal mode recorded in the database file header (bytes 18-19 are 2 in WAL).
+fn journal_mode(path: &Path) -> &'static str {
+    let header = std::fs::read(path).unwrap();
+    if header[18] == 2 && header[19] == 2 {
+        "wal"
+    } else {
+        "rollback"
+    }
+}
+
+#[test]
+fn a_bad_value_stops_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("GATEHOUSE_ARGON2__MEMORY_KIB", "lots")],
+            vec![],
+            "argon2.memory_kib",
+        ),
+        (
+            vec![("GATEHOUSE_ARGON2__MEMORY_KIB", "1")],
+            vec![],
+            "argon2",
+        ),
+        (
+            vec![("GATEHOUSE_JWT_SECRET", "too-short")],
+            vec![],
+            "jwt_secret",
+        ),
+        (
+            vec![("GATEHOUSE_OWNID__SHARED_SECRETS", "not base64!")],
+            vec![],
+            "ownid.shared_secrets",
+        ),
+        (
+            vec![("GATEHOUSE_TOKEN_LIFETIME_SECS", "0")],
+            vec![],
+            "token_lifetime_secs",
+        ),
+        (vec![("GATEHOUSE_NO_SUCH_KEY", "1")], vec![], "no_such_key"),
+        (vec![], vec!["--database-url", "mysql://x"], "database_url"),
+        (vec![], vec!["--listen", "nowhere"], "--listen"),
+    ];
+    for (env, args, key) in cases {
+        let out = gatehouse(dir.path())
+            .arg("serve")
+            .args(&args)
+            .envs(env.clone())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{env:?} {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{env:?} {args:?}: {stderr}");
+    }
+    // A config file is read, and a bad value in it is named too.
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(&file, "[http]\nrequest_timeout_secs = \"soon\"\n").unwrap();
+    let out = gatehouse(dir.path())
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.request_timeout_secs"), "{stderr}");
+    assert!(
+        stderr.contains("gatehouse.toml"),
+        "names the file: {stderr}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let out = gatehouse(dir.path())
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&db).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    for table in [
+        "accounts",
+        "wallets",
+        "one_time_tokens",
+        "seen_requests",
+        "rate_counters",
+    ] {
+        assert!(text.contains(&format!("CREATE TABLE {table}")), "{table}");
+    }
+}
+
+#[test]
+fn help_describes_the_commands_and_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatehouse(dir.path()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["serve", "migrate", "--config", "GATEHOUSE_"] {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+    let out = gatehouse(dir.path())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "--listen",
+        "--database-url",
+        "--jwt-secret-file",
+        "--token-lifetime-secs",
+        "--issuer",
+        "--argon2-memory-kib",
+        "GATEHOUSE_JWT_SECRET",
+        "ownid.",
+        "selfkey.",
+    ] {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+}
