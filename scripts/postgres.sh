@@ -25,4 +25,6 @@ SQL
 if ! as_postgres psql -qtAc "SELECT 1 FROM pg_database WHERE datname = 'gatehouse_test'" | grep -q 1; then
   as_postgres createdb -O gatehouse gatehouse_test >&2
 fi
+# Each test creates its own schema, so the role must own the database.
+as_postgres psql -qtAc "ALTER DATABASE gatehouse_test OWNER TO gatehouse" >&2
 echo "postgres://gatehouse:gatehouse@127.0.0.1:5432/gatehouse_test"

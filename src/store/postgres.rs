@@ -11,6 +11,8 @@ type Db = sqlx::Postgres;
 /// Shared PostgreSQL, for several Gatehouse nodes behind a load balancer.
 pub struct PostgresStore {
     pool: sqlx::PgPool,
+    /// The same pool: PostgreSQL's group commit makes durable counters cheap enough.
+    ephemeral: sqlx::PgPool,
 }
 
 impl PostgresStore {
@@ -23,7 +25,10 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            ephemeral: pool.clone(),
+            pool,
+        })
     }
 }
 

@@ -3,7 +3,10 @@
 //! instantiated for each backend's pool type by [`impl_store!`]. Backends differ only
 //! in how they connect and in their migrations.
 
-/// Implements `Store` for `$store`, a struct with a `pool: sqlx::Pool<$db>` field.
+/// Implements `Store` for `$store`, a struct with two `sqlx::Pool` fields: `pool` for
+/// what must survive any crash, and `ephemeral` for rate-limit counters and replay
+/// keys, whose loss in a power cut is harmless (they expire long before a machine
+/// is back) and which must not pay an fsync on every request.
 macro_rules! impl_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -15,6 +18,7 @@ macro_rules! impl_store {
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.ephemeral.close().await;
             }
 
             async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
@@ -215,7 +219,7 @@ macro_rules! impl_store {
                 .bind(key)
                 .bind(expires_at)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.ephemeral)
                 .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -238,7 +242,7 @@ macro_rules! impl_store {
                 .bind(key)
                 .bind(now)
                 .bind(window)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.ephemeral)
                 .await?;
                 Ok(WindowCount { count, window_start })
             }
@@ -250,7 +254,7 @@ macro_rules! impl_store {
                 .bind(key)
                 .bind(window)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.ephemeral)
                 .await?;
                 Ok(row.map(|(count, window_start)| WindowCount { count, window_start }))
             }
@@ -258,7 +262,7 @@ macro_rules! impl_store {
             async fn reset(&self, key: &str) -> StoreResult<()> {
                 sqlx::query("DELETE FROM rate_counters WHERE key = $1")
                     .bind(key)
-                    .execute(&self.pool)
+                    .execute(&self.ephemeral)
                     .await?;
                 Ok(())
             }

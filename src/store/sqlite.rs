@@ -12,12 +12,15 @@ type Db = sqlx::Sqlite;
 /// The embedded default: one SQLite file in WAL mode.
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    ephemeral: sqlx::SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs the SQLite migrations.
     /// `synchronous = FULL`: a commit is on disk before it is acknowledged, so no
-    /// acknowledged write is lost to a crash of the process or of the machine.
+    /// acknowledged write is lost to a crash of the process or of the machine. The
+    /// small `ephemeral` pool on the same file commits counters with `NORMAL`: in WAL
+    /// mode that survives a crash of the process, not a power cut.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -33,10 +36,15 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let ephemeral = SqlitePoolOptions::new()
+            .max_connections((max_connections / 4).max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(SqliteStore { pool, ephemeral })
     }
 }
 
