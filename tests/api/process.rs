@@ -262,3 +262,106 @@ fn help_describes_the_commands_and_options() {
         assert!(text.contains(word), "{word}: {text}");
     }
 }
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn flags_beat_environment_beats_file_beats_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &file,
+        format!("listen = \"127.0.0.1:{file_port}\"\nissuer = \"from-file\"\ntoken_lifetime_secs = 120\n"),
+    )
+    .unwrap();
+    let start = |with_flag: bool| {
+        let mut cmd = gatehouse(dir.path());
+        cmd.args(["--config", file.to_str().unwrap(), "serve"])
+            .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{env_port}"))
+            .env("GATEHOUSE_ISSUER", "from-env")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if with_flag {
+            cmd.args([
+                "--listen",
+                &format!("127.0.0.1:{flag_port}"),
+                "--issuer",
+                "from-flag",
+            ]);
+        }
+        cmd.spawn().unwrap()
+    };
+    for (with_flag, port, issuer) in [
+        (false, env_port, "from-env"),
+        (true, flag_port, "from-flag"),
+    ] {
+        let mut child = start(with_flag);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&base, &mut child).await;
+        let res = reqwest::Client::new()
+            .post(format!("{base}/auth/register"))
+            .json(
+                &json!({"email": format!("layers-{port}@example.com"), "password": "password123"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, claims) = crate::helpers::jwt_parts(body["token"].as_str().unwrap());
+        assert_eq!(claims["iss"], issuer);
+        // The file's lifetime holds where nothing above it says otherwise.
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            120
+        );
+        sigterm(&child);
+        assert!(wait_exit(&mut child).success());
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // Expensive hashing, so a registration is still in flight when the signal lands.
+    let mut child = gatehouse(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--argon2-memory-kib", "65536", "--argon2-iterations", "8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(&base, &mut child).await;
+    let client = reqwest::Client::new();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{base}/auth/register");
+        async move {
+            let res = client
+                .post(url)
+                .json(&json!({"email": "slow@example.com", "password": "password123"}))
+                .send()
+                .await
+                .unwrap();
+            read(res).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    sigterm(&child);
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string());
+    assert!(wait_exit(&mut child).success());
+    // Stopped accepting: nothing listens any more.
+    assert!(client.get(format!("{base}/health")).send().await.is_err());
+}
