@@ -109,6 +109,21 @@ impl Signed {
             ],
         }
     }
+
+    /// Sends it over a fresh connection to the server at `address`, blocking.
+    fn send_raw(&self, address: &str, path: &str) -> Reply {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        raw_exchange(
+            address,
+            path,
+            &headers,
+            std::str::from_utf8(&self.body).unwrap(),
+        )
+    }
 }
 
 /// A response: status, headers, and the body as text ("" when empty).
@@ -543,6 +558,25 @@ async fn bad_signatures_get_an_empty_401_and_change_nothing(b: Backend) {
 /// lower-case them).
 async fn raw_post(app: &TestApp, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let address = app.base.trim_start_matches("http://").to_string();
+    let path = path.to_string();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let body = body.to_string();
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        raw_exchange(&address, &path, &headers, &body)
+    })
+    .await
+    .unwrap()
+}
+
+/// One HTTP/1.1 POST over a fresh connection, blocking.
+fn raw_exchange(address: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -553,15 +587,10 @@ async fn raw_post(app: &TestApp, path: &str, headers: &[(&str, &str)], body: &st
     }
     request.push_str("\r\n");
     request.push_str(body);
-    let response = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
-    .await
-    .unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     let mut headers = HeaderMap::new();
@@ -862,46 +891,122 @@ async fn the_routes_follow_the_base_and_the_openapi_document_shows_them(b: Backe
     );
 }
 
-#[test]
-fn the_start_log_says_whether_ownid_is_on_and_bad_secrets_stop_it() {
+/// Runs the binary with `--log debug`, lets `work` talk to it at its address once it
+/// listens, stops it, and returns everything it logged.
+fn log_of_a_run(dir: &std::path::Path, secrets: Option<&str>, work: impl FnOnce(&str)) -> String {
     use crate::process::{gatehouse, signal};
-    let dir = tempfile::tempdir().unwrap();
-    let start_log = |secrets: Option<&str>| -> String {
-        let mut cmd = gatehouse(dir.path());
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .env("GATEHOUSE_JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(secrets) = secrets {
-            cmd.env("GATEHOUSE_OWNID__SHARED_SECRETS", secrets);
-        }
-        let mut child = cmd.spawn().unwrap();
-        // Every start line comes before "listening"; a failed start ends the output.
-        let mut log = String::new();
-        for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
-            let line = line.unwrap();
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("listening") {
-                break;
+    use std::io::BufRead;
+    let mut cmd = gatehouse(dir);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log", "debug"])
+        .env("GATEHOUSE_JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(secrets) = secrets {
+        cmd.env("GATEHOUSE_OWNID__SHARED_SECRETS", secrets);
+    }
+    /// Stops the server if `work` panics, so no test leaves one running.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
             }
         }
-        if child.try_wait().unwrap().is_none() {
-            signal(&child, 15);
+    }
+    let mut child = Running(cmd.spawn().unwrap());
+    let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    // Every start line comes before "listening"; a failed start ends the output.
+    let mut address = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening") {
+            let port = line.split("127.0.0.1:").nth(1).unwrap();
+            let port: String = port.chars().take_while(char::is_ascii_digit).collect();
+            address = Some(format!("127.0.0.1:{port}"));
+            break;
         }
-        child.wait().unwrap();
-        log
-    };
-    let off = start_log(None);
+    }
+    if let Some(address) = address {
+        work(&address);
+        // An answered request means the server runs and handles SIGTERM (before that,
+        // the signal would kill it with no graceful exit).
+        let health = raw_exchange(&address, "/health", &[], "");
+        assert_eq!(health.status, StatusCode::METHOD_NOT_ALLOWED);
+        signal(&child.0, 15);
+    }
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    assert!(child.0.wait().unwrap().success(), "{log}");
+    log
+}
+
+#[test]
+fn the_log_says_whether_ownid_is_on_and_never_shows_secrets_data_or_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = log_of_a_run(dir.path(), None, |address| {
+        let req = Signed::new(SECRET, &json!({"loginId": email()}).to_string());
+        req.send_raw(address, SESSION).assert_json(
+            StatusCode::NOT_FOUND,
+            json!({"message": "No such route."}),
+            "OwnID off",
+        );
+    });
     assert!(off.contains("listening"), "{off}");
     assert!(off.contains("OwnID: off"), "{off}");
-    let on = start_log(Some(&format!("{SECRET}, {NEW_SECRET}")));
+
+    let addr = email();
+    let registered_data = format!("registered-{}", gatehouse::crypto::random_id());
+    let enrolled_data = format!("enrolled-{}", gatehouse::crypto::random_id());
+    let mut seen = Vec::new();
+    let on = log_of_a_run(
+        dir.path(),
+        Some(&format!("{SECRET}, {NEW_SECRET}")),
+        |address| {
+            let register = json!({"email": addr, "ownIdData": registered_data}).to_string();
+            let reply = raw_exchange(address, "/auth/register", &[], &register);
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            seen.push(reply.json()["token"].as_str().unwrap().to_string());
+            let signed = |path: &str, body: Value| {
+                Signed::new(NEW_SECRET, &body.to_string()).send_raw(address, path)
+            };
+            let set = signed(SET, json!({"loginId": addr, "ownIdData": enrolled_data}));
+            set.assert_empty(StatusCode::NO_CONTENT, "set");
+            let get = signed(GET, json!({"loginId": addr}));
+            get.assert_json(StatusCode::OK, json!({"ownIdData": enrolled_data}), "get");
+            let session = signed(SESSION, json!({"loginId": addr}));
+            assert_eq!(session.status, StatusCode::OK, "{}", session.body);
+            seen.push(session.json()["token"].as_str().unwrap().to_string());
+            let forged = Signed::new(FOREIGN_SECRET, &json!({"loginId": addr}).to_string());
+            forged
+                .send_raw(address, SESSION)
+                .assert_empty(StatusCode::UNAUTHORIZED, "forged");
+            seen.push(forged.headers[0].1.clone());
+        },
+    );
     assert!(on.contains("OwnID: on"), "{on}");
     assert!(on.contains("/ownid"), "{on}");
-    assert!(!on.contains(SECRET) && !on.contains(NEW_SECRET), "{on}");
+    // The requests were logged, at debug level even, without what they carried.
+    assert!(on.contains("OwnID session issued"), "{on}");
+    assert!(on.contains("OwnID request refused"), "{on}");
+    for never in [SECRET, NEW_SECRET, &registered_data, &enrolled_data]
+        .into_iter()
+        .chain(seen.iter().map(String::as_str))
+    {
+        assert!(!on.contains(never), "{never} is in the log:\n{on}");
+    }
+}
 
-    let out = gatehouse(dir.path())
+#[test]
+fn a_shared_secret_that_is_not_base64_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::process::gatehouse(dir.path())
         .arg("serve")
         .env(
             "GATEHOUSE_OWNID__SHARED_SECRETS",
