@@ -196,7 +196,7 @@ pub struct OwnIdDataResponse {
 }
 
 /// Stores the account's OwnID data (a new device enrolled).
-#[utoipa::path(post, path = "/setOwnIDDataByLoginId", tag = "ownid",
+#[utoipa::path(post, path = "/setOwnIDDataByLoginId", tag = "ownid", operation_id = "setOwnIDDataByLoginId",
     params(SignatureHeaders),
     request_body = OwnIdSetDataRequest,
     responses(
@@ -222,7 +222,7 @@ async fn set_data(app: &App, req: OwnIdSetDataRequest) -> Result<Response, ApiEr
 }
 
 /// The account's OwnID data.
-#[utoipa::path(post, path = "/getOwnIDDataByLoginId", tag = "ownid",
+#[utoipa::path(post, path = "/getOwnIDDataByLoginId", tag = "ownid", operation_id = "getOwnIDDataByLoginId",
     params(SignatureHeaders),
     request_body = OwnIdLoginRequest,
     responses(
@@ -246,7 +246,7 @@ async fn get_data(app: &App, req: OwnIdLoginRequest) -> Result<Response, ApiErro
 }
 
 /// An account token for the account, as `/auth/login` gives; OwnID hands it to the page.
-#[utoipa::path(post, path = "/getSessionByLoginId", tag = "ownid",
+#[utoipa::path(post, path = "/getSessionByLoginId", tag = "ownid", operation_id = "getSessionByLoginId",
     params(SignatureHeaders),
     request_body = OwnIdSessionRequest,
     responses(

@@ -855,6 +855,7 @@ async fn the_routes_follow_the_base_and_the_openapi_document_shows_them(b: Backe
     ] {
         let op = &doc["paths"][format!("/api/ownid/{name}")]["post"];
         assert!(op.is_object(), "{name} is documented");
+        assert_eq!(op["operationId"], name);
         let headers: Vec<(&str, &str, bool)> = op["parameters"]
             .as_array()
             .unwrap()
