@@ -34,5 +34,8 @@ GATEHOUSE_OWNID_SECRET="$ownid_secret" \
 if grep -qF "$secret" "$log"; then
   echo "FAIL: the JWT secret appeared in the server log"; status=1
 fi
+if grep -qF "$ownid_secret" "$log"; then
+  echo "FAIL: the OwnID shared secret appeared in the server log"; status=1
+fi
 [ "$status" -eq 0 ] || { echo "server log:"; tail -n 50 "$log"; }
 exit "$status"

@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::accounts::{Accounts, LoginLimit};
 use crate::config::{IpNet, Settings};
 use crate::crypto::jwt::TokenKeys;
+use crate::crypto::ownid_signature::OwnIdVerifier;
 use crate::crypto::passwords::{HashParams, PasswordHasher};
 use crate::domain::Secret;
 use crate::store::{self, DynStore};
@@ -19,6 +20,8 @@ pub struct App {
     pub accounts: Accounts,
     /// Parsed `http.trusted_proxies`.
     pub proxies: Vec<IpNet>,
+    /// Checks OwnID's signed requests; holds no secret when OwnID is off.
+    pub ownid: OwnIdVerifier,
 }
 
 impl App {
@@ -48,12 +51,20 @@ impl App {
             login_limit,
         );
         let proxies = settings.trusted_proxies();
+        let o = &settings.ownid;
+        let ownid = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
+            .context("ownid.shared_secrets")?;
+        match ownid.key_count() {
+            0 => tracing::info!("OwnID: off (no ownid.shared_secrets), its routes answer 404"),
+            n => tracing::info!(base = %o.base, secrets = n, "OwnID: on"),
+        }
         Ok(App {
             settings,
             store,
             tokens,
             accounts,
             proxies,
+            ownid,
         })
     }
 }

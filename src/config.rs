@@ -400,17 +400,8 @@ impl Settings {
         if !o.base.starts_with('/') || o.base.ends_with('/') {
             return bad("ownid.base", "must start with '/' and not end with '/'");
         }
-        for (i, secret) in o.shared_secrets.iter().enumerate() {
-            use base64::Engine;
-            match base64::engine::general_purpose::STANDARD.decode(secret.expose().trim()) {
-                Ok(key) if !key.is_empty() => {}
-                _ => {
-                    return bad(
-                        "ownid.shared_secrets",
-                        &format!("secret #{} is not valid base64", i + 1),
-                    );
-                }
-            }
+        if let Err(e) = crate::crypto::ownid_signature::decode_secrets(&o.shared_secrets) {
+            return bad("ownid.shared_secrets", &e.to_string());
         }
         if o.timestamp_tolerance_secs < 1 {
             return bad("ownid.timestamp_tolerance_secs", "must be at least 1");

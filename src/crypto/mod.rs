@@ -2,6 +2,7 @@
 //! compares, keys that cannot be printed.
 
 pub mod jwt;
+pub mod ownid_signature;
 pub mod passwords;
 
 /// `n` bytes from the operating system's CSPRNG.

@@ -142,7 +142,7 @@ async fn me(
     }))
 }
 
-fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
+pub fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
     value.ok_or_else(|| Invalid::missing(field))
 }
 

@@ -19,6 +19,9 @@ pub struct ErrorBody {
 
 pub const UNPARSABLE: &str = "Unable to parse JSON request";
 
+/// The message of every unknown route.
+pub const NO_ROUTE: &str = "No such route.";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A field is missing or invalid.

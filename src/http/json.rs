@@ -19,16 +19,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "The request body must be JSON, sent with Content-Type: application/json.".into(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let too_large = rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            ApiError::Unparsable(if too_large {
-                "The request body is too large.".into()
-            } else {
-                "The request body could not be read.".into()
-            })
-        })?;
-        parse(&bytes).map(JsonBody)
+        parse(&read_body(req, state).await?).map(JsonBody)
     }
+}
+
+/// The raw body, within the body limit.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        let too_large = rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+        ApiError::Unparsable(if too_large {
+            "The request body is too large.".into()
+        } else {
+            "The request body could not be read.".into()
+        })
+    })
 }
 
 /// Parses a JSON body, explaining what is wrong with it.

@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod ownid;
 pub mod session;
 
 use std::future::Future;
@@ -42,6 +43,7 @@ pub fn router(app: AppState) -> Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(health::router())
+        .merge(ownid::router(&app))
         .split_for_parts();
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
@@ -53,7 +55,7 @@ pub fn router(app: AppState) -> Router {
                 async move { axum::Json(api.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::NotFound("No such route.".into()) })
+        .fallback(|| async { ApiError::NotFound(error::NO_ROUTE.into()) })
         .method_not_allowed_fallback(|| async {
             let body = error::ErrorBody {
                 message: "Method not allowed on this route.".into(),

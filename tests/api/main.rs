@@ -3,4 +3,5 @@
 mod helpers;
 
 mod auth;
+mod ownid;
 mod process;
