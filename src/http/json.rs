@@ -6,33 +6,48 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::ApiError;
 
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         if !is_json(&req) {
             return Err(ApiError::Unparsable(
                 "The request body must be JSON, sent with Content-Type: application/json.".into(),
             ));
         }
-        parse(&read_body(req, state).await?).map(JsonBody)
+        parse(&read_body(req, app.settings.http.body_limit_bytes).await?).map(JsonBody)
     }
 }
 
-/// The raw body, within the body limit.
-pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        let too_large = rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-        ApiError::Unparsable(if too_large {
-            "The request body is too large.".into()
-        } else {
-            "The request body could not be read.".into()
+/// The raw body, at most `limit` bytes. A body whose declared length is over the
+/// limit is refused before a byte of it is read.
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::Unparsable("The request body is too large.".into());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let over_limit = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            if over_limit {
+                too_large()
+            } else {
+                ApiError::Unparsable("The request body could not be read.".into())
+            }
         })
-    })
 }
 
 /// Parses a JSON body, explaining what is wrong with it.

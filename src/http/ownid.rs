@@ -133,7 +133,7 @@ impl FromRequest<AppState> for SignedBody {
     async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         let headers = SignatureHeaders::from_headers(req.headers())
             .ok_or_else(|| unsigned("a signature header is missing, repeated or unprintable"))?;
-        let body = json::read_body(req, app)
+        let body = json::read_body(req, app.settings.http.body_limit_bytes)
             .await
             .map_err(IntoResponse::into_response)?;
         let now = unix_now_millis();

@@ -162,6 +162,34 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// Sends only the headers of a JSON POST that declares `content_length` bytes and
+    /// reads the answer: an oversized body must be refused without waiting for it.
+    pub async fn post_declaring(&self, path: &str, content_length: usize) -> (StatusCode, Value) {
+        self.send_raw(&format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n"
+        ))
+        .await
+    }
+
+    /// Writes `request` as is on a new connection and reads the answer up to the
+    /// connection's end (send `Connection: close` when the server would keep it open).
+    pub async fn send_raw(&self, request: &str) -> (StatusCode, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response));
+        read.await.expect("the server answers at once").unwrap();
+        let text = String::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (
+            StatusCode::from_u16(status).unwrap(),
+            serde_json::from_str(body).unwrap(),
+        )
+    }
+
     pub async fn register(&self, email: &str, password: &str) -> (StatusCode, Value) {
         self.post_json(
             "/auth/register",
