@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod selfkey;
 pub mod session;
 
 use std::future::Future;
@@ -42,6 +43,7 @@ pub fn router(app: AppState) -> Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(health::router())
+        .merge(selfkey::router(&app.settings))
         .split_for_parts();
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
