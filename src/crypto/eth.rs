@@ -244,7 +244,7 @@ mod tests {
     fn secret(hex_key: &str) -> SecretKey {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(hex_key, &mut bytes).unwrap();
-        SecretKey::from_byte_array(bytes).unwrap()
+        SecretKey::from_secret_bytes(bytes).unwrap()
     }
 
     fn sign(key: &SecretKey, message: &[u8]) -> Signature {
@@ -404,7 +404,7 @@ mod tests {
 
         #[test]
         fn every_key_signs_and_recovers(secret_bytes in proptest::array::uniform32(1u8..), message in "\\PC{0,120}") {
-            let Ok(key) = SecretKey::from_byte_array(secret_bytes) else { return Ok(()) };
+            let Ok(key) = SecretKey::from_secret_bytes(secret_bytes) else { return Ok(()) };
             let public = PublicKey::from_secp(&secp256k1::PublicKey::from_secret_key(&key));
             prop_assert_eq!(PublicKey::parse(&format!("0x{public}")), Ok(public));
             let sig = sign(&key, message.as_bytes());

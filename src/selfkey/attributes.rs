@@ -122,7 +122,7 @@ impl Attributes {
     }
 }
 
-fn identifiers<'a>(item: &'a Map<String, Value>) -> impl Iterator<Item = &'a str> {
+fn identifiers(item: &Map<String, Value>) -> impl Iterator<Item = &str> {
     [
         item.get("id"),
         item.get("schemaId"),
