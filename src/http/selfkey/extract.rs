@@ -47,11 +47,11 @@ impl FromRequestParts<AppState> for WalletSession {
 /// A JSON body, refused in this surface's format (`invalid_request`).
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = SelfKeyApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match JsonBody::<T>::from_request(req, state).await {
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        match JsonBody::<T>::from_request(req, app).await {
             Ok(JsonBody(body)) => Ok(Body(body)),
             Err(ApiError::Unparsable(message) | ApiError::BadRequest(message)) => {
                 Err(SelfKeyApiError::bad_request("invalid_request", message))
