@@ -1779,3 +1779,53 @@ async fn link_token(app: &TestApp, account_token: &str) -> String {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["linkToken"].as_str().unwrap().to_string()
 }
+
+/// Through the binary (`migrate` loads and checks the configuration, then exits), as
+/// an operator would start it: the README's example loads; bad values are named.
+#[test]
+fn the_readme_configuration_loads_and_bad_selfkey_values_are_named() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let wiring = readme.split("### Wiring it into a site").nth(1).unwrap();
+    let example = wiring
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    let migrate = |toml: &str| {
+        std::fs::write(&file, toml).unwrap();
+        crate::process::gatehouse(dir.path())
+            .args(["--config", file.to_str().unwrap(), "migrate"])
+            .output()
+            .unwrap()
+    };
+    let out = migrate(example);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (toml, key) in [
+        (
+            "[selfkey]\ncookie_name = \"my session\"\n",
+            "selfkey.cookie_name",
+        ),
+        (
+            "[http]\ncors_origins = [\"shop.example\"]\n",
+            "http.cors_origins",
+        ),
+        (
+            "[[selfkey.attributes]]\nkey = \"email\"\n",
+            "selfkey.attributes",
+        ),
+    ] {
+        let out = migrate(toml);
+        assert_eq!(out.status.code(), Some(2), "{toml}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+}
