@@ -3,7 +3,7 @@
 # secret, runs the Node interop tests against it, and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${GATEHOUSE_BIN:-target/debug/gatehouse}
+bin=${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
@@ -17,6 +17,7 @@ env -u GATEHOUSE_TEST_POSTGRES_URL \
   GATEHOUSE_RATE_LIMIT__ENABLED=false \
   GATEHOUSE_ARGON2__MEMORY_KIB=4096 \
   GATEHOUSE_HTTP__CORS_ORIGINS="http://site.example" \
+  GATEHOUSE_SELFKEY__ATTRIBUTES='[{key="email",label="Email",schema="http://platform.selfkey.org/schema/attribute/email.json",required=true},{key="passport",label="Passport",schema="http://platform.selfkey.org/schema/attribute/passport.json"}]' \
   "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -284,7 +284,7 @@ impl Settings {
             .merge(
                 Env::prefixed("GATEHOUSE_")
                     .split("__")
-                    .filter(|key| !key.as_str().starts_with("test_")),
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::globals(overrides))
             .extract()
@@ -385,6 +385,22 @@ impl Settings {
         let s = &self.selfkey;
         if !s.mount.starts_with('/') || s.mount.ends_with('/') {
             return bad("selfkey.mount", "must start with '/' and not end with '/'");
+        }
+        let cookie_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if s.cookie_name.is_empty() || !s.cookie_name.bytes().all(cookie_char) {
+            return bad(
+                "selfkey.cookie_name",
+                "must be letters, digits and !#$%&'*+-.^_`|~ only",
+            );
+        }
+        if let Some(o) = self.http.cors_origins.iter().find(|o| {
+            !(o.starts_with("http://") || o.starts_with("https://"))
+                || !o.bytes().all(|b| b.is_ascii_graphic())
+        }) {
+            return bad(
+                "http.cors_origins",
+                &format!("{o:?} is not an origin such as https://example.com"),
+            );
         }
         for (key, ttl) in [
             ("selfkey.challenge_ttl_secs", s.challenge_ttl_secs),

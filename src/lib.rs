@@ -12,4 +12,5 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod ownid_data;
+pub mod selfkey;
 pub mod store;

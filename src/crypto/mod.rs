@@ -1,6 +1,7 @@
 //! Cryptography, kept boring: pinned algorithms and parameters, constant-time
 //! compares, keys that cannot be printed.
 
+pub mod eth;
 pub mod jwt;
 pub mod ownid_signature;
 pub mod passwords;

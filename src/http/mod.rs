@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod json;
 pub mod ownid;
+pub mod selfkey;
 pub mod session;
 
 use std::future::Future;
@@ -44,6 +45,7 @@ pub fn router(app: AppState) -> Router {
         .merge(auth::router())
         .merge(health::router())
         .merge(ownid::router(&app))
+        .merge(selfkey::router(&app.settings))
         .split_for_parts();
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);

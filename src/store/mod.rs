@@ -71,6 +71,16 @@ pub struct AccountProfile {
     pub wallets: Vec<WalletSummary>,
 }
 
+/// A linked wallet as stored, with the attributes it shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletRecord {
+    pub address: String,
+    pub public_key: String,
+    pub attributes: String,
+    pub linked_at: i64,
+    pub updated_at: i64,
+}
+
 /// What removing a wallet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalletRemoval {
@@ -131,6 +141,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<bool>;
     async fn wallets(&self, account: &AccountId) -> StoreResult<Vec<WalletSummary>>;
+    /// One wallet of this account, with its attributes.
+    async fn wallet_record(
+        &self,
+        account: &AccountId,
+        address: &str,
+    ) -> StoreResult<Option<WalletRecord>>;
     /// Unlinks a wallet unless it is the account's last way to sign in; atomic
     /// against concurrent removals.
     async fn remove_wallet(&self, account: &AccountId, address: &str)

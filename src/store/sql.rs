@@ -146,6 +146,24 @@ macro_rules! impl_store {
                     .collect())
             }
 
+            async fn wallet_record(&self, account: &AccountId, address: &str) -> StoreResult<Option<WalletRecord>> {
+                let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT address, public_key, attributes, created_at, updated_at FROM wallets
+                     WHERE address = $1 AND account_id = $2",
+                )
+                .bind(address)
+                .bind(&account.0)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(address, public_key, attributes, linked_at, updated_at)| WalletRecord {
+                    address,
+                    public_key,
+                    attributes,
+                    linked_at,
+                    updated_at,
+                }))
+            }
+
             async fn remove_wallet(&self, account: &AccountId, address: &str) -> StoreResult<WalletRemoval> {
                 let mut tx = self.pool.begin().await?;
                 // A no-op write locks the account row (PostgreSQL) or the database

@@ -1,0 +1,293 @@
+//! What the SelfKey handlers take from a request: the wallet token, a JSON body, the
+//! sign-up body (JSON or multipart), and the public base URL.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::SelfKeyApiError;
+use super::service;
+use crate::crypto::jwt::TokenKind;
+use crate::http::AppState;
+use crate::http::client::from_trusted_proxy;
+use crate::http::error::ApiError;
+use crate::http::json::{self, JsonBody};
+use crate::http::session::bearer_token;
+use crate::selfkey::attributes::is_document_ref;
+use crate::selfkey::{Document, SelfKeyError, Wallet};
+
+/// The wallet of `Authorization: Bearer <wallet token>`.
+pub struct WalletSession(pub Wallet);
+
+impl FromRequestParts<AppState> for WalletSession {
+    type Rejection = SelfKeyApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or_else(SelfKeyApiError::no_auth_token)?;
+        service(app)
+            .wallet(token)
+            .map(WalletSession)
+            .map_err(|e| match e {
+                SelfKeyError::Token(e) => {
+                    SelfKeyApiError::token_refused("invalid_token", TokenKind::Wallet, token, e)
+                }
+                other => other.into(),
+            })
+    }
+}
+
+/// A JSON body, refused in this surface's format (`invalid_request`).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = SelfKeyApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        match JsonBody::<T>::from_request(req, app).await {
+            Ok(JsonBody(body)) => Ok(Body(body)),
+            Err(ApiError::Unparsable(message) | ApiError::BadRequest(message)) => {
+                Err(SelfKeyApiError::bad_request("invalid_request", message))
+            }
+            Err(other) => Err(SelfKeyApiError::internal(other.into())),
+        }
+    }
+}
+
+/// A sign-up as the wallet sends it: the attributes (not yet checked), the files
+/// their data refers to, and the link token from `meta`, if any.
+pub struct Submission {
+    pub attributes: Value,
+    pub documents: HashMap<String, Document>,
+    pub link_token: Option<String>,
+}
+
+fn invalid_attributes(message: impl Into<std::borrow::Cow<'static, str>>) -> SelfKeyApiError {
+    SelfKeyApiError::bad_request("invalid_attributes", message)
+}
+
+fn too_large() -> SelfKeyApiError {
+    SelfKeyApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+        "The request body is too large.",
+    )
+}
+
+/// Reads either body the wallets send: JSON `{"attributes":[…],"meta":{…}}`, or
+/// `multipart/form-data` with an `attributes` part (JSON), an optional `meta` part
+/// (JSON) and `$document-<n>` file parts.
+pub async fn read_submission(req: Request) -> Result<Submission, SelfKeyApiError> {
+    if json::is_json(&req) {
+        let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                invalid_attributes("The request body could not be read.")
+            }
+        })?;
+        let body: super::UsersJson =
+            json::parse(&bytes).map_err(|e| invalid_attributes(e.to_string()))?;
+        return Ok(Submission {
+            attributes: body.attributes.unwrap_or(Value::Null),
+            documents: HashMap::new(),
+            link_token: link_token(body.meta)?,
+        });
+    }
+    if !is_multipart(&req) {
+        return Err(invalid_attributes(
+            "Send the attributes as JSON (application/json) or as multipart/form-data.",
+        ));
+    }
+    let mut multipart = Multipart::from_request(req, &())
+        .await
+        .map_err(|_| invalid_attributes("The multipart body could not be read."))?;
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            invalid_attributes("The multipart body could not be read.")
+        }
+    };
+    let mut attributes = None;
+    let mut meta = None;
+    let mut documents = HashMap::new();
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "attributes" => attributes = Some(field.text().await.map_err(unreadable)?),
+            "meta" => meta = Some(field.text().await.map_err(unreadable)?),
+            _ if is_document_ref(&name) => {
+                let mime_type = field
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_string();
+                let bytes = field.bytes().await.map_err(unreadable)?.to_vec();
+                documents.insert(name, Document { mime_type, bytes });
+            }
+            // Parts a later wallet may add are skipped, not refused.
+            _ => {}
+        }
+    }
+    let attributes = match attributes {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|_| invalid_attributes("The 'attributes' part is not valid JSON."))?,
+        None => Value::Null,
+    };
+    let meta = match meta {
+        Some(text) if !text.trim().is_empty() => {
+            Some(serde_json::from_str(&text).map_err(|_| invalid_meta())?)
+        }
+        _ => None,
+    };
+    Ok(Submission {
+        attributes,
+        documents,
+        link_token: link_token(meta)?,
+    })
+}
+
+fn is_multipart(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+fn invalid_meta() -> SelfKeyApiError {
+    SelfKeyApiError::bad_request(
+        "invalid_meta",
+        "The 'meta' field must be a JSON object; its 'linkToken', if any, a string.",
+    )
+}
+
+/// The link token the page put in the LWS `meta` (`{"linkToken": …}`).
+pub fn link_token(meta: Option<Value>) -> Result<Option<String>, SelfKeyApiError> {
+    match meta {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(mut meta)) => match meta.remove("linkToken") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(token)) => Ok(Some(token)),
+            Some(_) => Err(invalid_meta()),
+        },
+        Some(_) => Err(invalid_meta()),
+    }
+}
+
+/// `?meta=<json>` of `GET /auth/token`.
+pub fn link_token_from_query(meta: Option<&str>) -> Result<Option<String>, SelfKeyApiError> {
+    match meta {
+        None => Ok(None),
+        Some(text) => link_token(Some(
+            serde_json::from_str(text).map_err(|_| invalid_meta())?,
+        )),
+    }
+}
+
+/// `scheme://host` of the site as its visitors see it: `http.public_url` when set;
+/// else the request's `Host`, or `X-Forwarded-Host`/`-Proto` when the request came
+/// straight from a trusted proxy.
+pub struct PublicBase(pub String);
+
+impl FromRequestParts<AppState> for PublicBase {
+    type Rejection = SelfKeyApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(url) = &app.settings.http.public_url {
+            return Ok(PublicBase(url.trim_end_matches('/').to_string()));
+        }
+        let first = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let forwarded = from_trusted_proxy(parts, app);
+        let host = forwarded
+            .then(|| first("x-forwarded-host"))
+            .flatten()
+            .or_else(|| first(header::HOST.as_str()))
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .filter(|host| is_host(host))
+            .ok_or_else(|| {
+                SelfKeyApiError::bad_request(
+                    "invalid_host",
+                    "The request's Host header is missing or invalid.",
+                )
+            })?;
+        let scheme = forwarded
+            .then(|| first("x-forwarded-proto"))
+            .flatten()
+            .filter(|p| p.eq_ignore_ascii_case("https"))
+            .map_or("http", |_| "https");
+        Ok(PublicBase(format!("{scheme}://{host}")))
+    }
+}
+
+/// A host name or address and an optional port: nothing that could break out of a URL.
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for good in [
+            "example.com",
+            "example.com:8443",
+            "127.0.0.1:80",
+            "[::1]:8080",
+        ] {
+            assert!(is_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "evil.com/path",
+            "a b",
+            "evil.com?x",
+            "user@evil.com",
+            "é.com",
+        ] {
+            assert!(!is_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn link_tokens_in_meta() {
+        use serde_json::json;
+        assert_eq!(link_token(None).unwrap(), None);
+        assert_eq!(link_token(Some(json!({}))).unwrap(), None);
+        assert_eq!(
+            link_token(Some(json!({"linkToken": "t", "other": 1}))).unwrap(),
+            Some("t".into())
+        );
+        assert!(link_token(Some(json!({"linkToken": 5}))).is_err());
+        assert!(link_token(Some(json!("t"))).is_err());
+        assert_eq!(
+            link_token_from_query(Some(r#"{"linkToken":"t"}"#)).unwrap(),
+            Some("t".into())
+        );
+        assert!(link_token_from_query(Some("{")).is_err());
+    }
+}
