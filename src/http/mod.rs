@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod limits;
 pub mod session;
 
 use std::future::Future;
@@ -61,6 +62,10 @@ pub fn router(app: AppState) -> Router {
             };
             (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
         })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            limits::per_address,
+        ))
         .layer(DefaultBodyLimit::max(app.settings.http.body_limit_bytes))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
