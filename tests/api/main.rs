@@ -3,5 +3,8 @@
 mod helpers;
 
 mod auth;
+mod bounds;
+mod crash;
+mod limits;
 mod process;
 mod token_attacks;
