@@ -30,13 +30,14 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::App;
 use crate::config::Settings;
+use auth::BearerScheme;
 use error::ApiError;
 
 /// Shared by every handler.
 pub type AppState = Arc<App>;
 
 #[derive(OpenApi)]
-#[openapi(info(
+#[openapi(modifiers(&BearerScheme), info(
     title = "Gatehouse",
     description = "Email/password, Login with SelfKey and OwnID sign-in on one user store."
 ))]
