@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=4.32.5
-venv=target/fuzz-venv
+venv=$PWD/target/fuzz-venv
 bin=${GATEHOUSE_BIN:-target/debug/gatehouse}
 examples=${FUZZ_EXAMPLES:-100}
 seed=${FUZZ_SEED:-20240605}
@@ -42,7 +42,8 @@ token=$(curl -fsS "http://127.0.0.1:$port/auth/register" -H 'content-type: appli
   python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 
 status=0
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+# From the scratch directory, where schemathesis leaves its cache.
+(cd "$data" && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$examples" \
   --seed "$seed" \
@@ -50,6 +51,6 @@ status=0
   --request-timeout 30 \
   --generation-database none \
   --header "Authorization: Bearer $token" \
-  --no-color || status=$?
+  --no-color) || status=$?
 [ "$status" -eq 0 ] || { echo "server log:"; tail -n 50 "$log"; }
 exit "$status"

@@ -430,6 +430,19 @@ async fn openapi_documents_every_route(b: Backend) {
             "{method} {path} missing"
         );
     }
+    // The scheme `/auth/me` names is defined, and the request bodies say what is required.
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["LoginRequest"]["required"],
+        json!(["email", "password"])
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["RegisterRequest"]["required"],
+        json!(["email"])
+    );
 }
 
 async fn unexpected_failures_get_an_opaque_500(b: Backend) {
