@@ -291,7 +291,7 @@ impl Settings {
             .merge(
                 Env::prefixed("GATEHOUSE_")
                     .split("__")
-                    .filter(|key| !key.as_str().starts_with("test_")),
+                    .filter(|key| !key.starts_with("test_")),
             )
             .merge(Serialized::globals(overrides))
             .extract()
