@@ -291,7 +291,7 @@ impl Settings {
             .merge(
                 Env::prefixed("GATEHOUSE_")
                     .split("__")
-                    .filter(|key| !key.starts_with("test_")),
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::globals(overrides))
             .extract()
