@@ -22,7 +22,10 @@ fi
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log="$data/server.log"
-env -u GATEHOUSE_TEST_POSTGRES_URL \
+# Only the variables this run sets: any GATEHOUSE_* of the caller's (GATEHOUSE_BIN,
+# the tests' own) would be read as configuration.
+# shellcheck disable=SC2046
+env $(env | sed -n 's/^\(GATEHOUSE_[A-Za-z0-9_]*\)=.*/-u \1/p') \
   GATEHOUSE_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" \
   GATEHOUSE_RATE_LIMIT__ENABLED=false \
   GATEHOUSE_ARGON2__MEMORY_KIB=1024 \
