@@ -35,11 +35,17 @@ impl From<StoreError> for AccountError {
     }
 }
 
-/// Failed-login lockout per account: `max_failures` in `window_secs`.
+/// Failed-login lockout per account: after `max_failures` failed attempts in a fixed
+/// window of `window_secs`, further attempts are refused until that window ends.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginLimit {
     pub max_failures: i64,
     pub window_secs: i64,
+}
+
+/// The rate counter of password logins for one email address.
+pub fn lockout_key(email: &Email) -> String {
+    format!("login-failures:{}", email.key())
 }
 
 pub struct Accounts {
@@ -96,15 +102,19 @@ impl Accounts {
 
     /// Checks an email and password. Unknown emails and passwordless accounts are
     /// checked against a dummy hash, so all three failures look and time the same.
+    ///
+    /// With a [`LoginLimit`], every attempt is counted before the password is checked,
+    /// in one atomic statement: a burst of concurrent guesses cannot all slip past a
+    /// check made before any of them was recorded. A success clears the count. The
+    /// email need not exist, so a lockout says nothing about who has an account.
     pub async fn login(&self, email: &Email, password: &Password) -> Result<String, AccountError> {
-        let lock_key = format!("login-failures:{}", email.key());
+        let lock_key = lockout_key(email);
         if let Some(limit) = self.login_limit {
             let now = unix_now();
-            if let Some(c) = self.store.count(&lock_key, now, limit.window_secs).await?
-                && c.count >= limit.max_failures
-            {
+            let attempts = self.store.hit(&lock_key, now, limit.window_secs).await?;
+            if attempts.count > limit.max_failures {
                 return Err(AccountError::LockedOut {
-                    retry_after_secs: c.window_start + limit.window_secs - now,
+                    retry_after_secs: attempts.window_start + limit.window_secs - now,
                 });
             }
         }
@@ -123,14 +133,7 @@ impl Accounts {
                 }
                 Ok(self.session_token(&account.id, account.email.as_deref()))
             }
-            _ => {
-                if let Some(limit) = self.login_limit {
-                    self.store
-                        .hit(&lock_key, unix_now(), limit.window_secs)
-                        .await?;
-                }
-                Err(AccountError::InvalidCredentials)
-            }
+            _ => Err(AccountError::InvalidCredentials),
         }
     }
 

@@ -27,6 +27,7 @@ Keys (environment variable in brackets):
   argon2.memory_kib / .iterations / .parallelism   (19456 / 2 / 1)
   argon2.max_in_flight       hashes at once (number of cores)
   http.body_limit_bytes (1048576)  http.request_timeout_secs (30)  http.shutdown_grace_secs (10)
+  http.header_read_timeout_secs (10)  http.max_header_bytes (32768)
   http.trusted_proxies       addresses/CIDRs whose X-Forwarded-* are trusted (none)
   http.public_url            public base URL for absolute links and cookies
   http.cors_origins          browser origins allowed on the page-facing routes

@@ -56,6 +56,11 @@ pub struct HttpSettings {
     /// Largest request body, bytes (the wallet's multipart upload has its own limit).
     pub body_limit_bytes: usize,
     pub request_timeout_secs: u64,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// Largest request line and headers, bytes; more gets 431 and a closed connection.
+    pub max_header_bytes: usize,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-*` headers are trusted.
@@ -179,6 +184,8 @@ impl Default for HttpSettings {
         HttpSettings {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 32 * 1024,
             shutdown_grace_secs: 10,
             trusted_proxies: Vec::new(),
             public_url: None,
@@ -362,6 +369,12 @@ impl Settings {
         }
         if self.http.request_timeout_secs == 0 {
             return bad("http.request_timeout_secs", "must be at least 1");
+        }
+        if self.http.header_read_timeout_secs == 0 {
+            return bad("http.header_read_timeout_secs", "must be at least 1");
+        }
+        if self.http.max_header_bytes < 1024 {
+            return bad("http.max_header_bytes", "must be at least 1024");
         }
         if let Some(p) = self
             .http

@@ -88,6 +88,10 @@ pub struct Claims<T> {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    /// Extensions the verifier must understand (RFC 7515, 4.1.11); we understand none,
+    /// so a token that lists any, such as an unencoded payload, is refused.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 /// Signs and verifies every kind of token.
@@ -194,7 +198,7 @@ impl TokenKeys {
             return Err(TokenError::Malformed);
         };
         let header: Header = decode_json(header)?;
-        if header.alg != "HS512" {
+        if header.alg != "HS512" || header.crit.is_some() {
             return Err(TokenError::Algorithm);
         }
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
@@ -364,6 +368,31 @@ mod tests {
         #[test]
         fn arbitrary_input_never_verifies_or_panics(s in "\\PC{0,300}") {
             prop_assert!(keys().verify::<Extra>(TokenKind::Account, &s, 1001).is_err());
+        }
+
+        #[test]
+        fn only_the_hs512_header_verifies_even_when_signed_with_our_key(
+            alg in prop_oneof![
+                Just("HS512".to_string()),
+                Just("none".to_string()),
+                "[A-Za-z0-9]{0,8}",
+            ],
+            extra in prop_oneof![
+                Just(String::new()),
+                Just(r#","typ":"JWT""#.to_string()),
+                Just(r#","crit":["b64"],"b64":false"#.to_string()),
+                Just(r#","kid":"../../etc/passwd""#.to_string()),
+            ],
+        ) {
+            let k = keys();
+            let (t, _) = k.issue(TokenKind::Account, "s", 1000, 60, Extra { email: None });
+            let payload = t.split('.').nth(1).unwrap();
+            let header = B64.encode(format!(r#"{{"alg":"{alg}"{extra}}}"#));
+            let input = format!("{header}.{payload}");
+            let tag = k.mac(TokenKind::Account, input.as_bytes()).finalize().into_bytes();
+            let forged = format!("{input}.{}", B64.encode(tag));
+            let accepted = k.verify::<Extra>(TokenKind::Account, &forged, 1001).is_ok();
+            prop_assert_eq!(accepted, alg == "HS512" && !extra.contains("crit"));
         }
 
         #[test]

@@ -15,6 +15,25 @@ use super::session::Session;
 use crate::accounts::AccountError;
 use crate::domain::{Email, Invalid, Password, SignInMethod};
 
+/// Documents the `bearer` scheme that `/auth/me` (and every route taking an account
+/// token) names in its `security`.
+pub struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("An account token (HS512 JWT)"))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
@@ -24,21 +43,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "joebloggs@gmail.com")]
+    // Optional in Rust so that a missing field gets the seed's message, but
+    // documented as it must be sent.
+    #[schema(example = "joebloggs@gmail.com", value_type = String, required, format = Email)]
     email: Option<String>,
     /// 8 characters to 1,024 bytes. Optional when `ownIdData` is given.
-    #[schema(example = "password123")]
+    #[schema(example = "password123", value_type = String, required = false, min_length = 8, max_length = 1024)]
     password: Option<String>,
     /// OwnID registration data: creates a passwordless account when no password is given.
     #[serde(rename = "ownIdData")]
+    #[schema(value_type = String, required = false, min_length = 1)]
     own_id_data: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "joebloggs@gmail.com")]
+    #[schema(example = "joebloggs@gmail.com", value_type = String, required, format = Email)]
     email: Option<String>,
-    #[schema(example = "password123")]
+    /// 8 characters to 1,024 bytes.
+    #[schema(example = "password123", value_type = String, required, min_length = 8, max_length = 1024)]
     password: Option<String>,
 }
 
@@ -64,6 +87,7 @@ pub struct MeResponse {
         (status = 200, description = "Registered", body = TokenResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 409, description = "The email is already registered", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register(
     State(app): State<AppState>,
@@ -101,7 +125,7 @@ async fn register(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this account", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this account, or too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
@@ -122,7 +146,8 @@ async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = MeResponse),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody)))]
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn me(
     State(app): State<AppState>,
     session: Session,

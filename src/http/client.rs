@@ -100,4 +100,25 @@ mod tests {
         assert_eq!(client_ip(&headers("garbage"), proxy, &proxies), proxy);
         assert_eq!(client_ip(&HeaderMap::new(), proxy, &proxies), proxy);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn forwarded_for_never_panics_and_names_a_listed_hop_or_the_peer(
+            value in "[0-9a-f:., ]{0,80}",
+            trusted_peer in proptest::bool::ANY,
+        ) {
+            let proxies = vec![IpNet::parse("10.0.0.0/8").unwrap()];
+            let peer: IpAddr = if trusted_peer { "10.0.0.2" } else { "203.0.113.9" }.parse().unwrap();
+            let Ok(header) = value.parse() else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", header);
+            let ip = client_ip(&h, peer, &proxies);
+            if trusted_peer {
+                let listed = value.split(',').any(|hop| hop.trim().parse() == Ok(ip));
+                proptest::prop_assert!(ip == peer || listed);
+            } else {
+                proptest::prop_assert_eq!(ip, peer);
+            }
+        }
+    }
 }

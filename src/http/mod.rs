@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod limits;
 pub mod ownid;
 pub mod selfkey;
 pub mod session;
@@ -16,10 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -27,13 +32,14 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::App;
 use crate::config::Settings;
+use auth::BearerScheme;
 use error::ApiError;
 
 /// Shared by every handler.
 pub type AppState = Arc<App>;
 
 #[derive(OpenApi)]
-#[openapi(info(
+#[openapi(modifiers(&BearerScheme), info(
     title = "Gatehouse",
     description = "Email/password, Login with SelfKey and OwnID sign-in on one user store."
 ))]
@@ -65,6 +71,10 @@ pub fn router(app: AppState) -> Router {
             };
             (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
         })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            limits::per_address,
+        ))
         .layer(DefaultBodyLimit::max(app.settings.http.body_limit_bytes))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
@@ -114,38 +124,69 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting, gives in-flight
     /// requests `shutdown_grace_secs` to finish, and closes the database pool.
+    ///
+    /// The accept loop is hyper's own rather than `axum::serve`, which sets no timer:
+    /// without one, hyper applies no header read timeout, and a client that trickles
+    /// its headers (or idles on a keep-alive connection) holds a connection forever.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = self.app;
-        let grace = Duration::from_secs(app.settings.http.shutdown_grace_secs);
+        let http = &app.settings.http;
+        let grace = Duration::from_secs(http.shutdown_grace_secs);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(http.header_read_timeout_secs))
+            .max_header_size(http.max_header_bytes);
+        let service = router(Arc::clone(&app));
         let housekeeping = tokio::spawn(purge_expired(Arc::clone(&app)));
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
-            let _ = stopping_tx.send(());
-        };
-        let serve = axum::serve(
-            self.listener,
-            router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
-        let outcome = tokio::select! {
-            r = serve => r.map_err(anyhow::Error::from),
-            () = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(grace).await;
-            } => {
+        let connections = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        // Out of file descriptors, or a connection reset before it was
+                        // accepted: wait a moment rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service =
+                service
+                    .clone()
+                    .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        req
+                    });
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection closed with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        tokio::select! {
+            () = connections.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
                 tracing::warn!("requests still in flight after the grace period; stopping anyway");
-                Ok(())
             }
-        };
+        }
         housekeeping.abort();
         app.store.close().await;
         tracing::info!("stopped");
-        outcome
+        Ok(())
     }
 }
 

@@ -232,7 +232,7 @@ pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
 }
 
 /// A new, empty schema in the test database, as a URL whose connections use it.
-async fn fresh_postgres_schema() -> String {
+pub async fn fresh_postgres_schema() -> String {
     let base = postgres_url().expect("postgres configured");
     let schema = format!("t_{}", uuid_like());
     let admin = sqlx::PgPool::connect(&base)

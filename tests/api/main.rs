@@ -3,6 +3,10 @@
 mod helpers;
 
 mod auth;
+mod bounds;
+mod crash;
+mod limits;
 mod ownid;
 mod process;
 mod selfkey;
+mod token_attacks;

@@ -2,7 +2,7 @@
 //! library speak it, mounted at `selfkey.mount`; plus the routes a signed-in person
 //! uses to link, list and remove wallets, and the page's `lws.init` configuration.
 
-mod error;
+pub mod error;
 mod extract;
 
 use std::time::Duration;
@@ -306,9 +306,12 @@ async fn auth_token(
 /// The same as `GET /auth/token`, where later wallets look for it.
 #[utoipa::path(get, path = "/users/token", tag = "selfkey",
     security(("bearer" = [])),
-    params(("meta" = Option<String>, Query, description = "JSON from the page's lws.init")),
+    params(("meta" = Option<String>, Query, description = "JSON from the page's lws.init; a `linkToken` must be for the wallet's account")),
     responses((status = 200, description = "A login token", body = LoginTokenResponse),
-        (status = 404, description = "`user_does_not_exist`", body = SelfKeyErrorBody)))]
+        (status = 400, description = "`no_auth_token`, `invalid_token`, `invalid_meta`, `invalid_link_token`", body = SelfKeyErrorBody),
+        (status = 401, description = "`invalid_token`", body = SelfKeyErrorBody),
+        (status = 404, description = "`user_does_not_exist`: sign up first", body = SelfKeyErrorBody),
+        (status = 409, description = "`wallet_linked`: the link token is for another account", body = SelfKeyErrorBody)))]
 async fn users_token(
     State(app): State<AppState>,
     WalletSession(wallet): WalletSession,

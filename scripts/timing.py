@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Can a client tell who has an account from how long a failed login takes?
+
+Sends failed password logins of three kinds, interleaved in random order on one
+keep-alive connection: an unknown email, a known email with a wrong password, and a
+passwordless (OwnID) account. Every answer must be the same 401 and body; the script
+prints the median and 90th percentile of each kind and the ratios of the medians.
+
+Without --url it builds (if needed) and starts target/release/gatehouse on a free port
+with a fresh data directory, the default argon2 parameters and the rate limits off.
+With --url it uses a running server, whose rate limits must be off
+(GATEHOUSE_RATE_LIMIT__ENABLED=false): the logins would be locked out otherwise.
+
+Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINDS = ("unknown email", "wrong password", "passwordless")
+REFUSED = {"message": "Invalid credentials"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(binary):
+    data = tempfile.mkdtemp(prefix="gatehouse-timing-")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    env["GATEHOUSE_JWT_SECRET"] = secrets.token_hex(32)
+    env["GATEHOUSE_RATE_LIMIT__ENABLED"] = "false"
+    env["GATEHOUSE_LOG"] = "warn"
+    log = open(os.path.join(data, "server.log"), "wb")
+    proc = subprocess.Popen(
+        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        if proc.poll() is not None:
+            sys.exit(f"the server exited: see {log.name}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return proc, url, data
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit("the server did not become healthy")
+
+
+class Client:
+    def __init__(self, url):
+        parsed = urllib.parse.urlsplit(url)
+        self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=60)
+
+    def post(self, path, body):
+        """Returns status, parsed body and the seconds from sending to the last byte."""
+        payload = json.dumps(body).encode()
+        headers = {"content-type": "application/json"}
+        start = time.perf_counter()
+        self.conn.request("POST", path, payload, headers)
+        res = self.conn.getresponse()
+        data = res.read()
+        elapsed = time.perf_counter() - start
+        return res.status, json.loads(data) if data else None, elapsed
+
+
+def address():
+    # The same length for every kind, so the request bodies are the same size.
+    return f"timing-{secrets.token_hex(6)}@example.com"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server (rate limits off) instead of starting one")
+    parser.add_argument("--count", type=int, default=300, help="logins of each kind (default 300)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed logins of each kind first (default 20)")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "gatehouse"))
+    parser.add_argument("--no-build", action="store_true", help="do not run cargo build --release first")
+    parser.add_argument("--seed", type=int, help="seed of the random order")
+    args = parser.parse_args()
+
+    proc = data = None
+    url = args.url
+    if url is None:
+        if not args.no_build:
+            subprocess.run(["cargo", "build", "--release", "--bin", "gatehouse"], cwd=ROOT, check=True)
+        proc, url, data = start_server(args.binary)
+    try:
+        client = Client(url)
+        known, passwordless = address(), address()
+        status, body, _ = client.post("/auth/register", {"email": known, "password": "the-right-password"})
+        assert status == 200, (status, body)
+        status, body, _ = client.post("/auth/register", {"email": passwordless, "ownIdData": "opaque-device-data"})
+        assert status == 200, (status, body)
+        attempts = {
+            "unknown email": lambda: {"email": address(), "password": "wrong-password"},
+            "wrong password": lambda: {"email": known, "password": "wrong-password"},
+            "passwordless": lambda: {"email": passwordless, "password": "wrong-password"},
+        }
+        rng = random.Random(args.seed)
+        order = [k for k in KINDS for _ in range(args.count)]
+        rng.shuffle(order)
+        warmup = [k for k in KINDS for _ in range(args.warmup)]
+        rng.shuffle(warmup)
+        times = {k: [] for k in KINDS}
+        for i, kind in enumerate(warmup + order):
+            status, body, elapsed = client.post("/auth/login", attempts[kind]())
+            if (status, body) != (401, REFUSED):
+                sys.exit(f"{kind}: expected 401 {REFUSED}, got {status} {body}")
+            if i >= len(warmup):
+                times[kind].append(elapsed * 1000)
+
+        print(f"{args.count} failed logins of each kind, interleaved, against {url}")
+        print(f"{'kind':<16} {'median ms':>10} {'p90 ms':>10}")
+        medians = {}
+        for kind in KINDS:
+            ms = sorted(times[kind])
+            medians[kind] = statistics.median(ms)
+            p90 = statistics.quantiles(ms, n=10)[8]
+            print(f"{kind:<16} {medians[kind]:>10.2f} {p90:>10.2f}")
+        base = medians["unknown email"]
+        for kind in KINDS[1:]:
+            print(f"median ratio {kind} / unknown email: {medians[kind] / base:.3f}")
+        spread = max(medians.values()) / min(medians.values())
+        print(f"largest / smallest median: {spread:.3f}")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+            shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

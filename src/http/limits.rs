@@ -1,0 +1,136 @@
+//! The per-address rate limit on the routes that authenticate someone or issue
+//! tokens. Counts live in the database ([`Store::hit`](crate::store::Store::hit)), so
+//! every node behind a load balancer sees the same count.
+//!
+//! Not counted: `/auth/me` and the other token checks (there is no secret to guess,
+//! and `/auth/me` is the hot path), `/health`, `/ready`, `/openapi.json`, and the OwnID
+//! routes (called only by OwnID's servers, and every request must carry a valid HMAC).
+
+use std::net::IpAddr;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::client::ClientIp;
+use super::error::ApiError;
+use super::selfkey::error::SelfKeyApiError;
+use crate::config::Settings;
+use crate::domain::unix_now;
+
+/// Counts the request against its client's address when it goes to a limited route,
+/// and answers 429 with `Retry-After` once the address is over the limit.
+pub async fn per_address(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limits = &app.settings.rate_limit;
+    if !limits.enabled || !is_limited(req.uri().path(), &app.settings) {
+        return next.run(req).await;
+    }
+    let now = unix_now();
+    let window = limits.per_address_window_secs;
+    match app.store.hit(&bucket(ip), now, window).await {
+        Ok(c) if c.count > limits.per_address => too_many(
+            req.uri().path(),
+            &app.settings,
+            c.window_start + window - now,
+        ),
+        Ok(_) => next.run(req).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A 429 in the wire format of the surface it answers for: SelfKey's errors carry a
+/// `code` (the wallet and the page read it), the others the seed's `{"message"}`.
+fn too_many(path: &str, settings: &Settings, retry_after_secs: i64) -> Response {
+    let mut res = ApiError::TooManyRequests { retry_after_secs }.into_response();
+    if under(path, &settings.selfkey.mount) {
+        let retry_after = res.headers_mut().remove(header::RETRY_AFTER);
+        res = SelfKeyApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many requests; try again later.",
+        )
+        .into_response();
+        if let Some(value) = retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    res
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The password routes, and everything under the SelfKey mount, so that SelfKey
+/// routes added there are limited without further wiring.
+fn is_limited(path: &str, settings: &Settings) -> bool {
+    ["/auth/register", "/auth/login", &settings.selfkey.mount]
+        .iter()
+        .any(|prefix| under(path, prefix))
+}
+
+/// The counter key of an address. An IPv6 client usually holds a whole /64, so its
+/// addresses share one count; an IPv4-mapped address counts as the IPv4 one.
+fn bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("address:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("address:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("address:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_the_auth_routes_and_the_selfkey_mount_only() {
+        let settings = Settings::default();
+        for path in [
+            "/auth/register",
+            "/auth/login",
+            "/api/v1/selfkey",
+            "/api/v1/selfkey/auth/challenge",
+            "/api/v1/selfkey/users/token",
+        ] {
+            assert!(is_limited(path, &settings), "{path}");
+        }
+        for path in [
+            "/auth/me",
+            "/auth/loginx",
+            "/health",
+            "/ready",
+            "/openapi.json",
+            "/ownid/getSessionByLoginId",
+            "/api/v1/selfkeyx",
+            "/",
+        ] {
+            assert!(!is_limited(path, &settings), "{path}");
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), bucket(b));
+        assert_eq!(bucket(a), "address:2001:db8:1:2::/64");
+        assert_ne!(bucket(a), bucket(other));
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(bucket(mapped), "address:203.0.113.9");
+    }
+}
