@@ -47,7 +47,9 @@ pub struct PasswordHasher {
 struct Inner {
     argon2: Argon2<'static>,
     params: HashParams,
-    permits: Semaphore,
+    /// Held by each hash until it has finished, not merely until its caller stops
+    /// waiting: a request that times out must not free a slot while its hash runs on.
+    permits: Arc<Semaphore>,
     /// Working memories of `argon2`'s size, at most one per permit: taken by a hash,
     /// given back after it.
     memory: Mutex<Vec<Vec<Block>>>,
@@ -61,7 +63,7 @@ impl PasswordHasher {
         let mut inner = Inner {
             argon2: params.argon2()?,
             params,
-            permits: Semaphore::new(max_in_flight.max(1)),
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
             memory: Mutex::new(Vec::new()),
             dummy: String::new(),
         };
@@ -120,14 +122,27 @@ impl PasswordHasher {
         .await?
     }
 
-    /// Runs `work` on the blocking pool once a permit is free.
+    /// Runs `work` on the blocking pool once a permit is free. The permit goes with
+    /// the work, so hashes in flight never exceed the bound even when callers give up
+    /// (a burst of logins timing out together used to start one more hash per
+    /// cancelled caller, each with its own working memory). Work whose caller is
+    /// already gone when a thread picks it up is skipped.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let _permit = self.inner.permits.acquire().await?;
+        let permit = Arc::clone(&self.inner.permits).acquire_owned().await?;
         let inner = Arc::clone(&self.inner);
-        Ok(tokio::task::spawn_blocking(move || work(&inner)).await?)
+        let (done, result) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if !done.is_closed() {
+                let _ = done.send(work(&inner));
+            }
+        });
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("the hashing task ended without a result"))
     }
 }
 
@@ -322,6 +337,29 @@ mod tests {
             pool.len()
         );
         assert!(pool.iter().all(|m| m.len() == 64));
+    }
+
+    #[tokio::test]
+    async fn callers_that_give_up_do_not_start_more_hashes() {
+        use futures::FutureExt;
+        // Slow enough that the abandoned hashes would overlap if each got a permit.
+        let slow = HashParams {
+            memory_kib: 8192,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let h = PasswordHasher::new(slow, 1).unwrap();
+        let password = pw("correct horse battery");
+        let stored = h.hash(&password).await.unwrap();
+        for _ in 0..8 {
+            // Polled once (taking the permit if it is free), then abandoned.
+            assert!(h.verify(&password, Some(&stored)).now_or_never().is_none());
+        }
+        assert_eq!(
+            h.verify(&password, Some(&stored)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
+        assert_eq!(h.inner.memory.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
