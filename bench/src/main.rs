@@ -54,6 +54,10 @@ struct Args {
     /// a fresh SQLite file.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// An extra server setting, e.g. GATEHOUSE_DATABASE_MAX_CONNECTIONS=4 (repeatable):
+    /// for experiments; the figures in BENCHMARKS.md use none.
+    #[arg(long, value_name = "KEY=VALUE")]
+    server_env: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +97,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         postgres: args.postgres.clone(),
         jwt_secret: server::random_hex(32),
         ownid_secret: base64::engine::general_purpose::STANDARD.encode(&ownid_key),
+        extra_env: args
+            .server_env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => Err(anyhow::anyhow!("--server-env {kv:?}: expected KEY=VALUE")),
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let server = Server::start(&config).await?;
     println!(
@@ -111,6 +123,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
          from 127.0.0.1); the per-account login lockout stays on (no login here fails)",
         server::RAISED_PER_ADDRESS_LIMIT
     );
+    if !args.server_env.is_empty() {
+        println!("extra server settings: {}", args.server_env.join(" "));
+    }
     println!(
         "load: {} s measured after {} s warm-up per scenario, {} clients, one driver thread",
         args.duration, args.warmup, args.clients
@@ -292,9 +307,15 @@ fn print_measured(m: &Measured) {
     );
     println!("  errors        {}", m.tally.describe_errors());
     println!(
-        "  server        cpu {:.2} s ({:.2} cores)   peak memory so far (VmHWM) {:.1} MiB",
+        "  server        cpu {:.2} s ({:.2} cores, {:.0} µs per {})   peak memory so far (VmHWM) {:.1} MiB",
         m.server_cpu,
         m.server_cpu / m.seconds,
+        1e6 * m.server_cpu / m.tally.successes().max(1) as f64,
+        if m.unit == "flows/s" {
+            "flow"
+        } else {
+            "request"
+        },
         mib(m.server_peak_kib)
     );
     println!(

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub postgres: Option<String>,
     pub jwt_secret: String,
     pub ownid_secret: String,
+    /// Further `GATEHOUSE_*` settings, applied last.
+    pub extra_env: Vec<(String, String)>,
 }
 
 pub struct Server {
@@ -100,6 +102,7 @@ impl Server {
                 "GATEHOUSE_ARGON2__PARALLELISM",
                 ARGON2_PARALLELISM.to_string(),
             )
+            .envs(config.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
