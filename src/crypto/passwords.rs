@@ -3,11 +3,14 @@
 //! Each hash holds `memory_kib` of memory for tens of milliseconds. The semaphore
 //! caps how many run at once, so a burst of logins queues (holding a few hundred
 //! bytes each) instead of multiplying that memory or starving the async workers.
+//! The hashes' working memory is allocated once per permit and reused: a fresh
+//! allocation per hash left each blocking thread's malloc arena holding its own
+//! copy, so the resident set grew to hundreds of MiB under a login load.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
@@ -44,7 +47,12 @@ pub struct PasswordHasher {
 struct Inner {
     argon2: Argon2<'static>,
     params: HashParams,
-    permits: Semaphore,
+    /// Held by each hash until it has finished, not merely until its caller stops
+    /// waiting: a request that times out must not free a slot while its hash runs on.
+    permits: Arc<Semaphore>,
+    /// Working memories of `argon2`'s size, at most one per permit: taken by a hash,
+    /// given back after it.
+    memory: Mutex<Vec<Vec<Block>>>,
     /// A hash of a random password at the current parameters, checked when there is
     /// no real hash, so unknown and passwordless accounts cost the same as real ones.
     dummy: String,
@@ -52,19 +60,17 @@ struct Inner {
 
 impl PasswordHasher {
     pub fn new(params: HashParams, max_in_flight: usize) -> Result<Self, argon2::Error> {
-        let argon2 = params.argon2()?;
+        let mut inner = Inner {
+            argon2: params.argon2()?,
+            params,
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            memory: Mutex::new(Vec::new()),
+            dummy: String::new(),
+        };
         let dummy_password = hex::encode(super::random_bytes::<16>());
-        let dummy = argon2
-            .hash_password(dummy_password.as_bytes())
-            .map_err(|_| argon2::Error::AlgorithmInvalid)?
-            .to_string();
+        inner.dummy = inner.hash_new(dummy_password.as_bytes())?;
         Ok(PasswordHasher {
-            inner: Arc::new(Inner {
-                argon2,
-                params,
-                permits: Semaphore::new(max_in_flight.max(1)),
-                dummy,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -77,9 +83,7 @@ impl PasswordHasher {
         let password = password.clone();
         self.run(move |inner| {
             inner
-                .argon2
-                .hash_password(password.expose().as_bytes())
-                .map(|h| h.to_string())
+                .hash_new(password.expose().as_bytes())
                 .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
         })
         .await?
@@ -101,10 +105,7 @@ impl PasswordHasher {
             };
             let parsed = PasswordHash::new(phc)
                 .map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-            let matches = inner
-                .argon2
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok();
+            let matches = inner.matches(password.expose().as_bytes(), &parsed);
             if !(matches && real) {
                 return Ok(Verified::No);
             }
@@ -112,28 +113,104 @@ impl PasswordHasher {
                 None
             } else {
                 let fresh = inner
-                    .argon2
-                    .hash_password(password.expose().as_bytes())
+                    .hash_new(password.expose().as_bytes())
                     .map_err(|e| anyhow::anyhow!("argon2 rehash failed: {e}"))?;
-                Some(fresh.to_string())
+                Some(fresh)
             };
             Ok(Verified::Yes { rehash })
         })
         .await?
     }
 
-    /// Runs `work` on the blocking pool once a permit is free.
+    /// Runs `work` on the blocking pool once a permit is free. The permit goes with
+    /// the work, so hashes in flight never exceed the bound even when callers give up
+    /// (a burst of logins timing out together used to start one more hash per
+    /// cancelled caller, each with its own working memory). Work whose caller is
+    /// already gone when a thread picks it up is skipped.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let _permit = self.inner.permits.acquire().await?;
+        let permit = Arc::clone(&self.inner.permits).acquire_owned().await?;
         let inner = Arc::clone(&self.inner);
-        Ok(tokio::task::spawn_blocking(move || work(&inner)).await?)
+        let (done, result) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if !done.is_closed() {
+                let _ = done.send(work(&inner));
+            }
+        });
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("the hashing task ended without a result"))
     }
 }
 
 impl Inner {
+    /// A PHC string of `password` at the current parameters, with a random salt.
+    fn hash_new(&self, password: &[u8]) -> Result<String, argon2::Error> {
+        let salt = super::random_bytes::<16>();
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        self.compute(&self.argon2, password, &salt, &mut out)?;
+        // Only unreachable sizes fail here: 16-byte salt, 32-byte output, valid params.
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon2.params())
+                .map_err(|_| argon2::Error::AlgorithmInvalid)?,
+            salt: Some(Salt::new(&salt).map_err(|_| argon2::Error::SaltTooShort)?),
+            hash: Some(Output::new(&out).map_err(|_| argon2::Error::OutputTooShort)?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Whether `password` hashes to `stored` under `stored`'s own algorithm, version
+    /// and parameters. Anything unreadable or unsupported does not match.
+    fn matches(&self, password: &[u8], stored: &PasswordHash) -> bool {
+        let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::new(stored.algorithm.as_str()) else {
+            return false;
+        };
+        let version = match stored.version.map(Version::try_from).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let Ok(params) = Params::try_from(stored) else {
+            return false;
+        };
+        let argon2 = Argon2::new(algorithm, version, params);
+        let mut out = vec![0u8; expected.len()];
+        if self.compute(&argon2, password, salt, &mut out).is_err() {
+            return false;
+        }
+        // `Output`'s equality is constant-time.
+        Output::new(&out).is_ok_and(|computed| computed == *expected)
+    }
+
+    /// Runs `argon2` in a reused working memory when it fits the configured size; a
+    /// hash stored at larger parameters (before they were lowered) gets its own, once:
+    /// the login that checks it rehashes it at the current ones.
+    fn compute(
+        &self,
+        argon2: &Argon2<'_>,
+        password: &[u8],
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), argon2::Error> {
+        let needed = argon2.params().block_count();
+        let size = self.argon2.params().block_count();
+        if needed > size {
+            return argon2.hash_password_into(password, salt, out);
+        }
+        let spare = self.memory.lock().expect("memory pool lock").pop();
+        let mut blocks = spare.unwrap_or_else(|| vec![Block::new(); size]);
+        let result = argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..]);
+        self.memory.lock().expect("memory pool lock").push(blocks);
+        result
+    }
+
     fn is_current(&self, hash: &PasswordHash) -> bool {
         let Ok(params) = Params::try_from(hash) else {
             return false;
@@ -199,6 +276,90 @@ mod tests {
             rehashed.starts_with("$argon2id$v=19$m=128,t=2,p=1$"),
             "{rehashed}"
         );
+    }
+
+    #[tokio::test]
+    async fn hashes_are_interchangeable_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = PasswordHasher::new(SMALL, 2).unwrap();
+        let theirs = SMALL
+            .argon2()
+            .unwrap()
+            .hash_password(b"correct horse battery")
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            h.verify(&pw("correct horse battery"), Some(&theirs))
+                .await
+                .unwrap(),
+            Verified::Yes { rehash: None }
+        );
+        let ours = h.hash(&pw("correct horse battery")).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        let argon2 = SMALL.argon2().unwrap();
+        assert!(
+            argon2
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        assert!(
+            argon2
+                .verify_password(b"wrong horse battery", &parsed)
+                .is_err()
+        );
+        // Unreadable or foreign hashes never match, and do not fail the request.
+        for foreign in [
+            "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        ] {
+            assert_eq!(
+                h.verify(&pw("correct horse battery"), Some(foreign))
+                    .await
+                    .unwrap_or(Verified::No),
+                Verified::No
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn working_memory_is_reused_not_multiplied() {
+        let h = PasswordHasher::new(SMALL, 2).unwrap();
+        let stored = h.hash(&pw("correct horse battery")).await.unwrap();
+        let password = pw("correct horse battery");
+        let checks = (0..16).map(|_| h.verify(&password, Some(&stored)));
+        for outcome in futures::future::join_all(checks).await {
+            assert_eq!(outcome.unwrap(), Verified::Yes { rehash: None });
+        }
+        let pool = h.inner.memory.lock().unwrap();
+        assert!(
+            (1..=2).contains(&pool.len()),
+            "{} working memories",
+            pool.len()
+        );
+        assert!(pool.iter().all(|m| m.len() == 64));
+    }
+
+    #[tokio::test]
+    async fn callers_that_give_up_do_not_start_more_hashes() {
+        use futures::FutureExt;
+        // Slow enough that the abandoned hashes would overlap if each got a permit.
+        let slow = HashParams {
+            memory_kib: 8192,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let h = PasswordHasher::new(slow, 1).unwrap();
+        let password = pw("correct horse battery");
+        let stored = h.hash(&password).await.unwrap();
+        for _ in 0..8 {
+            // Polled once (taking the permit if it is free), then abandoned.
+            assert!(h.verify(&password, Some(&stored)).now_or_never().is_none());
+        }
+        assert_eq!(
+            h.verify(&password, Some(&stored)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
+        assert_eq!(h.inner.memory.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -33,15 +33,20 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
+        // No ping on acquire: a connection to a local file has no peer to lose, and
+        // each ping is a round trip to the connection's worker thread (sqlx already
+        // pings on release, which catches a connection left mid-statement).
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let ephemeral = SqlitePoolOptions::new()
             .max_connections((max_connections / 4).max(2))
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await?;
         Ok(SqliteStore { pool, ephemeral })

@@ -1,0 +1,420 @@
+//! Gatehouse's benchmark harness (issue 6). Starts a release server on a fresh
+//! database on a free loopback port, drives it with the six scenarios, and prints
+//! throughput, latency, errors, and the server's CPU time and peak memory for each,
+//! then which speed targets were met. `scripts/bench.sh` builds and runs it.
+
+mod client;
+mod load;
+mod ownid;
+mod scenarios;
+mod server;
+mod stats;
+mod wallet;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use clap::Parser;
+
+use scenarios::{Bench, Burst, Measured, Outcome};
+use server::{Server, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse-bench",
+    about = "Benchmarks a release Gatehouse server over loopback (see BENCHMARKS.md)."
+)]
+struct Args {
+    /// The server binary.
+    #[arg(long, default_value = "target/release/gatehouse")]
+    server: PathBuf,
+    /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
+    scenarios: Vec<u8>,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Warm-up seconds before each measured window.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Concurrent clients (scenarios 1, 2, 4, 5).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Keep-alive connections for /auth/me (scenario 3).
+    #[arg(long, default_value_t = 64)]
+    me_connections: usize,
+    /// Logins in the burst (scenario 6), each on its own connection.
+    #[arg(long, default_value_t = 1000)]
+    burst: usize,
+    /// Passwordless accounts the OwnID scenario rotates over.
+    #[arg(long, default_value_t = 2000)]
+    ownid_accounts: usize,
+    /// Run against this PostgreSQL (a fresh schema is created and dropped) instead of
+    /// a fresh SQLite file.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// An extra server setting, e.g. GATEHOUSE_DATABASE_MAX_CONNECTIONS=4 (repeatable):
+    /// for experiments; the figures in BENCHMARKS.md use none.
+    #[arg(long, value_name = "KEY=VALUE")]
+    server_env: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    server::check_binary(&args.server)?;
+    // One thread: the load generator's CPU is bounded and measured, and every core it
+    // does not use is the server's.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    print_machine(cores);
+    let hash = time_one_hash();
+    // The server hashes at most `argon2.max_in_flight` passwords at once, by default
+    // one per core: logins cannot go faster than that many hashes in parallel.
+    let hash_limit = cores as f64 / hash.as_secs_f64();
+    println!(
+        "argon2id m={} t={} p={}: one hash takes {:.1} ms here (median of 5)",
+        server::ARGON2_MEMORY_KIB,
+        server::ARGON2_ITERATIONS,
+        server::ARGON2_PARALLELISM,
+        ms(hash)
+    );
+    println!(
+        "hash-bound limit for logins: {:.1}/s ({:.1} hashes/s x {cores} = argon2.max_in_flight, the default)",
+        hash_limit,
+        1.0 / hash.as_secs_f64()
+    );
+
+    let ownid_key = server::random_hex(32).into_bytes();
+    let config = ServerConfig {
+        binary: args.server.clone(),
+        postgres: args.postgres.clone(),
+        jwt_secret: server::random_hex(32),
+        ownid_secret: base64::engine::general_purpose::STANDARD.encode(&ownid_key),
+        extra_env: args
+            .server_env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => Err(anyhow::anyhow!("--server-env {kv:?}: expected KEY=VALUE")),
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let server = Server::start(&config).await?;
+    println!(
+        "server: {} pid {} on {}, database {}",
+        args.server.display(),
+        server.pid(),
+        server.addr,
+        if args.postgres.is_some() {
+            "PostgreSQL (fresh schema)"
+        } else {
+            "SQLite (fresh file)"
+        }
+    );
+    println!(
+        "RATE LIMITS RAISED for this run: rate_limit.per_address = {} (every request comes \
+         from 127.0.0.1); the per-account login lockout stays on (no login here fails)",
+        server::RAISED_PER_ADDRESS_LIMIT
+    );
+    if !args.server_env.is_empty() {
+        println!("extra server settings: {}", args.server_env.join(" "));
+    }
+    println!(
+        "load: {} s measured after {} s warm-up per scenario, {} clients, one driver thread",
+        args.duration, args.warmup, args.clients
+    );
+
+    let window = load::Window {
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        op_timeout: Duration::from_secs(60),
+    };
+    let mut bench = Bench::new(server, window, ownid_key);
+    bench.clients = args.clients.max(1);
+    bench.me_connections = args.me_connections.max(1);
+    bench.burst = args.burst.max(1);
+    bench.ownid_accounts = args.ownid_accounts;
+    let wants = |n: u8| args.scenarios.contains(&n);
+    let mut targets = Targets::default();
+
+    if wants(1) {
+        let m = bench.register().await;
+        heading(
+            1,
+            "register, a new email each time",
+            &format!("{} clients", bench.clients),
+        );
+        print_measured(&m);
+        println!(
+            "  hash-bound    {:.1}% of {:.1}/s (each registration hashes once)",
+            100.0 * m.throughput() / hash_limit,
+            hash_limit
+        );
+    }
+    if wants(2) || wants(3) || wants(6) {
+        bench.prepare_accounts().await?;
+    }
+    if wants(2) {
+        let m = bench.login().await;
+        heading(
+            2,
+            "password login",
+            &format!("{} clients, one account each", bench.clients),
+        );
+        print_measured(&m);
+        let fraction = m.throughput() / hash_limit;
+        let p99_hashes = m.tally.quantile_ms(0.99) / ms(hash);
+        println!(
+            "  hash-bound    {:.1}% of {:.1}/s; p99 = {:.1} x one hash",
+            100.0 * fraction,
+            hash_limit,
+            p99_hashes
+        );
+        targets.login = Some((fraction, p99_hashes, m.tally.failures()));
+    }
+    if wants(3) {
+        let m = bench.me().await;
+        heading(
+            3,
+            "GET /auth/me with a valid token",
+            &format!("{} keep-alive connections", bench.me_connections),
+        );
+        print_measured(&m);
+        targets.me = Some(m.throughput());
+    }
+    if wants(4) {
+        heading(
+            4,
+            "wallet login: challenge, sign, answer, /auth/token, /login",
+            &format!("{} clients, one wallet each", bench.clients),
+        );
+        match bench.wallet().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                targets.wallet = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
+    if wants(5) {
+        heading(
+            5,
+            "OwnID getSessionByLoginId",
+            &format!(
+                "{} clients over {} accounts",
+                bench.clients,
+                bench.ownid_accounts.max(bench.clients)
+            ),
+        );
+        match bench.ownid().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                targets.ownid = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
+    if wants(6) {
+        let b = bench.burst().await?;
+        heading(
+            6,
+            "burst of password logins",
+            &format!("{} at once, each on its own connection", b.requests),
+        );
+        print_burst(&b);
+        targets.burst = Some(b);
+    }
+    targets.print(args.postgres.is_none());
+    bench.server.stop();
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The median of five argon2id hashes at the server's parameters, after one to warm up,
+/// in a working memory allocated once, as the server hashes: the pure cost of the hash.
+fn time_one_hash() -> Duration {
+    let params = argon2::Params::new(
+        server::ARGON2_MEMORY_KIB,
+        server::ARGON2_ITERATIONS,
+        server::ARGON2_PARALLELISM,
+        None,
+    )
+    .expect("the server's parameters are valid");
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    let mut memory = vec![argon2::Block::new(); argon2.params().block_count()];
+    let mut times: Vec<Duration> = (0..6)
+        .map(|_| {
+            let start = Instant::now();
+            argon2
+                .hash_password_into_with_memory(
+                    b"bench-password-0123",
+                    b"sixteen-byte-salt",
+                    &mut out,
+                    &mut memory[..],
+                )
+                .expect("hashing works");
+            start.elapsed()
+        })
+        .skip(1)
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn print_machine(cores: usize) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "machine: {cpu}, {cores} cores; load average before the run {}",
+        load.join(" ")
+    );
+}
+
+fn heading(n: u8, what: &str, load: &str) {
+    println!("\n== {n}. {what} ({load})");
+}
+
+fn print_measured(m: &Measured) {
+    println!("  throughput    {:.1} {}", m.throughput(), m.unit);
+    println!(
+        "  latency       p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        m.tally.quantile_ms(0.5),
+        m.tally.quantile_ms(0.99),
+        m.tally.max_ms()
+    );
+    println!("  errors        {}", m.tally.describe_errors());
+    println!(
+        "  server        cpu {:.2} s ({:.2} cores, {:.0} µs per {})   peak memory so far (VmHWM) {:.1} MiB",
+        m.server_cpu,
+        m.server_cpu / m.seconds,
+        1e6 * m.server_cpu / m.tally.successes().max(1) as f64,
+        if m.unit == "flows/s" {
+            "flow"
+        } else {
+            "request"
+        },
+        mib(m.server_peak_kib)
+    );
+    println!(
+        "  load driver   cpu {:.2} s ({:.2} cores)",
+        m.driver_cpu,
+        m.driver_cpu / m.seconds
+    );
+}
+
+fn print_burst(b: &Burst) {
+    let each: Vec<String> = b
+        .outcomes
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    println!("  outcomes      {}", each.join(", "));
+    println!(
+        "  latency       p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms; all answered after {:.1} s",
+        b.answered.quantile_ms(0.5),
+        b.answered.quantile_ms(0.99),
+        b.answered.max_ms(),
+        b.wall.as_secs_f64()
+    );
+    println!(
+        "  server        cpu {:.2} s   resident peak during the burst {:.1} MiB (sampled every 10 ms); VmHWM {:.1} MiB",
+        b.server_cpu,
+        mib(b.sampled_peak_kib),
+        mib(b.server_peak_kib)
+    );
+}
+
+/// Issue 6's targets, for the scenarios that ran.
+#[derive(Default)]
+struct Targets {
+    /// (fraction of the hash-bound limit, p99 in hashes, errors)
+    login: Option<(f64, f64, u64)>,
+    burst: Option<Burst>,
+    me: Option<f64>,
+    ownid: Option<f64>,
+    wallet: Option<f64>,
+}
+
+impl Targets {
+    fn print(&self, sqlite: bool) {
+        println!("\n== targets");
+        let verdict = |met: bool| if met { "met   " } else { "MISSED" };
+        if let Some((fraction, p99, errors)) = self.login {
+            println!(
+                "  {} login >= 90% of the hash-bound limit: {:.1}%",
+                verdict(fraction >= 0.9),
+                100.0 * fraction
+            );
+            println!(
+                "  {} login p99 <= 20 x one hash: {:.1} x",
+                verdict(p99 <= 20.0),
+                p99
+            );
+            println!("  {} login without errors: {errors}", verdict(errors == 0));
+        }
+        if let Some(b) = &self.burst {
+            let unanswered: u64 = b
+                .outcomes
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "200" | "401" | "429"))
+                .map(|(_, n)| n)
+                .sum();
+            println!(
+                "  {} burst: every login answered 200/401/429: {unanswered} not",
+                verdict(unanswered == 0)
+            );
+            let peak = b.sampled_peak_kib.max(b.server_peak_kib);
+            println!(
+                "  {} burst: server peak memory <= 256 MiB: {:.1} MiB",
+                verdict(peak <= 256 * 1024),
+                mib(peak)
+            );
+        }
+        if let Some(rate) = self.me {
+            println!(
+                "  {} /auth/me >= 30,000 req/s: {rate:.0}",
+                verdict(rate >= 30_000.0)
+            );
+        }
+        if let Some(rate) = self.ownid {
+            println!(
+                "  {} OwnID >= 5,000 req/s: {rate:.0}",
+                verdict(rate >= 5_000.0)
+            );
+        }
+        if let Some(rate) = self.wallet {
+            let scope = if sqlite {
+                ""
+            } else {
+                " (the target is for SQLite)"
+            };
+            println!(
+                "  {} wallet >= 1,000 flows/s: {rate:.0}{scope}",
+                verdict(rate >= 1_000.0)
+            );
+        }
+    }
+}

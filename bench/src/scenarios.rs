@@ -1,0 +1,525 @@
+//! The six scenarios of issue 6, each against the running server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::client::{self, Conn, Failure, Link};
+use crate::load::{Flow, Window, closed_loop};
+use crate::ownid;
+use crate::server::{Server, Usage, random_hex, usage_of};
+use crate::stats::Tally;
+use crate::wallet::{Wallet, challenge_claim};
+
+pub const SELFKEY_MOUNT: &str = "/api/v1/selfkey";
+pub const OWNID_SESSION: &str = "/ownid/getSessionByLoginId";
+const PASSWORD: &str = "bench-password-0123";
+
+/// What a timed scenario measured.
+pub struct Measured {
+    pub tally: Tally,
+    pub seconds: f64,
+    pub unit: &'static str,
+    /// Server CPU time inside the window, seconds.
+    pub server_cpu: f64,
+    /// The load generator's own CPU time inside the window, seconds.
+    pub driver_cpu: f64,
+    /// VmHWM after the scenario: the server's peak so far, not this scenario's alone.
+    pub server_peak_kib: u64,
+}
+
+impl Measured {
+    pub fn throughput(&self) -> f64 {
+        self.tally.successes() as f64 / self.seconds
+    }
+}
+
+/// The 1,000-login burst.
+pub struct Burst {
+    pub requests: usize,
+    /// By status ("200", "401", …) or failure ("timeout", "transport: …").
+    pub outcomes: BTreeMap<String, u64>,
+    /// Latency of every answered request, whatever its status.
+    pub answered: Tally,
+    pub wall: Duration,
+    /// Highest VmRSS seen while the burst ran, sampled every 10 ms.
+    pub sampled_peak_kib: u64,
+    pub server_peak_kib: u64,
+    pub server_cpu: f64,
+}
+
+pub enum Outcome<T> {
+    Done(T),
+    /// The route answered 404: not merged on this branch yet.
+    Skipped,
+}
+
+/// A prepared password account.
+pub struct Account {
+    pub email: String,
+    pub token: String,
+}
+
+pub struct Bench {
+    pub server: Server,
+    pub window: Window,
+    pub clients: usize,
+    pub me_connections: usize,
+    pub burst: usize,
+    pub ownid_accounts: usize,
+    pub ownid_key: Arc<Vec<u8>>,
+    /// Makes this run's emails unique even on a reused PostgreSQL.
+    pub run_id: String,
+    accounts: Vec<Account>,
+}
+
+impl Bench {
+    pub fn new(server: Server, window: Window, ownid_key: Vec<u8>) -> Bench {
+        Bench {
+            server,
+            window,
+            clients: 64,
+            me_connections: 64,
+            burst: 1000,
+            ownid_accounts: 2000,
+            ownid_key: Arc::new(ownid_key),
+            run_id: random_hex(4),
+            accounts: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    fn email(&self, tag: &str, n: usize) -> String {
+        format!("bench-{}-{tag}-{n}@example.com", self.run_id)
+    }
+
+    /// Runs `flows` in a closed loop and samples the server around the window.
+    async fn measure<F: Flow>(&self, flows: Vec<F>, unit: &'static str) -> Measured {
+        let pid = self.server.pid();
+        let me = std::process::id();
+        let mut marks: Vec<(Usage, Usage)> = Vec::with_capacity(2);
+        let tally = closed_loop(flows, &self.window, || {
+            marks.push((
+                usage_of(pid).unwrap_or_default(),
+                usage_of(me).unwrap_or_default(),
+            ));
+        })
+        .await;
+        let (server_start, driver_start) = marks[0];
+        let (server_end, driver_end) = marks[1];
+        Measured {
+            tally,
+            seconds: self.window.duration.as_secs_f64(),
+            unit,
+            server_cpu: server_end.cpu_secs - server_start.cpu_secs,
+            driver_cpu: driver_end.cpu_secs - driver_start.cpu_secs,
+            server_peak_kib: self.server.usage().peak_kib,
+        }
+    }
+
+    /// Scenario 1: registration with a password, a new email each time.
+    pub async fn register(&self) -> Measured {
+        let flows = (0..self.clients)
+            .map(|client| RegisterFlow {
+                link: Link::new(self.addr()),
+                prefix: format!("bench-{}-reg{client}", self.run_id),
+                n: 0,
+            })
+            .collect();
+        self.measure(flows, "req/s").await
+    }
+
+    /// One password account per client, registered before the login scenarios.
+    pub async fn prepare_accounts(&mut self) -> anyhow::Result<()> {
+        if !self.accounts.is_empty() {
+            return Ok(());
+        }
+        let emails: Vec<String> = (0..self.clients).map(|i| self.email("acct", i)).collect();
+        let bodies = emails
+            .iter()
+            .map(|e| {
+                client::post_json(
+                    "/auth/register",
+                    &[],
+                    &json!({"email": e, "password": PASSWORD}),
+                )
+            })
+            .collect();
+        let tokens = call_all(self.addr(), bodies, self.clients, 200, "token")
+            .await
+            .context("registering the login accounts")?;
+        self.accounts = emails
+            .into_iter()
+            .zip(tokens)
+            .map(|(email, token)| Account { email, token })
+            .collect();
+        Ok(())
+    }
+
+    /// Scenario 2: password login, each client on its own prepared account.
+    pub async fn login(&self) -> Measured {
+        let flows = self
+            .accounts
+            .iter()
+            .map(|a| LoginFlow {
+                link: Link::new(self.addr()),
+                request: login_request(&a.email),
+            })
+            .collect();
+        self.measure(flows, "req/s").await
+    }
+
+    /// Scenario 3: `GET /auth/me` with a valid token, on `me_connections` connections.
+    pub async fn me(&self) -> Measured {
+        let flows = (0..self.me_connections)
+            .map(|i| MeFlow {
+                link: Link::new(self.addr()),
+                request: client::get(
+                    "/auth/me",
+                    Some(&self.accounts[i % self.accounts.len()].token),
+                ),
+            })
+            .collect();
+        self.measure(flows, "req/s").await
+    }
+
+    /// Scenario 4: the whole wallet login, after signing each client's wallet up once.
+    pub async fn wallet(&self) -> anyhow::Result<Outcome<Measured>> {
+        let probe = Wallet::random();
+        let mut link = Link::new(self.addr());
+        let res = link
+            .call(&challenge_request(&probe))
+            .await
+            .map_err(|e| anyhow::anyhow!("GET challenge: {e}"))?;
+        if res.status == 404 {
+            return Ok(Outcome::Skipped);
+        }
+        let mut setups = Vec::new();
+        for i in 0..self.clients {
+            let addr = self.addr();
+            let email = self.email("wallet", i);
+            setups.push(tokio::spawn(async move {
+                let wallet = Wallet::random();
+                let mut link = Link::new(addr);
+                let w = answer_challenge(&mut link, &wallet).await?;
+                let auth = format!("Bearer {w}");
+                let users = client::post_json(
+                    &format!("{SELFKEY_MOUNT}/users"),
+                    &[("authorization", &auth)],
+                    &json!({"attributes": [{
+                        "id": "http://platform.selfkey.org/schema/attribute/email.json",
+                        "data": {"value": email},
+                    }]}),
+                );
+                let res = link.call(&users).await?;
+                if res.status != 201 {
+                    return Err(Failure::Status(res.status));
+                }
+                Ok(WalletFlow { link, wallet })
+            }));
+        }
+        let mut flows = Vec::with_capacity(setups.len());
+        for setup in setups {
+            match setup.await? {
+                Ok(flow) => flows.push(flow),
+                Err(e) => bail!("signing a wallet up: {e}"),
+            }
+        }
+        Ok(Outcome::Done(self.measure(flows, "flows/s").await))
+    }
+
+    /// Scenario 5: OwnID `getSessionByLoginId`, rotating over `ownid_accounts` passwordless
+    /// accounts so that no (body, timestamp) pair is ever sent twice.
+    pub async fn ownid(&self) -> anyhow::Result<Outcome<Measured>> {
+        let count = self.ownid_accounts.max(self.clients);
+        let emails: Vec<String> = (0..count).map(|i| self.email("ownid", i)).collect();
+        let register = |e: &String| {
+            client::post_json(
+                "/auth/register",
+                &[],
+                &json!({"email": e, "ownIdData": "bench-ownid-data"}),
+            )
+        };
+        call_all(self.addr(), vec![register(&emails[0])], 1, 200, "token").await?;
+        let mut probe = OwnIdFlow::new(self.addr(), vec![emails[0].clone()], &self.ownid_key);
+        match probe.run().await {
+            Err(Failure::Status(404)) => return Ok(Outcome::Skipped),
+            Err(e) => bail!("the first signed OwnID request failed: {e}"),
+            Ok(()) => {}
+        }
+        let bodies = emails[1..].iter().map(register).collect();
+        call_all(self.addr(), bodies, self.clients, 200, "token")
+            .await
+            .context("registering the OwnID accounts")?;
+        let mut shares: Vec<Vec<String>> = vec![Vec::new(); self.clients];
+        for (i, email) in emails.into_iter().enumerate() {
+            shares[i % self.clients].push(email);
+        }
+        let flows = shares
+            .into_iter()
+            .map(|share| OwnIdFlow::new(self.addr(), share, &self.ownid_key))
+            .collect();
+        Ok(Outcome::Done(self.measure(flows, "req/s").await))
+    }
+
+    /// Scenario 6: `burst` password logins, each on its own connection, sent at once.
+    pub async fn burst(&self) -> anyhow::Result<Burst> {
+        let pid = self.server.pid();
+        let mut connecting = Vec::with_capacity(self.burst);
+        for _ in 0..self.burst {
+            connecting.push(tokio::spawn(Conn::connect(self.addr())));
+        }
+        let mut conns = Vec::with_capacity(self.burst);
+        for c in connecting {
+            conns.push(c.await?.context("opening the burst's connections")?);
+        }
+        let before = usage_of(pid)?;
+        let started = Instant::now();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let sampler = tokio::spawn(async move {
+            let mut peak = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => peak = peak.max(usage_of(pid).map_or(0, |u| u.rss_kib)),
+                    _ = &mut stop_rx => return peak,
+                }
+            }
+        });
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut conn)| {
+                let request = login_request(&self.accounts[i % self.accounts.len()].email);
+                tokio::spawn(async move {
+                    let began = Instant::now();
+                    let res =
+                        tokio::time::timeout(Duration::from_secs(60), conn.call(&request)).await;
+                    (res, began.elapsed())
+                })
+            })
+            .collect();
+        let mut outcomes = BTreeMap::new();
+        let mut answered = Tally::default();
+        for task in tasks {
+            let (res, latency) = task.await?;
+            let key = match res {
+                Ok(Ok(res)) => {
+                    answered.ok(latency);
+                    res.status.to_string()
+                }
+                Ok(Err(e)) => Failure::from(e).to_string(),
+                Err(_) => Failure::Timeout.to_string(),
+            };
+            *outcomes.entry(key).or_insert(0) += 1;
+        }
+        let wall = started.elapsed();
+        let _ = stop_tx.send(());
+        let sampled_peak_kib = sampler.await?;
+        let after = usage_of(pid)?;
+        Ok(Burst {
+            requests: self.burst,
+            outcomes,
+            answered,
+            wall,
+            sampled_peak_kib,
+            server_peak_kib: after.peak_kib,
+            server_cpu: after.cpu_secs - before.cpu_secs,
+        })
+    }
+}
+
+/// Sends every request with `concurrency` connections, each expecting `status` and a
+/// string field `field`; returns the fields in the requests' order.
+async fn call_all(
+    addr: SocketAddr,
+    requests: Vec<Vec<u8>>,
+    concurrency: usize,
+    status: u16,
+    field: &'static str,
+) -> anyhow::Result<Vec<String>> {
+    let requests = Arc::new(requests);
+    let lanes = concurrency.clamp(1, requests.len().max(1));
+    let tasks: Vec<_> = (0..lanes)
+        .map(|lane| {
+            let requests = Arc::clone(&requests);
+            tokio::spawn(async move {
+                let mut link = Link::new(addr);
+                let mut out = Vec::new();
+                for i in (lane..requests.len()).step_by(lanes) {
+                    let value = link.call(&requests[i]).await?.field(status, field)?;
+                    out.push((i, value));
+                }
+                Ok::<_, Failure>(out)
+            })
+        })
+        .collect();
+    let mut values = vec![String::new(); requests.len()];
+    for task in tasks {
+        for (i, v) in task.await?.map_err(|e| anyhow::anyhow!("{e}"))? {
+            values[i] = v;
+        }
+    }
+    Ok(values)
+}
+
+fn login_request(email: &str) -> Vec<u8> {
+    client::post_json(
+        "/auth/login",
+        &[],
+        &json!({"email": email, "password": PASSWORD}),
+    )
+}
+
+fn challenge_request(wallet: &Wallet) -> Vec<u8> {
+    client::get(
+        &format!("{SELFKEY_MOUNT}/auth/challenge/{}", wallet.public_key),
+        None,
+    )
+}
+
+/// Challenge, signature, answer: the wallet JWT.
+async fn answer_challenge(link: &mut Link, wallet: &Wallet) -> Result<String, Failure> {
+    let c = link
+        .call(&challenge_request(wallet))
+        .await?
+        .field(200, "jwt")?;
+    let challenge = challenge_claim(&c).ok_or(Failure::Body("no challenge claim"))?;
+    let signature = wallet.personal_sign(&challenge);
+    let auth = format!("Bearer {c}");
+    let answer = client::post_json(
+        &format!("{SELFKEY_MOUNT}/auth/challenge"),
+        &[("authorization", &auth)],
+        &json!({"signature": signature}),
+    );
+    link.call(&answer).await?.field(201, "jwt")
+}
+
+struct RegisterFlow {
+    link: Link,
+    prefix: String,
+    n: u64,
+}
+
+impl Flow for RegisterFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        self.n += 1;
+        let email = format!("{}-{}@example.com", self.prefix, self.n);
+        let req = client::post_json(
+            "/auth/register",
+            &[],
+            &json!({"email": email, "password": PASSWORD}),
+        );
+        self.link.call(&req).await?.field(200, "token").map(drop)
+    }
+}
+
+struct LoginFlow {
+    link: Link,
+    request: Vec<u8>,
+}
+
+impl Flow for LoginFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        self.link
+            .call(&self.request)
+            .await?
+            .field(200, "token")
+            .map(drop)
+    }
+}
+
+struct MeFlow {
+    link: Link,
+    request: Vec<u8>,
+}
+
+impl Flow for MeFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        self.link
+            .call(&self.request)
+            .await?
+            .field(200, "id")
+            .map(drop)
+    }
+}
+
+struct WalletFlow {
+    link: Link,
+    wallet: Wallet,
+}
+
+impl Flow for WalletFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let w = answer_challenge(&mut self.link, &self.wallet).await?;
+        let token = client::get(&format!("{SELFKEY_MOUNT}/auth/token"), Some(&w));
+        let login_token = self.link.call(&token).await?.field(200, "token")?;
+        let login = client::post_json(
+            &format!("{SELFKEY_MOUNT}/login"),
+            &[],
+            &json!({"token": login_token}),
+        );
+        let body = self.link.call(&login).await?.json(201)?;
+        for field in ["redirectTo", "token"] {
+            if !body.get(field).is_some_and(serde_json::Value::is_string) {
+                return Err(Failure::Body(field));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct OwnIdFlow {
+    link: Link,
+    emails: Vec<String>,
+    /// The last timestamp sent for each email: the next is always later, so the
+    /// server's replay guard never sees a request twice.
+    last_ms: Vec<u64>,
+    next: usize,
+    key: Arc<Vec<u8>>,
+}
+
+impl OwnIdFlow {
+    fn new(addr: SocketAddr, emails: Vec<String>, key: &Arc<Vec<u8>>) -> OwnIdFlow {
+        OwnIdFlow {
+            link: Link::new(addr),
+            last_ms: vec![0; emails.len()],
+            emails,
+            next: 0,
+            key: Arc::clone(key),
+        }
+    }
+}
+
+impl Flow for OwnIdFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let i = self.next;
+        self.next = (i + 1) % self.emails.len();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let timestamp = now.max(self.last_ms[i] + 1);
+        self.last_ms[i] = timestamp;
+        let timestamp = timestamp.to_string();
+        let body = json!({"loginId": self.emails[i]}).to_string();
+        let signature = ownid::signature(&self.key, body.as_bytes(), &timestamp);
+        let req = client::request(
+            "POST",
+            OWNID_SESSION,
+            &[
+                ("content-type", "application/json"),
+                ("ownid-timestamp", &timestamp),
+                ("ownid-signature", &signature),
+            ],
+            body.as_bytes(),
+        );
+        self.link.call(&req).await?.field(200, "token").map(drop)
+    }
+}

@@ -1,0 +1,295 @@
+//! The server under test: a release `gatehouse serve` on a free loopback port and a
+//! fresh database, configured only by what this harness sets, and its resource use
+//! as the kernel accounts it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::client::{self, Conn};
+
+/// Argon2id parameters given to the server and used to time one hash: the server's
+/// defaults, set explicitly so the two can never differ.
+pub const ARGON2_MEMORY_KIB: u32 = 19456;
+pub const ARGON2_ITERATIONS: u32 = 2;
+pub const ARGON2_PARALLELISM: u32 = 1;
+
+/// Requests one address may make per window while benchmarking: every request comes
+/// from 127.0.0.1, so the production limit would turn the run into a 429 test.
+pub const RAISED_PER_ADDRESS_LIMIT: u64 = 100_000_000;
+
+/// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks, 100 per second on Linux's
+/// mainstream architectures (x86, arm).
+const TICKS_PER_SEC: f64 = 100.0;
+
+pub struct ServerConfig {
+    pub binary: PathBuf,
+    /// `postgres://…` (a fresh schema is made in it) or `None` for a fresh SQLite file.
+    pub postgres: Option<String>,
+    pub jwt_secret: String,
+    pub ownid_secret: String,
+    /// Further `GATEHOUSE_*` settings, applied last.
+    pub extra_env: Vec<(String, String)>,
+}
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    postgres_schema: Option<(String, String)>,
+}
+
+/// CPU time and memory of a process, as the kernel reports them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// utime + stime, seconds.
+    pub cpu_secs: f64,
+    /// VmHWM: the peak resident set since the process started, KiB.
+    pub peak_kib: u64,
+    /// VmRSS: the resident set now, KiB.
+    pub rss_kib: u64,
+}
+
+impl Server {
+    pub async fn start(config: &ServerConfig) -> anyhow::Result<Server> {
+        let data_dir = fresh_dir()?;
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let (database, postgres_schema) = match &config.postgres {
+            Some(url) => {
+                let schema = format!("bench_{}", random_hex(6));
+                psql(url, &format!("CREATE SCHEMA {schema}"))?;
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let with_schema = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+                (with_schema, Some((url.clone(), schema)))
+            }
+            None => (
+                format!("sqlite://{}", data_dir.join("gatehouse.db").display()),
+                None,
+            ),
+        };
+        let log = std::fs::File::create(data_dir.join("server.log"))?;
+        let mut command = Command::new(&config.binary);
+        // Only what this run sets: no GATEHOUSE_* of the caller's changes the figures.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("GATEHOUSE_") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .args(["serve", "--listen", &addr.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("GATEHOUSE_DATABASE_URL", &database)
+            .env("GATEHOUSE_JWT_SECRET", &config.jwt_secret)
+            .env("GATEHOUSE_OWNID__SHARED_SECRETS", &config.ownid_secret)
+            .env(
+                "GATEHOUSE_RATE_LIMIT__PER_ADDRESS",
+                RAISED_PER_ADDRESS_LIMIT.to_string(),
+            )
+            .env(
+                "GATEHOUSE_ARGON2__MEMORY_KIB",
+                ARGON2_MEMORY_KIB.to_string(),
+            )
+            .env(
+                "GATEHOUSE_ARGON2__ITERATIONS",
+                ARGON2_ITERATIONS.to_string(),
+            )
+            .env(
+                "GATEHOUSE_ARGON2__PARALLELISM",
+                ARGON2_PARALLELISM.to_string(),
+            )
+            .envs(config.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", config.binary.display()))?;
+        let mut server = Server {
+            child,
+            addr,
+            data_dir,
+            postgres_schema,
+        };
+        server.wait_until_healthy().await?;
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_until_healthy(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let health = client::get("/health", None);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited ({status}):\n{}", self.log_tail());
+            }
+            if let Ok(mut conn) = Conn::connect(self.addr).await
+                && let Ok(res) = conn.call(&health).await
+                && res.status == 200
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "the server did not answer /health within 60 s:\n{}",
+            self.log_tail()
+        )
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub fn usage(&self) -> Usage {
+        usage_of(self.pid()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then SIGKILL if it has not stopped after its shutdown grace.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+        if let Some((url, schema)) = &self.postgres_schema
+            && let Err(e) = psql(url, &format!("DROP SCHEMA {schema} CASCADE"))
+        {
+            eprintln!("could not drop the benchmark schema {schema}: {e:#}");
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// CPU time and memory of process `pid`.
+pub fn usage_of(pid: u32) -> anyhow::Result<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(Usage {
+        cpu_secs: cpu_secs(&stat).context("unreadable /proc/<pid>/stat")?,
+        peak_kib: status_kib(&status, "VmHWM:").unwrap_or(0),
+        rss_kib: status_kib(&status, "VmRSS:").unwrap_or(0),
+    })
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from its closing parenthesis.
+fn cpu_secs(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SEC)
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    // Bound and released at once: the server binds it a moment later. Another process
+    // could take it in between; the start then fails loudly rather than measure it.
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn fresh_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", random_hex(6)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    hex::encode(buf)
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-qtAc", sql])
+        .output()
+        .context("--postgres needs the psql client on the PATH")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The configured binary, or a message that says how to build it.
+pub fn check_binary(path: &Path) -> anyhow::Result<()> {
+    if !path.is_file() {
+        bail!(
+            "no server binary at {}: build it with `cargo build --release --bin gatehouse` \
+             (scripts/bench.sh does)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_a_name_with_spaces() {
+        let stat = "4242 (tokio (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    1234 56 0 0 20 0 3 0 100 1000000 500 18446744073709551615";
+        assert_eq!(cpu_secs(stat), Some(12.90));
+        assert_eq!(cpu_secs("garbage"), None);
+    }
+
+    #[test]
+    fn memory_is_read_from_status() {
+        let status =
+            "Name:\tgatehouse\nVmPeak:\t  900 kB\nVmHWM:\t   61234 kB\nVmRSS:\t   51000 kB\n";
+        assert_eq!(status_kib(status, "VmHWM:"), Some(61234));
+        assert_eq!(status_kib(status, "VmRSS:"), Some(51000));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn this_process_has_usage() {
+        let usage = usage_of(std::process::id()).unwrap();
+        assert!(
+            usage.peak_kib >= usage.rss_kib && usage.rss_kib > 0,
+            "{usage:?}"
+        );
+    }
+}
