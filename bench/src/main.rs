@@ -187,6 +187,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &format!("{} keep-alive connections", bench.me_connections),
         );
         print_measured(&m);
+        let bound = bench.health().await;
+        println!(
+            "  HTTP bound    GET /health on the same connections: {:.1} req/s, {:.0} µs server CPU per request",
+            bound.throughput(),
+            1e6 * bound.server_cpu / bound.tally.successes().max(1) as f64
+        );
         targets.me = Some(m.throughput());
     }
     if wants(4) {
