@@ -152,7 +152,7 @@ pub fn account_error(e: AccountError) -> ApiError {
         AccountError::EmailTaken => {
             ApiError::Conflict("An account with this email already exists.".into())
         }
-        AccountError::LockedOut { retry_after_secs } => {
+        AccountError::LockedOut { retry_after_secs } | AccountError::Busy { retry_after_secs } => {
             ApiError::TooManyRequests { retry_after_secs }
         }
         AccountError::Internal(e) => ApiError::Internal(e),
