@@ -68,8 +68,8 @@ struct Inner {
     /// How long a hash has taken lately (moving average, µs): how fast the queue moves
     /// on this machine now, other load included.
     recent_micros: AtomicU64,
-    /// A hash whose expected wait in the queue is longer is refused (`Busy`) at once
-    /// rather than queued to time out; `u64::MAX`: no limit.
+    /// The longest a hash may wait for its turn before it is refused (`Busy`), µs;
+    /// `u64::MAX`: no limit.
     max_wait_micros: AtomicU64,
     /// Working memories of `argon2`'s size, at most one per permit: taken by a hash,
     /// given back after it.
@@ -106,9 +106,12 @@ impl PasswordHasher {
         self.inner.params
     }
 
-    /// Refuses (`HashError::Busy`) a hash that would wait longer than `max_wait` for
-    /// its turn: in a burst of logins, those that would time out in the queue get a
-    /// prompt 429 instead, and the queue does not grow past what can be served.
+    /// Refuses (`HashError::Busy`) a hash that has waited `max_wait` for its turn, and
+    /// at once one that would clearly wait more than twice that: in a burst of logins,
+    /// those that would time out in the queue get a 429 instead, and the queue does
+    /// not grow past what can be served. The prompt refusal is judged by the recent
+    /// pace of hashing, which lags a sudden change in the CPU the server gets; hence
+    /// the margin, and the wait limit as the guarantee.
     pub fn refuse_waits_over(&self, max_wait: Duration) {
         let micros = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
         self.inner.max_wait_micros.store(micros, Ordering::Relaxed);
@@ -169,11 +172,16 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let queued = Pending::join(&self.inner)?;
-        let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(anyhow::Error::from)?;
+        let limit = self.inner.max_wait();
+        let queued = Pending::join(&self.inner, limit)?;
+        let acquire = Arc::clone(&self.inner.permits).acquire_owned();
+        let permit = match limit {
+            None => acquire.await,
+            Some(limit) => tokio::time::timeout(limit, acquire)
+                .await
+                .map_err(|_| self.inner.busy())?,
+        }
+        .map_err(anyhow::Error::from)?;
         let inner = Arc::clone(&self.inner);
         let (done, result) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -201,17 +209,12 @@ impl PasswordHasher {
 struct Pending(Arc<Inner>);
 
 impl Pending {
-    /// Joins the queue, unless the hashes ahead would take longer than the allowed wait.
-    fn join(inner: &Arc<Inner>) -> Result<Pending, HashError> {
+    /// Joins the queue, unless the hashes ahead would take more than twice `limit`.
+    fn join(inner: &Arc<Inner>, limit: Option<Duration>) -> Result<Pending, HashError> {
         let ahead = inner.pending.fetch_add(1, Ordering::AcqRel);
         let place = Pending(Arc::clone(inner));
-        // Hashes ahead finish `slots` at a time.
-        let wait_micros =
-            (ahead / inner.slots) as u64 * inner.recent_micros.load(Ordering::Relaxed);
-        if wait_micros > inner.max_wait_micros.load(Ordering::Relaxed) {
-            let retry_after_secs =
-                i64::try_from(wait_micros.div_ceil(1_000_000)).unwrap_or(i64::MAX);
-            return Err(HashError::Busy { retry_after_secs });
+        if limit.is_some_and(|limit| inner.wait_behind(ahead) > limit * 2) {
+            return Err(inner.busy());
         }
         Ok(place)
     }
@@ -224,6 +227,27 @@ impl Drop for Pending {
 }
 
 impl Inner {
+    fn max_wait(&self) -> Option<Duration> {
+        match self.max_wait_micros.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    /// How long `ahead` queued or running hashes take to clear, `slots` at a time, at
+    /// the recent pace.
+    fn wait_behind(&self, ahead: usize) -> Duration {
+        let rounds = u32::try_from(ahead / self.slots).unwrap_or(u32::MAX);
+        Duration::from_micros(self.recent_micros.load(Ordering::Relaxed)).saturating_mul(rounds)
+    }
+
+    /// Busy, coming back when the queue as it is now should have cleared.
+    fn busy(&self) -> HashError {
+        let wait = self.wait_behind(self.pending.load(Ordering::Acquire));
+        let retry_after_secs = i64::try_from(wait.as_secs() + 1).unwrap_or(i64::MAX);
+        HashError::Busy { retry_after_secs }
+    }
+
     /// Folds one hash's duration into the moving average (weight 1/8).
     fn record(&self, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
@@ -456,13 +480,8 @@ mod tests {
         let h = PasswordHasher::new(SMALL, 1).unwrap();
         let password = pw("correct horse battery");
         let stored = h.hash(&password).await.unwrap();
-        h.refuse_waits_over(Duration::ZERO);
-        // Nothing ahead: no wait, however small the limit.
-        assert_eq!(
-            h.verify(&password, Some(&stored)).await.unwrap(),
-            Verified::Yes { rehash: None }
-        );
-        // The only slot taken, as by a running hash; one caller queues behind it.
+        // The only slot taken, as by a running hash; one caller queues behind it
+        // (before there is a limit, so it waits as long as it takes).
         let running = h.inner.permits.acquire().await.unwrap();
         let queued = tokio::spawn({
             let (h, password, stored) = (h.clone(), password.clone(), stored.clone());
@@ -471,7 +490,8 @@ mod tests {
         while h.inner.pending.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        // The next would wait behind it: refused, with a time to come back.
+        h.refuse_waits_over(Duration::ZERO);
+        // The next would wait behind it: refused at once, with a time to come back.
         match h.verify(&password, Some(&stored)).await {
             Err(HashError::Busy { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
             other => panic!("expected Busy, got {other:?}"),
@@ -482,6 +502,31 @@ mod tests {
             Verified::Yes { rehash: None }
         );
         assert_eq!(h.inner.pending.load(Ordering::Acquire), 0);
+        // Nothing ahead: no wait, however small the limit.
+        assert_eq!(
+            h.verify(&password, Some(&stored)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_that_wait_too_long_are_refused_then() {
+        let h = PasswordHasher::new(SMALL, 1).unwrap();
+        let password = pw("correct horse battery");
+        let stored = h.hash(&password).await.unwrap();
+        h.refuse_waits_over(Duration::from_millis(20));
+        // Nothing ahead, so admitted; but the slot never frees within the limit.
+        let running = h.inner.permits.acquire().await.unwrap();
+        assert!(matches!(
+            h.verify(&password, Some(&stored)).await,
+            Err(HashError::Busy { .. })
+        ));
+        drop(running);
+        assert_eq!(h.inner.pending.load(Ordering::Acquire), 0);
+        assert_eq!(
+            h.verify(&password, Some(&stored)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
     }
 
     #[tokio::test]
