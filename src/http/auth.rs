@@ -64,6 +64,7 @@ pub struct MeResponse {
         (status = 200, description = "Registered", body = TokenResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 409, description = "The email is already registered", body = ErrorBody),
+        (status = 429, description = "Too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register(
     State(app): State<AppState>,
@@ -101,7 +102,7 @@ async fn register(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this account", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this account, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
