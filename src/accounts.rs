@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
-use crate::crypto::passwords::{PasswordHasher, Verified};
+use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
 use crate::domain::{AccountId, Email, Password, unix_now};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
 
@@ -25,8 +25,20 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("too many failed logins")]
     LockedOut { retry_after_secs: i64 },
+    /// Too many password hashes queued to serve this one in time.
+    #[error("too busy hashing passwords")]
+    Busy { retry_after_secs: i64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<HashError> for AccountError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy { retry_after_secs } => AccountError::Busy { retry_after_secs },
+            HashError::Failed(e) => AccountError::Internal(e),
+        }
+    }
 }
 
 impl From<StoreError> for AccountError {

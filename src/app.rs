@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -39,6 +40,8 @@ impl App {
             parallelism: a.parallelism,
         };
         let hasher = PasswordHasher::new(params, settings.hash_concurrency())?;
+        // Three quarters of the request timeout: room left for the rest of the request.
+        hasher.refuse_waits_over(Duration::from_secs(settings.http.request_timeout_secs) * 3 / 4);
         let login_limit = settings.rate_limit.enabled.then_some(LoginLimit {
             max_failures: settings.rate_limit.login_failures,
             window_secs: settings.rate_limit.login_window_secs,

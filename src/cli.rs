@@ -161,6 +161,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_workers())
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -178,6 +179,21 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One async worker per core but one (at least one); `TOKIO_WORKER_THREADS` overrides.
+/// The spare core runs what the async workers hand work to and wait for: SQLite's
+/// connection threads and the password hashes. With a worker on every core, each
+/// handoff woke a thread across cores, and /auth/me cost a third more CPU.
+fn async_workers() -> usize {
+    if let Some(n) = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+    {
+        return n;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 fn init_logging(filter: &str) {

@@ -176,15 +176,29 @@ impl Bench {
         self.measure(flows, "req/s").await
     }
 
+    /// The HTTP bound that scenario 3 is compared with: `GET /health` (no token, no
+    /// database) on the same number of connections.
+    pub async fn health(&self) -> Measured {
+        let flows = (0..self.me_connections)
+            .map(|_| GetFlow {
+                link: Link::new(self.addr()),
+                request: client::get("/health", None),
+                field: "status",
+            })
+            .collect();
+        self.measure(flows, "req/s").await
+    }
+
     /// Scenario 3: `GET /auth/me` with a valid token, on `me_connections` connections.
     pub async fn me(&self) -> Measured {
         let flows = (0..self.me_connections)
-            .map(|i| MeFlow {
+            .map(|i| GetFlow {
                 link: Link::new(self.addr()),
                 request: client::get(
                     "/auth/me",
                     Some(&self.accounts[i % self.accounts.len()].token),
                 ),
+                field: "id",
             })
             .collect();
         self.measure(flows, "req/s").await
@@ -436,17 +450,19 @@ impl Flow for LoginFlow {
     }
 }
 
-struct MeFlow {
+/// One GET, answered 200 with a string field `field`.
+struct GetFlow {
     link: Link,
     request: Vec<u8>,
+    field: &'static str,
 }
 
-impl Flow for MeFlow {
+impl Flow for GetFlow {
     async fn run(&mut self) -> Result<(), Failure> {
         self.link
             .call(&self.request)
             .await?
-            .field(200, "id")
+            .field(200, self.field)
             .map(drop)
     }
 }

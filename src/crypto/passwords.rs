@@ -7,7 +7,9 @@
 //! allocation per hash left each blocking thread's malloc arena holding its own
 //! copy, so the resident set grew to hundreds of MiB under a login load.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
@@ -39,6 +41,16 @@ pub enum Verified {
     },
 }
 
+/// Why a password was not hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The queue of hashes would take longer than the allowed wait to reach this one.
+    #[error("too many password hashes queued")]
+    Busy { retry_after_secs: i64 },
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -50,6 +62,15 @@ struct Inner {
     /// Held by each hash until it has finished, not merely until its caller stops
     /// waiting: a request that times out must not free a slot while its hash runs on.
     permits: Arc<Semaphore>,
+    slots: usize,
+    /// Hashes waiting for a permit or running.
+    pending: AtomicUsize,
+    /// How long a hash has taken lately (moving average, µs): how fast the queue moves
+    /// on this machine now, other load included.
+    recent_micros: AtomicU64,
+    /// The longest a hash may wait for its turn before it is refused (`Busy`), µs;
+    /// `u64::MAX`: no limit.
+    max_wait_micros: AtomicU64,
     /// Working memories of `argon2`'s size, at most one per permit: taken by a hash,
     /// given back after it.
     memory: Mutex<Vec<Vec<Block>>>,
@@ -60,15 +81,22 @@ struct Inner {
 
 impl PasswordHasher {
     pub fn new(params: HashParams, max_in_flight: usize) -> Result<Self, argon2::Error> {
+        let slots = max_in_flight.max(1);
         let mut inner = Inner {
             argon2: params.argon2()?,
             params,
-            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            permits: Arc::new(Semaphore::new(slots)),
+            slots,
+            pending: AtomicUsize::new(0),
+            recent_micros: AtomicU64::new(0),
+            max_wait_micros: AtomicU64::new(u64::MAX),
             memory: Mutex::new(Vec::new()),
             dummy: String::new(),
         };
         let dummy_password = hex::encode(super::random_bytes::<16>());
+        let started = Instant::now();
         inner.dummy = inner.hash_new(dummy_password.as_bytes())?;
+        inner.record(started.elapsed());
         Ok(PasswordHasher {
             inner: Arc::new(inner),
         })
@@ -78,15 +106,28 @@ impl PasswordHasher {
         self.inner.params
     }
 
+    /// Refuses (`HashError::Busy`) a hash that has waited `max_wait` for its turn, and
+    /// at once one that would clearly wait more than twice that: in a burst of logins,
+    /// those that would time out in the queue get a 429 instead, and the queue does
+    /// not grow past what can be served. The prompt refusal is judged by the recent
+    /// pace of hashing, which lags a sudden change in the CPU the server gets; hence
+    /// the margin, and the wait limit as the guarantee.
+    pub fn refuse_waits_over(&self, max_wait: Duration) {
+        let micros = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
+        self.inner.max_wait_micros.store(micros, Ordering::Relaxed);
+    }
+
     /// Hashes a new password as a PHC string with a random salt.
-    pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
+    pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let password = password.clone();
-        self.run(move |inner| {
-            inner
-                .hash_new(password.expose().as_bytes())
-                .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
-        })
-        .await?
+        let hashed = self
+            .run(move |inner| {
+                inner
+                    .hash_new(password.expose().as_bytes())
+                    .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+            })
+            .await?;
+        Ok(hashed?)
     }
 
     /// Checks `password` against `stored`; with no stored hash, checks it against the
@@ -95,10 +136,10 @@ impl PasswordHasher {
         &self,
         password: &Password,
         stored: Option<&str>,
-    ) -> anyhow::Result<Verified> {
+    ) -> Result<Verified, HashError> {
         let password = password.clone();
         let stored = stored.map(str::to_owned);
-        self.run(move |inner| {
+        let verified = self.run(move |inner| -> anyhow::Result<Verified> {
             let (phc, real) = match &stored {
                 Some(s) => (s.as_str(), true),
                 None => (inner.dummy.as_str(), false),
@@ -118,8 +159,8 @@ impl PasswordHasher {
                 Some(fresh)
             };
             Ok(Verified::Yes { rehash })
-        })
-        .await?
+        });
+        Ok(verified.await??)
     }
 
     /// Runs `work` on the blocking pool once a permit is free. The permit goes with
@@ -130,23 +171,95 @@ impl PasswordHasher {
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> T + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let permit = Arc::clone(&self.inner.permits).acquire_owned().await?;
+    ) -> Result<T, HashError> {
+        let limit = self.inner.max_wait();
+        let queued = Pending::join(&self.inner, limit)?;
+        let acquire = Arc::clone(&self.inner.permits).acquire_owned();
+        let permit = match limit {
+            None => acquire.await,
+            Some(limit) => tokio::time::timeout(limit, acquire)
+                .await
+                .map_err(|_| self.inner.busy())?,
+        }
+        .map_err(anyhow::Error::from)?;
         let inner = Arc::clone(&self.inner);
         let (done, result) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            if !done.is_closed() {
-                let _ = done.send(work(&inner));
+            let outcome = (!done.is_closed()).then(|| {
+                let started = Instant::now();
+                let outcome = work(&inner);
+                inner.record(started.elapsed());
+                outcome
+            });
+            // Out of the queue before the caller hears back, so its next hash does not
+            // see this one still ahead of it.
+            drop((permit, queued));
+            if let Some(outcome) = outcome {
+                let _ = done.send(outcome);
             }
         });
         result
             .await
-            .map_err(|_| anyhow::anyhow!("the hashing task ended without a result"))
+            .map_err(|_| anyhow::anyhow!("the hashing task ended without a result").into())
+    }
+}
+
+/// A place in the hashing queue, counted in `Inner::pending` until dropped: with the
+/// caller if it gives up while waiting, else when its hash has run.
+struct Pending(Arc<Inner>);
+
+impl Pending {
+    /// Joins the queue, unless the hashes ahead would take more than twice `limit`.
+    fn join(inner: &Arc<Inner>, limit: Option<Duration>) -> Result<Pending, HashError> {
+        let ahead = inner.pending.fetch_add(1, Ordering::AcqRel);
+        let place = Pending(Arc::clone(inner));
+        if limit.is_some_and(|limit| inner.wait_behind(ahead) > limit * 2) {
+            return Err(inner.busy());
+        }
+        Ok(place)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Inner {
+    fn max_wait(&self) -> Option<Duration> {
+        match self.max_wait_micros.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    /// How long `ahead` queued or running hashes take to clear, `slots` at a time, at
+    /// the recent pace.
+    fn wait_behind(&self, ahead: usize) -> Duration {
+        let rounds = u32::try_from(ahead / self.slots).unwrap_or(u32::MAX);
+        Duration::from_micros(self.recent_micros.load(Ordering::Relaxed)).saturating_mul(rounds)
+    }
+
+    /// Busy, coming back when the queue as it is now should have cleared.
+    fn busy(&self) -> HashError {
+        let wait = self.wait_behind(self.pending.load(Ordering::Acquire));
+        let retry_after_secs = i64::try_from(wait.as_secs() + 1).unwrap_or(i64::MAX);
+        HashError::Busy { retry_after_secs }
+    }
+
+    /// Folds one hash's duration into the moving average (weight 1/8).
+    fn record(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.recent_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            micros
+        } else {
+            old - old / 8 + micros / 8
+        };
+        self.recent_micros.store(new, Ordering::Relaxed);
+    }
+
     /// A PHC string of `password` at the current parameters, with a random salt.
     fn hash_new(&self, password: &[u8]) -> Result<String, argon2::Error> {
         let salt = super::random_bytes::<16>();
@@ -360,6 +473,60 @@ mod tests {
             Verified::Yes { rehash: None }
         );
         assert_eq!(h.inner.memory.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn hashes_that_would_wait_too_long_are_refused_at_once() {
+        let h = PasswordHasher::new(SMALL, 1).unwrap();
+        let password = pw("correct horse battery");
+        let stored = h.hash(&password).await.unwrap();
+        // The only slot taken, as by a running hash; one caller queues behind it
+        // (before there is a limit, so it waits as long as it takes).
+        let running = h.inner.permits.acquire().await.unwrap();
+        let queued = tokio::spawn({
+            let (h, password, stored) = (h.clone(), password.clone(), stored.clone());
+            async move { h.verify(&password, Some(&stored)).await }
+        });
+        while h.inner.pending.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        h.refuse_waits_over(Duration::ZERO);
+        // The next would wait behind it: refused at once, with a time to come back.
+        match h.verify(&password, Some(&stored)).await {
+            Err(HashError::Busy { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        drop(running);
+        assert_eq!(
+            queued.await.unwrap().unwrap(),
+            Verified::Yes { rehash: None }
+        );
+        assert_eq!(h.inner.pending.load(Ordering::Acquire), 0);
+        // Nothing ahead: no wait, however small the limit.
+        assert_eq!(
+            h.verify(&password, Some(&stored)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_that_wait_too_long_are_refused_then() {
+        let h = PasswordHasher::new(SMALL, 1).unwrap();
+        let password = pw("correct horse battery");
+        let stored = h.hash(&password).await.unwrap();
+        h.refuse_waits_over(Duration::from_millis(20));
+        // Nothing ahead, so admitted; but the slot never frees within the limit.
+        let running = h.inner.permits.acquire().await.unwrap();
+        assert!(matches!(
+            h.verify(&password, Some(&stored)).await,
+            Err(HashError::Busy { .. })
+        ));
+        drop(running);
+        assert_eq!(h.inner.pending.load(Ordering::Acquire), 0);
+        assert_eq!(
+            h.verify(&password, Some(&stored)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
     }
 
     #[tokio::test]

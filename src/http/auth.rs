@@ -87,7 +87,7 @@ pub struct MeResponse {
         (status = 200, description = "Registered", body = TokenResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 409, description = "The email is already registered", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register(
     State(app): State<AppState>,
@@ -125,7 +125,7 @@ async fn register(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this account, or too many requests from this address", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this account, too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
@@ -177,7 +177,7 @@ pub fn account_error(e: AccountError) -> ApiError {
         AccountError::EmailTaken => {
             ApiError::Conflict("An account with this email already exists.".into())
         }
-        AccountError::LockedOut { retry_after_secs } => {
+        AccountError::LockedOut { retry_after_secs } | AccountError::Busy { retry_after_secs } => {
             ApiError::TooManyRequests { retry_after_secs }
         }
         AccountError::Internal(e) => ApiError::Internal(e),

@@ -32,4 +32,14 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// A connection for the hot reads: any from the pool.
+    async fn reader(&self) -> Result<sqlx::pool::PoolConnection<Db>, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    /// The hot reads use the pool, closed with it.
+    async fn close_readers(&self) {}
+}
+
 impl_store!(PostgresStore);

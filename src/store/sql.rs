@@ -6,7 +6,8 @@
 /// Implements `Store` for `$store`, a struct with two `sqlx::Pool` fields: `pool` for
 /// what must survive any crash, and `ephemeral` for rate-limit counters and replay
 /// keys, whose loss in a power cut is harmless (they expire long before a machine
-/// is back) and which must not pay an fsync on every request.
+/// is back) and which must not pay an fsync on every request. The reads on every
+/// request's path (accounts, wallets) take their connection from `$store::reader()`.
 macro_rules! impl_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -17,6 +18,7 @@ macro_rules! impl_store {
             }
 
             async fn close(&self) {
+                self.close_readers().await;
                 self.pool.close().await;
                 self.ephemeral.close().await;
             }
@@ -32,7 +34,7 @@ macro_rules! impl_store {
                      FROM accounts WHERE email_key = $1",
                 )
                 .bind(email_key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await?;
                 Ok(row.map(|r| account_from_row(&r)).transpose()?)
             }
@@ -45,7 +47,7 @@ macro_rules! impl_store {
                      WHERE a.id = $1 ORDER BY w.created_at, w.address",
                 )
                 .bind(&id.0)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
                 let Some(first) = rows.first() else { return Ok(None) };
                 let account = account_from_row(first)?;
@@ -81,7 +83,7 @@ macro_rules! impl_store {
                 let row: Option<(Option<String>,)> =
                     sqlx::query_as("SELECT ownid_data FROM accounts WHERE email_key = $1")
                         .bind(email_key)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.reader().await?)
                         .await?;
                 Ok(match row {
                     None => OwnIdLookup::NoAccount,
@@ -94,7 +96,7 @@ macro_rules! impl_store {
                 let row: Option<(String,)> =
                     sqlx::query_as("SELECT account_id FROM wallets WHERE address = $1")
                         .bind(address)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.reader().await?)
                         .await?;
                 Ok(row.map(|(id,)| AccountId(id)))
             }
@@ -138,7 +140,7 @@ macro_rules! impl_store {
                      ORDER BY created_at, address",
                 )
                 .bind(&account.0)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
                 Ok(rows
                     .into_iter()

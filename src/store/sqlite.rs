@@ -1,8 +1,12 @@
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use super::sql::impl_store;
 use super::*;
@@ -13,6 +17,40 @@ type Db = sqlx::Sqlite;
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     ephemeral: sqlx::SqlitePool,
+    readers: Readers,
+}
+
+/// Read-only connections for the reads on every request's path, outside the pool.
+/// Each SQLite connection runs on a thread of its own, so each use is a round trip
+/// to that thread; a pooled connection makes another (sqlx pings it on release),
+/// and those thread wake-ups were the largest cost of `/auth/me`.
+/// `None` once the store is closed.
+struct Readers {
+    connections: Vec<Mutex<Option<SqliteConnection>>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    /// A free connection if there is one, else the next in turn once it is free.
+    async fn get(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
+        let guard = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
+            Some(free) => free,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+                self.connections[i].lock().await
+            }
+        };
+        MutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)
+    }
+
+    /// Closes every reader; those in use are closed when their query ends.
+    async fn close(&self) {
+        for c in &self.connections {
+            if let Some(conn) = c.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
+    }
 }
 
 impl SqliteStore {
@@ -47,10 +85,35 @@ impl SqliteStore {
             .max_connections((max_connections / 4).max(2))
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
             .await?;
-        Ok(SqliteStore { pool, ephemeral })
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            let reader = options.clone().read_only(true).connect().await?;
+            readers.push(Mutex::new(Some(reader)));
+        }
+        Ok(SqliteStore {
+            pool,
+            ephemeral,
+            readers: Readers {
+                connections: readers,
+                next: AtomicUsize::new(0),
+            },
+        })
+    }
+
+    async fn reader(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
+        self.readers.get().await
+    }
+
+    /// Before the pools: the last connection to close checkpoints the WAL into the
+    /// database file.
+    async fn close_readers(&self) {
+        self.readers.close().await;
     }
 }
+
+/// Enough to keep two cores busy with reads while others wait their turn briefly.
+const READERS: usize = 4;
 
 impl_store!(SqliteStore);
