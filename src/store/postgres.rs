@@ -40,6 +40,11 @@ impl PostgresStore {
 
     /// The hot reads use the pool, closed with it.
     async fn close_readers(&self) {}
+
+    /// PostgreSQL runs concurrent writers itself: nothing to queue.
+    async fn serialize_writes(&self) -> Option<()> {
+        None
+    }
 }
 
 impl_store!(PostgresStore);

@@ -8,6 +8,9 @@
 /// keys, whose loss in a power cut is harmless (they expire long before a machine
 /// is back) and which must not pay an fsync on every request. The reads on every
 /// request's path (accounts, wallets) take their connection from `$store::reader()`.
+/// Every write first takes `$store::serialize_writes()`: SQLite admits one writer at a
+/// time and makes the others poll with sleeps of up to 100 ms, so its writes queue
+/// in-process instead (PostgreSQL needs no such queue).
 macro_rules! impl_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -24,6 +27,7 @@ macro_rules! impl_store {
             }
 
             async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
+                let _writing = self.serialize_writes().await;
                 insert_account(a).execute(&self.pool).await.map_err(on_unique)?;
                 Ok(())
             }
@@ -61,6 +65,7 @@ macro_rules! impl_store {
             }
 
             async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()> {
+                let _writing = self.serialize_writes().await;
                 sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
                     .bind(new)
                     .bind(&id.0)
@@ -71,6 +76,7 @@ macro_rules! impl_store {
             }
 
             async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+                let _writing = self.serialize_writes().await;
                 let done = sqlx::query("UPDATE accounts SET ownid_data = $1 WHERE email_key = $2")
                     .bind(data)
                     .bind(email_key)
@@ -102,6 +108,7 @@ macro_rules! impl_store {
             }
 
             async fn create_account_with_wallet(&self, a: &NewAccount, w: &NewWallet) -> StoreResult<()> {
+                let _writing = self.serialize_writes().await;
                 let mut tx = self.pool.begin().await?;
                 insert_account(a).execute(&mut *tx).await.map_err(on_unique)?;
                 insert_wallet(&a.id, w).execute(&mut *tx).await.map_err(on_unique)?;
@@ -110,6 +117,7 @@ macro_rules! impl_store {
             }
 
             async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
+                let _writing = self.serialize_writes().await;
                 insert_wallet(account, w).execute(&self.pool).await.map_err(on_unique)?;
                 Ok(())
             }
@@ -121,6 +129,7 @@ macro_rules! impl_store {
                 attributes: &str,
                 now: i64,
             ) -> StoreResult<bool> {
+                let _writing = self.serialize_writes().await;
                 let done = sqlx::query(
                     "UPDATE wallets SET attributes = $1, updated_at = $2
                      WHERE address = $3 AND account_id = $4",
@@ -167,6 +176,7 @@ macro_rules! impl_store {
             }
 
             async fn remove_wallet(&self, account: &AccountId, address: &str) -> StoreResult<WalletRemoval> {
+                let _writing = self.serialize_writes().await;
                 let mut tx = self.pool.begin().await?;
                 // A no-op write locks the account row (PostgreSQL) or the database
                 // (SQLite) first, so two removals cannot both see "another method left".
@@ -204,6 +214,7 @@ macro_rules! impl_store {
             }
 
             async fn put_one_time(&self, id: &str, purpose: &str, subject: &str, expires_at: i64) -> StoreResult<()> {
+                let _writing = self.serialize_writes().await;
                 sqlx::query(
                     "INSERT INTO one_time_tokens (id, purpose, subject, expires_at) VALUES ($1, $2, $3, $4)",
                 )
@@ -218,6 +229,7 @@ macro_rules! impl_store {
             }
 
             async fn take_one_time(&self, id: &str, purpose: &str, now: i64) -> StoreResult<Option<String>> {
+                let _writing = self.serialize_writes().await;
                 let row: Option<(String,)> = sqlx::query_as(
                     "DELETE FROM one_time_tokens WHERE id = $1 AND purpose = $2 AND expires_at > $3
                      RETURNING subject",
@@ -231,6 +243,7 @@ macro_rules! impl_store {
             }
 
             async fn remember_once(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
+                let _writing = self.serialize_writes().await;
                 let done = sqlx::query(
                     "INSERT INTO seen_requests (key, expires_at) VALUES ($1, $2)
                      ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
@@ -245,6 +258,7 @@ macro_rules! impl_store {
             }
 
             async fn hit(&self, key: &str, now: i64, window: i64) -> StoreResult<WindowCount> {
+                let _writing = self.serialize_writes().await;
                 // Every SET expression reads the row as it was, so the window restarts
                 // and the count resets together.
                 let (count, window_start): (i64, i64) = sqlx::query_as(
@@ -280,6 +294,7 @@ macro_rules! impl_store {
             }
 
             async fn reset(&self, key: &str) -> StoreResult<()> {
+                let _writing = self.serialize_writes().await;
                 sqlx::query("DELETE FROM rate_counters WHERE key = $1")
                     .bind(key)
                     .execute(&self.ephemeral)
@@ -288,6 +303,7 @@ macro_rules! impl_store {
             }
 
             async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+                let _writing = self.serialize_writes().await;
                 let mut purged = 0;
                 for statement in [
                     "DELETE FROM one_time_tokens WHERE expires_at <= $1",

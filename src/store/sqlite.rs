@@ -18,6 +18,8 @@ pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     ephemeral: sqlx::SqlitePool,
     readers: Readers,
+    /// One writer at a time, in arrival order (see `serialize_writes`).
+    writes: Mutex<()>,
 }
 
 /// Read-only connections for the reads on every request's path, outside the pool.
@@ -99,7 +101,17 @@ impl SqliteStore {
                 connections: readers,
                 next: AtomicUsize::new(0),
             },
+            writes: Mutex::new(()),
         })
+    }
+
+    /// SQLite takes one writer at a time (both pools write to one file) and lets the
+    /// others poll for the lock, sleeping 1, 2, 5 … up to 100 ms between tries; under
+    /// load those sleeps, not the work, set the pace. A fair async mutex makes writes
+    /// wait their turn without sleeping. Within one process only: SQLite serves one
+    /// node; `busy_timeout` still covers another process (a `gatehouse migrate`).
+    async fn serialize_writes(&self) -> Option<MutexGuard<'_, ()>> {
+        Some(self.writes.lock().await)
     }
 
     async fn reader(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
