@@ -10,7 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version=4.32.5
 venv=$PWD/target/fuzz-venv
-bin=${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}
 examples=${FUZZ_EXAMPLES:-100}
 seed=${FUZZ_SEED:-20240605}
 
@@ -19,26 +18,14 @@ if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, versi
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-log="$data/server.log"
-# Only the variables this run sets: any GATEHOUSE_* of the caller's (GATEHOUSE_TEST_BIN,
-# the tests' own) would be read as configuration.
-# shellcheck disable=SC2046
-env $(env | sed -n 's/^\(GATEHOUSE_[A-Za-z0-9_]*\)=.*/-u \1/p') \
+# shellcheck source=scripts/test-server.sh
+. scripts/test-server.sh
+start_test_server \
   GATEHOUSE_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" \
   GATEHOUSE_RATE_LIMIT__ENABLED=false \
   GATEHOUSE_OWNID__SHARED_SECRETS="$(head -c 32 /dev/urandom | base64)" \
   GATEHOUSE_ARGON2__MEMORY_KIB=1024 \
-  GATEHOUSE_ARGON2__ITERATIONS=1 \
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
+  GATEHOUSE_ARGON2__ITERATIONS=1
 
 # A real account token, so /auth/me is tested past its 401 too.
 token=$(curl -fsS "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \

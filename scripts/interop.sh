@@ -3,29 +3,17 @@
 # secret, runs the Node interop tests against it, and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck source=scripts/test-server.sh
+. scripts/test-server.sh
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 ownid_secret=$(head -c 32 /dev/urandom | base64)
-log="$data/server.log"
-
-# Only the variables this run sets: nothing from the caller's GATEHOUSE_* leaks in.
-env -u GATEHOUSE_TEST_POSTGRES_URL \
+start_test_server \
   GATEHOUSE_JWT_SECRET="$secret" \
   GATEHOUSE_OWNID__SHARED_SECRETS="$ownid_secret" \
   GATEHOUSE_RATE_LIMIT__ENABLED=false \
   GATEHOUSE_ARGON2__MEMORY_KIB=4096 \
   GATEHOUSE_HTTP__CORS_ORIGINS="http://site.example" \
-  GATEHOUSE_SELFKEY__ATTRIBUTES='[{key="email",label="Email",schema="http://platform.selfkey.org/schema/attribute/email.json",required=true},{key="passport",label="Passport",schema="http://platform.selfkey.org/schema/attribute/passport.json"}]' \
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
+  GATEHOUSE_SELFKEY__ATTRIBUTES='[{key="email",label="Email",schema="http://platform.selfkey.org/schema/attribute/email.json",required=true},{key="passport",label="Passport",schema="http://platform.selfkey.org/schema/attribute/passport.json"}]'
 
 status=0
 GATEHOUSE_URL="http://127.0.0.1:$port" \
