@@ -307,13 +307,8 @@ async fn login_failures_are_indistinguishable(b: Backend) {
     let known = email();
     app.registered(&known, "password123").await;
     let passwordless = email();
-    let (status, _) = app
-        .post_json(
-            "/auth/register",
-            &json!({"email": passwordless, "ownIdData": "device-credential"}),
-        )
+    app.registered_passwordless(&passwordless, "device-credential")
         .await;
-    assert_eq!(status, StatusCode::OK);
     for (addr, password) in [
         (known.as_str(), "wrong-password"),
         (&email(), "password123"),
@@ -410,13 +405,8 @@ async fn me_returns_the_account_and_its_sign_in_methods(b: Backend) {
     assert!(created.ends_with('Z') && created.len() == 20, "{created}");
 
     let other = email();
-    let (_, body) = app
-        .post_json(
-            "/auth/register",
-            &json!({"email": other, "ownIdData": "opaque"}),
-        )
-        .await;
-    let (status, me) = app.me(body["token"].as_str().unwrap()).await;
+    let token = app.registered_passwordless(&other, "opaque").await;
+    let (status, me) = app.me(&token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["sign_in_methods"], json!([{"method": "ownid"}]));
 }

@@ -213,6 +213,14 @@ impl TestApp {
         body["token"].as_str().unwrap().to_string()
     }
 
+    /// Registers a passwordless (OwnID) account and returns its account token.
+    pub async fn registered_passwordless(&self, email: &str, own_id_data: &str) -> String {
+        let body = serde_json::json!({"email": email, "ownIdData": own_id_data});
+        let (status, body) = self.post_json("/auth/register", &body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
     pub async fn me(&self, token: &str) -> (StatusCode, Value) {
         read(self.get("/auth/me", Some(token)).await).await
     }

@@ -188,18 +188,12 @@ async fn stored_data(app: &TestApp, addr: &str) -> Option<String> {
     }
 }
 
-async fn register_passwordless(app: &TestApp, addr: &str, data: &str) -> String {
-    let (status, body) = app
-        .post_json("/auth/register", &json!({"email": addr, "ownIdData": data}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["token"].as_str().unwrap().to_string()
-}
-
 async fn set_get_and_session_for_a_passwordless_account(b: Backend) {
     let app = spawn(b).await;
     let addr = email();
-    let registered = register_passwordless(&app, &addr, "registration-credential").await;
+    let registered = app
+        .registered_passwordless(&addr, "registration-credential")
+        .await;
 
     let got = call(&app, GET, json!({"loginId": addr})).await;
     got.assert_json(
@@ -325,7 +319,7 @@ async fn unknown_accounts_get_an_empty_404_and_nothing_is_created(b: Backend) {
 async fn missing_fields_and_bad_bodies_get_a_json_400_and_change_nothing(b: Backend) {
     let app = spawn(b).await;
     let addr = email();
-    register_passwordless(&app, &addr, "original").await;
+    app.registered_passwordless(&addr, "original").await;
     let too_long = "x".repeat(64 * 1024 + 1);
     let cases = [
         (
@@ -463,7 +457,7 @@ async fn the_signature_covers_the_raw_bytes_whatever_their_layout(b: Backend) {
 async fn bad_signatures_get_an_empty_401_and_change_nothing(b: Backend) {
     let app = spawn(b).await;
     let addr = email();
-    register_passwordless(&app, &addr, "original").await;
+    app.registered_passwordless(&addr, "original").await;
     let body = json!({"loginId": addr, "ownIdData": "changed"}).to_string();
     let ms = unix_now_millis();
     let good = Signed::new(SECRET, &body);
@@ -611,7 +605,7 @@ fn raw_exchange(address: &str, path: &str, headers: &[(&str, &str)], body: &str)
 async fn header_names_are_case_insensitive(b: Backend) {
     let app = spawn(b).await;
     let addr = email();
-    register_passwordless(&app, &addr, "device").await;
+    app.registered_passwordless(&addr, "device").await;
     let body = json!({"loginId": addr}).to_string();
     for (signature_name, timestamp_name) in [
         ("OwnID-Signature", "OwnID-Timestamp"),
@@ -641,7 +635,7 @@ async fn an_exact_replay_is_refused_on_every_node(b: Backend) {
     let app = spawn(b).await;
     let node2 = another_node(b, &app, &[SECRET]).await;
     let addr = email();
-    register_passwordless(&app, &addr, "original").await;
+    app.registered_passwordless(&addr, "original").await;
 
     let first = Signed::new(
         SECRET,
@@ -709,7 +703,7 @@ async fn an_exact_replay_is_refused_on_every_node(b: Backend) {
 async fn every_configured_secret_is_accepted_while_rotating(b: Backend) {
     let app = TestApp::spawn_with(b, with_secrets(&[NEW_SECRET, SECRET])).await;
     let addr = email();
-    register_passwordless(&app, &addr, "device").await;
+    app.registered_passwordless(&addr, "device").await;
     let lookup = json!({"loginId": addr}).to_string();
     for secret in [SECRET, NEW_SECRET] {
         send(&app, GET, &Signed::new(secret, &lookup))
@@ -779,7 +773,7 @@ async fn legacy_responses_answer_200_with_error_objects(b: Backend) {
 async fn the_routes_are_off_without_a_shared_secret(b: Backend) {
     let app = TestApp::spawn(b).await;
     let addr = email();
-    register_passwordless(&app, &addr, "device").await;
+    app.registered_passwordless(&addr, "device").await;
     for path in [SET, GET, SESSION] {
         let body = json!({"loginId": addr, "ownIdData": "changed"});
         call(&app, path, body).await.assert_json(
@@ -803,7 +797,7 @@ async fn the_routes_follow_the_base_and_the_openapi_document_shows_them(b: Backe
     })
     .await;
     let addr = email();
-    register_passwordless(&app, &addr, "device").await;
+    app.registered_passwordless(&addr, "device").await;
     let lookup = json!({"loginId": addr});
     for name in [
         "getOwnIDDataByLoginId",
