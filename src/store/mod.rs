@@ -2,7 +2,7 @@
 //! URL scheme. Domain code sees only [`Store`]; SQL lives in the backends.
 
 mod postgres;
-mod sql;
+mod queries;
 mod sqlite;
 
 use std::sync::Arc;
@@ -19,10 +19,23 @@ pub enum StoreError {
     /// A uniqueness rule refused the write; names the constraint's subject.
     #[error("conflict on {0}")]
     Conflict(Unique),
+    /// PostgreSQL.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// SQLite; shared by every write of a group commit that failed as a whole.
     #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Sqlite(Arc<rusqlite::Error>),
+    #[error("the database is closed")]
+    Closed,
+    /// A write panicked (a bug); what it wrote was rolled back.
+    #[error("a database write panicked")]
+    Panicked,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(Arc::new(e))
+    }
 }
 
 /// The unique keys a write can collide with.
@@ -31,6 +44,19 @@ pub enum Unique {
     Email,
     Wallet,
     Other,
+}
+
+impl Unique {
+    /// Which key a database's unique-violation message (and constraint name) is about.
+    fn named_in(text: &str) -> Unique {
+        if text.contains("email") {
+            Unique::Email
+        } else if text.contains("wallets") || text.contains("address") {
+            Unique::Wallet
+        } else {
+            Unique::Other
+        }
+    }
 }
 
 impl std::fmt::Display for Unique {
@@ -53,6 +79,16 @@ pub struct NewAccount {
     pub password_hash: Option<String>,
     pub ownid_data: Option<String>,
     pub created_at: i64,
+}
+
+impl NewAccount {
+    /// The email as entered and its key, or two NULLs.
+    fn email_parts(&self) -> (Option<&str>, Option<&str>) {
+        match &self.email {
+            Some((email, key)) => (Some(email), Some(key)),
+            None => (None, None),
+        }
+    }
 }
 
 /// A wallet about to be linked to an account.
@@ -90,12 +126,34 @@ pub enum WalletRemoval {
     LastSignInMethod,
 }
 
+impl WalletRemoval {
+    /// The outcome when the conditional delete removed nothing.
+    fn not_removed(still_linked: bool) -> WalletRemoval {
+        if still_linked {
+            WalletRemoval::LastSignInMethod
+        } else {
+            WalletRemoval::NotFound
+        }
+    }
+}
+
 /// OwnID data of an account looked up by email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnIdLookup {
     NoAccount,
     NoData,
     Data(String),
+}
+
+impl OwnIdLookup {
+    /// From the `ownid_data` column of the account's row, if there is a row.
+    fn from_row(row: Option<Option<String>>) -> OwnIdLookup {
+        match row {
+            None => OwnIdLookup::NoAccount,
+            Some(Some(data)) if !data.is_empty() => OwnIdLookup::Data(data),
+            Some(_) => OwnIdLookup::NoData,
+        }
+    }
 }
 
 /// A counter in a fixed window, after one more hit.
@@ -190,22 +248,4 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DynStore
         anyhow::bail!("database_url: unsupported scheme; use sqlite://PATH or postgres://…");
     };
     Ok(store)
-}
-
-/// Maps a unique-key violation to [`StoreError::Conflict`], by the violated index.
-fn on_unique(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
-        let which = if text.contains("email") {
-            Unique::Email
-        } else if text.contains("wallets") || text.contains("address") {
-            Unique::Wallet
-        } else {
-            Unique::Other
-        };
-        return StoreError::Conflict(which);
-    }
-    StoreError::Database(err)
 }

@@ -1,18 +1,17 @@
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
 
-use super::sql::impl_store;
+use super::queries as q;
 use super::*;
 
-type Db = sqlx::Postgres;
-
-/// Shared PostgreSQL, for several Gatehouse nodes behind a load balancer.
+/// Shared PostgreSQL, for several Gatehouse nodes behind a load balancer. Every value
+/// a request needs (single-use tokens, replay keys, counters) is a row here, so any
+/// node can serve any request; PostgreSQL runs concurrent writers and groups their
+/// commits itself.
 pub struct PostgresStore {
-    pool: sqlx::PgPool,
-    /// The same pool: PostgreSQL's group commit makes durable counters cheap enough.
-    ephemeral: sqlx::PgPool,
+    pool: PgPool,
 }
 
 impl PostgresStore {
@@ -25,26 +24,322 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore {
-            ephemeral: pool.clone(),
-            pool,
+        Ok(PostgresStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
+        insert_account(a)
+            .execute(&self.pool)
+            .await
+            .map_err(on_unique)?;
+        Ok(())
+    }
+
+    async fn account_by_email(&self, email_key: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query(q::ACCOUNT_BY_EMAIL)
+            .bind(email_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| account_from_row(&r)).transpose()?)
+    }
+
+    async fn account_profile(&self, id: &AccountId) -> StoreResult<Option<AccountProfile>> {
+        let rows = sqlx::query(q::ACCOUNT_PROFILE)
+            .bind(&id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let account = account_from_row(first)?;
+        let mut wallets = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(address) = r.try_get::<Option<String>, _>(5)? {
+                wallets.push(WalletSummary {
+                    address,
+                    linked_at: r.try_get(6)?,
+                });
+            }
+        }
+        Ok(Some(AccountProfile { account, wallets }))
+    }
+
+    async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()> {
+        sqlx::query(q::REPLACE_PASSWORD_HASH)
+            .bind(new)
+            .bind(&id.0)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+        let done = sqlx::query(q::SET_OWNID_DATA)
+            .bind(data)
+            .bind(email_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(q::OWNID_DATA)
+            .bind(email_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(OwnIdLookup::from_row(row.map(|(data,)| data)))
+    }
+
+    async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>> {
+        let row: Option<(String,)> = sqlx::query_as(q::WALLET_ACCOUNT)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(id,)| AccountId(id)))
+    }
+
+    async fn create_account_with_wallet(&self, a: &NewAccount, w: &NewWallet) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_account(a)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique)?;
+        insert_wallet(&a.id, w)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
+        insert_wallet(account, w)
+            .execute(&self.pool)
+            .await
+            .map_err(on_unique)?;
+        Ok(())
+    }
+
+    async fn update_wallet_attributes(
+        &self,
+        account: &AccountId,
+        address: &str,
+        attributes: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(q::UPDATE_WALLET_ATTRIBUTES)
+            .bind(attributes)
+            .bind(now)
+            .bind(address)
+            .bind(&account.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn wallets(&self, account: &AccountId) -> StoreResult<Vec<WalletSummary>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(q::WALLETS)
+            .bind(&account.0)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(address, linked_at)| WalletSummary { address, linked_at })
+            .collect())
+    }
+
+    async fn wallet_record(
+        &self,
+        account: &AccountId,
+        address: &str,
+    ) -> StoreResult<Option<WalletRecord>> {
+        let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(q::WALLET_RECORD)
+            .bind(address)
+            .bind(&account.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(
+            |(address, public_key, attributes, linked_at, updated_at)| WalletRecord {
+                address,
+                public_key,
+                attributes,
+                linked_at,
+                updated_at,
+            },
+        ))
+    }
+
+    async fn remove_wallet(
+        &self,
+        account: &AccountId,
+        address: &str,
+    ) -> StoreResult<WalletRemoval> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query(q::LOCK_ACCOUNT)
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await?;
+        if found.rows_affected() == 0 {
+            return Ok(WalletRemoval::NotFound);
+        }
+        let removed = sqlx::query(q::DELETE_WALLET_UNLESS_LAST)
+            .bind(address)
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await?;
+        let outcome = if removed.rows_affected() > 0 {
+            WalletRemoval::Removed
+        } else {
+            let linked: Option<(String,)> = sqlx::query_as(q::WALLET_LINKED)
+                .bind(address)
+                .bind(&account.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            WalletRemoval::not_removed(linked.is_some())
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn put_one_time(
+        &self,
+        id: &str,
+        purpose: &str,
+        subject: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(q::PUT_ONE_TIME)
+            .bind(id)
+            .bind(purpose)
+            .bind(subject)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(on_unique)?;
+        Ok(())
+    }
+
+    async fn take_one_time(
+        &self,
+        id: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(q::TAKE_ONE_TIME)
+            .bind(id)
+            .bind(purpose)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(s,)| s))
+    }
+
+    async fn remember_once(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
+        let done = sqlx::query(q::REMEMBER_ONCE)
+            .bind(key)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn hit(&self, key: &str, now: i64, window: i64) -> StoreResult<WindowCount> {
+        let (count, window_start): (i64, i64) = sqlx::query_as(q::HIT)
+            .bind(key)
+            .bind(now)
+            .bind(window)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(WindowCount {
+            count,
+            window_start,
         })
     }
-}
 
-impl PostgresStore {
-    /// A connection for the hot reads: any from the pool.
-    async fn reader(&self) -> Result<sqlx::pool::PoolConnection<Db>, sqlx::Error> {
-        self.pool.acquire().await
+    async fn count(&self, key: &str, now: i64, window: i64) -> StoreResult<Option<WindowCount>> {
+        let row: Option<(i64, i64)> = sqlx::query_as(q::COUNT)
+            .bind(key)
+            .bind(window)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(count, window_start)| WindowCount {
+            count,
+            window_start,
+        }))
     }
 
-    /// The hot reads use the pool, closed with it.
-    async fn close_readers(&self) {}
+    async fn reset(&self, key: &str) -> StoreResult<()> {
+        sqlx::query(q::RESET).bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
 
-    /// PostgreSQL runs concurrent writers itself: nothing to queue.
-    async fn serialize_writes(&self) -> Option<()> {
-        None
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        let mut purged = 0;
+        for statement in q::PURGE_EXPIRED {
+            purged += sqlx::query(statement)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(purged)
     }
 }
 
-impl_store!(PostgresStore);
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn insert_account(a: &NewAccount) -> Query<'_> {
+    let (email, email_key) = a.email_parts();
+    sqlx::query(q::INSERT_ACCOUNT)
+        .bind(&a.id.0)
+        .bind(email)
+        .bind(email_key)
+        .bind(a.password_hash.as_deref())
+        .bind(a.ownid_data.as_deref())
+        .bind(a.created_at)
+}
+
+fn insert_wallet<'q>(account: &'q AccountId, w: &'q NewWallet) -> Query<'q> {
+    sqlx::query(q::INSERT_WALLET)
+        .bind(&w.address)
+        .bind(&w.public_key)
+        .bind(&account.0)
+        .bind(&w.attributes)
+        .bind(w.now)
+}
+
+fn account_from_row(r: &PgRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: AccountId(r.try_get(0)?),
+        email: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        has_ownid: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+    })
+}
+
+/// Maps a unique-key violation to [`StoreError::Conflict`], by the violated index.
+fn on_unique(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
+        return StoreError::Conflict(Unique::named_in(&text));
+    }
+    StoreError::Database(err)
+}

@@ -1,131 +1,630 @@
-use std::str::FromStr;
+//! The embedded default: one SQLite file in WAL mode, used in-process through
+//! rusqlite.
+//!
+//! SQLite admits one writer at a time and, under `synchronous = FULL`, pays an fsync
+//! for every commit. So every write goes to one writer thread, which owns the only
+//! read-write connection and commits whatever writes have queued up meanwhile in one
+//! transaction — one fsync for the lot (group commit) — and answers each write only
+//! once that commit is on disk. Each write runs inside a savepoint of its own, so one
+//! that fails (an email already taken, say) leaves no trace and does not fail the
+//! others.
+//!
+//! Reads run on the caller's thread, on read-only connections that see every
+//! acknowledged write. They are point lookups by key that take microseconds, less
+//! than a hop to another thread and back, which is what a read cost before.
+
+mod migrations;
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, Row};
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::{mpsc, oneshot};
 
-use super::sql::impl_store;
+use super::queries as q;
 use super::*;
 
-type Db = sqlx::Sqlite;
-
-/// The embedded default: one SQLite file in WAL mode.
 pub struct SqliteStore {
-    pool: sqlx::SqlitePool,
-    ephemeral: sqlx::SqlitePool,
     readers: Readers,
-    /// One writer at a time, in arrival order (see `serialize_writes`).
-    writes: Mutex<()>,
-}
-
-/// Read-only connections for the reads on every request's path, outside the pool.
-/// Each SQLite connection runs on a thread of its own, so each use is a round trip
-/// to that thread; a pooled connection makes another (sqlx pings it on release),
-/// and those thread wake-ups were the largest cost of `/auth/me`.
-/// `None` once the store is closed.
-struct Readers {
-    connections: Vec<Mutex<Option<SqliteConnection>>>,
-    next: AtomicUsize,
-}
-
-impl Readers {
-    /// A free connection if there is one, else the next in turn once it is free.
-    async fn get(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
-        let guard = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
-            Some(free) => free,
-            None => {
-                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-                self.connections[i].lock().await
-            }
-        };
-        MutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)
-    }
-
-    /// Closes every reader; those in use are closed when their query ends.
-    async fn close(&self) {
-        for c in &self.connections {
-            if let Some(conn) = c.lock().await.take() {
-                let _ = conn.close().await;
-            }
-        }
-    }
+    writer: mpsc::Sender<Message>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and runs the SQLite migrations.
+    /// Opens (creating if needed) the database file, runs the SQLite migrations, starts
+    /// the writer thread and opens `readers` read-only connections.
+    ///
     /// `synchronous = FULL`: a commit is on disk before it is acknowledged, so no
-    /// acknowledged write is lost to a crash of the process or of the machine. The
-    /// small `ephemeral` pool on the same file commits counters with `NORMAL`: in WAL
-    /// mode that survives a crash of the process, not a power cut.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = options.get_filename().parent()
+    /// acknowledged write is lost to a crash of the process or of the machine. A batch
+    /// holding only rate-limit counters and replay keys commits with `NORMAL`: in WAL
+    /// mode that survives a crash of the process, not a power cut, and those values
+    /// expire long before a machine is back.
+    pub async fn connect(url: &str, readers: u32) -> anyhow::Result<Self> {
+        let path = path_of(url)?;
+        if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)?;
         }
-        // No ping on acquire: a connection to a local file has no peer to lose, and
-        // each ping is a round trip to the connection's worker thread (sqlx already
-        // pings on release, which catches a connection left mid-statement).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let ephemeral = SqlitePoolOptions::new()
-            .max_connections((max_connections / 4).max(2))
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
-            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
-            .await?;
-        let mut readers = Vec::new();
-        for _ in 0..READERS {
-            let reader = options.clone().read_only(true).connect().await?;
-            readers.push(Mutex::new(Some(reader)));
-        }
+        let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut writer = open(&path, false)?;
+            migrations::run(&mut writer)?;
+            let readers = (0..readers.max(1))
+                .map(|_| open(&path, true).map(|c| Mutex::new(Some(c))))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((writer, readers))
+        })
+        .await??;
+        let (writer, readers) = opened;
+        let (sender, queue) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer, queue))?;
         Ok(SqliteStore {
-            pool,
-            ephemeral,
             readers: Readers {
-                connections: readers,
+                connections: readers.into_boxed_slice(),
                 next: AtomicUsize::new(0),
             },
-            writes: Mutex::new(()),
+            writer: sender,
         })
     }
 
-    /// SQLite takes one writer at a time (both pools write to one file) and lets the
-    /// others poll for the lock, sleeping 1, 2, 5 … up to 100 ms between tries; under
-    /// load those sleeps, not the work, set the pace. A fair async mutex makes writes
-    /// wait their turn without sleeping. Within one process only: SQLite serves one
-    /// node; `busy_timeout` still covers another process (a `gatehouse migrate`).
-    async fn serialize_writes(&self) -> Option<MutexGuard<'_, ()>> {
-        Some(self.writes.lock().await)
-    }
-
-    async fn reader(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
-        self.readers.get().await
-    }
-
-    /// Before the pools: the last connection to close checkpoints the WAL into the
-    /// database file.
-    async fn close_readers(&self) {
-        self.readers.close().await;
+    /// Runs `work` on the writer thread inside the next group commit, and answers once
+    /// that commit is done: with `work`'s result if it committed, with the commit's
+    /// error if not. When `work` fails, what it wrote is rolled back and the others'
+    /// writes commit. `durable`: wait for the fsync of `synchronous = FULL`.
+    async fn write<T: Send + 'static>(
+        &self,
+        durable: bool,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            let result = work(conn);
+            (result.is_ok(), Box::new(result))
+        });
+        let job = Job {
+            durable,
+            work,
+            reply,
+        };
+        self.writer
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let done = answer.await.map_err(|_| StoreError::Closed)??;
+        match done.downcast::<StoreResult<T>>() {
+            Ok(result) => *result,
+            Err(_) => unreachable!("a write answers with the type of its own work"),
+        }
     }
 }
 
-/// Enough to keep two cores busy with reads while others wait their turn briefly.
-const READERS: usize = 4;
+/// Writes waiting for the writer thread; senders wait when it is full.
+const QUEUE: usize = 1024;
+/// The most writes one transaction commits together.
+const MAX_BATCH: usize = 256;
 
-impl_store!(SqliteStore);
+/// `sqlite://PATH` (or `sqlite:PATH`): a file; relative paths are from the working
+/// directory.
+fn path_of(url: &str) -> anyhow::Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    anyhow::ensure!(
+        !path.is_empty() && !path.contains('?') && !path.starts_with(":memory:"),
+        "database_url: SQLite needs a file, written sqlite://PATH (no options, not :memory:)"
+    );
+    Ok(PathBuf::from(path))
+}
+
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let access = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    };
+    let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    // Another process (`gatehouse migrate`) may hold the write lock for a moment.
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    if !read_only {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode stayed {mode}: the file system does not support WAL"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    Ok(conn)
+}
+
+/// Read-only connections, each used by one caller at a time. `None` once closed.
+struct Readers {
+    connections: Box<[Mutex<Option<Connection>>]>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    /// Runs `read` on a free connection, or on the next in turn once it is free (a
+    /// wait of one query at most, as every query here is a lookup by key).
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let guard = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
+            Some(free) => free,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+                lock(&self.connections[i])
+            }
+        };
+        let conn = guard.as_ref().ok_or(StoreError::Closed)?;
+        Ok(read(conn)?)
+    }
+
+    fn close(&self) {
+        for c in &self.connections {
+            drop(lock(c).take());
+        }
+    }
+}
+
+/// A poisoned lock only means a panic while it was held; the connection is sound
+/// (rusqlite resets its statements as they drop).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The result of a write, typed by its caller ([`SqliteStore::write`]).
+type Done = Box<dyn Any + Send>;
+/// A write: whether to keep what it wrote, and its result.
+type Work = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+
+struct Job {
+    durable: bool,
+    work: Work,
+    reply: oneshot::Sender<StoreResult<Done>>,
+}
+
+enum Message {
+    Job(Job),
+    /// Finish the writes already queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// The writer thread: takes the writes queued so far, commits them together, answers
+/// them, and waits for more.
+fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Message>) {
+    let mut synchronous_full = true;
+    let mut closed = Vec::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Job(job) => batch.push(job),
+                Message::Close(done) => {
+                    queue.close();
+                    closed.push(done);
+                }
+            }
+            next = if batch.len() < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            commit(&conn, &mut batch, &mut synchronous_full);
+        }
+    }
+    // The last connection to close checkpoints the WAL into the database file.
+    drop(conn);
+    for done in closed {
+        let _ = done.send(());
+    }
+}
+
+/// Runs every job of `batch` in one transaction, each in a savepoint, commits, and
+/// answers each.
+fn commit(conn: &Connection, batch: &mut Vec<Job>, synchronous_full: &mut bool) {
+    let durable = batch.iter().any(|j| j.durable);
+    if durable != *synchronous_full {
+        let level = if durable { "FULL" } else { "NORMAL" };
+        if let Err(e) = conn.pragma_update(None, "synchronous", level) {
+            return fail(batch.drain(..), e);
+        }
+        *synchronous_full = durable;
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return fail(batch.drain(..), e);
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        match run(conn, job.work) {
+            Ok(done) => answers.push((job.reply, done)),
+            Err(e) => {
+                // A savepoint statement failed: the transaction cannot be trusted.
+                let _ = conn.execute_batch("ROLLBACK");
+                let e = Arc::new(e);
+                let _ = job.reply.send(Err(StoreError::Sqlite(e.clone())));
+                let pending = answers.into_iter().map(|(reply, _)| reply);
+                return fail_shared(pending.chain(jobs.map(|j| j.reply)), &e);
+            }
+        }
+    }
+    drop(jobs);
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for (reply, done) in answers {
+                let _ = reply.send(done);
+            }
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_shared(answers.into_iter().map(|(reply, _)| reply), &Arc::new(e));
+        }
+    }
+}
+
+/// Runs one write in a savepoint: released if the write succeeded, rolled back if it
+/// failed or panicked.
+fn run(conn: &Connection, work: Work) -> rusqlite::Result<StoreResult<Done>> {
+    conn.prepare_cached("SAVEPOINT write")?.execute([])?;
+    let (keep, done) = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+        Ok((keep, done)) => (keep, Ok(done)),
+        Err(_) => (false, Err(StoreError::Panicked)),
+    };
+    if !keep {
+        conn.prepare_cached("ROLLBACK TO write")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE write")?.execute([])?;
+    Ok(done)
+}
+
+fn fail(jobs: impl Iterator<Item = Job>, e: rusqlite::Error) {
+    fail_shared(jobs.map(|j| j.reply), &Arc::new(e));
+}
+
+fn fail_shared(
+    replies: impl Iterator<Item = oneshot::Sender<StoreResult<Done>>>,
+    e: &Arc<rusqlite::Error>,
+) {
+    for reply in replies {
+        let _ = reply.send(Err(StoreError::Sqlite(e.clone())));
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.readers
+            .read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
+    }
+
+    async fn close(&self) {
+        self.readers.close();
+        let (done, closed) = oneshot::channel();
+        if self.writer.send(Message::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
+        let a = a.clone();
+        self.write(true, move |c| insert_account(c, &a)).await
+    }
+
+    async fn account_by_email(&self, email_key: &str) -> StoreResult<Option<Account>> {
+        self.readers.read(|c| {
+            c.prepare_cached(q::ACCOUNT_BY_EMAIL)?
+                .query_row([email_key], account_from_row)
+                .optional()
+        })
+    }
+
+    async fn account_profile(&self, id: &AccountId) -> StoreResult<Option<AccountProfile>> {
+        self.readers.read(|c| {
+            let mut statement = c.prepare_cached(q::ACCOUNT_PROFILE)?;
+            let mut rows = statement.query([&id.0])?;
+            let Some(first) = rows.next()? else {
+                return Ok(None);
+            };
+            let account = account_from_row(first)?;
+            let mut wallets = Vec::new();
+            let mut row = Some(first);
+            while let Some(r) = row {
+                if let Some(address) = r.get::<_, Option<String>>(5)? {
+                    wallets.push(WalletSummary {
+                        address,
+                        linked_at: r.get(6)?,
+                    });
+                }
+                row = rows.next()?;
+            }
+            Ok(Some(AccountProfile { account, wallets }))
+        })
+    }
+
+    async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()> {
+        let (id, old, new) = (id.0.clone(), old.to_owned(), new.to_owned());
+        self.write(true, move |c| {
+            c.prepare_cached(q::REPLACE_PASSWORD_HASH)?
+                .execute(params![new, id, old])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+        let (email_key, data) = (email_key.to_owned(), data.to_owned());
+        self.write(true, move |c| {
+            let changed = c
+                .prepare_cached(q::SET_OWNID_DATA)?
+                .execute(params![data, email_key])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
+        let row = self.readers.read(|c| {
+            c.prepare_cached(q::OWNID_DATA)?
+                .query_row([email_key], |r| r.get::<_, Option<String>>(0))
+                .optional()
+        })?;
+        Ok(OwnIdLookup::from_row(row))
+    }
+
+    async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>> {
+        let id = self.readers.read(|c| {
+            c.prepare_cached(q::WALLET_ACCOUNT)?
+                .query_row([address], |r| r.get(0))
+                .optional()
+        })?;
+        Ok(id.map(AccountId))
+    }
+
+    async fn create_account_with_wallet(&self, a: &NewAccount, w: &NewWallet) -> StoreResult<()> {
+        let (a, w) = (a.clone(), w.clone());
+        self.write(true, move |c| {
+            insert_account(c, &a)?;
+            insert_wallet(c, &a.id, &w)
+        })
+        .await
+    }
+
+    async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
+        let (account, w) = (account.clone(), w.clone());
+        self.write(true, move |c| insert_wallet(c, &account, &w))
+            .await
+    }
+
+    async fn update_wallet_attributes(
+        &self,
+        account: &AccountId,
+        address: &str,
+        attributes: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (account, address, attributes) =
+            (account.0.clone(), address.to_owned(), attributes.to_owned());
+        self.write(true, move |c| {
+            let changed = c
+                .prepare_cached(q::UPDATE_WALLET_ATTRIBUTES)?
+                .execute(params![attributes, now, address, account])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn wallets(&self, account: &AccountId) -> StoreResult<Vec<WalletSummary>> {
+        self.readers.read(|c| {
+            c.prepare_cached(q::WALLETS)?
+                .query_map([&account.0], |r| {
+                    Ok(WalletSummary {
+                        address: r.get(0)?,
+                        linked_at: r.get(1)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    async fn wallet_record(
+        &self,
+        account: &AccountId,
+        address: &str,
+    ) -> StoreResult<Option<WalletRecord>> {
+        self.readers.read(|c| {
+            c.prepare_cached(q::WALLET_RECORD)?
+                .query_row(params![address, account.0], |r| {
+                    Ok(WalletRecord {
+                        address: r.get(0)?,
+                        public_key: r.get(1)?,
+                        attributes: r.get(2)?,
+                        linked_at: r.get(3)?,
+                        updated_at: r.get(4)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    async fn remove_wallet(
+        &self,
+        account: &AccountId,
+        address: &str,
+    ) -> StoreResult<WalletRemoval> {
+        let (account, address) = (account.0.clone(), address.to_owned());
+        // The writer runs one write at a time, so nothing can come between the check
+        // and the delete.
+        self.write(true, move |c| {
+            if c.prepare_cached(q::LOCK_ACCOUNT)?.execute([&account])? == 0 {
+                return Ok(WalletRemoval::NotFound);
+            }
+            let removed = c
+                .prepare_cached(q::DELETE_WALLET_UNLESS_LAST)?
+                .execute(params![address, account])?;
+            if removed > 0 {
+                return Ok(WalletRemoval::Removed);
+            }
+            let linked = c
+                .prepare_cached(q::WALLET_LINKED)?
+                .exists(params![address, account])?;
+            Ok(WalletRemoval::not_removed(linked))
+        })
+        .await
+    }
+
+    async fn put_one_time(
+        &self,
+        id: &str,
+        purpose: &str,
+        subject: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let (id, purpose, subject) = (id.to_owned(), purpose.to_owned(), subject.to_owned());
+        self.write(true, move |c| {
+            c.prepare_cached(q::PUT_ONE_TIME)?
+                .execute(params![id, purpose, subject, expires_at])
+                .map_err(on_unique)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_one_time(
+        &self,
+        id: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        let (id, purpose) = (id.to_owned(), purpose.to_owned());
+        self.write(true, move |c| {
+            // The delete happens in full on the first step, which query_row takes.
+            Ok(c.prepare_cached(q::TAKE_ONE_TIME)?
+                .query_row(params![id, purpose, now], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn remember_once(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
+        let key = key.to_owned();
+        self.write(false, move |c| {
+            let changed = c
+                .prepare_cached(q::REMEMBER_ONCE)?
+                .execute(params![key, expires_at, now])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn hit(&self, key: &str, now: i64, window: i64) -> StoreResult<WindowCount> {
+        let key = key.to_owned();
+        self.write(false, move |c| {
+            Ok(c.prepare_cached(q::HIT)?
+                .query_row(params![key, now, window], window_count)?)
+        })
+        .await
+    }
+
+    async fn count(&self, key: &str, now: i64, window: i64) -> StoreResult<Option<WindowCount>> {
+        self.readers.read(|c| {
+            c.prepare_cached(q::COUNT)?
+                .query_row(params![key, window, now], window_count)
+                .optional()
+        })
+    }
+
+    async fn reset(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_owned();
+        self.write(false, move |c| {
+            c.prepare_cached(q::RESET)?.execute([key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.write(false, move |c| {
+            let mut purged = 0;
+            for statement in q::PURGE_EXPIRED {
+                purged += c.prepare_cached(statement)?.execute([now])? as u64;
+            }
+            Ok(purged)
+        })
+        .await
+    }
+}
+
+fn insert_account(c: &Connection, a: &NewAccount) -> StoreResult<()> {
+    let (email, email_key) = a.email_parts();
+    c.prepare_cached(q::INSERT_ACCOUNT)?
+        .execute(params![
+            a.id.0,
+            email,
+            email_key,
+            a.password_hash,
+            a.ownid_data,
+            a.created_at
+        ])
+        .map_err(on_unique)?;
+    Ok(())
+}
+
+fn insert_wallet(c: &Connection, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
+    c.prepare_cached(q::INSERT_WALLET)?
+        .execute(params![
+            w.address,
+            w.public_key,
+            account.0,
+            w.attributes,
+            w.now
+        ])
+        .map_err(on_unique)?;
+    Ok(())
+}
+
+fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: AccountId(r.get(0)?),
+        email: r.get(1)?,
+        password_hash: r.get(2)?,
+        has_ownid: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn window_count(r: &Row<'_>) -> rusqlite::Result<WindowCount> {
+    Ok(WindowCount {
+        count: r.get(0)?,
+        window_start: r.get(1)?,
+    })
+}
+
+/// Maps a unique-key violation to [`StoreError::Conflict`], by the violated index.
+fn on_unique(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, message) = &e
+        && matches!(
+            failure.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
+    {
+        return StoreError::Conflict(Unique::named_in(message.as_deref().unwrap_or("")));
+    }
+    e.into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -159,12 +159,10 @@ async fn account_rows(url: &str) -> (i64, i64) {
     const HALF: &str = "SELECT COUNT(*) FROM accounts
         WHERE email IS NULL OR email_key IS NULL OR email_key <> LOWER(email)
            OR password_hash IS NULL OR password_hash NOT LIKE '$argon2id$%'";
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let total = sqlx::query_scalar(TOTAL).fetch_one(&pool).await.unwrap();
-        let half = sqlx::query_scalar(HALF).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        (total, half)
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let count = |sql| conn.query_row(sql, [], |r| r.get(0)).unwrap();
+        (count(TOTAL), count(HALF))
     } else {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
         let total = sqlx::query_scalar(TOTAL).fetch_one(&pool).await.unwrap();

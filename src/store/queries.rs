@@ -1,0 +1,125 @@
+//! The SQL of every [`Store`](super::Store) operation, written once in the dialect both
+//! SQLite and PostgreSQL accept (`$N` placeholders, `RETURNING`, `ON CONFLICT`). Each
+//! backend runs these same statements through its own driver; a placeholder's number
+//! is its position in the driver's argument list (the test below holds SQLite to that).
+
+pub const INSERT_ACCOUNT: &str =
+    "INSERT INTO accounts (id, email, email_key, password_hash, ownid_data, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub const ACCOUNT_BY_EMAIL: &str =
+    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at
+     FROM accounts WHERE email_key = $1";
+
+/// The account (columns 0–4, as [`ACCOUNT_BY_EMAIL`]) on each row, and one wallet
+/// (address, linked at) per row, or NULLs when it has none.
+pub const ACCOUNT_PROFILE: &str =
+    "SELECT a.id, a.email, a.password_hash, a.ownid_data IS NOT NULL, a.created_at,
+            w.address, w.created_at
+     FROM accounts a LEFT JOIN wallets w ON w.account_id = a.id
+     WHERE a.id = $1 ORDER BY w.created_at, w.address";
+
+pub const REPLACE_PASSWORD_HASH: &str =
+    "UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3";
+
+pub const SET_OWNID_DATA: &str = "UPDATE accounts SET ownid_data = $1 WHERE email_key = $2";
+
+pub const OWNID_DATA: &str = "SELECT ownid_data FROM accounts WHERE email_key = $1";
+
+pub const WALLET_ACCOUNT: &str = "SELECT account_id FROM wallets WHERE address = $1";
+
+pub const INSERT_WALLET: &str =
+    "INSERT INTO wallets (address, public_key, account_id, attributes, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $5)";
+
+pub const UPDATE_WALLET_ATTRIBUTES: &str = "UPDATE wallets SET attributes = $1, updated_at = $2
+     WHERE address = $3 AND account_id = $4";
+
+pub const WALLETS: &str = "SELECT address, created_at FROM wallets WHERE account_id = $1
+     ORDER BY created_at, address";
+
+pub const WALLET_RECORD: &str =
+    "SELECT address, public_key, attributes, created_at, updated_at FROM wallets
+     WHERE address = $1 AND account_id = $2";
+
+/// Removing a wallet, in one transaction: a no-op write locks the account row
+/// (PostgreSQL) or the database (SQLite) first, so two removals cannot both see
+/// "another way to sign in is left"; then the conditional delete; when it deleted
+/// nothing, [`WALLET_LINKED`] tells "last way to sign in" from "not there".
+pub const LOCK_ACCOUNT: &str = "UPDATE accounts SET created_at = created_at WHERE id = $1";
+
+pub const DELETE_WALLET_UNLESS_LAST: &str =
+    "DELETE FROM wallets WHERE address = $1 AND account_id = $2 AND (
+        (SELECT COUNT(*) FROM wallets WHERE account_id = $2) > 1
+        OR EXISTS (SELECT 1 FROM accounts WHERE id = $2
+                   AND (password_hash IS NOT NULL OR ownid_data IS NOT NULL)))";
+
+pub const WALLET_LINKED: &str =
+    "SELECT address FROM wallets WHERE address = $1 AND account_id = $2";
+
+pub const PUT_ONE_TIME: &str =
+    "INSERT INTO one_time_tokens (id, purpose, subject, expires_at) VALUES ($1, $2, $3, $4)";
+
+/// One statement, so of concurrent consumers exactly one gets the row.
+pub const TAKE_ONE_TIME: &str =
+    "DELETE FROM one_time_tokens WHERE id = $1 AND purpose = $2 AND expires_at > $3
+     RETURNING subject";
+
+/// Inserts the key, or revives it only if it has expired: changes one row when the
+/// key was not live, none when it was.
+pub const REMEMBER_ONCE: &str = "INSERT INTO seen_requests (key, expires_at) VALUES ($1, $2)
+     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+     WHERE seen_requests.expires_at <= $3";
+
+/// One more hit in a fixed window of `$3` seconds at time `$2`. Every SET expression
+/// reads the row as it was, so the window restarts and the count resets together.
+pub const HIT: &str = "INSERT INTO rate_counters (key, window_start, count, expires_at)
+     VALUES ($1, $2, 1, $2 + $3)
+     ON CONFLICT (key) DO UPDATE SET
+        count = CASE WHEN rate_counters.window_start + $3 <= $2
+                     THEN 1 ELSE rate_counters.count + 1 END,
+        window_start = CASE WHEN rate_counters.window_start + $3 <= $2
+                     THEN $2 ELSE rate_counters.window_start END,
+        expires_at = CASE WHEN rate_counters.window_start + $3 <= $2
+                     THEN $2 + $3 ELSE rate_counters.expires_at END
+     RETURNING count, window_start";
+
+pub const COUNT: &str =
+    "SELECT count, window_start FROM rate_counters WHERE key = $1 AND window_start + $2 > $3";
+
+pub const RESET: &str = "DELETE FROM rate_counters WHERE key = $1";
+
+/// Each deletes what expired before `$1`.
+pub const PURGE_EXPIRED: [&str; 3] = [
+    "DELETE FROM one_time_tokens WHERE expires_at <= $1",
+    "DELETE FROM seen_requests WHERE expires_at <= $1",
+    "DELETE FROM rate_counters WHERE expires_at <= $1",
+];
+
+/// Every statement above, for the tests that prepare each on each backend.
+#[cfg(test)]
+pub const ALL: &[&str] = &[
+    INSERT_ACCOUNT,
+    ACCOUNT_BY_EMAIL,
+    ACCOUNT_PROFILE,
+    REPLACE_PASSWORD_HASH,
+    SET_OWNID_DATA,
+    OWNID_DATA,
+    WALLET_ACCOUNT,
+    INSERT_WALLET,
+    UPDATE_WALLET_ATTRIBUTES,
+    WALLETS,
+    WALLET_RECORD,
+    LOCK_ACCOUNT,
+    DELETE_WALLET_UNLESS_LAST,
+    WALLET_LINKED,
+    PUT_ONE_TIME,
+    TAKE_ONE_TIME,
+    REMEMBER_ONCE,
+    HIT,
+    COUNT,
+    RESET,
+    PURGE_EXPIRED[0],
+    PURGE_EXPIRED[1],
+    PURGE_EXPIRED[2],
+];

@@ -1,0 +1,220 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::*;
+
+async fn store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    Arc::new(SqliteStore::connect(&url, 4).await.unwrap())
+}
+
+fn account(n: usize, email: &str) -> NewAccount {
+    NewAccount {
+        id: AccountId(format!("account-{n}")),
+        email: Some((email.to_owned(), email.to_lowercase())),
+        password_hash: Some("$argon2id$x".into()),
+        ownid_data: None,
+        created_at: 1,
+    }
+}
+
+fn wallet(address: &str) -> NewWallet {
+    NewWallet {
+        address: address.into(),
+        public_key: "00".repeat(64),
+        attributes: "[]".into(),
+        now: 2,
+    }
+}
+
+#[test]
+fn every_placeholder_is_numbered_by_its_position() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    migrations::run(&mut conn).unwrap();
+    for sql in q::ALL {
+        let statement = conn.prepare(sql).unwrap();
+        for i in 1..=statement.parameter_count() {
+            assert_eq!(
+                statement.parameter_name(i),
+                Some(format!("${i}").as_str()),
+                "{sql}"
+            );
+        }
+    }
+}
+
+#[test]
+fn urls_name_a_file() {
+    assert_eq!(path_of("sqlite://a/b.db").unwrap(), PathBuf::from("a/b.db"));
+    assert_eq!(
+        path_of("sqlite:///abs/b.db").unwrap(),
+        PathBuf::from("/abs/b.db")
+    );
+    assert_eq!(path_of("sqlite:b.db").unwrap(), PathBuf::from("b.db"));
+    for bad in ["sqlite://", "sqlite::memory:", "sqlite://a.db?mode=ro"] {
+        let err = path_of(bad).unwrap_err().to_string();
+        assert!(err.contains("SQLite needs a file"), "{bad}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_commit_together_and_a_failed_one_leaves_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    // 100 accounts with distinct emails and 20 racing for one email, all at once.
+    let mut tasks = Vec::new();
+    for n in 0..120 {
+        let store = store.clone();
+        let email = if n < 100 {
+            format!("user{n}@example.com")
+        } else {
+            "Same@Example.com".to_owned()
+        };
+        tasks.push(tokio::spawn(async move {
+            store.create_account(&account(n, &email)).await
+        }));
+    }
+    let mut taken = 0;
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(StoreError::Conflict(Unique::Email)) => taken += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((created, taken), (101, 19));
+    // Acknowledged means readable at once, on any reader.
+    for n in 0..100 {
+        let found = store
+            .account_by_email(&format!("user{n}@example.com"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, AccountId(format!("account-{n}")));
+    }
+    assert!(
+        store
+            .account_by_email("same@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_of_several_statements_is_undone_whole_when_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    store
+        .create_account_with_wallet(&account(1, "one@example.com"), &wallet("0xaa"))
+        .await
+        .unwrap();
+    // The account insert succeeds, the wallet insert collides: neither stays, while
+    // the write queued beside it commits.
+    let second = account(2, "two@example.com");
+    let third = account(3, "three@example.com");
+    let w = wallet("0xaa");
+    let (clash, other) = tokio::join!(
+        store.create_account_with_wallet(&second, &w),
+        store.create_account(&third),
+    );
+    assert!(matches!(clash, Err(StoreError::Conflict(Unique::Wallet))));
+    other.unwrap();
+    assert!(
+        store
+            .account_by_email("two@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .account_by_email("three@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.wallet_account("0xaa").await.unwrap(),
+        Some(AccountId("account-1".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_takes_exactly_one_gets_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    store
+        .put_one_time("jti", "challenge", "subject", i64::MAX)
+        .await
+        .unwrap();
+    let takes = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.take_one_time("jti", "challenge", 10).await })
+    });
+    let mut got = Vec::new();
+    for t in takes {
+        if let Some(s) = t.await.unwrap().unwrap() {
+            got.push(s);
+        }
+    }
+    assert_eq!(got, ["subject"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_replay_keys_count_every_hit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let hits = (0..50).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.hit("k", 100, 60).await.unwrap().count })
+    });
+    let mut counts = HashSet::new();
+    for h in hits {
+        counts.insert(h.await.unwrap());
+    }
+    assert_eq!(counts, (1..=50).collect::<HashSet<i64>>());
+    assert_eq!(
+        store.count("k", 159, 60).await.unwrap(),
+        Some(WindowCount {
+            count: 50,
+            window_start: 100
+        })
+    );
+    assert_eq!(store.count("k", 160, 60).await.unwrap(), None);
+    assert!(store.remember_once("sig", 0, 60).await.unwrap());
+    assert!(!store.remember_once("sig", 59, 60).await.unwrap());
+    assert!(store.remember_once("sig", 60, 120).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_are_in_the_file_after_close_and_a_closed_store_refuses_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    store
+        .create_account(&account(1, "kept@example.com"))
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(matches!(store.ping().await, Err(StoreError::Closed)));
+    assert!(matches!(
+        store.create_account(&account(2, "late@example.com")).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.account_by_email("kept@example.com").await,
+        Err(StoreError::Closed)
+    ));
+    // Closed cleanly: the WAL was checkpointed into the database file.
+    assert!(!dir.path().join("t.db-wal").exists());
+    let reopened = super::super::connect(
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        1,
+    )
+    .await
+    .unwrap();
+    let kept = reopened.account_by_email("kept@example.com").await.unwrap();
+    assert_eq!(kept.unwrap().id, AccountId("account-1".into()));
+    reopened.close().await;
+}
