@@ -2,35 +2,31 @@
 //! rusqlite.
 //!
 //! SQLite admits one writer at a time and, under `synchronous = FULL`, pays an fsync
-//! for every commit. So every write goes to one writer thread, which owns the only
-//! read-write connection and commits whatever writes have queued up meanwhile in one
-//! transaction — one fsync for the lot (group commit) — and answers each write only
-//! once that commit is on disk. Each write runs inside a savepoint of its own, so one
-//! that fails (an email already taken, say) leaves no trace and does not fail the
-//! others.
+//! for every commit. So every write goes to one writer thread ([`writer`]), which
+//! commits whatever writes have queued up meanwhile in one transaction — one fsync
+//! for the lot — and answers each only once that commit is on disk.
 //!
 //! Reads run on the caller's thread, on read-only connections that see every
 //! acknowledged write. They are point lookups by key that take microseconds, less
 //! than a hop to another thread and back, which is what a read cost before.
 
 mod migrations;
+mod writer;
 
-use std::any::Any;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use tokio::sync::{mpsc, oneshot};
 
 use super::queries as q;
 use super::*;
+use writer::Writer;
 
 pub struct SqliteStore {
     readers: Readers,
-    writer: mpsc::Sender<Message>,
+    writer: Writer,
 }
 
 impl SqliteStore {
@@ -49,64 +45,25 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (writer, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut writer = open(&path, false)?;
             migrations::run(&mut writer)?;
+            let writer = Writer::start(writer, open(&path, false)?)?;
             let readers = (0..readers.max(1))
                 .map(|_| open(&path, true).map(|c| Mutex::new(Some(c))))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((writer, readers))
         })
         .await??;
-        let (writer, readers) = opened;
-        let (sender, queue) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue))?;
         Ok(SqliteStore {
             readers: Readers {
                 connections: readers.into_boxed_slice(),
                 next: AtomicUsize::new(0),
             },
-            writer: sender,
+            writer,
         })
     }
-
-    /// Runs `work` on the writer thread inside the next group commit, and answers once
-    /// that commit is done: with `work`'s result if it committed, with the commit's
-    /// error if not. When `work` fails, what it wrote is rolled back and the others'
-    /// writes commit. `durable`: wait for the fsync of `synchronous = FULL`.
-    async fn write<T: Send + 'static>(
-        &self,
-        durable: bool,
-        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let (reply, answer) = oneshot::channel();
-        let work: Work = Box::new(move |conn| {
-            let result = work(conn);
-            (result.is_ok(), Box::new(result))
-        });
-        let job = Job {
-            durable,
-            work,
-            reply,
-        };
-        self.writer
-            .send(Message::Job(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let done = answer.await.map_err(|_| StoreError::Closed)??;
-        match done.downcast::<StoreResult<T>>() {
-            Ok(result) => *result,
-            Err(_) => unreachable!("a write answers with the type of its own work"),
-        }
-    }
 }
-
-/// Writes waiting for the writer thread; senders wait when it is full.
-const QUEUE: usize = 1024;
-/// The most writes one transaction commits together.
-const MAX_BATCH: usize = 256;
 
 /// `sqlite://PATH` (or `sqlite:PATH`): a file; relative paths are from the working
 /// directory.
@@ -180,127 +137,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The result of a write, typed by its caller ([`SqliteStore::write`]).
-type Done = Box<dyn Any + Send>;
-/// A write: whether to keep what it wrote, and its result.
-type Work = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
-
-struct Job {
-    durable: bool,
-    work: Work,
-    reply: oneshot::Sender<StoreResult<Done>>,
-}
-
-enum Message {
-    Job(Job),
-    /// Finish the writes already queued, close the connection, then answer.
-    Close(oneshot::Sender<()>),
-}
-
-/// The writer thread: takes the writes queued so far, commits them together, answers
-/// them, and waits for more.
-fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Message>) {
-    let mut synchronous_full = true;
-    let mut closed = Vec::new();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(message) = next {
-            match message {
-                Message::Job(job) => batch.push(job),
-                Message::Close(done) => {
-                    queue.close();
-                    closed.push(done);
-                }
-            }
-            next = if batch.len() < MAX_BATCH {
-                queue.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        if !batch.is_empty() {
-            commit(&conn, &mut batch, &mut synchronous_full);
-        }
-    }
-    // The last connection to close checkpoints the WAL into the database file.
-    drop(conn);
-    for done in closed {
-        let _ = done.send(());
-    }
-}
-
-/// Runs every job of `batch` in one transaction, each in a savepoint, commits, and
-/// answers each.
-fn commit(conn: &Connection, batch: &mut Vec<Job>, synchronous_full: &mut bool) {
-    let durable = batch.iter().any(|j| j.durable);
-    if durable != *synchronous_full {
-        let level = if durable { "FULL" } else { "NORMAL" };
-        if let Err(e) = conn.pragma_update(None, "synchronous", level) {
-            return fail(batch.drain(..), e);
-        }
-        *synchronous_full = durable;
-    }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return fail(batch.drain(..), e);
-    }
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut jobs = batch.drain(..);
-    while let Some(job) = jobs.next() {
-        match run(conn, job.work) {
-            Ok(done) => answers.push((job.reply, done)),
-            Err(e) => {
-                // A savepoint statement failed: the transaction cannot be trusted.
-                let _ = conn.execute_batch("ROLLBACK");
-                let e = Arc::new(e);
-                let _ = job.reply.send(Err(StoreError::Sqlite(e.clone())));
-                let pending = answers.into_iter().map(|(reply, _)| reply);
-                return fail_shared(pending.chain(jobs.map(|j| j.reply)), &e);
-            }
-        }
-    }
-    drop(jobs);
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => {
-            for (reply, done) in answers {
-                let _ = reply.send(done);
-            }
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            fail_shared(answers.into_iter().map(|(reply, _)| reply), &Arc::new(e));
-        }
-    }
-}
-
-/// Runs one write in a savepoint: released if the write succeeded, rolled back if it
-/// failed or panicked.
-fn run(conn: &Connection, work: Work) -> rusqlite::Result<StoreResult<Done>> {
-    conn.prepare_cached("SAVEPOINT write")?.execute([])?;
-    let (keep, done) = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
-        Ok((keep, done)) => (keep, Ok(done)),
-        Err(_) => (false, Err(StoreError::Panicked)),
-    };
-    if !keep {
-        conn.prepare_cached("ROLLBACK TO write")?.execute([])?;
-    }
-    conn.prepare_cached("RELEASE write")?.execute([])?;
-    Ok(done)
-}
-
-fn fail(jobs: impl Iterator<Item = Job>, e: rusqlite::Error) {
-    fail_shared(jobs.map(|j| j.reply), &Arc::new(e));
-}
-
-fn fail_shared(
-    replies: impl Iterator<Item = oneshot::Sender<StoreResult<Done>>>,
-    e: &Arc<rusqlite::Error>,
-) {
-    for reply in replies {
-        let _ = reply.send(Err(StoreError::Sqlite(e.clone())));
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -313,15 +149,14 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.readers.close();
-        let (done, closed) = oneshot::channel();
-        if self.writer.send(Message::Close(done)).await.is_ok() {
-            let _ = closed.await;
-        }
+        self.writer.close().await;
     }
 
     async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
         let a = a.clone();
-        self.write(true, move |c| insert_account(c, &a)).await
+        self.writer
+            .write(true, move |c| insert_account(c, &a))
+            .await
     }
 
     async fn account_by_email(&self, email_key: &str) -> StoreResult<Option<Account>> {
@@ -357,23 +192,25 @@ impl Store for SqliteStore {
 
     async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()> {
         let (id, old, new) = (id.0.clone(), old.to_owned(), new.to_owned());
-        self.write(true, move |c| {
-            c.prepare_cached(q::REPLACE_PASSWORD_HASH)?
-                .execute(params![new, id, old])?;
-            Ok(())
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(q::REPLACE_PASSWORD_HASH)?
+                    .execute(params![new, id, old])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
         let (email_key, data) = (email_key.to_owned(), data.to_owned());
-        self.write(true, move |c| {
-            let changed = c
-                .prepare_cached(q::SET_OWNID_DATA)?
-                .execute(params![data, email_key])?;
-            Ok(changed > 0)
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                let changed = c
+                    .prepare_cached(q::SET_OWNID_DATA)?
+                    .execute(params![data, email_key])?;
+                Ok(changed > 0)
+            })
+            .await
     }
 
     async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
@@ -396,16 +233,18 @@ impl Store for SqliteStore {
 
     async fn create_account_with_wallet(&self, a: &NewAccount, w: &NewWallet) -> StoreResult<()> {
         let (a, w) = (a.clone(), w.clone());
-        self.write(true, move |c| {
-            insert_account(c, &a)?;
-            insert_wallet(c, &a.id, &w)
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                insert_account(c, &a)?;
+                insert_wallet(c, &a.id, &w)
+            })
+            .await
     }
 
     async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
         let (account, w) = (account.clone(), w.clone());
-        self.write(true, move |c| insert_wallet(c, &account, &w))
+        self.writer
+            .write(true, move |c| insert_wallet(c, &account, &w))
             .await
     }
 
@@ -418,13 +257,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let (account, address, attributes) =
             (account.0.clone(), address.to_owned(), attributes.to_owned());
-        self.write(true, move |c| {
-            let changed = c
-                .prepare_cached(q::UPDATE_WALLET_ATTRIBUTES)?
-                .execute(params![attributes, now, address, account])?;
-            Ok(changed > 0)
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                let changed = c
+                    .prepare_cached(q::UPDATE_WALLET_ATTRIBUTES)?
+                    .execute(params![attributes, now, address, account])?;
+                Ok(changed > 0)
+            })
+            .await
     }
 
     async fn wallets(&self, account: &AccountId) -> StoreResult<Vec<WalletSummary>> {
@@ -468,22 +308,23 @@ impl Store for SqliteStore {
         let (account, address) = (account.0.clone(), address.to_owned());
         // The writer runs one write at a time, so nothing can come between the check
         // and the delete.
-        self.write(true, move |c| {
-            if c.prepare_cached(q::LOCK_ACCOUNT)?.execute([&account])? == 0 {
-                return Ok(WalletRemoval::NotFound);
-            }
-            let removed = c
-                .prepare_cached(q::DELETE_WALLET_UNLESS_LAST)?
-                .execute(params![address, account])?;
-            if removed > 0 {
-                return Ok(WalletRemoval::Removed);
-            }
-            let linked = c
-                .prepare_cached(q::WALLET_LINKED)?
-                .exists(params![address, account])?;
-            Ok(WalletRemoval::not_removed(linked))
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                if c.prepare_cached(q::LOCK_ACCOUNT)?.execute([&account])? == 0 {
+                    return Ok(WalletRemoval::NotFound);
+                }
+                let removed = c
+                    .prepare_cached(q::DELETE_WALLET_UNLESS_LAST)?
+                    .execute(params![address, account])?;
+                if removed > 0 {
+                    return Ok(WalletRemoval::Removed);
+                }
+                let linked = c
+                    .prepare_cached(q::WALLET_LINKED)?
+                    .exists(params![address, account])?;
+                Ok(WalletRemoval::not_removed(linked))
+            })
+            .await
     }
 
     async fn put_one_time(
@@ -494,13 +335,14 @@ impl Store for SqliteStore {
         expires_at: i64,
     ) -> StoreResult<()> {
         let (id, purpose, subject) = (id.to_owned(), purpose.to_owned(), subject.to_owned());
-        self.write(true, move |c| {
-            c.prepare_cached(q::PUT_ONE_TIME)?
-                .execute(params![id, purpose, subject, expires_at])
-                .map_err(on_unique)?;
-            Ok(())
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(q::PUT_ONE_TIME)?
+                    .execute(params![id, purpose, subject, expires_at])
+                    .map_err(on_unique)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn take_one_time(
@@ -510,33 +352,36 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<String>> {
         let (id, purpose) = (id.to_owned(), purpose.to_owned());
-        self.write(true, move |c| {
-            // The delete happens in full on the first step, which query_row takes.
-            Ok(c.prepare_cached(q::TAKE_ONE_TIME)?
-                .query_row(params![id, purpose, now], |r| r.get(0))
-                .optional()?)
-        })
-        .await
+        self.writer
+            .write(true, move |c| {
+                // The delete happens in full on the first step, which query_row takes.
+                Ok(c.prepare_cached(q::TAKE_ONE_TIME)?
+                    .query_row(params![id, purpose, now], |r| r.get(0))
+                    .optional()?)
+            })
+            .await
     }
 
     async fn remember_once(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
         let key = key.to_owned();
-        self.write(false, move |c| {
-            let changed = c
-                .prepare_cached(q::REMEMBER_ONCE)?
-                .execute(params![key, expires_at, now])?;
-            Ok(changed > 0)
-        })
-        .await
+        self.writer
+            .write(false, move |c| {
+                let changed = c
+                    .prepare_cached(q::REMEMBER_ONCE)?
+                    .execute(params![key, expires_at, now])?;
+                Ok(changed > 0)
+            })
+            .await
     }
 
     async fn hit(&self, key: &str, now: i64, window: i64) -> StoreResult<WindowCount> {
         let key = key.to_owned();
-        self.write(false, move |c| {
-            Ok(c.prepare_cached(q::HIT)?
-                .query_row(params![key, now, window], window_count)?)
-        })
-        .await
+        self.writer
+            .write(false, move |c| {
+                Ok(c.prepare_cached(q::HIT)?
+                    .query_row(params![key, now, window], window_count)?)
+            })
+            .await
     }
 
     async fn count(&self, key: &str, now: i64, window: i64) -> StoreResult<Option<WindowCount>> {
@@ -549,22 +394,24 @@ impl Store for SqliteStore {
 
     async fn reset(&self, key: &str) -> StoreResult<()> {
         let key = key.to_owned();
-        self.write(false, move |c| {
-            c.prepare_cached(q::RESET)?.execute([key])?;
-            Ok(())
-        })
-        .await
+        self.writer
+            .write(false, move |c| {
+                c.prepare_cached(q::RESET)?.execute([key])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.write(false, move |c| {
-            let mut purged = 0;
-            for statement in q::PURGE_EXPIRED {
-                purged += c.prepare_cached(statement)?.execute([now])? as u64;
-            }
-            Ok(purged)
-        })
-        .await
+        self.writer
+            .write(false, move |c| {
+                let mut purged = 0;
+                for statement in q::PURGE_EXPIRED {
+                    purged += c.prepare_cached(statement)?.execute([now])? as u64;
+                }
+                Ok(purged)
+            })
+            .await
     }
 }
 

@@ -218,3 +218,29 @@ async fn acknowledged_writes_are_in_the_file_after_close_and_a_closed_store_refu
     assert_eq!(kept.unwrap().id, AccountId("account-1".into()));
     reopened.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_writes_reach_the_database_file_without_another_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let file = dir.path().join("t.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    let writes = (0..500).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let padded = format!("{n}-{}@example.com", "x".repeat(100));
+            store.create_account(&account(n, &padded)).await
+        })
+    });
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    // The writer never checkpoints; the checkpointer copies the log into the file
+    // shortly after the last commit, with no further write to prompt it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&file).unwrap().len() == before {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(std::fs::metadata(&file).unwrap().len() > before + 50_000);
+}

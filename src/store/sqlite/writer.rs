@@ -1,0 +1,246 @@
+//! The one writer of the SQLite file, and its checkpointer.
+//!
+//! A thread owns the only read-write connection. It takes every write queued so far,
+//! runs them in one transaction, each in a savepoint of its own, commits — one fsync
+//! for the lot (group commit) — and only then answers each. A second thread copies
+//! the write-ahead log back into the database file (a checkpoint) shortly after
+//! writes, on a connection of its own, so that the writes never wait for it.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{StoreError, StoreResult};
+
+/// Writes waiting for the writer thread; senders wait when it is full.
+const QUEUE: usize = 1024;
+/// The most writes one transaction commits together.
+const MAX_BATCH: usize = 256;
+/// How long the checkpointer lets writes gather after the first before it copies
+/// them into the database file.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+
+pub struct Writer {
+    queue: mpsc::Sender<Message>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn` and the checkpointer on `checkpoints`, both
+    /// read-write connections to the same file; `conn` stops checkpointing itself.
+    pub fn start(conn: Connection, checkpoints: Connection) -> anyhow::Result<Writer> {
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(checkpoints)?;
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, jobs, checkpointer))?;
+        Ok(Writer { queue })
+    }
+
+    /// Runs `work` inside the next group commit, and answers once that commit is
+    /// done: with `work`'s result if it committed, with the commit's error if not.
+    /// When `work` fails, what it wrote is rolled back and the others' writes commit.
+    /// `durable`: commit with `synchronous = FULL` (an fsync), else `NORMAL`.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        durable: bool,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            let result = work(conn);
+            (result.is_ok(), Box::new(result))
+        });
+        let job = Job {
+            durable,
+            work,
+            reply,
+        };
+        self.queue
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let done = answer.await.map_err(|_| StoreError::Closed)??;
+        match done.downcast::<StoreResult<T>>() {
+            Ok(result) => *result,
+            Err(_) => unreachable!("a write answers with the type of its own work"),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Finishes the writes already queued, refuses later ones, and closes both
+    /// connections, the writer's last: it checkpoints the whole log and removes it.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Message::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+/// The result of a write, typed by its caller ([`Writer::write`]).
+type Done = Box<dyn Any + Send>;
+/// A write: whether to keep what it wrote, and its result.
+type Work = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+
+struct Job {
+    durable: bool,
+    work: Work,
+    reply: oneshot::Sender<StoreResult<Done>>,
+}
+
+enum Message {
+    Job(Job),
+    Close(oneshot::Sender<()>),
+}
+
+/// The writer thread: takes the writes queued so far, commits them together, answers
+/// them, and waits for more.
+fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Message>, checkpointer: Checkpointer) {
+    let mut synchronous_full = true;
+    let mut closed = Vec::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Job(job) => batch.push(job),
+                Message::Close(done) => {
+                    queue.close();
+                    closed.push(done);
+                }
+            }
+            next = if batch.len() < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            commit(&conn, &mut batch, &mut synchronous_full);
+            checkpointer.wake();
+        }
+    }
+    checkpointer.stop();
+    drop(conn);
+    for done in closed {
+        let _ = done.send(());
+    }
+}
+
+/// Runs every job of `batch` in one transaction, each in a savepoint, commits, and
+/// answers each.
+fn commit(conn: &Connection, batch: &mut Vec<Job>, synchronous_full: &mut bool) {
+    let durable = batch.iter().any(|j| j.durable);
+    if durable != *synchronous_full {
+        let level = if durable { "FULL" } else { "NORMAL" };
+        if let Err(e) = conn.pragma_update(None, "synchronous", level) {
+            return fail(batch.drain(..).map(|j| j.reply), &Arc::new(e));
+        }
+        *synchronous_full = durable;
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return fail(batch.drain(..).map(|j| j.reply), &Arc::new(e));
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        match run(conn, job.work) {
+            Ok(done) => answers.push((job.reply, done)),
+            Err(e) => {
+                // A savepoint statement failed: the transaction cannot be trusted.
+                let _ = conn.execute_batch("ROLLBACK");
+                let done = answers.into_iter().map(|(reply, _)| reply);
+                let pending = jobs.map(|j| j.reply);
+                return fail(done.chain([job.reply]).chain(pending), &Arc::new(e));
+            }
+        }
+    }
+    drop(jobs);
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for (reply, done) in answers {
+                let _ = reply.send(done);
+            }
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            fail(answers.into_iter().map(|(reply, _)| reply), &Arc::new(e));
+        }
+    }
+}
+
+/// Runs one write in a savepoint: released if the write succeeded, rolled back if it
+/// failed or panicked.
+fn run(conn: &Connection, work: Work) -> rusqlite::Result<StoreResult<Done>> {
+    conn.prepare_cached("SAVEPOINT write")?.execute([])?;
+    let (keep, done) = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+        Ok((keep, done)) => (keep, Ok(done)),
+        Err(_) => (false, Err(StoreError::Panicked)),
+    };
+    if !keep {
+        conn.prepare_cached("ROLLBACK TO write")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE write")?.execute([])?;
+    Ok(done)
+}
+
+fn fail(
+    replies: impl Iterator<Item = oneshot::Sender<StoreResult<Done>>>,
+    e: &Arc<rusqlite::Error>,
+) {
+    for reply in replies {
+        let _ = reply.send(Err(StoreError::Sqlite(e.clone())));
+    }
+}
+
+/// Copies committed writes from the log into the database file, `CHECKPOINT_DELAY`
+/// after the writer wakes it, while the writer goes on appending to the log (a
+/// passive checkpoint never blocks a writer or a reader).
+struct Checkpointer {
+    thread: JoinHandle<()>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> std::io::Result<Checkpointer> {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
+        let thread = thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    thread::park();
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    thread::sleep(CHECKPOINT_DELAY);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "SQLite checkpoint failed; the next write retries it");
+                    }
+                }
+            })?;
+        Ok(Checkpointer { thread, stopping })
+    }
+
+    /// After a commit: a cheap flag when the checkpointer is already due to run.
+    fn wake(&self) {
+        self.thread.thread().unpark();
+    }
+
+    fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
