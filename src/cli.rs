@@ -17,7 +17,7 @@ Keys (environment variable in brackets):
   listen                     address to listen on [GATEHOUSE_LISTEN] (127.0.0.1:8080)
   data_dir                   embedded database and generated secret [GATEHOUSE_DATA_DIR] (gatehouse-data)
   database_url               sqlite://PATH or postgres://USER:PASS@HOST/DB [GATEHOUSE_DATABASE_URL]
-  database_max_connections   pool size [GATEHOUSE_DATABASE_MAX_CONNECTIONS] (16)
+  database_max_connections   PostgreSQL pool size; SQLite read connections [GATEHOUSE_DATABASE_MAX_CONNECTIONS] (16)
   jwt_secret                 HS512 secret, >= 32 bytes [GATEHOUSE_JWT_SECRET]
   jwt_secret_file            file holding the secret [GATEHOUSE_JWT_SECRET_FILE]
                              (neither: DATA_DIR/jwt-secret, generated on first start)

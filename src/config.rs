@@ -21,6 +21,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; default: SQLite in `data_dir`.
     pub database_url: Option<String>,
+    /// PostgreSQL: the pool's size. SQLite: how many read-only connections (writes
+    /// go through one connection of their own).
     pub database_max_connections: u32,
     /// The HS512 signing secret, used as given (its UTF-8 bytes); at least 32 bytes.
     #[serde(deserialize_with = "opt_secret")]

@@ -159,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         print_hash_share(&m, hash);
     }
-    if wants(2) || wants(3) || wants(6) {
+    if wants(2) || wants(3) {
         bench.prepare_accounts().await?;
     }
     if wants(2) {
@@ -234,7 +234,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         heading(
             6,
             "burst of password logins",
-            &format!("{} at once, each on its own connection", b.requests),
+            &format!(
+                "{} at once, each on its own connection and account",
+                b.requests
+            ),
         );
         print_burst(&b);
         targets.burst = Some(b);
