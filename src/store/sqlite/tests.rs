@@ -239,7 +239,10 @@ async fn committed_writes_reach_the_database_file_without_another_write() {
     // shortly after the last commit, with no further write to prompt it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::fs::metadata(&file).unwrap().len() == before {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(std::fs::metadata(&file).unwrap().len() > before + 50_000);
