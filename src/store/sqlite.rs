@@ -48,7 +48,7 @@ impl SqliteStore {
         let (writer, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut writer = open(&path, false)?;
             migrations::run(&mut writer)?;
-            let writer = Writer::start(writer, open(&path, false)?)?;
+            let writer = Writer::start(writer)?;
             let readers = (0..readers.max(1))
                 .map(|_| open(&path, true).map(|c| Mutex::new(Some(c))))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
