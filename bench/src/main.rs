@@ -258,6 +258,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print_burst(&b);
         targets.burst = Some(b);
     }
+    if args.postgres.is_none() {
+        // The write-ahead log should stay near SQLite's checkpoint size (1,000 pages,
+        // about 4 MiB) however long the run: a log that grows means checkpoints
+        // never let it start over.
+        let size = |name: &str| {
+            std::fs::metadata(bench.server.data_dir.join(name)).map_or(0, |m| m.len() / 1024)
+        };
+        println!(
+            "\ndatabase files: gatehouse.db {:.1} MiB, gatehouse.db-wal {:.1} MiB",
+            mib(size("gatehouse.db")),
+            mib(size("gatehouse.db-wal"))
+        );
+    }
     targets.print(args.postgres.is_none());
     bench.server.stop();
     Ok(())
