@@ -195,7 +195,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             p99_hashes
         );
         print_hash_share(&m, cost);
-        targets.login = Some((fraction, p99_hashes, m.tally.failures()));
+        // Little's law: with `clients` in a closed loop and `cores` hashes at a time,
+        // the mean latency is clients / cores hash times, whatever the server does.
+        let mean_floor = bench.clients as f64 / cores as f64 * ms(cost) / ms(hash);
+        targets.login = Some((fraction, p99_hashes, mean_floor, m.tally.failures()));
     }
     if wants(3) {
         let m = bench.me().await;
@@ -441,7 +444,9 @@ fn print_burst(b: &Burst) {
 #[derive(Default)]
 struct Targets {
     /// (fraction of the hash-bound limit, p99 in hashes, errors)
-    login: Option<(f64, f64, u64)>,
+    /// Share of the hash bound, p99 and the floor of the mean latency (both in hashes
+    /// alone), errors.
+    login: Option<(f64, f64, f64, u64)>,
     burst: Option<Burst>,
     me: Option<f64>,
     ownid: Option<f64>,
@@ -452,16 +457,18 @@ impl Targets {
     fn print(&self, sqlite: bool) {
         println!("\n== targets");
         let verdict = |met: bool| if met { "met   " } else { "MISSED" };
-        if let Some((fraction, p99, errors)) = self.login {
+        if let Some((fraction, p99, floor, errors)) = self.login {
             println!(
                 "  {} login >= 90% of the hash-bound limit: {:.1}%",
                 verdict(fraction >= 0.9),
                 100.0 * fraction
             );
             println!(
-                "  {} login p99 <= 20 x one hash: {:.1} x",
+                "  {} login p99 <= 20 x one hash: {:.1} x (the mean latency cannot be under \
+                 {:.1} x here: clients / hashes at a time, see BENCHMARKS.md)",
                 verdict(p99 <= 20.0),
-                p99
+                p99,
+                floor
             );
             println!("  {} login without errors: {errors}", verdict(errors == 0));
         }
