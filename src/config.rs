@@ -334,6 +334,9 @@ impl Settings {
         {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }
+        if url.starts_with("sqlite:") && crate::store::sqlite_file(&url).is_none() {
+            return bad("database_url", crate::store::SQLITE_NEEDS_A_FILE);
+        }
         if self.database_max_connections == 0 {
             return bad("database_max_connections", "must be at least 1");
         }

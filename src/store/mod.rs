@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use crate::domain::{Account, AccountId, WalletSummary};
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
+pub use sqlite::{SqliteStore, file_of as sqlite_file};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -39,7 +39,7 @@ impl SqliteStore {
     /// mode that survives a crash of the process, not a power cut, and those values
     /// expire long before a machine is back.
     pub async fn connect(url: &str, readers: u32) -> anyhow::Result<Self> {
-        let path = path_of(url)?;
+        let path = file_of(url).ok_or_else(|| anyhow::anyhow!("database_url: {NEEDS_A_FILE}"))?;
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -51,7 +51,7 @@ impl SqliteStore {
             let writer = Writer::start(writer)?;
             let readers = (0..readers.max(1))
                 .map(|_| open(&path, true).map(|c| Mutex::new(Some(c))))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<anyhow::Result<Vec<_>>>()?;
             Ok((writer, readers))
         })
         .await??;
@@ -65,21 +65,22 @@ impl SqliteStore {
     }
 }
 
-/// `sqlite://PATH` (or `sqlite:PATH`): a file; relative paths are from the working
-/// directory.
-fn path_of(url: &str) -> anyhow::Result<PathBuf> {
+/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names, relative paths from the
+/// working directory; `None` for anything else: no options, not `:memory:` (every
+/// connection here must open the same file).
+pub fn file_of(url: &str) -> Option<PathBuf> {
     let path = url
         .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    anyhow::ensure!(
-        !path.is_empty() && !path.contains('?') && !path.starts_with(":memory:"),
-        "database_url: SQLite needs a file, written sqlite://PATH (no options, not :memory:)"
-    );
-    Ok(PathBuf::from(path))
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let usable = !path.is_empty() && !path.contains('?') && !path.starts_with(":memory:");
+    usable.then(|| PathBuf::from(path))
 }
 
-fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+/// What a SQLite `database_url` must be.
+pub const NEEDS_A_FILE: &str =
+    "SQLite needs a file, written sqlite://PATH (no options, not :memory:)";
+
+fn open(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
     let access = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } else {
@@ -92,11 +93,10 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     if !read_only {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "journal_mode stayed {mode}: the file system does not support WAL"
-            )));
-        }
+        anyhow::ensure!(
+            mode.eq_ignore_ascii_case("wal"),
+            "SQLite's journal_mode stayed {mode}: the file system does not support WAL"
+        );
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
     }

@@ -175,6 +175,11 @@ fn a_bad_value_stops_the_start_naming_the_key() {
         ),
         (vec![("GATEHOUSE_NO_SUCH_KEY", "1")], vec![], "no_such_key"),
         (vec![], vec!["--database-url", "mysql://x"], "database_url"),
+        (
+            vec![],
+            vec!["--database-url", "sqlite://x.db?mode=ro"],
+            "database_url: SQLite needs a file",
+        ),
         (vec![], vec!["--listen", "nowhere"], "--listen"),
     ];
     for (env, args, key) in cases {
@@ -184,8 +189,8 @@ fn a_bad_value_stops_the_start_naming_the_key() {
             .envs(env.clone())
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{env:?} {args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?} {args:?}: {stderr}");
         assert!(stderr.contains(key), "{env:?} {args:?}: {stderr}");
     }
     // A config file is read, and a bad value in it is named too.
