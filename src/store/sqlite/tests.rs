@@ -104,7 +104,20 @@ async fn concurrent_writes_commit_together_and_a_failed_one_leaves_the_rest() {
             .unwrap()
             .is_some()
     );
+    // Together: every commit appends at least one page (a frame) to the log, so a
+    // log of fewer frames than the 101 writes that changed something holds commits
+    // of several writes each.
+    let log = std::fs::metadata(dir.path().join("t.db-wal"))
+        .unwrap()
+        .len();
+    let frames = log.saturating_sub(WAL_HEADER) / (WAL_FRAME_HEADER + PAGE);
+    assert!(frames < 101, "{frames} frames for 101 writes");
 }
+
+/// The sizes in SQLite's write-ahead log format, with the default page size.
+const WAL_HEADER: u64 = 32;
+const WAL_FRAME_HEADER: u64 = 24;
+const PAGE: u64 = 4096;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_of_several_statements_is_undone_whole_when_one_fails() {

@@ -202,3 +202,44 @@ fn fail(
         let _ = reply.send(Err(StoreError::Sqlite(e.clone())));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(c: &Connection) -> StoreResult<i64> {
+        Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_is_rolled_back_and_the_writer_goes_on() {
+        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        writer
+            .write(true, |c| Ok(c.execute_batch("CREATE TABLE t (x INTEGER)")?))
+            .await
+            .unwrap();
+        let panicked = writer
+            .write(true, |c| -> StoreResult<()> {
+                c.execute("INSERT INTO t VALUES (1)", [])?;
+                panic!("a bug in a write");
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Panicked)),
+            "{panicked:?}"
+        );
+        let kept = writer
+            .write(false, |c| {
+                c.execute("INSERT INTO t VALUES (2)", [])?;
+                count(c)
+            })
+            .await;
+        assert_eq!(kept.unwrap(), 1);
+        writer.close().await;
+        assert!(writer.is_closed());
+        assert!(matches!(
+            writer.write(true, count).await,
+            Err(StoreError::Closed)
+        ));
+    }
+}
