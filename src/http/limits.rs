@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::client::ClientIp;
+use super::client::client_of;
 use super::error::ApiError;
 use super::selfkey::error::SelfKeyApiError;
 use crate::config::Settings;
@@ -22,16 +22,17 @@ use crate::domain::unix_now;
 
 /// Counts the request against its client's address when it goes to a limited route,
 /// and answers 429 with `Retry-After` once the address is over the limit.
-pub async fn per_address(
-    State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let limits = &app.settings.rate_limit;
     if !limits.enabled || !is_limited(req.uri().path(), &app.settings) {
         return next.run(req).await;
     }
+    let (parts, body) = req.into_parts();
+    let client = client_of(&parts, &app);
+    let req = Request::from_parts(parts, body);
+    let Ok(ip) = client else {
+        return unreadable_client(req.uri().path(), &app.settings);
+    };
     let now = unix_now();
     let window = limits.per_address_window_secs;
     match app.store.hit(&bucket(ip), now, window).await {
@@ -62,6 +63,16 @@ fn too_many(path: &str, settings: &Settings, retry_after_secs: i64) -> Response 
         }
     }
     res
+}
+
+/// A 400 for a request whose client address the trusted proxy wrote unreadably.
+fn unreadable_client(path: &str, settings: &Settings) -> Response {
+    const MESSAGE: &str = "The proxy's X-Forwarded-For names a client that is not an address.";
+    if under(path, &settings.selfkey.mount) {
+        SelfKeyApiError::bad_request("invalid_forwarded_for", MESSAGE).into_response()
+    } else {
+        ApiError::BadRequest(MESSAGE.into()).into_response()
+    }
 }
 
 fn under(path: &str, prefix: &str) -> bool {

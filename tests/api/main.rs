@@ -8,5 +8,6 @@ mod crash;
 mod limits;
 mod ownid;
 mod process;
+mod proxy;
 mod selfkey;
 mod token_attacks;

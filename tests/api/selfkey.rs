@@ -45,8 +45,8 @@ crate::on_every_backend!(
     openapi_documents_the_selfkey_routes,
 );
 
-const MOUNT: &str = "/api/v1/selfkey";
-const EMAIL_SCHEMA: &str = "http://platform.selfkey.org/schema/attribute/email.json";
+pub(crate) const MOUNT: &str = "/api/v1/selfkey";
+pub(crate) const EMAIL_SCHEMA: &str = "http://platform.selfkey.org/schema/attribute/email.json";
 const PASSPORT_SCHEMA: &str = "http://platform.selfkey.org/schema/attribute/passport.json";
 
 // The test vector of the LWS protocol notes.
@@ -1550,12 +1550,12 @@ async fn openapi_documents_the_selfkey_routes(b: Backend) {
 // ---- the test wallet and the protocol's calls ----
 
 /// Plays the SelfKey wallet: a secp256k1 key that signs as `personal_sign` does.
-struct TestWallet {
+pub(crate) struct TestWallet {
     secret: SecretKey,
 }
 
 impl TestWallet {
-    fn random() -> Self {
+    pub(crate) fn random() -> Self {
         loop {
             if let Ok(secret) =
                 SecretKey::from_secret_bytes(gatehouse::crypto::random_bytes::<32>())
@@ -1582,7 +1582,7 @@ impl TestWallet {
         hex::encode(&self.public_bytes()[1..])
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         let hash = Keccak256::digest(&self.public_bytes()[1..]);
         format!("0x{}", hex::encode(&hash[12..]))
     }
@@ -1667,7 +1667,7 @@ async fn answer(app: &TestApp, challenge: &str, body: &Value) -> (StatusCode, Va
 }
 
 /// A wallet token for `wallet`, by the protocol's challenge and answer.
-async fn wallet_token(app: &TestApp, wallet: &TestWallet) -> String {
+pub(crate) async fn wallet_token(app: &TestApp, wallet: &TestWallet) -> String {
     let (status, challenge) = get_challenge(app, &wallet.public_key()).await;
     assert_eq!(status, StatusCode::OK, "{challenge}");
     let signature = wallet.sign(&challenge_text(&challenge), false);
@@ -1681,7 +1681,7 @@ async fn wallet_token(app: &TestApp, wallet: &TestWallet) -> String {
     body["jwt"].as_str().unwrap().to_string()
 }
 
-fn email_attributes(address: &str) -> Value {
+pub(crate) fn email_attributes(address: &str) -> Value {
     json!({"attributes": [{"id": EMAIL_SCHEMA, "schemaId": EMAIL_SCHEMA, "data": {"value": address}}], "meta": {}})
 }
 
@@ -1694,7 +1694,11 @@ fn with_passport(s: &mut gatehouse::config::Settings) {
     });
 }
 
-async fn sign_up(app: &TestApp, wallet_token: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn sign_up(
+    app: &TestApp,
+    wallet_token: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
     let mut req = app
         .client
         .post(app.url(&format!("{MOUNT}/users")))
@@ -1721,14 +1725,18 @@ async fn post_multipart(app: &TestApp, wallet_token: &str, form: Form) -> (Statu
 }
 
 /// Signs a new wallet up with an email; returns its wallet token.
-async fn signed_up(app: &TestApp, wallet: &TestWallet, address: &str) -> String {
+pub(crate) async fn signed_up(app: &TestApp, wallet: &TestWallet, address: &str) -> String {
     let token = wallet_token(app, wallet).await;
     let (status, body) = sign_up(app, &token, &email_attributes(address)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     token
 }
 
-async fn login_token(app: &TestApp, wallet_token: &str, meta: Option<&str>) -> (StatusCode, Value) {
+pub(crate) async fn login_token(
+    app: &TestApp,
+    wallet_token: &str,
+    meta: Option<&str>,
+) -> (StatusCode, Value) {
     let mut url = reqwest::Url::parse(&app.url(&format!("{MOUNT}/auth/token"))).unwrap();
     if let Some(meta) = meta {
         url.query_pairs_mut().append_pair("meta", meta);
@@ -1743,7 +1751,7 @@ async fn login_token(app: &TestApp, wallet_token: &str, meta: Option<&str>) -> (
     read(res).await
 }
 
-async fn post_login(app: &TestApp, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post_login(app: &TestApp, body: &Value) -> (StatusCode, Value) {
     let res = app
         .client
         .post(app.url(&format!("{MOUNT}/login")))
@@ -1756,7 +1764,7 @@ async fn post_login(app: &TestApp, body: &Value) -> (StatusCode, Value) {
 
 /// The whole sign-in of a known wallet: challenge, answer, login token, `/login`.
 /// Returns the account token and its claims.
-async fn sign_in(app: &TestApp, wallet: &TestWallet) -> (String, Value) {
+pub(crate) async fn sign_in(app: &TestApp, wallet: &TestWallet) -> (String, Value) {
     let token = wallet_token(app, wallet).await;
     let (status, body) = login_token(app, &token, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1767,7 +1775,7 @@ async fn sign_in(app: &TestApp, wallet: &TestWallet) -> (String, Value) {
     (session, claims)
 }
 
-async fn link_token(app: &TestApp, account_token: &str) -> String {
+pub(crate) async fn link_token(app: &TestApp, account_token: &str) -> String {
     let res = app
         .client
         .post(app.url(&format!("{MOUNT}/link-token")))

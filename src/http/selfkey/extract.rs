@@ -14,7 +14,7 @@ use super::error::SelfKeyApiError;
 use super::service;
 use crate::crypto::jwt::TokenKind;
 use crate::http::AppState;
-use crate::http::client::from_trusted_proxy;
+use crate::http::client;
 use crate::http::error::ApiError;
 use crate::http::json::{self, JsonBody};
 use crate::http::session::bearer_token;
@@ -192,9 +192,7 @@ pub fn link_token_from_query(meta: Option<&str>) -> Result<Option<String>, SelfK
     }
 }
 
-/// `scheme://host` of the site as its visitors see it: `http.public_url` when set;
-/// else the request's `Host`, or `X-Forwarded-Host`/`-Proto` when the request came
-/// straight from a trusted proxy.
+/// `scheme://host` of the site as its visitors see it ([`client::public_base`]).
 pub struct PublicBase(pub String);
 
 impl FromRequestParts<AppState> for PublicBase {
@@ -204,74 +202,35 @@ impl FromRequestParts<AppState> for PublicBase {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(url) = &app.settings.http.public_url {
-            return Ok(PublicBase(url.trim_end_matches('/').to_string()));
-        }
-        let first = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let forwarded = from_trusted_proxy(parts, app);
-        let host = forwarded
-            .then(|| first("x-forwarded-host"))
-            .flatten()
-            .or_else(|| first(header::HOST.as_str()))
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .filter(|host| is_host(host))
+        client::public_base(parts, app)
+            .map(PublicBase)
             .ok_or_else(|| {
                 SelfKeyApiError::bad_request(
                     "invalid_host",
                     "The request's Host header is missing or invalid.",
                 )
-            })?;
-        let scheme = forwarded
-            .then(|| first("x-forwarded-proto"))
-            .flatten()
-            .filter(|p| p.eq_ignore_ascii_case("https"))
-            .map_or("http", |_| "https");
-        Ok(PublicBase(format!("{scheme}://{host}")))
+            })
     }
 }
 
-/// A host name or address and an optional port: nothing that could break out of a URL.
-fn is_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+/// Whether the session cookie gets `Secure`: from the same scheme as the absolute
+/// URLs of `/config` ([`client::secure_cookies`]).
+pub struct SecureCookies(pub bool);
+
+impl FromRequestParts<AppState> for SecureCookies {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(SecureCookies(client::secure_cookies(parts, app)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts() {
-        for good in [
-            "example.com",
-            "example.com:8443",
-            "127.0.0.1:80",
-            "[::1]:8080",
-        ] {
-            assert!(is_host(good), "{good}");
-        }
-        for bad in [
-            "",
-            "evil.com/path",
-            "a b",
-            "evil.com?x",
-            "user@evil.com",
-            "é.com",
-        ] {
-            assert!(!is_host(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn link_tokens_in_meta() {

@@ -29,7 +29,7 @@ use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
 use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
-use extract::{Body, PublicBase, WalletSession};
+use extract::{Body, PublicBase, SecureCookies, WalletSession};
 
 /// The routes under `selfkey.mount`; none when `selfkey.enabled` is off.
 pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
@@ -371,6 +371,7 @@ pub struct LoginResponse {
         (status = 404, description = "`user_does_not_exist`; with `redirectTo`", body = SelfKeyErrorBody)))]
 async fn login(
     State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
     body: Result<Body<LoginRequest>, SelfKeyApiError>,
 ) -> Result<Response, SelfKeyApiError> {
     let settings = &app.settings.selfkey;
@@ -396,8 +397,8 @@ async fn login(
     let session = app
         .accounts
         .session_token(&account.id, account.email.as_deref());
-    let cookie =
-        session_cookie(&app.settings, &session).map_err(|e| fail(SelfKeyApiError::internal(e)))?;
+    let cookie = session_cookie(&app.settings, &session, secure)
+        .map_err(|e| fail(SelfKeyApiError::internal(e)))?;
     let mut res = created(LoginResponse {
         redirect_to: settings.redirect_to.clone(),
         redirect_url: settings.redirect_to.clone(),
@@ -407,12 +408,7 @@ async fn login(
     Ok(res)
 }
 
-fn session_cookie(settings: &Settings, token: &str) -> anyhow::Result<HeaderValue> {
-    let secure = settings
-        .http
-        .public_url
-        .as_deref()
-        .is_some_and(|url| url.starts_with("https://"));
+fn session_cookie(settings: &Settings, token: &str, secure: bool) -> anyhow::Result<HeaderValue> {
     let cookie = format!(
         "{}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{}",
         settings.selfkey.cookie_name,
@@ -458,10 +454,7 @@ pub struct PageAttribute {
 #[utoipa::path(get, path = "/config", tag = "selfkey",
     responses((status = 200, description = "The lws.init object (add `meta` and `onAuthResponse` in the page)", body = PageConfig),
         (status = 400, description = "`invalid_host`", body = SelfKeyErrorBody)))]
-async fn page_config(
-    State(app): State<AppState>,
-    PublicBase(base): PublicBase,
-) -> axum::Json<PageConfig> {
+async fn page_config(State(app): State<AppState>, PublicBase(base): PublicBase) -> Response {
     let s = &app.settings.selfkey;
     let absolute = |url: &str| {
         if url.starts_with("http://") || url.starts_with("https://") {
@@ -482,7 +475,9 @@ async fn page_config(
         endpoints.insert(route.into(), json!(format!("{root}{route}")));
     }
     endpoints.insert("/users/file".into(), json!(false));
-    axum::Json(PageConfig {
+    // Built from the request's host when no public URL is set: a shared cache must
+    // never hand one visitor's answer to another.
+    let mut res = axum::Json(PageConfig {
         website: PageWebsite {
             name: s.website.name.clone(),
             url: absolute(&s.website.url),
@@ -501,6 +496,9 @@ async fn page_config(
             })
             .collect(),
     })
+    .into_response();
+    no_store(&mut res);
+    res
 }
 
 #[derive(Serialize, ToSchema)]
