@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod json;
 pub mod limits;
+pub mod linger;
 pub mod ownid;
 pub mod selfkey;
 pub mod session;
@@ -86,6 +87,7 @@ pub fn router(app: AppState) -> Router {
             // The path only: queries can carry tokens (`?meta=`), headers credentials.
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
         }))
+        .layer(middleware::from_fn(linger::close_if_body_unread))
         .with_state(app)
 }
 
@@ -166,8 +168,10 @@ impl Server {
                         req.extensions_mut().insert(ConnectInfo(peer));
                         req
                     });
-            let connection =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let connection = builder.serve_connection(
+                TokioIo::new(linger::Lingering::new(stream)),
+                TowerToHyperService::new(service),
+            );
             let connection = connections.watch(connection);
             tokio::spawn(async move {
                 if let Err(e) = connection.await {

@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod bounds;
 mod crash;
+mod early_answers;
 mod limits;
 mod ownid;
 mod process;
