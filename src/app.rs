@@ -93,10 +93,10 @@ fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
         tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
         return Ok(secret);
     }
-    std::fs::create_dir_all(&settings.data_dir)
+    crate::files::create_private_dir(&settings.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", settings.data_dir.display()))?;
     let secret = hex::encode(crate::crypto::random_bytes::<64>());
-    write_private(&path, secret.as_bytes())
+    crate::files::write_private(&path, secret.as_bytes())
         .with_context(|| format!("cannot write the JWT secret {}", path.display()))?;
     tracing::info!(path = %path.display(), "JWT signing secret: generated and stored (mode 0600)");
     Ok(Secret::new(secret))
@@ -110,17 +110,4 @@ fn read_secret_file(path: &Path) -> anyhow::Result<Secret<String>> {
         "the secret must be at least 32 bytes long"
     );
     Ok(Secret::new(secret))
-}
-
-/// Creates `path` readable by its owner only; fails if it exists (another node or a
-/// concurrent start won the race: better to stop than to overwrite its secret).
-fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(content)?;
-    file.sync_all()
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod ownid_data;
 pub mod selfkey;

@@ -43,7 +43,10 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)?;
+            crate::files::create_private_dir(dir)?;
+        }
+        for file in crate::files::private_sqlite_files(&path)? {
+            tracing::warn!(file = %file.display(), "made the database file readable by its owner only (0600)");
         }
         let (writer, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut writer = open(&path, false)?;

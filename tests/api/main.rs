@@ -6,6 +6,7 @@ mod auth;
 mod bounds;
 mod crash;
 mod early_answers;
+mod files;
 mod limits;
 mod ownid;
 mod process;
