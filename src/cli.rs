@@ -30,7 +30,7 @@ Keys (environment variable in brackets):
   http.header_read_timeout_secs (10)  http.max_header_bytes (32768)
   http.trusted_proxies       addresses/CIDRs whose X-Forwarded-* are trusted (none)
   http.public_url            public base URL for absolute links and cookies
-  http.cors_origins          browser origins allowed on the page-facing routes
+  http.cors_origins          browser origins allowed to call every route (CORS)
   selfkey.*                  Login with SelfKey: enabled, mount, *_ttl_secs, redirect_to,
                              error_redirect_to, multipart_limit_bytes, trust_wallet_email,
                              cookie_name, website.{name,url,terms_url,policy_url},

@@ -70,7 +70,8 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<String>,
     /// The public base URL (`https://example.com`), for absolute URLs and cookies.
     pub public_url: Option<String>,
-    /// Browser origins allowed to call the page-facing routes (CORS).
+    /// Browser origins allowed to call every route (CORS, preflights included), with
+    /// credentials; others get no CORS headers.
     #[serde(deserialize_with = "list")]
     pub cors_origins: Vec<String>,
 }

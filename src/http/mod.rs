@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -27,6 +28,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -83,12 +85,31 @@ pub fn router(app: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
+        .layer(cors(&app.settings.http.cors_origins))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: queries can carry tokens (`?meta=`), headers credentials.
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
         }))
         .layer(middleware::from_fn(linger::close_if_body_unread))
         .with_state(app)
+}
+
+/// CORS for every route, so a page on one of `http.cors_origins` can call any of them
+/// (the SelfKey page routes, linking with an `Authorization` header, the password
+/// routes) and read every answer, errors included. Outside the rate limit, so a
+/// preflight costs nobody a request. Origins are checked at start ([`Settings`]); the
+/// wallet's `Origin: IDW` is not a browser origin and simply gets no CORS headers.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok());
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .expose_headers([header::RETRY_AFTER])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(600))
 }
 
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod bounds;
+mod cors;
 mod crash;
 mod early_answers;
 mod files;

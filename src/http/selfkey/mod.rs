@@ -5,17 +5,14 @@
 pub mod error;
 mod extract;
 
-use std::time::Duration;
-
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::ToSchema;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::AppState;
@@ -37,19 +34,14 @@ pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
     if !s.enabled {
         return OpenApiRouter::new();
     }
-    let cors = cors(&settings.http.cors_origins);
-    // The page calls these from the browser, so they answer CORS.
-    let page = |route: UtoipaMethodRouter<AppState>| {
-        route.map(|route| route.options(options).layer(cors.clone()))
-    };
     let routes = OpenApiRouter::new()
         .routes(routes!(challenge, answer_challenge))
         .routes(routes!(challenge_for))
         .routes(routes!(create_user).layer(DefaultBodyLimit::max(s.multipart_limit_bytes)))
         .routes(routes!(auth_token))
         .routes(routes!(users_token))
-        .routes(page(routes!(login)))
-        .routes(page(routes!(page_config)))
+        .routes(routes!(login))
+        .routes(routes!(page_config))
         .routes(routes!(create_link_token))
         .routes(routes!(list_wallets))
         .routes(routes!(wallet_details, remove_wallet));
@@ -58,27 +50,6 @@ pub fn router(settings: &Settings) -> OpenApiRouter<AppState> {
 
 fn service(app: &App) -> SelfKey<'_> {
     SelfKey::new(app.store.as_ref(), &app.tokens, &app.settings.selfkey)
-}
-
-/// Origins are checked at start ([`Settings`]); the wallet's `Origin: IDW` is not a
-/// browser origin and simply gets no CORS headers.
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok());
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-        .allow_credentials(true)
-        .max_age(Duration::from_secs(600))
-}
-
-/// Never runs: the CORS layer answers every OPTIONS itself. The route needs an
-/// OPTIONS endpoint only so that the layer sees those requests; without one, the
-/// router's 405 fallback, which route layers do not wrap, would answer first.
-async fn options() -> StatusCode {
-    StatusCode::NO_CONTENT
 }
 
 fn created(body: impl Serialize) -> Response {
