@@ -88,6 +88,62 @@ fn is_limited(path: &str, settings: &Settings) -> bool {
         .any(|prefix| under(path, prefix))
 }
 
+/// Declares in the OpenAPI document the answers the middleware gives on top of each
+/// handler's own: `408` on every route (`http.request_timeout_secs`), and `429` on
+/// every route this limit counts. Done here, once, so a new route gets them too.
+pub fn document(api: &mut utoipa::openapi::OpenApi, settings: &Settings) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let answer = |description: &str, schema: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(schema)))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        let limited = is_limited(path, settings);
+        let selfkey = under(path, &settings.selfkey.mount);
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses.entry("408".into()).or_insert_with(|| {
+                answer(
+                    "The request took longer than `http.request_timeout_secs`",
+                    "ErrorBody",
+                )
+            });
+            if limited {
+                let (description, schema) = if selfkey {
+                    (
+                        "`too_many_requests`: too many requests from this address; see Retry-After",
+                        "SelfKeyErrorBody",
+                    )
+                } else {
+                    (
+                        "Too many requests from this address; see Retry-After",
+                        "ErrorBody",
+                    )
+                };
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| answer(description, schema));
+            }
+        }
+    }
+}
+
 /// The counter key of an address. An IPv6 client usually holds a whole /64, so its
 /// addresses share one count; an IPv4-mapped address counts as the IPv4 one.
 fn bucket(ip: IpAddr) -> String {

@@ -44,18 +44,21 @@ pub type AppState = Arc<App>;
 #[derive(OpenApi)]
 #[openapi(modifiers(&BearerScheme), info(
     title = "Gatehouse",
-    description = "Email/password, Login with SelfKey and OwnID sign-in on one user store."
+    description = "Email/password, Login with SelfKey and OwnID sign-in on one user store. \
+        The OwnID routes are in this document, and served, only when `ownid.shared_secrets` \
+        is set; the SelfKey routes only when `selfkey.enabled` (the default)."
 ))]
 struct ApiDoc;
 
 /// The whole application: every API's routes and the OpenAPI document built from them.
 pub fn router(app: AppState) -> Router {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(health::router())
         .merge(ownid::router(&app))
         .merge(selfkey::router(&app.settings))
         .split_for_parts();
+    limits::document(&mut api, &app.settings);
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
     router
