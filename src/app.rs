@@ -82,14 +82,14 @@ fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
     }
     if let Some(path) = &settings.jwt_secret_file {
         let secret = read_secret_file(path)
-            .with_context(|| format!("jwt_secret_file: cannot read {}", path.display()))?;
+            .with_context(|| format!("jwt_secret_file: {}", path.display()))?;
         tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
         return Ok(secret);
     }
     let path = settings.data_dir.join("jwt-secret");
     if path.exists() {
         let secret = read_secret_file(&path)
-            .with_context(|| format!("cannot read the JWT secret {}", path.display()))?;
+            .with_context(|| format!("the JWT secret {}", path.display()))?;
         tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
         return Ok(secret);
     }
@@ -102,9 +102,18 @@ fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
     Ok(Secret::new(secret))
 }
 
+/// The file's exact bytes are the secret, as they are for an integrator who reads the
+/// same file (`fs.readFileSync(path)`, `open(path, "rb").read()`). A file that begins
+/// or ends with whitespace — typically the newline `echo` adds — is refused rather
+/// than trimmed: one reader would trim it and another not, and the tokens of one
+/// would fail to verify with the other.
 fn read_secret_file(path: &Path) -> anyhow::Result<Secret<String>> {
-    let text = std::fs::read_to_string(path)?;
-    let secret = text.trim_end_matches(['\r', '\n']).to_string();
+    let secret = std::fs::read_to_string(path)?;
+    anyhow::ensure!(
+        secret.trim() == secret,
+        "the file begins or ends with whitespace (a newline?); the secret is the file's \
+         exact bytes, so write it without one, e.g. printf '%s' \"$SECRET\" > FILE"
+    );
     anyhow::ensure!(
         secret.len() >= 32,
         "the secret must be at least 32 bytes long"

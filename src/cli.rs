@@ -1,10 +1,12 @@
-//! The command line: `gatehouse serve` and `gatehouse migrate`.
+//! The command line: `gatehouse serve`, `migrate`, `config` and `backup`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Overrides, Settings};
 
@@ -12,35 +14,12 @@ const CONFIG_HELP: &str = "\
 Configuration is layered: built-in defaults, then --config FILE (TOML), then
 GATEHOUSE_* environment variables (nested keys joined with __, e.g.
 GATEHOUSE_ARGON2__MEMORY_KIB, GATEHOUSE_OWNID__SHARED_SECRETS), then flags.
+Every key, its default and what it does: `gatehouse config --defaults` (also at the
+end of `gatehouse serve --help`).
 
-Keys (environment variable in brackets):
-  listen                     address to listen on [GATEHOUSE_LISTEN] (127.0.0.1:8080)
-  data_dir                   embedded database and generated secret [GATEHOUSE_DATA_DIR] (gatehouse-data)
-  database_url               sqlite://PATH or postgres://USER:PASS@HOST/DB [GATEHOUSE_DATABASE_URL]
-  database_max_connections   PostgreSQL pool size; SQLite read connections [GATEHOUSE_DATABASE_MAX_CONNECTIONS] (16)
-  jwt_secret                 HS512 secret, >= 32 bytes [GATEHOUSE_JWT_SECRET]
-  jwt_secret_file            file holding the secret [GATEHOUSE_JWT_SECRET_FILE]
-                             (neither: DATA_DIR/jwt-secret, generated on first start)
-  token_lifetime_secs        account token lifetime [GATEHOUSE_TOKEN_LIFETIME_SECS] (3600)
-  issuer                     the tokens' iss claim [GATEHOUSE_ISSUER] (gatehouse)
-  log                        log filter [GATEHOUSE_LOG] (info)
-  argon2.memory_kib / .iterations / .parallelism   (19456 / 2 / 1)
-  argon2.max_in_flight       hashes at once (number of cores)
-  http.body_limit_bytes (1048576)  http.request_timeout_secs (30)  http.shutdown_grace_secs (10)
-  http.header_read_timeout_secs (10)  http.max_header_bytes (32768)
-  http.trusted_proxies       addresses/CIDRs whose X-Forwarded-* are trusted (none)
-  http.public_url            public base URL for absolute links and cookies
-  http.cors_origins          browser origins allowed to call every route (CORS)
-  selfkey.*                  Login with SelfKey: enabled, mount, *_ttl_secs, redirect_to,
-                             error_redirect_to, multipart_limit_bytes, trust_wallet_email,
-                             cookie_name, website.{name,url,terms_url,policy_url},
-                             attributes (list of {key,label,schema,required})
-  ownid.*                    OwnID: base, shared_secrets (comma-separated base64),
-                             timestamp_tolerance_secs, legacy_responses, max_data_bytes
-  rate_limit.*               enabled, login_failures, login_window_secs, per_address,
-                             per_address_window_secs
-
-See README.md for a full example file.";
+Exit status: 0 done (or stopped by SIGTERM/SIGINT); 2 the command line or the
+configuration is invalid (the message names the key); 1 anything else failed (the
+database, the listening address, the JWT secret file, a backup), said once on stderr.";
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "An authentication server: email/password, Login with SelfKey and OwnID on one user store.", after_help = CONFIG_HELP)]
@@ -59,6 +38,28 @@ enum Command {
     Serve(ServeArgs),
     /// Run the database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Print the configuration as a TOML file, every key with its comment: the values
+    /// in force (secrets as [redacted]), or with --defaults the built-in defaults.
+    Config(ConfigArgs),
+    /// Write a consistent copy of the embedded SQLite database to FILE while the
+    /// server runs (VACUUM INTO; never overwrites FILE).
+    Backup(BackupArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// The built-in defaults, ignoring --config and the environment.
+    #[arg(long)]
+    defaults: bool,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Where to write the copy; must not exist.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 #[derive(Args)]
@@ -147,10 +148,23 @@ impl From<&ServeArgs> for Overrides {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let reference = crate::config::reference::render(&Settings::default());
+    let command = Cli::command().mut_subcommand("serve", |serve| {
+        serve.after_long_help(format!("{CONFIG_HELP}\n\n{reference}"))
+    });
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let overrides = match &cli.command {
         Command::Serve(a) => Overrides::from(a),
         Command::Migrate(a) => Overrides::from(a),
+        Command::Backup(a) => Overrides::from(&a.database),
+        Command::Config(a) if a.defaults => {
+            print!("{reference}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Config(_) => Overrides::default(),
     };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
         Ok(s) => s,
@@ -159,6 +173,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Config(_) = cli.command {
+        print!("{}", crate::config::reference::render(&settings));
+        return ExitCode::SUCCESS;
+    }
     init_logging(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(async_workers())
@@ -169,13 +187,15 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(_) => serve(settings).await,
             Command::Migrate(_) => migrate(settings).await,
+            Command::Backup(a) => backup(settings, a.file).await,
+            Command::Config(_) => unreachable!("answered above"),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once, in the log (on stderr): not also by hand beside it.
             tracing::error!("{e:#}");
-            eprintln!("gatehouse: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -201,7 +221,17 @@ fn init_logging(filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
+}
+
+/// Colour codes only on a terminal, and never when `NO_COLOR` is set to anything but
+/// the empty string (no-color.org): in a file or a log collector they are noise.
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -210,11 +240,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     server.run(shutdown_signal()).await
 }
 
+/// Opening the store migrates it and logs what it did to the schema.
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let url = settings.database_url();
-    let store = crate::store::connect(&url, 1).await?;
+    let store = crate::store::connect(&settings.database_url(), 1)
+        .await
+        .context("database_url: could not open the database")?;
     store.close().await;
-    tracing::info!("migrations are up to date");
+    Ok(())
+}
+
+async fn backup(settings: Settings, file: PathBuf) -> anyhow::Result<()> {
+    let url = settings.database_url();
+    let to = file.clone();
+    let summary =
+        tokio::task::spawn_blocking(move || crate::store::backup_sqlite(&url, &to)).await??;
+    tracing::info!(
+        file = %file.display(),
+        accounts = summary.accounts,
+        schema_version = summary.schema_version,
+        bytes = summary.bytes,
+        "backup written and checked"
+    );
     Ok(())
 }
 
@@ -237,5 +283,18 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
     }
 }

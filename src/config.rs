@@ -12,51 +12,72 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::Secret;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+pub mod reference;
+
+/// Every setting. Each field's doc comment is its entry in the configuration reference
+/// (`gatehouse config --defaults`, [`reference`]): a field without one fails the tests.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address to listen on.
+    #[schema(value_type = String)]
     pub listen: SocketAddr,
     /// Where the embedded database and the generated JWT secret live.
+    #[schema(value_type = String)]
     pub data_dir: PathBuf,
-    /// `sqlite://PATH` or `postgres://…`; default: SQLite in `data_dir`.
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; unset: SQLite in
+    /// `data_dir` (gatehouse.db).
     pub database_url: Option<String>,
     /// PostgreSQL: the pool's size. SQLite: how many read-only connections (writes
     /// go through one connection of their own).
     pub database_max_connections: u32,
     /// The HS512 signing secret, used as given (its UTF-8 bytes); at least 32 bytes.
+    /// Unset, and no `jwt_secret_file`: `data_dir`/jwt-secret, generated on first start.
     #[serde(deserialize_with = "opt_secret")]
+    #[schema(value_type = Option<String>)]
     pub jwt_secret: Option<Secret<String>>,
-    /// A file holding the signing secret (trailing newline ignored).
+    /// A file holding the signing secret: its exact bytes, at least 32; a file that
+    /// begins or ends with whitespace (a newline) is refused.
+    #[schema(value_type = Option<String>)]
     pub jwt_secret_file: Option<PathBuf>,
-    /// Lifetime of account tokens, seconds.
+    /// Lifetime of account tokens, seconds (60 to 2592000).
     pub token_lifetime_secs: i64,
     /// The `iss` claim of every token.
     pub issuer: String,
-    /// Log filter (tracing `EnvFilter` syntax).
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,gatehouse=debug`).
     pub log: String,
+    /// Password hashing (argon2id). Hashes are stored as PHC strings; a change of
+    /// parameters rehashes each password at its next login.
     pub argon2: Argon2Settings,
+    /// The HTTP server.
     pub http: HttpSettings,
+    /// Login with SelfKey (wallet sign-in).
     pub selfkey: SelfKeySettings,
+    /// OwnID (passwordless); off until `shared_secrets` is set.
     pub ownid: OwnIdSettings,
+    /// Failed-login lockout and the per-address limit on the auth routes.
     pub rate_limit: RateLimitSettings,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Argon2Settings {
+    /// Memory per hash, KiB.
     pub memory_kib: u32,
+    /// Passes over the memory.
     pub iterations: u32,
+    /// Lanes per hash.
     pub parallelism: u32,
-    /// Hashes in flight at once; default: the number of cores.
+    /// Hashes in flight at once; unset: the number of cores.
     pub max_in_flight: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     /// Largest request body, bytes (the wallet's multipart upload has its own limit).
     pub body_limit_bytes: usize,
+    /// Longest a request may take before it is answered 408.
     pub request_timeout_secs: u64,
     /// How long a client may take to send a request's headers, and how long an idle
     /// keep-alive connection stays open.
@@ -68,7 +89,8 @@ pub struct HttpSettings {
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-*` headers are trusted.
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
-    /// The public base URL (`https://example.com`), for absolute URLs and cookies.
+    /// The public base URL (`https://example.com`), for absolute URLs and cookies;
+    /// unset: taken from the request's host.
     pub public_url: Option<String>,
     /// Browser origins allowed to call every route (CORS, preflights included), with
     /// credentials; others get no CORS headers.
@@ -76,15 +98,20 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SelfKeySettings {
+    /// Serve the Login with SelfKey routes.
     pub enabled: bool,
     /// Where the LWS routes are mounted.
     pub mount: String,
+    /// How long a wallet has to sign a challenge, seconds.
     pub challenge_ttl_secs: i64,
+    /// Lifetime of the token a wallet gets for a signed challenge, seconds.
     pub wallet_token_ttl_secs: i64,
+    /// Lifetime of the single-use login token the page exchanges at `/login`, seconds.
     pub login_token_ttl_secs: i64,
+    /// Lifetime of the single-use link token a signed-in page asks for, seconds.
     pub link_token_ttl_secs: i64,
     /// Where `/login` sends the page after a successful sign-in.
     pub redirect_to: String,
@@ -95,33 +122,42 @@ pub struct SelfKeySettings {
     /// Trust a wallet's email attribute to link it to an existing account with that
     /// email. Off: anyone can put any email in a wallet.
     pub trust_wallet_email: bool,
+    /// The cookie `/login` sets (holding the account token).
     pub cookie_name: String,
+    /// The site as the wallet shows it.
     pub website: Website,
+    /// What the site asks wallets to share (a list of tables).
     pub attributes: Vec<RequestedAttribute>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Website {
+    /// The site's name, shown by the wallet.
     pub name: String,
     /// Absolute, or relative to the public URL.
     pub url: String,
+    /// The terms of service: absolute, or relative to the public URL.
     pub terms_url: String,
+    /// The privacy policy: absolute, or relative to the public URL.
     pub policy_url: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedAttribute {
+    /// The attribute's key in the wallet's answer (`email` becomes the account's email).
     pub key: String,
+    /// What the wallet shows the person.
     pub label: String,
     /// The attribute's schema URL, e.g. `http://platform.selfkey.org/schema/attribute/email.json`.
     pub schema: String,
+    /// A sign-up without it is refused (`400 missing_attribute`).
     #[serde(default)]
     pub required: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OwnIdSettings {
     /// Where the OwnID routes are mounted; the base URL to enter in OwnID's console.
@@ -129,6 +165,7 @@ pub struct OwnIdSettings {
     /// Base64 shared secrets from OwnID's console; several while rotating. Empty: the
     /// OwnID routes are off.
     #[serde(deserialize_with = "secret_list")]
+    #[schema(value_type = Vec<String>)]
     pub shared_secrets: Vec<Secret<String>>,
     /// Accepted distance of `ownid-timestamp` from now, seconds.
     pub timestamp_tolerance_secs: i64,
@@ -138,15 +175,18 @@ pub struct OwnIdSettings {
     pub max_data_bytes: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
+    /// Both limits below; off only for benchmarks.
     pub enabled: bool,
     /// Failed password logins for one account before it is locked for the window.
     pub login_failures: i64,
+    /// The lockout window, seconds.
     pub login_window_secs: i64,
     /// Requests one client address may make to the auth routes per window.
     pub per_address: i64,
+    /// The per-address window, seconds.
     pub per_address_window_secs: i64,
 }
 

@@ -13,7 +13,7 @@ use crate::domain::{Account, AccountId, WalletSummary};
 
 pub use postgres::PostgresStore;
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
-pub use sqlite::{SqliteStore, file_of as sqlite_file};
+pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -237,6 +237,28 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// What opening a database did to its schema (versions are migration numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Migrated {
+    /// Says in the log what happened to the schema, so `gatehouse migrate` tells what
+    /// it did.
+    fn log(self) {
+        let Migrated { from, to } = self;
+        if from == to {
+            tracing::info!("database schema: at version {to}, up to date");
+        } else if from == 0 {
+            tracing::info!("database schema: created (version {to})");
+        } else {
+            tracing::info!("database schema: migrated from version {from} to {to}");
+        }
+    }
+}
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`) and runs its
 /// migrations.

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgPool, Row};
 
 use super::queries as q;
 use super::*;
@@ -18,14 +18,75 @@ impl PostgresStore {
     /// Connects and runs the PostgreSQL migrations (serialised across nodes by
     /// sqlx's advisory lock).
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        reach(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .acquire_timeout(CONNECT_WAIT)
+            .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        let from = schema_version(&pool).await?;
+        migrator.run(&pool).await?;
+        let to = schema_version(&pool).await?;
+        Migrated { from, to }.log();
         Ok(PostgresStore { pool })
     }
+}
+
+/// How long a start waits for PostgreSQL to accept connections.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits up to [`CONNECT_WAIT`] for the server to accept one connection, saying at
+/// once in the log why it does not, and failing with that reason (a pool that times out
+/// only says that it timed out). Errors other than the server being unreachable (a
+/// wrong password, an unknown database) fail at once.
+async fn reach(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let place = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    );
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    let mut warned = false;
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, PgConnection::connect_with(options)).await;
+        match attempt {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(e @ sqlx::Error::Io(_))) if tokio::time::Instant::now() < deadline => {
+                if !warned {
+                    tracing::warn!(
+                        "PostgreSQL at {place} is not reachable ({e}); retrying for up to {} s",
+                        CONNECT_WAIT.as_secs()
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(Err(e)) => anyhow::bail!("PostgreSQL at {place}: {e}"),
+            Err(_) => anyhow::bail!(
+                "PostgreSQL at {place}: no connection within {} s",
+                CONNECT_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The newest migration applied (0 on an empty database).
+async fn schema_version(pool: &PgPool) -> sqlx::Result<i64> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
+    if table.is_none() {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
 }
 
 #[async_trait]

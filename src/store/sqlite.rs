@@ -10,6 +10,7 @@
 //! acknowledged write. They are point lookups by key that take microseconds, less
 //! than a hop to another thread and back, which is what a read cost before.
 
+mod backup;
 mod migrations;
 mod writer;
 
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::queries as q;
 use super::*;
+pub use backup::{BackupSummary, backup};
 use writer::Writer;
 
 pub struct SqliteStore {
@@ -50,7 +52,7 @@ impl SqliteStore {
         }
         let (writer, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut writer = open(&path, false)?;
-            migrations::run(&mut writer)?;
+            migrations::run(&mut writer)?.log();
             let writer = Writer::start(writer)?;
             let readers = (0..readers.max(1))
                 .map(|_| open(&path, true).map(|c| Mutex::new(Some(c))))

@@ -6,6 +6,7 @@ mod auth;
 mod bounds;
 mod cors;
 mod crash;
+mod docs;
 mod early_answers;
 mod files;
 mod limits;

@@ -210,23 +210,28 @@ fn a_bad_value_stops_the_start_naming_the_key() {
 }
 
 #[test]
-fn migrate_creates_the_schema() {
+fn migrate_creates_the_schema_and_says_what_it_did() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    let out = gatehouse(dir.path())
-        .args([
-            "migrate",
-            "--database-url",
-            &format!("sqlite://{}", db.display()),
-        ])
-        // The test suite's own variables are not configuration.
-        .env("GATEHOUSE_TEST_POSTGRES_URL", "postgres://not-read")
-        .output()
-        .unwrap();
+    let migrate = || {
+        let out = gatehouse(dir.path())
+            .args([
+                "migrate",
+                "--database-url",
+                &format!("sqlite://{}", db.display()),
+            ])
+            // The test suite's own variables are not configuration.
+            .env("GATEHOUSE_TEST_POSTGRES_URL", "postgres://not-read")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let first = migrate();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        first.contains("database schema: created (version "),
+        "{first}"
     );
     let bytes = std::fs::read(&db).unwrap();
     let text = String::from_utf8_lossy(&bytes);
@@ -239,6 +244,53 @@ fn migrate_creates_the_schema() {
     ] {
         assert!(text.contains(&format!("CREATE TABLE {table}")), "{table}");
     }
+    let second = migrate();
+    assert!(second.contains(", up to date"), "{second}");
+    assert!(!second.contains("created"), "{second}");
+}
+
+/// Start-up failures after the configuration is read: exit 1, the reason said once.
+#[test]
+fn a_failed_start_says_once_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let secret = dir.path().join("secret-with-newline");
+    std::fs::write(&secret, format!("{}\n", "s".repeat(40))).unwrap();
+    let missing = dir.path().join("no-such-secret");
+    let cases = [
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--jwt-secret-file",
+                missing.to_str().unwrap(),
+            ],
+            "jwt_secret_file: ",
+        ),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--jwt-secret-file",
+                secret.to_str().unwrap(),
+            ],
+            "begins or ends with whitespace",
+        ),
+        (vec!["--listen", &taken_addr], "listen: cannot bind"),
+    ];
+    for (args, message) in cases {
+        let out = gatehouse(dir.path())
+            .arg("serve")
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches(message).count(), 1, "{args:?}: {stderr}");
+        // Written to a pipe: no colour codes.
+        assert!(!stderr.contains('\u{1b}'), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -247,7 +299,16 @@ fn help_describes_the_commands_and_options() {
     let out = gatehouse(dir.path()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["serve", "migrate", "--config", "GATEHOUSE_"] {
+    for word in [
+        "serve",
+        "migrate",
+        "config",
+        "backup",
+        "--config",
+        "GATEHOUSE_",
+        "gatehouse config --defaults",
+        "Exit status",
+    ] {
         assert!(text.contains(word), "{word}: {text}");
     }
     let out = gatehouse(dir.path())
@@ -262,12 +323,46 @@ fn help_describes_the_commands_and_options() {
         "--token-lifetime-secs",
         "--issuer",
         "--argon2-memory-kib",
-        "GATEHOUSE_JWT_SECRET",
-        "ownid.",
-        "selfkey.",
+        "GATEHOUSE_HTTP__PUBLIC_URL",
     ] {
         assert!(text.contains(word), "{word}: {text}");
     }
+    // `--help` ends with the whole reference: every key and its default.
+    let reference = gatehouse(dir.path())
+        .args(["config", "--defaults"])
+        .output()
+        .unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8(reference.stdout).unwrap();
+    assert!(reference.contains("[selfkey.website]"), "{reference}");
+    assert!(text.contains(reference.trim_end()), "{text}");
+}
+
+#[test]
+fn config_prints_the_values_in_force_with_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &file,
+        "issuer = \"from-file\"\n[http]\npublic_url = \"https://shop.example\"\n",
+    )
+    .unwrap();
+    let secret = "a-secret-that-must-not-be-printed-0123456789";
+    let out = gatehouse(dir.path())
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .env("GATEHOUSE_JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "issuer = \"from-file\"",
+        "public_url = \"https://shop.example\"",
+        "jwt_secret = \"[redacted]\"",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}: {text}");
+    }
+    assert!(!text.contains(secret), "{text}");
 }
 
 /// A free loopback port (bound, then released).

@@ -3,6 +3,8 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use crate::store::Migrated;
+
 /// Every migration, in order; the version of `MIGRATIONS[i]` is `i + 1`.
 const MIGRATIONS: &[(&str, &str)] = &[(
     "0001_init.sql",
@@ -10,7 +12,7 @@ const MIGRATIONS: &[(&str, &str)] = &[(
 )];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
-pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
+pub fn run(conn: &mut Connection) -> anyhow::Result<Migrated> {
     let latest = MIGRATIONS.len() as i64;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stored: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -31,7 +33,10 @@ pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
         tx.pragma_update(None, "user_version", latest)?;
     }
     tx.commit()?;
-    Ok(())
+    Ok(Migrated {
+        from: version,
+        to: latest,
+    })
 }
 
 /// Databases made by Gatehouse 0.1 recorded their migrations in sqlx's table, not in
@@ -91,8 +96,11 @@ mod tests {
     #[test]
     fn a_new_database_gets_every_table_once() {
         let mut conn = Connection::open_in_memory().unwrap();
-        run(&mut conn).unwrap();
-        run(&mut conn).unwrap();
+        let latest = MIGRATIONS.len() as i64;
+        let first = run(&mut conn).unwrap();
+        assert_eq!((first.from, first.to), (0, latest));
+        let second = run(&mut conn).unwrap();
+        assert_eq!((second.from, second.to), (latest, latest));
         assert_eq!(version(&conn), MIGRATIONS.len() as i64);
         assert_eq!(
             tables(&conn),
