@@ -7,20 +7,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
 use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
-use crate::domain::{AccountId, Email, Password, unix_now};
+use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
 
-/// The claims an account token carries besides the registered ones.
+/// The claims an account token carries besides the registered ones. As in OpenID
+/// Connect, `email` comes with `email_verified`: whether the account's owner proved
+/// they receive mail there. An account without an email (a wallet's) carries neither.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccountClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+/// The email an account token names, and whether it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenEmail<'a> {
+    pub address: &'a str,
+    pub verified: bool,
+}
+
+impl<'a> TokenEmail<'a> {
+    /// The account's email, if it has one.
+    pub fn of(account: &'a Account) -> Option<TokenEmail<'a>> {
+        account.email.as_deref().map(|address| TokenEmail {
+            address,
+            verified: account.email_verified,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error("an account with this email already exists")]
     EmailTaken,
+    #[error("no such account")]
+    NoSuchAccount,
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("too many failed logins")]
@@ -109,7 +132,12 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(account = %account.id.0, "account registered");
-        Ok(self.session_token(&account.id, Some(email.as_str())))
+        // Verified only once its owner follows the mail sent there.
+        let unverified = TokenEmail {
+            address: email.as_str(),
+            verified: false,
+        };
+        Ok(self.session_token(&account.id, Some(unverified)))
     }
 
     /// Checks an email and password. Unknown emails and passwordless accounts are
@@ -143,16 +171,17 @@ impl Accounts {
                         .await?;
                     tracing::info!(account = %account.id.0, "password rehashed at current parameters");
                 }
-                Ok(self.session_token(&account.id, account.email.as_deref()))
+                Ok(self.session_token(&account.id, TokenEmail::of(account)))
             }
             _ => Err(AccountError::InvalidCredentials),
         }
     }
 
     /// An account token, as every sign-in method issues it.
-    pub fn session_token(&self, id: &AccountId, email: Option<&str>) -> String {
+    pub fn session_token(&self, id: &AccountId, email: Option<TokenEmail<'_>>) -> String {
         let claims = AccountClaims {
-            email: email.map(str::to_owned),
+            email: email.map(|e| e.address.to_owned()),
+            email_verified: email.map(|e| e.verified),
         };
         self.tokens
             .issue(
@@ -176,6 +205,30 @@ impl Accounts {
     /// The account token for the account with this email (OwnID sessions).
     pub async fn session_for_email(&self, email_key: &str) -> Result<Option<String>, AccountError> {
         let account = self.store.account_by_email(email_key).await?;
-        Ok(account.map(|a| self.session_token(&a.id, a.email.as_deref())))
+        Ok(account.map(|a| self.session_token(&a.id, TokenEmail::of(&a))))
+    }
+
+    /// Records that the account's owner proved they receive mail at `email` (they
+    /// followed a link sent there): it becomes the account's email, verified. The one
+    /// way an email becomes verified, and the one way a wallet's typed-in address
+    /// becomes its account's. `EmailTaken` when another account has the address.
+    pub async fn mark_email_verified(
+        &self,
+        id: &AccountId,
+        email: &Email,
+    ) -> Result<(), AccountError> {
+        match self
+            .store
+            .set_verified_email(id, email.as_str(), email.key())
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(account = %id.0, "email verified");
+                Ok(())
+            }
+            Ok(false) => Err(AccountError::NoSuchAccount),
+            Err(StoreError::Conflict(Unique::Email)) => Err(AccountError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
     }
 }

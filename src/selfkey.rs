@@ -271,7 +271,8 @@ impl<'a> SelfKey<'a> {
     ///   wallet joins that account;
     /// - else, if an account has the wallet's email, the wallet joins it only when
     ///   `trust_wallet_email` is on; otherwise the person must sign in and link;
-    /// - else a new account is created with the wallet (and the email).
+    /// - else a new account is created with the wallet, without an email: a wallet's
+    ///   email is unverified, and must not become anyone's identity.
     pub async fn register(
         &self,
         wallet: &Wallet,
@@ -316,11 +317,12 @@ impl<'a> SelfKey<'a> {
             tracing::info!(account = %existing.id.0, wallet = %new_wallet.address, "wallet linked by its email attribute (trust_wallet_email)");
             return Ok(Registration::Linked);
         }
+        // The wallet's email is what its owner typed in: it stays an attribute of the
+        // wallet, and becomes the account's only once verified
+        // ([`Accounts::mark_email_verified`](crate::accounts::Accounts::mark_email_verified)).
         let account = NewAccount {
             id: AccountId::generate(),
-            email: attributes
-                .email()
-                .map(|e| (e.as_str().to_string(), e.key().to_string())),
+            email: None,
             password_hash: None,
             ownid_data: None,
             created_at: now,

@@ -16,6 +16,8 @@ impl AccountId {
 pub struct Account {
     pub id: AccountId,
     pub email: Option<String>,
+    /// The owner proved they receive mail at `email`.
+    pub email_verified: bool,
     pub password_hash: Option<String>,
     pub has_ownid: bool,
     pub created_at: i64,

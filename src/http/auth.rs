@@ -76,6 +76,9 @@ pub struct TokenResponse {
 pub struct MeResponse {
     id: String,
     email: Option<String>,
+    /// The account's owner proved they receive mail at `email`. Until then the
+    /// address is only what was typed in: do not trust it as an identity.
+    email_verified: bool,
     /// RFC 3339, UTC.
     created_at: String,
     sign_in_methods: Vec<SignInMethod>,
@@ -162,6 +165,7 @@ async fn me(
     Ok(axum::Json(MeResponse {
         id: account.id.0.clone(),
         email: account.email.clone(),
+        email_verified: account.email_verified,
         created_at: rfc3339(account.created_at),
         sign_in_methods: account.sign_in_methods(&profile.wallets),
     }))
@@ -174,6 +178,7 @@ pub fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
 pub fn account_error(e: AccountError) -> ApiError {
     match e {
         AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+        AccountError::NoSuchAccount => ApiError::Unauthorized,
         AccountError::EmailTaken => {
             ApiError::Conflict("An account with this email already exists.".into())
         }

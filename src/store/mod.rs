@@ -177,6 +177,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the password hash (a rehash at new parameters); only if it is still `old`.
     async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()>;
 
+    /// Makes `email` (key `email_key`) the account's email, verified; false when there
+    /// is no such account, `Conflict(Email)` when another account has that email.
+    async fn set_verified_email(
+        &self,
+        id: &AccountId,
+        email: &str,
+        email_key: &str,
+    ) -> StoreResult<bool>;
+
     /// Sets the OwnID data of the account with this email; false when there is none.
     async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool>;
     async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup>;

@@ -127,10 +127,10 @@ impl Store for PostgresStore {
         let account = account_from_row(first)?;
         let mut wallets = Vec::with_capacity(rows.len());
         for r in &rows {
-            if let Some(address) = r.try_get::<Option<String>, _>(5)? {
+            if let Some(address) = r.try_get::<Option<String>, _>(6)? {
                 wallets.push(WalletSummary {
                     address,
-                    linked_at: r.try_get(6)?,
+                    linked_at: r.try_get(7)?,
                 });
             }
         }
@@ -145,6 +145,22 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_verified_email(
+        &self,
+        id: &AccountId,
+        email: &str,
+        email_key: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(q::SET_VERIFIED_EMAIL)
+            .bind(email)
+            .bind(email_key)
+            .bind(&id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(on_unique)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
@@ -391,6 +407,7 @@ fn account_from_row(r: &PgRow) -> Result<Account, sqlx::Error> {
         password_hash: r.try_get(2)?,
         has_ownid: r.try_get(3)?,
         created_at: r.try_get(4)?,
+        email_verified: r.try_get(5)?,
     })
 }
 

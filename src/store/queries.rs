@@ -8,19 +8,24 @@ pub const INSERT_ACCOUNT: &str =
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 pub const ACCOUNT_BY_EMAIL: &str =
-    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at
+    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified
      FROM accounts WHERE email_key = $1";
 
-/// The account (columns 0–4, as [`ACCOUNT_BY_EMAIL`]) on each row, and one wallet
+/// The account (columns 0–5, as [`ACCOUNT_BY_EMAIL`]) on each row, and one wallet
 /// (address, linked at) per row, or NULLs when it has none.
 pub const ACCOUNT_PROFILE: &str =
     "SELECT a.id, a.email, a.password_hash, a.ownid_data IS NOT NULL, a.created_at,
-            w.address, w.created_at
+            a.email_verified, w.address, w.created_at
      FROM accounts a LEFT JOIN wallets w ON w.account_id = a.id
      WHERE a.id = $1 ORDER BY w.created_at, w.address";
 
 pub const REPLACE_PASSWORD_HASH: &str =
     "UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3";
+
+/// The account's email becomes `$1` (key `$2`), verified: its owner proved they
+/// receive mail there.
+pub const SET_VERIFIED_EMAIL: &str =
+    "UPDATE accounts SET email = $1, email_key = $2, email_verified = TRUE WHERE id = $3";
 
 pub const SET_OWNID_DATA: &str = "UPDATE accounts SET ownid_data = $1 WHERE email_key = $2";
 
@@ -103,6 +108,7 @@ pub const ALL: &[&str] = &[
     ACCOUNT_BY_EMAIL,
     ACCOUNT_PROFILE,
     REPLACE_PASSWORD_HASH,
+    SET_VERIFIED_EMAIL,
     SET_OWNID_DATA,
     OWNID_DATA,
     WALLET_ACCOUNT,

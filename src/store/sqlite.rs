@@ -183,10 +183,10 @@ impl Store for SqliteStore {
             let mut wallets = Vec::new();
             let mut row = Some(first);
             while let Some(r) = row {
-                if let Some(address) = r.get::<_, Option<String>>(5)? {
+                if let Some(address) = r.get::<_, Option<String>>(6)? {
                     wallets.push(WalletSummary {
                         address,
-                        linked_at: r.get(6)?,
+                        linked_at: r.get(7)?,
                     });
                 }
                 row = rows.next()?;
@@ -202,6 +202,24 @@ impl Store for SqliteStore {
                 c.prepare_cached(q::REPLACE_PASSWORD_HASH)?
                     .execute(params![new, id, old])?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn set_verified_email(
+        &self,
+        id: &AccountId,
+        email: &str,
+        email_key: &str,
+    ) -> StoreResult<bool> {
+        let (id, email, key) = (id.0.clone(), email.to_owned(), email_key.to_owned());
+        self.writer
+            .write(true, move |c| {
+                let changed = c
+                    .prepare_cached(q::SET_VERIFIED_EMAIL)?
+                    .execute(params![email, key, id])
+                    .map_err(on_unique)?;
+                Ok(changed > 0)
             })
             .await
     }
@@ -455,6 +473,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         password_hash: r.get(2)?,
         has_ownid: r.get(3)?,
         created_at: r.get(4)?,
+        email_verified: r.get(5)?,
     })
 }
 

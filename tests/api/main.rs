@@ -15,3 +15,4 @@ mod process;
 mod proxy;
 mod selfkey;
 mod token_attacks;
+mod wallet_emails;

@@ -37,16 +37,16 @@ const NEW_SECRET: &str = "cm90YXRlZC1pbi1vd25pZC1zaGFyZWQtc2VjcmV0IQ==";
 /// A secret the server was never given.
 const FOREIGN_SECRET: &str = "c29tZW9uZSBlbHNlJ3Mgc2hhcmVkIHNlY3JldCEhISE=";
 
-const SET: &str = "/ownid/setOwnIDDataByLoginId";
-const GET: &str = "/ownid/getOwnIDDataByLoginId";
-const SESSION: &str = "/ownid/getSessionByLoginId";
+pub(crate) const SET: &str = "/ownid/setOwnIDDataByLoginId";
+pub(crate) const GET: &str = "/ownid/getOwnIDDataByLoginId";
+pub(crate) const SESSION: &str = "/ownid/getSessionByLoginId";
 
 fn with_secrets(secrets: &[&str]) -> impl FnOnce(&mut Settings) {
     let secrets: Vec<_> = secrets.iter().map(|s| Secret::new(s.to_string())).collect();
     move |s: &mut Settings| s.ownid.shared_secrets = secrets
 }
 
-async fn spawn(b: Backend) -> TestApp {
+pub(crate) async fn spawn(b: Backend) -> TestApp {
     TestApp::spawn_with(b, with_secrets(&[SECRET])).await
 }
 
@@ -127,18 +127,18 @@ impl Signed {
 }
 
 /// A response: status, headers, and the body as text ("" when empty).
-struct Reply {
-    status: StatusCode,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", self.body))
     }
 
-    fn assert_empty(&self, status: StatusCode, what: &str) {
+    pub(crate) fn assert_empty(&self, status: StatusCode, what: &str) {
         assert_eq!(
             (self.status, self.body.as_str()),
             (status, ""),
@@ -171,7 +171,7 @@ async fn send(app: &TestApp, path: &str, req: &Signed) -> Reply {
 }
 
 /// Signs `body` now with the test secret and sends it.
-async fn call(app: &TestApp, path: &str, body: Value) -> Reply {
+pub(crate) async fn call(app: &TestApp, path: &str, body: Value) -> Reply {
     send(app, path, &Signed::new(SECRET, &body.to_string())).await
 }
 

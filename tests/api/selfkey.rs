@@ -524,15 +524,18 @@ async fn a_new_wallet_signs_up_and_signs_in(b: Backend) {
         cookie,
         format!("gatehouse_session={session}; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600")
     );
-    // The account token is an ordinary one: /auth/me shows the wallet.
+    // The account token is an ordinary one: /auth/me shows the wallet. The email the
+    // wallet shared is unverified: not the account's, and not in its token.
     let (header, claims) = jwt_parts(session);
     assert_eq!(header, json!({"alg": "HS512", "typ": "JWT"}));
-    assert_eq!(claims["email"], address);
+    assert!(claims.get("email").is_none(), "{claims}");
+    assert!(claims.get("email_verified").is_none(), "{claims}");
     assert!(claims.get("kind").is_none());
     let (status, me) = app.me(session).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["id"], claims["sub"]);
-    assert_eq!(me["email"], address);
+    assert_eq!(me["email"], Value::Null);
+    assert_eq!(me["email_verified"], false);
     let methods = me["sign_in_methods"].as_array().unwrap();
     assert_eq!(methods.len(), 1);
     assert_eq!(methods[0]["method"], "selfkey");
@@ -874,7 +877,7 @@ async fn multipart_sign_up_resolves_documents(b: Backend) {
     );
 
     let (session, claims) = sign_in(&app, &wallet).await;
-    assert_eq!(claims["email"], address);
+    assert!(claims.get("email").is_none(), "{claims}");
     let (status, details) = read(
         app.get(
             &format!("{MOUNT}/wallets/{}", wallet.address()),

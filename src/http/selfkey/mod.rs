@@ -19,6 +19,7 @@ use super::AppState;
 use super::auth::no_store;
 use super::error::ApiError;
 use super::session::{Session, bearer_token};
+use crate::accounts::TokenEmail;
 use crate::app::App;
 use crate::config::Settings;
 use crate::crypto::eth::{Address, Did, PublicKey, Signature};
@@ -367,7 +368,7 @@ async fn login(
         })?;
     let session = app
         .accounts
-        .session_token(&account.id, account.email.as_deref());
+        .session_token(&account.id, TokenEmail::of(&account));
     let cookie = session_cookie(&app.settings, &session, secure)
         .map_err(|e| fail(SelfKeyApiError::internal(e)))?;
     let mut res = created(LoginResponse {

@@ -6,10 +6,16 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::store::Migrated;
 
 /// Every migration, in order; the version of `MIGRATIONS[i]` is `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_email_verified.sql",
+        include_str!("../../../migrations/sqlite/0002_email_verified.sql"),
+    ),
+];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
 pub fn run(conn: &mut Connection) -> anyhow::Result<Migrated> {
@@ -125,7 +131,7 @@ mod tests {
         )
         .unwrap();
         run(&mut conn).unwrap();
-        assert_eq!(version(&conn), 1);
+        assert_eq!(version(&conn), MIGRATIONS.len() as i64);
         let kept: String = conn
             .query_row("SELECT id FROM accounts", [], |r| r.get(0))
             .unwrap();
