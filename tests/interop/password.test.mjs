@@ -14,6 +14,7 @@ test('register and login tokens verify with jwt-simple HS512', async () => {
 
   const claims = jwt.decode(reg.body.token, secret, false, 'HS512');
   assert.equal(claims.email, email);
+  assert.equal(claims.email_verified, false);
   assert.equal(claims.iss, 'gatehouse');
   assert.equal(claims.exp - claims.iat, 3600);
   assert.match(claims.sub, /^[0-9a-f-]{36}$/);
@@ -28,6 +29,7 @@ test('register and login tokens verify with jwt-simple HS512', async () => {
   assert.equal(me.status, 200);
   const account = await me.json();
   assert.equal(account.id, claims.sub);
+  assert.equal(account.email_verified, false);
   assert.deepEqual(account.sign_in_methods, [{ method: 'password' }]);
 });
 

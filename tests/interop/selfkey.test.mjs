@@ -133,12 +133,15 @@ test('a new wallet signs up with a multipart body and a document, then signs in'
 
   const account = await signIn(root, await walletSession(root, signer));
   const claims = jwt.decode(account, secret, false, 'HS512');
-  assert.equal(claims.email, email);
+  // The email the wallet typed in is not the account's: no email claim at all.
+  assert.equal(claims.email, undefined);
+  assert.equal(claims.email_verified, undefined);
   assert.equal(claims.exp - claims.iat, 3600);
   const profile = await me(account);
   assert.equal(profile.status, 200);
   assert.equal(profile.body.id, claims.sub);
-  assert.equal(profile.body.email, email);
+  assert.equal(profile.body.email, null);
+  assert.equal(profile.body.email_verified, false);
   assert.equal(profile.body.sign_in_methods.length, 1);
   assert.equal(profile.body.sign_in_methods[0].method, 'selfkey');
   assert.equal(profile.body.sign_in_methods[0].address, signer.address.toLowerCase());
