@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Schema conformance fuzzing: starts the built server on a free port with a fresh
-# SQLite database and the rate limits off, and runs schemathesis against its own
-# /openapi.json: a bounded number of generated requests per route, failing on any
-# 5xx, any undocumented status or content type, and any response that does not match
-# its documented schema.
+# SQLite database, mail on (written as files) and the rate limits off, and runs
+# schemathesis against its own /openapi.json: a bounded number of generated requests
+# per route, failing on any 5xx, any undocumented status or content type, and any
+# response that does not match its documented schema.
 #   FUZZ_EXAMPLES  cases per route and phase (default 100)
 #   FUZZ_SEED      the generator's seed (default fixed, so a CI run is reproducible)
 set -euo pipefail
@@ -23,6 +23,8 @@ fi
 start_test_server \
   GATEHOUSE_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" \
   GATEHOUSE_RATE_LIMIT__ENABLED=false \
+  GATEHOUSE_MAIL__ENABLED=true \
+  GATEHOUSE_HTTP__PUBLIC_URL=https://gatehouse.example \
   GATEHOUSE_OWNID__SHARED_SECRETS="$(head -c 32 /dev/urandom | base64)" \
   GATEHOUSE_ARGON2__MEMORY_KIB=1024 \
   GATEHOUSE_ARGON2__ITERATIONS=1

@@ -177,6 +177,11 @@ impl Accounts {
         }
     }
 
+    /// A new password's hash at the current parameters.
+    pub async fn hash_password(&self, password: &Password) -> Result<String, AccountError> {
+        Ok(self.hasher.hash(password).await?)
+    }
+
     /// An account token, as every sign-in method issues it.
     pub fn session_token(&self, id: &AccountId, email: Option<TokenEmail<'_>>) -> String {
         let claims = AccountClaims {

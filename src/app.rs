@@ -12,6 +12,8 @@ use crate::crypto::jwt::TokenKeys;
 use crate::crypto::ownid_signature::OwnIdVerifier;
 use crate::crypto::passwords::{HashParams, PasswordHasher};
 use crate::domain::Secret;
+use crate::lifecycle::Lifecycle;
+use crate::mail::Mailer;
 use crate::store::{self, DynStore};
 
 pub struct App {
@@ -23,6 +25,8 @@ pub struct App {
     pub proxies: Vec<IpNet>,
     /// Checks OwnID's signed requests; holds no secret when OwnID is off.
     pub ownid: OwnIdVerifier,
+    /// Password reset and the other mails; `None` when `mail.enabled` is off.
+    pub lifecycle: Option<Lifecycle>,
 }
 
 impl App {
@@ -61,7 +65,16 @@ impl App {
             0 => tracing::info!("OwnID: off (no ownid.shared_secrets), its routes answer 404"),
             n => tracing::info!(base = %o.base, secrets = n, "OwnID: on"),
         }
+        let lifecycle = Mailer::build(&settings)?.map(|mailer| {
+            Lifecycle::new(
+                Arc::clone(&store),
+                mailer,
+                secret.expose().as_bytes(),
+                &settings.mail,
+            )
+        });
         Ok(App {
+            lifecycle,
             settings,
             store,
             tokens,

@@ -57,6 +57,8 @@ pub struct Settings {
     pub ownid: OwnIdSettings,
     /// Failed-login lockout and the per-address limit on the auth routes.
     pub rate_limit: RateLimitSettings,
+    /// Mail (password reset); off until `enabled`, and then `http.public_url` is needed.
+    pub mail: MailSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -190,6 +192,92 @@ pub struct RateLimitSettings {
     pub per_address_window_secs: i64,
 }
 
+/// Mail: password reset and the other account mails, their links and their outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// Send mail: the password-reset routes answer, and mails are queued. Needs
+    /// `http.public_url`, which every link is built from.
+    pub enabled: bool,
+    /// The SMTP server: `smtp://host[:port]` (STARTTLS, required; port 587 by default),
+    /// `smtps://host[:port]` (TLS from the start; port 465), or `smtp://…?tls=none` (no
+    /// TLS: a relay on this machine only). Credentials in the URL (`user:pass@`) or in
+    /// `smtp_username`/`smtp_password`. Unset: every mail is written as an `.eml` file
+    /// in `DATA_DIR/outbox/`.
+    #[serde(deserialize_with = "opt_secret")]
+    #[schema(value_type = Option<String>)]
+    pub smtp_url: Option<Secret<String>>,
+    /// The SMTP user, when the URL names none.
+    pub smtp_username: Option<String>,
+    /// The SMTP password, when the URL has none.
+    #[serde(deserialize_with = "opt_secret")]
+    #[schema(value_type = Option<String>)]
+    pub smtp_password: Option<Secret<String>>,
+    /// Connections kept open to the SMTP server.
+    pub smtp_pool_size: u32,
+    /// How long one SMTP command may take, seconds.
+    pub smtp_timeout_secs: u64,
+    /// The `From:` of every mail, e.g. `Example <no-reply@example.com>`.
+    pub from: String,
+    /// The name mails sign with.
+    pub site_name: String,
+    /// A directory whose `<kind>.subject.txt`, `<kind>.txt` and `<kind>.html` files
+    /// replace the built-in templates of that kind of mail (minijinja syntax).
+    #[schema(value_type = Option<String>)]
+    pub templates_dir: Option<PathBuf>,
+    /// How long a password-reset link works, seconds.
+    pub reset_ttl_secs: i64,
+    /// Mails sent to one address (or for one account) per minute.
+    pub per_minute: i64,
+    /// Mails sent to one address (or for one account) per hour.
+    pub per_hour: i64,
+    /// `POST /auth/password/forgot` answers no sooner than this, milliseconds, whatever
+    /// it found: the time says nothing of whether the address has an account.
+    pub forgot_floor_ms: u64,
+    /// First retry after a failed send, seconds; doubled after each further failure.
+    pub retry_base_secs: i64,
+    /// The longest wait between two attempts, seconds.
+    pub retry_max_secs: i64,
+    /// Mails sent at once.
+    pub send_concurrency: usize,
+    /// Links to the site's own pages instead of Gatehouse's.
+    pub links: MailLinks,
+}
+
+/// URL templates of the emailed links, for sites that host their own pages; `{token}`
+/// stands for the token. Unset: Gatehouse's own pages under `http.public_url`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailLinks {
+    /// The password-reset link, e.g. `https://example.com/reset?token={token}`. Unset:
+    /// `http.public_url`/auth/pages/reset-password?token=….
+    pub reset_password: Option<String>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            enabled: false,
+            smtp_url: None,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_pool_size: 4,
+            smtp_timeout_secs: 30,
+            from: "Gatehouse <no-reply@localhost>".into(),
+            site_name: "Gatehouse".into(),
+            templates_dir: None,
+            reset_ttl_secs: 30 * 60,
+            per_minute: 1,
+            per_hour: 5,
+            forgot_floor_ms: 250,
+            retry_base_secs: 2,
+            retry_max_secs: 600,
+            send_concurrency: 8,
+            links: MailLinks::default(),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -207,6 +295,7 @@ impl Default for Settings {
             selfkey: SelfKeySettings::default(),
             ownid: OwnIdSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -488,6 +577,73 @@ impl Settings {
             || r.per_address_window_secs < 1
         {
             return bad("rate_limit", "limits and windows must be at least 1");
+        }
+        self.validate_mail()
+    }
+
+    fn validate_mail(&self) -> anyhow::Result<()> {
+        let bad = |key: &str, why: &str| Err(anyhow::anyhow!("configuration: {key}: {why}"));
+        let m = &self.mail;
+        if !m.enabled {
+            return Ok(());
+        }
+        if self.http.public_url.is_none() {
+            return bad(
+                "http.public_url",
+                "must be set when mail.enabled is true: every emailed link is built from it",
+            );
+        }
+        if let Err(e) = m.from.parse::<lettre::message::Mailbox>() {
+            return bad(
+                "mail.from",
+                &format!("not a mailbox such as Name <a@example.com>: {e}"),
+            );
+        }
+        if let Some(url) = &m.smtp_url
+            && let Err(e) = crate::mail::transport::SmtpTarget::parse(url.expose())
+        {
+            return bad("mail.smtp_url", &e.to_string());
+        }
+        if let Some(dir) = &m.templates_dir
+            && !dir.is_dir()
+        {
+            return bad(
+                "mail.templates_dir",
+                &format!("no such directory: {}", dir.display()),
+            );
+        }
+        if let Some(link) = &m.links.reset_password
+            && !(link.contains("{token}")
+                && (link.starts_with("https://") || link.starts_with("http://")))
+        {
+            return bad(
+                "mail.links.reset_password",
+                "must be an absolute http(s) URL with a {token} placeholder",
+            );
+        }
+        if !(60..=24 * 3600).contains(&m.reset_ttl_secs) {
+            return bad(
+                "mail.reset_ttl_secs",
+                "must be between 60 and 86400 seconds",
+            );
+        }
+        if m.per_minute < 1 || m.per_hour < 1 {
+            return bad(
+                "mail.per_minute",
+                "mail.per_minute and mail.per_hour must be at least 1",
+            );
+        }
+        if m.smtp_pool_size == 0 || m.send_concurrency == 0 || m.smtp_timeout_secs == 0 {
+            return bad(
+                "mail.smtp_pool_size",
+                "mail.smtp_pool_size, mail.send_concurrency and mail.smtp_timeout_secs must be at least 1",
+            );
+        }
+        if m.retry_base_secs < 1 || m.retry_max_secs < m.retry_base_secs {
+            return bad(
+                "mail.retry_base_secs",
+                "must be at least 1, and mail.retry_max_secs at least as large",
+            );
         }
         Ok(())
     }

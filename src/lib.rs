@@ -12,6 +12,8 @@ pub mod crypto;
 pub mod domain;
 pub mod files;
 pub mod http;
+pub mod lifecycle;
+pub mod mail;
 pub mod ownid_data;
 pub mod selfkey;
 pub mod store;

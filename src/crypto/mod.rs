@@ -3,6 +3,7 @@
 
 pub mod eth;
 pub mod jwt;
+pub mod link_token;
 pub mod ownid_signature;
 pub mod passwords;
 

@@ -83,9 +83,15 @@ fn under(path: &str, prefix: &str) -> bool {
 /// The password routes, and everything under the SelfKey mount, so that SelfKey
 /// routes added there are limited without further wiring.
 fn is_limited(path: &str, settings: &Settings) -> bool {
-    ["/auth/register", "/auth/login", &settings.selfkey.mount]
-        .iter()
-        .any(|prefix| under(path, prefix))
+    [
+        "/auth/register",
+        "/auth/login",
+        "/auth/password",
+        "/auth/pages",
+        &settings.selfkey.mount,
+    ]
+    .iter()
+    .any(|prefix| under(path, prefix))
 }
 
 /// Declares in the OpenAPI document the answers the middleware gives on top of each
@@ -169,6 +175,9 @@ mod tests {
         for path in [
             "/auth/register",
             "/auth/login",
+            "/auth/password/forgot",
+            "/auth/password/reset",
+            "/auth/pages/reset-password",
             "/api/v1/selfkey",
             "/api/v1/selfkey/auth/challenge",
             "/api/v1/selfkey/users/token",

@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod lifecycle;
 pub mod limits;
 pub mod linger;
 pub mod ownid;
@@ -55,6 +56,7 @@ pub fn router(app: AppState) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(health::router())
+        .merge(lifecycle::router(&app))
         .merge(ownid::router(&app))
         .merge(selfkey::router(&app.settings))
         .split_for_parts();
@@ -168,6 +170,14 @@ impl Server {
             .max_header_size(http.max_header_bytes);
         let service = router(Arc::clone(&app));
         let housekeeping = tokio::spawn(purge_expired(Arc::clone(&app)));
+        let outbox = app.lifecycle.as_ref().map(|l| {
+            let sender = crate::mail::outbox::Sender::new(
+                Arc::clone(&app.store),
+                Arc::clone(l.mailer()),
+                &app.settings.mail,
+            );
+            tokio::spawn(sender.run())
+        });
         let connections = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -212,6 +222,9 @@ impl Server {
             }
         }
         housekeeping.abort();
+        if let Some(outbox) = outbox {
+            outbox.abort();
+        }
         app.store.close().await;
         tracing::info!("stopped");
         Ok(())

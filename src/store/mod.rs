@@ -1,6 +1,7 @@
 //! Storage: one narrow interface, one implementation per database, chosen from the
 //! URL scheme. Domain code sees only [`Store`]; SQL lives in the backends.
 
+pub mod mail;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 
 use crate::domain::{Account, AccountId, WalletSummary};
 
+pub use mail::MailStore;
 pub use postgres::PostgresStore;
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
 pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
@@ -166,6 +168,9 @@ pub struct WindowCount {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The same database, seen through its mail ([`MailStore`]).
+    fn mail(&self) -> &dyn MailStore;
+
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool, waiting for connections in use.

@@ -1,3 +1,5 @@
+mod mail;
+
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
@@ -91,6 +93,10 @@ async fn schema_version(pool: &PgPool) -> sqlx::Result<i64> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn mail(&self) -> &dyn MailStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

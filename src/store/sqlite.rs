@@ -11,6 +11,7 @@
 //! than a hop to another thread and back, which is what a read cost before.
 
 mod backup;
+mod mail;
 mod migrations;
 mod writer;
 
@@ -144,6 +145,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn mail(&self) -> &dyn MailStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         if self.writer.is_closed() {
             return Err(StoreError::Closed);

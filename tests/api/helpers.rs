@@ -99,6 +99,15 @@ impl TestApp {
         Self::start(settings, dir).await
     }
 
+    /// A node on an existing database (another node's), configured by `configure`.
+    pub async fn spawn_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(dir.path());
+        settings.database_url = Some(database_url.to_owned());
+        configure(&mut settings);
+        Self::start(settings, dir).await
+    }
+
     async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
         let server = Server::build(settings).await.expect("server starts");
         let base = format!("http://{}", server.local_addr());

@@ -1,6 +1,7 @@
 //! One integration-test binary: the real server over HTTP, on every backend.
 
 mod helpers;
+mod smtp;
 
 mod auth;
 mod bounds;
@@ -10,6 +11,7 @@ mod docs;
 mod early_answers;
 mod files;
 mod limits;
+mod mail;
 mod ownid;
 mod process;
 mod proxy;

@@ -15,6 +15,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_email_verified.sql",
         include_str!("../../../migrations/sqlite/0002_email_verified.sql"),
     ),
+    (
+        "0003_mail.sql",
+        include_str!("../../../migrations/sqlite/0003_mail.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -112,6 +116,8 @@ mod tests {
             tables(&conn),
             [
                 "accounts",
+                "mail_outbox",
+                "mail_tokens",
                 "one_time_tokens",
                 "rate_counters",
                 "seen_requests",

@@ -1,0 +1,308 @@
+//! Forgotten passwords: `POST /auth/password/forgot`, `POST /auth/password/reset`, and
+//! the page an emailed link opens (`/auth/pages/reset-password`). Mounted only when
+//! mail is on.
+//!
+//! Mail scanners open links: a `GET` or `HEAD` of the page changes nothing. It shows a
+//! form that POSTs the token with the new password. The page is plain HTML with no
+//! third-party resource, sends no referrer, is never cached, and takes the token out
+//! of the address bar as it loads.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::{account_error, no_store, required, token_response};
+use super::error::{ApiError, ErrorBody};
+use super::json::{JsonBody, read_body};
+use crate::accounts::TokenEmail;
+use crate::app::App;
+use crate::domain::{Email, Password};
+use crate::lifecycle::{Lifecycle, LinkError};
+
+pub fn router(app: &App) -> OpenApiRouter<AppState> {
+    if app.lifecycle.is_none() {
+        return OpenApiRouter::new();
+    }
+    OpenApiRouter::new()
+        .routes(routes!(forgot))
+        .routes(routes!(reset))
+        .routes(routes!(reset_page, reset_form))
+}
+
+/// The answer to every forgot-password request, whatever the address.
+pub const FORGOT_MESSAGE: &str =
+    "If an account with a password exists for this address, a link to reset it is on its way.";
+
+const INVALID_LINK: &str = "This link is invalid or has expired. Ask for a new one.";
+
+#[derive(Deserialize, ToSchema)]
+pub struct ForgotRequest {
+    #[schema(example = "joebloggs@gmail.com", value_type = String, required, format = Email)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetRequest {
+    /// The token of the emailed link.
+    #[schema(value_type = String, required)]
+    token: Option<String>,
+    /// 8 characters to 1,024 bytes.
+    #[schema(example = "new-password-123", value_type = String, required, min_length = 8, max_length = 1024)]
+    password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageResponse {
+    message: String,
+}
+
+fn lifecycle(app: &App) -> Result<&Lifecycle, ApiError> {
+    app.lifecycle
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound(super::error::NO_ROUTE.into()))
+}
+
+/// Mails a password-reset link. Answers the same, no sooner than
+/// `mail.forgot_floor_ms`, for every address: known, unknown, passwordless or over
+/// its mail limit.
+#[utoipa::path(post, path = "/auth/password/forgot", tag = "password", request_body = ForgotRequest,
+    responses(
+        (status = 202, description = "Accepted (whether or not the address has an account)", body = MessageResponse),
+        (status = 400, description = "Missing or invalid email, or unparsable body", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn forgot(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<ForgotRequest>,
+) -> Result<Response, ApiError> {
+    let email = Email::parse(&required(req.email, "email")?, "email")?;
+    lifecycle(&app)?.forgot_password(&email).await;
+    let body = MessageResponse {
+        message: FORGOT_MESSAGE.into(),
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+/// Sets a new password with the token of a reset link, and signs in. The token works
+/// once; a refused password leaves it usable.
+#[utoipa::path(post, path = "/auth/password/reset", tag = "password", request_body = ResetRequest,
+    responses(
+        (status = 200, description = "Password changed; signed in", body = super::auth::TokenResponse),
+        (status = 400, description = "Invalid, used or expired token; missing or invalid password; unparsable body", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn reset(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<ResetRequest>,
+) -> Result<Response, ApiError> {
+    let token = required(req.token, "token")?;
+    let password = Password::parse(required(req.password, "password")?)?;
+    let account = lifecycle(&app)?
+        .reset_password(&app.accounts, &token, &password)
+        .await
+        .map_err(link_error)?;
+    let profile = app
+        .accounts
+        .profile(&account)
+        .await
+        .map_err(account_error)?
+        .ok_or_else(|| ApiError::BadRequest(INVALID_LINK.into()))?;
+    let email = TokenEmail::of(&profile.account);
+    Ok(token_response(app.accounts.session_token(&account, email)))
+}
+
+fn link_error(e: LinkError) -> ApiError {
+    match e {
+        LinkError::InvalidToken => ApiError::BadRequest(INVALID_LINK.into()),
+        LinkError::Account(e) => account_error(e),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// The token of the emailed link.
+    token: Option<String>,
+}
+
+/// The page a reset link opens: a form for the new password. Changes nothing.
+#[utoipa::path(get, path = "/auth/pages/reset-password", tag = "pages", params(PageQuery),
+    responses(
+        (status = 200, description = "The form", content_type = "text/html", body = String),
+        (status = 400, description = "The address holds no well-formed token", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address; see Retry-After", body = ErrorBody)))]
+async fn reset_page(
+    State(app): State<AppState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let token = query.ok().and_then(|Query(q)| q.token);
+    match token.filter(|t| crate::crypto::link_token::is_well_formed(t)) {
+        Some(token) => page(StatusCode::OK, &app, &reset_form_html(&token, None)),
+        None => page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK)),
+    }
+}
+
+/// The form's submission: sets the new password and answers with a page.
+#[utoipa::path(post, path = "/auth/pages/reset-password", tag = "pages",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`token` and `password`"),
+    responses(
+        (status = 200, description = "Password changed", content_type = "text/html", body = String),
+        (status = 400, description = "Invalid, used or expired token, or a refused password", content_type = "text/html", body = String),
+        (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error", content_type = "text/html", body = String)))]
+async fn reset_form(State(app): State<AppState>, req: Request) -> Response {
+    let limit = app.settings.http.body_limit_bytes;
+    let fields = match read_body(req, limit).await {
+        Ok(body) => form_fields(&body),
+        Err(_) => return page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK)),
+    };
+    let (Some(token), password) = (fields.token, fields.password) else {
+        return page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK));
+    };
+    if !crate::crypto::link_token::is_well_formed(&token) {
+        return page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK));
+    }
+    let password = match Password::parse(password.unwrap_or_default()) {
+        Ok(p) => p,
+        Err(e) => {
+            let form = reset_form_html(&token, Some(&e.0));
+            return page(StatusCode::BAD_REQUEST, &app, &form);
+        }
+    };
+    let Ok(lifecycle) = lifecycle(&app) else {
+        return page(StatusCode::NOT_FOUND, &app, &message_html(INVALID_LINK));
+    };
+    match lifecycle
+        .reset_password(&app.accounts, &token, &password)
+        .await
+    {
+        Ok(_) => page(
+            StatusCode::OK,
+            &app,
+            &message_html("Your password has been changed. You can sign in with it now."),
+        ),
+        Err(LinkError::InvalidToken) => {
+            page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK))
+        }
+        Err(e) => {
+            let mut res = link_error(e).into_response();
+            if res.status().is_server_error() {
+                res = page(
+                    res.status(),
+                    &app,
+                    &message_html("Something went wrong. Please try again later."),
+                );
+            }
+            res
+        }
+    }
+}
+
+struct FormFields {
+    token: Option<String>,
+    password: Option<String>,
+}
+
+fn form_fields(body: &[u8]) -> FormFields {
+    let mut fields = FormFields {
+        token: None,
+        password: None,
+    };
+    for (name, value) in url::form_urlencoded::parse(body) {
+        match name.as_ref() {
+            "token" => fields.token = Some(value.into_owned()),
+            "password" => fields.password = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    fields
+}
+
+/// Takes the token out of the address bar (and so out of the history) as the page
+/// loads; the form still holds it.
+const SCRIPT: &str = "history.replaceState(null, \"\", location.pathname);";
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;line-height:1.5}label,input,button{display:block;width:100%;margin:.5rem 0}input,button{padding:.5rem;font-size:1rem}.error{color:#b00020}";
+
+fn reset_form_html(token: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    format!(
+        "<h1>Choose a new password</h1>{error}\
+         <form method=\"post\" action=\"reset-password\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <label for=\"password\">New password</label>\
+         <input id=\"password\" type=\"password\" name=\"password\" autocomplete=\"new-password\" minlength=\"8\" maxlength=\"1024\" required>\
+         <button type=\"submit\">Set the new password</button></form>",
+        escape(token)
+    )
+}
+
+fn message_html(message: &str) -> String {
+    format!("<p>{}</p>", escape(message))
+}
+
+/// A whole page around `main`, with the headers every link page carries.
+fn page(status: StatusCode, app: &App, main: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{}</title><style>{STYLE}</style></head>\
+         <body><main>{main}</main><script>{SCRIPT}</script></body></html>",
+        escape(&app.settings.mail.site_name)
+    );
+    let mut res = (status, html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    no_store(&mut res);
+    res
+}
+
+/// Nothing but the page's own inline style and script, and forms to this origin.
+fn content_security_policy() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = |s: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s));
+    format!(
+        "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        hash(STYLE),
+        hash(SCRIPT)
+    )
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

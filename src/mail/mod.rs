@@ -1,0 +1,172 @@
+//! Mail: what Gatehouse sends, how it is written, where it goes, and the sender that
+//! delivers the durable outbox ([`outbox`]).
+//!
+//! A mail is queued as a typed message (its kind and the template's values) in the
+//! database, in the transaction that made what it carries; the sender renders it and
+//! hands it to the transport, so a crash or an SMTP outage delays a mail but never
+//! loses it, and a request never waits for SMTP.
+
+pub mod outbox;
+pub mod templates;
+pub mod transport;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use lettre::Message;
+use lettre::message::{Mailbox, MultiPart};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::store::mail::QueuedMail;
+use templates::{Rendered, Templates};
+use transport::Transport;
+
+/// Every kind of mail; each has its own templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    PasswordReset,
+    PasswordChanged,
+}
+
+impl MailKind {
+    pub const ALL: [MailKind; 2] = [MailKind::PasswordReset, MailKind::PasswordChanged];
+
+    /// Its name in the outbox and its templates' file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            MailKind::PasswordReset => "password_reset",
+            MailKind::PasswordChanged => "password_changed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MailKind> {
+        MailKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Values of the kind its templates are rendered with, to try them at start.
+    fn sample(self) -> serde_json::Value {
+        serde_json::json!({
+            "site_name": "Example",
+            "email": "someone@example.com",
+            "link": "https://example.com/link?token=sample",
+            "expires_in_minutes": 30,
+        })
+    }
+}
+
+/// The values a mail's templates see: its own (stored in the outbox), the site's name
+/// and the address it goes to.
+#[derive(Serialize)]
+struct TemplateValues<'a> {
+    site_name: &'a str,
+    email: &'a str,
+    #[serde(flatten)]
+    values: serde_json::Value,
+}
+
+/// The pages an emailed link opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPage {
+    ResetPassword,
+}
+
+impl LinkPage {
+    /// The path of Gatehouse's own page, under `http.public_url`.
+    pub fn path(self) -> &'static str {
+        match self {
+            LinkPage::ResetPassword => "/auth/pages/reset-password",
+        }
+    }
+}
+
+pub struct Mailer {
+    templates: Templates,
+    transport: Transport,
+    from: Mailbox,
+    site_name: String,
+    /// `http.public_url` without a trailing slash.
+    public_url: String,
+    reset_link: Option<String>,
+    /// Wakes this node's sender when a mail was queued here.
+    queued: Notify,
+}
+
+impl Mailer {
+    /// The mailer, or `None` when `mail.enabled` is off.
+    pub fn build(settings: &Settings) -> anyhow::Result<Option<Arc<Mailer>>> {
+        let m = &settings.mail;
+        if !m.enabled {
+            tracing::info!(
+                "mail: off (mail.enabled is false); the password-reset routes answer 404"
+            );
+            return Ok(None);
+        }
+        let public_url = settings
+            .http
+            .public_url
+            .as_deref()
+            .context("http.public_url must be set when mail.enabled is true")?
+            .trim_end_matches('/')
+            .to_owned();
+        let templates = Templates::load(m.templates_dir.as_deref())?;
+        let transport = Transport::build(m, settings.data_dir.join("outbox"))?;
+        tracing::info!(links = %public_url, "mail: on, {}", transport.describe(m));
+        Ok(Some(Arc::new(Mailer {
+            templates,
+            transport,
+            from: m.from.parse().context("mail.from")?,
+            site_name: m.site_name.clone(),
+            public_url,
+            reset_link: m.links.reset_password.clone(),
+            queued: Notify::new(),
+        })))
+    }
+
+    /// The link that carries `token` to `page`: the operator's URL template, or
+    /// Gatehouse's own page. Never from anything in a request.
+    pub fn link(&self, page: LinkPage, token: &str) -> String {
+        let template = match page {
+            LinkPage::ResetPassword => &self.reset_link,
+        };
+        match template {
+            Some(t) => t.replace("{token}", token),
+            None => format!("{}{}?token={token}", self.public_url, page.path()),
+        }
+    }
+
+    /// Tells this node's sender that a mail is waiting.
+    pub fn queued(&self) {
+        self.queued.notify_one();
+    }
+
+    pub fn render(&self, mail: &QueuedMail) -> anyhow::Result<Rendered> {
+        let kind = MailKind::from_name(&mail.kind)
+            .with_context(|| format!("unknown kind of mail {:?}", mail.kind))?;
+        let values: serde_json::Value =
+            serde_json::from_str(&mail.context).context("the mail's values are not JSON")?;
+        let context = TemplateValues {
+            site_name: &self.site_name,
+            email: &mail.recipient,
+            values,
+        };
+        self.templates.render(kind, &context)
+    }
+
+    /// Renders a queued mail and hands it to the transport.
+    pub async fn deliver(&self, mail: &QueuedMail) -> anyhow::Result<()> {
+        let rendered = self.render(mail)?;
+        let to: Mailbox = mail.recipient.parse().context("the recipient")?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
+            .context("building the message")?;
+        self.transport.send(message).await
+    }
+}

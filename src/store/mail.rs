@@ -1,0 +1,171 @@
+//! Mail in the database: link tokens and the durable outbox, the narrow interface the
+//! mail rules ([`crate::mail`], [`crate::lifecycle`]) need, and its SQL, written once
+//! for both backends (as in [`super::queries`]) except where PostgreSQL locks rows.
+//!
+//! A mail is queued in the same transaction as the token it carries, so a token never
+//! exists without its mail nor a mail without its token. Senders lease due rows for a
+//! while; a row is deleted once the SMTP server has taken it, so of several nodes on
+//! one PostgreSQL exactly one sends each mail.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::AccountId;
+
+/// A mail to queue.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub id: String,
+    /// The account it is about; its mail goes when the account does.
+    pub account: Option<AccountId>,
+    /// `None`: the account's email, read in the transaction that queues the mail (no
+    /// mail when the account has none).
+    pub recipient: Option<String>,
+    pub kind: String,
+    /// The template's values, JSON.
+    pub context: String,
+    pub created_at: i64,
+    /// Not sent after this.
+    pub expires_at: i64,
+}
+
+/// A link token to store: its keyed hash only.
+#[derive(Debug, Clone)]
+pub struct NewLinkToken {
+    pub hash: String,
+    pub purpose: String,
+    pub account: AccountId,
+    pub detail: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A mail leased to this sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    pub id: String,
+    pub recipient: String,
+    pub kind: String,
+    pub context: String,
+    pub attempts: i64,
+}
+
+/// What resetting a password with a link token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkUse {
+    /// No live token of that purpose has this hash (never issued, used, voided or
+    /// expired).
+    Refused,
+    Done {
+        account: AccountId,
+    },
+}
+
+#[async_trait]
+pub trait MailStore: Send + Sync + 'static {
+    /// Queues a mail that carries no token (a notice).
+    async fn queue_mail(&self, mail: &NewMail) -> StoreResult<()>;
+
+    /// In one transaction: voids every live token of the same purpose for the account,
+    /// stores the new one, and queues the mail that carries it.
+    async fn issue_link(&self, token: &NewLinkToken, mail: &NewMail) -> StoreResult<()>;
+
+    /// In one transaction: consumes the reset token with this hash, sets the account's
+    /// password hash, voids the account's other reset tokens, and queues `notice`.
+    /// Of concurrent callers with one token exactly one gets `Done`.
+    async fn reset_password(
+        &self,
+        token_hash: &str,
+        now: i64,
+        password_hash: &str,
+        notice: &NewMail,
+    ) -> StoreResult<LinkUse>;
+
+    /// Leases up to `limit` due mails until `leased_until`, under the name `lease`;
+    /// rows another sender holds are skipped.
+    async fn lease_mail(
+        &self,
+        lease: &str,
+        now: i64,
+        leased_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>>;
+    /// Deletes the mails the SMTP server took, if this sender still holds them.
+    async fn mails_sent(&self, lease: &str, ids: &[String]) -> StoreResult<()>;
+    /// Gives a mail back for another attempt at `next_attempt_at`.
+    async fn mail_failed(
+        &self,
+        lease: &str,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StoreResult<()>;
+    /// Deletes mails and tokens past their end.
+    async fn purge_mail(&self, now: i64) -> StoreResult<u64>;
+}
+
+/// The statements of [`MailStore`].
+pub(crate) mod sql {
+    pub const INSERT_MAIL: &str = "INSERT INTO mail_outbox
+        (id, account_id, recipient, kind, context, created_at, expires_at, next_attempt_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $6)";
+
+    /// The mail to the account's own address, if it has one.
+    pub const INSERT_MAIL_TO_ACCOUNT: &str = "INSERT INTO mail_outbox
+        (id, account_id, recipient, kind, context, created_at, expires_at, next_attempt_at)
+        SELECT $1, id, email, $2, $3, $4, $5, $4 FROM accounts
+        WHERE id = $6 AND email IS NOT NULL";
+
+    pub const VOID_TOKENS: &str = "DELETE FROM mail_tokens WHERE account_id = $1 AND purpose = $2";
+
+    pub const INSERT_TOKEN: &str =
+        "INSERT INTO mail_tokens (hash, purpose, account_id, detail, expires_at)
+         VALUES ($1, $2, $3, $4, $5)";
+
+    /// One statement, so of concurrent consumers exactly one gets the row.
+    pub const TAKE_TOKEN: &str = "DELETE FROM mail_tokens
+        WHERE hash = $1 AND purpose = $2 AND expires_at > $3
+        RETURNING account_id, detail";
+
+    pub const SET_PASSWORD: &str = "UPDATE accounts SET password_hash = $1 WHERE id = $2";
+
+    /// The lease: the due rows nobody holds, oldest first. PostgreSQL's form locks the
+    /// rows it picks and skips those another sender is picking ([`LEASE_POSTGRES`]).
+    pub const LEASE: &str = "UPDATE mail_outbox SET lease = $1, leased_until = $2
+        WHERE id IN (SELECT id FROM mail_outbox
+                     WHERE next_attempt_at <= $3 AND leased_until <= $3 AND expires_at > $3
+                     ORDER BY next_attempt_at LIMIT $4)
+        RETURNING id, recipient, kind, context, attempts";
+
+    pub const LEASE_POSTGRES: &str = "UPDATE mail_outbox SET lease = $1, leased_until = $2
+        WHERE id IN (SELECT id FROM mail_outbox
+                     WHERE next_attempt_at <= $3 AND leased_until <= $3 AND expires_at > $3
+                     ORDER BY next_attempt_at LIMIT $4
+                     FOR UPDATE SKIP LOCKED)
+        RETURNING id, recipient, kind, context, attempts";
+
+    pub const SENT: &str = "DELETE FROM mail_outbox WHERE id = $1 AND lease = $2";
+
+    pub const FAILED: &str = "UPDATE mail_outbox SET attempts = attempts + 1,
+        next_attempt_at = $1, leased_until = 0, lease = NULL, last_error = $2
+        WHERE id = $3 AND lease = $4";
+
+    pub const PURGE: [&str; 2] = [
+        "DELETE FROM mail_outbox WHERE expires_at <= $1",
+        "DELETE FROM mail_tokens WHERE expires_at <= $1",
+    ];
+
+    #[cfg(test)]
+    pub const ALL: &[&str] = &[
+        INSERT_MAIL,
+        INSERT_MAIL_TO_ACCOUNT,
+        VOID_TOKENS,
+        INSERT_TOKEN,
+        TAKE_TOKEN,
+        SET_PASSWORD,
+        LEASE,
+        SENT,
+        FAILED,
+        PURGE[0],
+        PURGE[1],
+    ];
+}

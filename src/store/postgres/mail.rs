@@ -1,0 +1,177 @@
+//! [`MailStore`] on PostgreSQL. Several nodes lease from one outbox: the lease locks
+//! the rows it picks and skips rows another node is picking (`FOR UPDATE SKIP
+//! LOCKED`), and re-checks a row another node leased meanwhile, so no two nodes hold
+//! one mail.
+
+use sqlx::{Postgres, Transaction};
+
+use super::PostgresStore;
+use crate::domain::AccountId;
+use crate::lifecycle::PASSWORD_RESET;
+use crate::store::StoreResult;
+use crate::store::mail::{LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql};
+
+#[async_trait::async_trait]
+impl MailStore for PostgresStore {
+    async fn queue_mail(&self, mail: &NewMail) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_mail(&mut tx, mail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn issue_link(&self, t: &NewLinkToken, mail: &NewMail) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::VOID_TOKENS)
+            .bind(&t.account.0)
+            .bind(&t.purpose)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::INSERT_TOKEN)
+            .bind(&t.hash)
+            .bind(&t.purpose)
+            .bind(&t.account.0)
+            .bind(t.detail.as_deref())
+            .bind(t.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_mail(&mut tx, mail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reset_password(
+        &self,
+        token_hash: &str,
+        now: i64,
+        password_hash: &str,
+        notice: &NewMail,
+    ) -> StoreResult<LinkUse> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::TAKE_TOKEN)
+            .bind(token_hash)
+            .bind(PASSWORD_RESET)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((account, _)) = row else {
+            return Ok(LinkUse::Refused);
+        };
+        let account = AccountId(account);
+        sqlx::query(sql::SET_PASSWORD)
+            .bind(password_hash)
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::VOID_TOKENS)
+            .bind(&account.0)
+            .bind(PASSWORD_RESET)
+            .execute(&mut *tx)
+            .await?;
+        let notice = NewMail {
+            account: Some(account.clone()),
+            ..notice.clone()
+        };
+        insert_mail(&mut tx, &notice).await?;
+        tx.commit().await?;
+        Ok(LinkUse::Done { account })
+    }
+
+    async fn lease_mail(
+        &self,
+        lease: &str,
+        now: i64,
+        leased_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(sql::LEASE_POSTGRES)
+            .bind(lease)
+            .bind(leased_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, recipient, kind, context, attempts)| QueuedMail {
+                id,
+                recipient,
+                kind,
+                context,
+                attempts,
+            })
+            .collect())
+    }
+
+    async fn mails_sent(&self, lease: &str, ids: &[String]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(sql::SENT)
+                .bind(id)
+                .bind(lease)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mail_failed(
+        &self,
+        lease: &str,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::FAILED)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_mail(&self, now: i64) -> StoreResult<u64> {
+        let mut purged = 0;
+        for statement in sql::PURGE {
+            purged += sqlx::query(statement)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(purged)
+    }
+}
+
+async fn insert_mail(tx: &mut Transaction<'_, Postgres>, m: &NewMail) -> StoreResult<()> {
+    match (&m.recipient, &m.account) {
+        (None, Some(account)) => {
+            sqlx::query(sql::INSERT_MAIL_TO_ACCOUNT)
+                .bind(&m.id)
+                .bind(&m.kind)
+                .bind(&m.context)
+                .bind(m.created_at)
+                .bind(m.expires_at)
+                .bind(&account.0)
+                .execute(&mut **tx)
+                .await?;
+        }
+        (None, None) => {}
+        (Some(recipient), account) => {
+            sqlx::query(sql::INSERT_MAIL)
+                .bind(&m.id)
+                .bind(account.as_ref().map(|a| a.0.as_str()))
+                .bind(recipient)
+                .bind(&m.kind)
+                .bind(&m.context)
+                .bind(m.created_at)
+                .bind(m.expires_at)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

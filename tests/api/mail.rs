@@ -1,0 +1,479 @@
+//! Mail and forgotten passwords, through a real SMTP server on loopback: the tests
+//! read what arrives and follow its link as a person would.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, email, read};
+use crate::on_every_backend;
+use crate::smtp::{Received, SmtpServer};
+
+/// What every emailed link starts with: the configured public URL, never anything a
+/// request said.
+const PUBLIC_URL: &str = "https://auth.example.test";
+const RESET_PAGE: &str = "https://auth.example.test/auth/pages/reset-password?token=";
+const FORGOT_MESSAGE: &str =
+    "If an account with a password exists for this address, a link to reset it is on its way.";
+const INVALID_LINK: &str = "This link is invalid or has expired. Ask for a new one.";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn with_mail(smtp: &SmtpServer) -> impl FnOnce(&mut gatehouse::config::Settings) + use<> {
+    let url = smtp.url();
+    move |s| {
+        s.http.public_url = Some(PUBLIC_URL.into());
+        s.mail.enabled = true;
+        s.mail.smtp_url = Some(gatehouse::domain::Secret::new(url));
+        s.mail.from = "Example <no-reply@example.test>".into();
+        s.mail.site_name = "Example".into();
+        s.mail.retry_base_secs = 1;
+        s.mail.retry_max_secs = 2;
+    }
+}
+
+async fn forgot(app: &TestApp, address: &str) -> (StatusCode, Value) {
+    app.post_json("/auth/password/forgot", &json!({ "email": address }))
+        .await
+}
+
+fn token_of(link: &str) -> String {
+    link.strip_prefix(RESET_PAGE)
+        .expect("a reset link")
+        .to_owned()
+}
+
+/// The mails to `to`, in arrival order.
+fn to<'a>(messages: &'a [Received], address: &str) -> Vec<&'a Received> {
+    messages
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == address))
+        .collect()
+}
+
+/// Follows a link of ours on the test server: its path and query, as the public URL's
+/// proxy would.
+async fn open(app: &TestApp, link: &str) -> reqwest::Response {
+    let path = link
+        .strip_prefix(PUBLIC_URL)
+        .expect("a link to the public URL");
+    app.client.get(app.url(path)).send().await.unwrap()
+}
+
+/// The value of the hidden `token` field of a page's form.
+fn form_token(html: &str) -> String {
+    let marker = "name=\"token\" value=\"";
+    let start = html.find(marker).expect("a token field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+async fn submit(app: &TestApp, token: &str, password: &str) -> (StatusCode, String) {
+    let res = app
+        .client
+        .post(app.url("/auth/pages/reset-password"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", token)
+                .append_pair("password", password)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.text().await.unwrap())
+}
+
+async fn reset_password_by_mail_as_a_person_would(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let address = email();
+    app.registered(&address, "old-password-1").await;
+
+    // Poisoned Host and X-Forwarded-Host: the link still names the public URL.
+    let res = app
+        .client
+        .post(app.url("/auth/password/forgot"))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .json(&json!({ "email": address }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({ "message": FORGOT_MESSAGE }));
+
+    let mail = smtp.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(mail.to, std::slice::from_ref(&address));
+    assert_eq!(mail.from, "no-reply@example.test");
+    assert_eq!(mail.subject(), "Reset your Example password");
+    assert!(
+        !mail.decoded().contains("evil.example"),
+        "{}",
+        mail.decoded()
+    );
+    let link = mail.link(RESET_PAGE).expect("a reset link in the mail");
+    let token = token_of(&link);
+    assert_eq!(token.len(), 43, "{link}");
+    assert!(mail.decoded().contains("text/html"), "an HTML part too");
+
+    // A scanner opens the link three times, and HEADs it: nothing changes.
+    for _ in 0..3 {
+        let res = open(&app, &link).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let h = res.headers().clone();
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["cache-control"], "no-store");
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none';"), "{csp}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("<form method=\"post\" action=\"reset-password\">"),
+            "{html}"
+        );
+        assert!(html.contains("history.replaceState(null, \"\", location.pathname);"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no outside resource: {html}"
+        );
+        assert_eq!(form_token(&html), token);
+    }
+    let path = link.strip_prefix(PUBLIC_URL).unwrap();
+    let head = app.client.head(app.url(path)).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // A password the rules refuse leaves the link usable (better-auth #10632).
+    let (status, html) = submit(&app, &token, "short").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert_eq!(form_token(&html), token, "the form keeps the token");
+
+    let (status, html) = submit(&app, &token, "new-password-2").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Your password has been changed."), "{html}");
+
+    // Once only.
+    let (status, html) = submit(&app, &token, "new-password-3").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains(INVALID_LINK), "{html}");
+
+    let (status, body) = app.login(&address, "new-password-2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.login(&address, "old-password-1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // The owner is told.
+    let messages = smtp.wait_for(2, WAIT).await;
+    let notice = to(&messages, &address)[1];
+    assert_eq!(notice.subject(), "Your Example password was changed");
+    assert!(
+        notice.link(PUBLIC_URL).is_none(),
+        "a notice carries no link"
+    );
+}
+
+async fn reset_through_the_api_signs_in_and_spends_the_token(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let address = email();
+    app.registered(&address, "old-password-1").await;
+    forgot(&app, &address).await;
+    let token = token_of(&smtp.wait_for(1, WAIT).await[0].link(RESET_PAGE).unwrap());
+
+    for (body, message) in [
+        (
+            json!({ "password": "new-password-2" }),
+            "The 'token' field is required and was not provided.",
+        ),
+        (
+            json!({ "token": token }),
+            "The 'password' field is required and was not provided.",
+        ),
+        (
+            json!({ "token": "x".repeat(43), "password": "new-password-2" }),
+            INVALID_LINK,
+        ),
+        (
+            json!({ "token": format!("{token}x"), "password": "new-password-2" }),
+            INVALID_LINK,
+        ),
+    ] {
+        let (status, reply) = app.post_json("/auth/password/reset", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply["message"], message, "{body}");
+    }
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "token": token, "password": "short" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "token": token, "password": "new-password-2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = body["token"].as_str().unwrap();
+    let (status, me) = app.me(session).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], address);
+
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "token": token, "password": "new-password-3" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], INVALID_LINK);
+}
+
+async fn fifty_concurrent_resets_with_one_token_exactly_one_succeeds(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let address = email();
+    app.registered(&address, "old-password-1").await;
+    forgot(&app, &address).await;
+    let token = token_of(&smtp.wait_for(1, WAIT).await[0].link(RESET_PAGE).unwrap());
+
+    let attempts = (0..50).map(|i| {
+        let body = json!({ "token": token, "password": format!("racing-password-{i}") });
+        let app = &app;
+        async move { (i, app.post_json("/auth/password/reset", &body).await) }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<usize> = results
+        .iter()
+        .filter(|(_, (status, _))| *status == StatusCode::OK)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (_, (status, body)) in results.iter().filter(|(i, _)| *i != winners[0]) {
+        assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["message"], INVALID_LINK);
+    }
+    let (status, body) = app
+        .login(&address, &format!("racing-password-{}", winners[0]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn a_new_request_voids_the_older_link(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, |s| {
+        with_mail(&smtp)(s);
+        s.mail.per_minute = 10;
+    })
+    .await;
+    let address = email();
+    app.registered(&address, "old-password-1").await;
+    forgot(&app, &address).await;
+    let first = token_of(&smtp.wait_for(1, WAIT).await[0].link(RESET_PAGE).unwrap());
+    forgot(&app, &address).await;
+    let second = token_of(&smtp.wait_for(2, WAIT).await[1].link(RESET_PAGE).unwrap());
+    assert_ne!(first, second);
+
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "token": first, "password": "new-password-2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], INVALID_LINK);
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "token": second, "password": "new-password-2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn forgot_answers_alike_for_every_address_and_mails_only_the_owner(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let known = email();
+    app.registered(&known, "old-password-1").await;
+    let passwordless = email();
+    app.registered_passwordless(&passwordless, "ownid-data")
+        .await;
+    let unknown = email();
+
+    let mut answers = Vec::new();
+    // The known address twice: the second is over its limit of one a minute.
+    for address in [
+        &known,
+        &unknown,
+        &passwordless,
+        &known,
+        &known.to_uppercase(),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = forgot(&app, address).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "the floor holds"
+        );
+        answers.push(answer);
+    }
+    for answer in &answers {
+        assert_eq!(
+            *answer,
+            (StatusCode::ACCEPTED, json!({ "message": FORGOT_MESSAGE }))
+        );
+    }
+    smtp.wait_for(1, WAIT).await;
+    // Give the outbox time to send anything else it (wrongly) had.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let delivered: Vec<_> = smtp.received().iter().flat_map(|m| m.to.clone()).collect();
+    assert_eq!(delivered, std::slice::from_ref(&known));
+
+    let (status, body) = forgot(&app, "not an address").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["message"],
+        "The 'email' field must be a valid email address."
+    );
+}
+
+async fn mail_waits_out_an_smtp_outage(backend: Backend) {
+    let mut smtp = SmtpServer::stopped().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let address = email();
+    app.registered(&address, "old-password-1").await;
+    let started = std::time::Instant::now();
+    let (status, body) = forgot(&app, &address).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the request does not wait for SMTP"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(smtp.received().is_empty());
+
+    smtp.resume().await;
+    let messages = smtp.wait_for(1, WAIT).await;
+    assert_eq!(messages[0].to, [address]);
+    assert!(messages[0].link(RESET_PAGE).is_some());
+}
+
+on_every_backend!(
+    reset_password_by_mail_as_a_person_would,
+    reset_through_the_api_signs_in_and_spends_the_token,
+    fifty_concurrent_resets_with_one_token_exactly_one_succeeds,
+    a_new_request_voids_the_older_link,
+    forgot_answers_alike_for_every_address_and_mails_only_the_owner,
+    mail_waits_out_an_smtp_outage,
+);
+
+/// Two nodes on one PostgreSQL, the SMTP server down while mail queues, then up: every
+/// mail arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_send_each_mail_exactly_once() {
+    if crate::helpers::postgres_url().is_none() {
+        eprintln!("skipped: GATEHOUSE_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    let mut smtp = SmtpServer::stopped().await;
+    let database = crate::helpers::fresh_postgres_schema().await;
+    let one = TestApp::spawn_on(&database, with_mail(&smtp)).await;
+    let two = TestApp::spawn_on(&database, with_mail(&smtp)).await;
+    let mut addresses = Vec::new();
+    for i in 0..30 {
+        let address = email();
+        let node = if i % 2 == 0 { &one } else { &two };
+        node.registered(&address, "old-password-1").await;
+        let (status, _) = forgot(node, &address).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        addresses.push(address);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    smtp.resume().await;
+    smtp.wait_for(addresses.len(), Duration::from_secs(30))
+        .await;
+    // Both nodes poll twice a second: room for a duplicate to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut delivered: Vec<String> = smtp.received().iter().flat_map(|m| m.to.clone()).collect();
+    delivered.sort();
+    addresses.sort();
+    assert_eq!(delivered, addresses);
+}
+
+/// With no SMTP server, mail is written as .eml files in DATA_DIR/outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_smtp_mail_is_written_to_the_outbox_directory() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.http.public_url = Some(PUBLIC_URL.into());
+        s.mail.enabled = true;
+    })
+    .await;
+    let address = email();
+    app.registered(&address, "old-password-1").await;
+    forgot(&app, &address).await;
+    let dir = app.app.settings.data_dir.join("outbox");
+    let deadline = std::time::Instant::now() + WAIT;
+    let file = loop {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        if let Some(f) = files.first() {
+            break f.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no .eml file in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let message = Received {
+        from: String::new(),
+        to: Vec::new(),
+        data: std::fs::read_to_string(&file).unwrap(),
+    };
+    assert!(
+        message.data.contains(&format!("To: {address}")),
+        "{}",
+        message.data
+    );
+    let link = message.link(RESET_PAGE).expect("a reset link");
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "token": token_of(&link), "password": "new-password-2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Mail on without a public URL: the start fails, naming the key.
+#[tokio::test]
+async fn mail_without_a_public_url_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings(dir.path());
+    settings.mail.enabled = true;
+    let err = gatehouse::http::Server::build(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("http.public_url"), "{err:#}");
+}
+
+/// Mail off (the default): the routes are not there.
+#[tokio::test]
+async fn with_mail_off_the_routes_answer_404() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (status, body) = forgot(&app, &email()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "No such route.");
+}
