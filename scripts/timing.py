@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""Can a client tell who has an account from how long a failed login takes?
+"""Can a client tell who has an account from how long a failed login takes, or
+a forgot-password request?
 
 Sends failed password logins of three kinds, interleaved in random order on one
 keep-alive connection: an unknown email, a known email with a wrong password, and a
 passwordless (OwnID) account. Every answer must be the same 401 and body; the script
 prints the median and 90th percentile of each kind and the ratios of the medians.
+
+With --forgot it sends POST /auth/password/forgot instead (the server with mail on,
+written as files): an unknown address, a known one (a fresh account each time, so
+each gets a mail), a passwordless one, and a known one over its mail limit. Every
+answer must be the same 202 and body, and the largest / smallest median at most
+--max-ratio (1.1), or the script exits 1.
 
 Without --url it builds (if needed) and starts target/release/gatehouse on a free port
 with a fresh data directory, the default argon2 parameters and the rate limits off.
@@ -40,13 +47,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(binary):
+def start_server(binary, mail=False):
     data = tempfile.mkdtemp(prefix="gatehouse-timing-")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env["GATEHOUSE_JWT_SECRET"] = secrets.token_hex(32)
     env["GATEHOUSE_RATE_LIMIT__ENABLED"] = "false"
     env["GATEHOUSE_LOG"] = "warn"
+    if mail:
+        env["GATEHOUSE_MAIL__ENABLED"] = "true"
+        env["GATEHOUSE_HTTP__PUBLIC_URL"] = "https://gatehouse.example"
     log = open(os.path.join(data, "server.log"), "wb")
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
@@ -100,6 +110,8 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "gatehouse"))
     parser.add_argument("--no-build", action="store_true", help="do not run cargo build --release first")
     parser.add_argument("--seed", type=int, help="seed of the random order")
+    parser.add_argument("--forgot", action="store_true", help="time POST /auth/password/forgot instead")
+    parser.add_argument("--max-ratio", type=float, default=1.1, help="--forgot: the largest median ratio allowed")
     args = parser.parse_args()
 
     proc = data = None
@@ -107,9 +119,11 @@ def main():
     if url is None:
         if not args.no_build:
             subprocess.run(["cargo", "build", "--release", "--bin", "gatehouse"], cwd=ROOT, check=True)
-        proc, url, data = start_server(args.binary)
+        proc, url, data = start_server(args.binary, mail=args.forgot)
     try:
         client = Client(url)
+        if args.forgot:
+            return forgot(client, url, args)
         known, passwordless = address(), address()
         status, body, _ = client.post("/auth/register", {"email": known, "password": "the-right-password"})
         assert status == 200, (status, body)
@@ -151,6 +165,56 @@ def main():
             proc.terminate()
             proc.wait(timeout=30)
             shutil.rmtree(data, ignore_errors=True)
+
+
+FORGOT_KINDS = ("unknown", "known", "passwordless", "over limit")
+ACCEPTED = {"message": "If an account with a password exists for this address, a link to reset it is on its way."}
+
+
+def forgot(client, url, args):
+    fresh = []
+    for _ in range(args.count + args.warmup):
+        email = address()
+        status, body, _ = client.post("/auth/register", {"email": email, "password": "the-right-password"})
+        assert status == 200, (status, body)
+        fresh.append(email)
+    passwordless, limited = address(), address()
+    status, body, _ = client.post("/auth/register", {"email": passwordless, "ownIdData": "opaque-device-data"})
+    assert status == 200, (status, body)
+    status, body, _ = client.post("/auth/register", {"email": limited, "password": "the-right-password"})
+    assert status == 200, (status, body)
+    status, body, _ = client.post("/auth/password/forgot", {"email": limited})
+    assert (status, body) == (202, ACCEPTED), (status, body)
+    requests = {
+        "unknown": lambda: {"email": address()},
+        "known": lambda: {"email": fresh.pop()},
+        "passwordless": lambda: {"email": passwordless},
+        "over limit": lambda: {"email": limited},
+    }
+    rng = random.Random(args.seed)
+    order = [k for k in FORGOT_KINDS for _ in range(args.count)]
+    rng.shuffle(order)
+    warmup = [k for k in FORGOT_KINDS for _ in range(args.warmup)]
+    rng.shuffle(warmup)
+    times = {k: [] for k in FORGOT_KINDS}
+    for i, kind in enumerate(warmup + order):
+        status, body, elapsed = client.post("/auth/password/forgot", requests[kind]())
+        if (status, body) != (202, ACCEPTED):
+            sys.exit(f"{kind}: expected 202 {ACCEPTED}, got {status} {body}")
+        if i >= len(warmup):
+            times[kind].append(elapsed * 1000)
+    print(f"{args.count} forgot-password requests of each kind, interleaved, against {url}")
+    print(f"{'kind':<16} {'median ms':>10} {'p90 ms':>10}")
+    medians = {}
+    for kind in FORGOT_KINDS:
+        ms = sorted(times[kind])
+        medians[kind] = statistics.median(ms)
+        p90 = statistics.quantiles(ms, n=10)[8]
+        print(f"{kind:<16} {medians[kind]:>10.2f} {p90:>10.2f}")
+    spread = max(medians.values()) / min(medians.values())
+    print(f"largest / smallest median: {spread:.3f} (at most {args.max_ratio})")
+    if spread > args.max_ratio:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
