@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
 use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
+use crate::lockout::{Client, Lockout, LoginLimit, Refusal};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
 
 /// The claims an account token carries besides the registered ones. As in OpenID
@@ -70,25 +71,31 @@ impl From<StoreError> for AccountError {
     }
 }
 
-/// Failed-login lockout per account: after `max_failures` failed attempts in a fixed
-/// window of `window_secs`, further attempts are refused until that window ends.
-#[derive(Debug, Clone, Copy)]
-pub struct LoginLimit {
-    pub max_failures: i64,
-    pub window_secs: i64,
+/// Who is signing in: the client's address key and the device token it presents.
+#[derive(Debug, Clone)]
+pub struct LoginClient {
+    pub address: String,
+    pub device_token: Option<String>,
 }
 
-/// The rate counter of password logins for one email address.
-pub fn lockout_key(email: &Email) -> String {
-    format!("login-failures:{}", email.key())
+/// A password sign-in: the account token, and a device token that this client
+/// presents on its next logins so that others' failures do not lock it out.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: String,
+    pub device_token: String,
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DeviceClaims {}
 
 pub struct Accounts {
     store: DynStore,
     hasher: PasswordHasher,
     tokens: Arc<TokenKeys>,
     token_ttl_secs: i64,
-    login_limit: Option<LoginLimit>,
+    lockout: Option<Lockout>,
+    device_ttl_secs: i64,
 }
 
 impl Accounts {
@@ -98,13 +105,15 @@ impl Accounts {
         tokens: Arc<TokenKeys>,
         token_ttl_secs: i64,
         login_limit: Option<LoginLimit>,
+        device_ttl_secs: i64,
     ) -> Self {
         Accounts {
+            lockout: login_limit.map(|limit| Lockout::new(Arc::clone(&store), limit)),
             store,
             hasher,
             tokens,
             token_ttl_secs,
-            login_limit,
+            device_ttl_secs,
         }
     }
 
@@ -143,35 +152,48 @@ impl Accounts {
     /// Checks an email and password. Unknown emails and passwordless accounts are
     /// checked against a dummy hash, so all three failures look and time the same.
     ///
-    /// With a [`LoginLimit`], every attempt is counted before the password is checked,
-    /// in one atomic statement: a burst of concurrent guesses cannot all slip past a
-    /// check made before any of them was recorded. A success clears the count. The
-    /// email need not exist, so a lockout says nothing about who has an account.
-    pub async fn login(&self, email: &Email, password: &Password) -> Result<String, AccountError> {
-        let lock_key = lockout_key(email);
-        if let Some(limit) = self.login_limit {
-            let now = unix_now();
-            let attempts = self.store.hit(&lock_key, now, limit.window_secs).await?;
-            if attempts.count > limit.max_failures {
-                return Err(AccountError::LockedOut {
-                    retry_after_secs: attempts.window_start + limit.window_secs - now,
-                });
-            }
-        }
+    /// With a lockout, the attempt is admitted by [`Lockout::admit`] first, counted
+    /// by the device token when it presents one of this account's, else by its
+    /// address and against the account's ceiling. The counts are per email whether
+    /// or not an account has it, so a refusal says nothing about who has an account.
+    pub async fn login(
+        &self,
+        email: &Email,
+        password: &Password,
+        client: &LoginClient,
+    ) -> Result<SignedIn, AccountError> {
         let account = self.store.account_by_email(email.key()).await?;
-        let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
-        match (self.hasher.verify(password, stored).await?, &account) {
-            (Verified::Yes { rehash }, Some(account)) => {
-                if self.login_limit.is_some() {
-                    self.store.reset(&lock_key).await?;
+        let attempt = match &self.lockout {
+            Some(lockout) => {
+                let client = self.lockout_client(client, account.as_ref());
+                match lockout.admit(email, &client).await {
+                    Ok(attempt) => Some(attempt),
+                    Err(Refusal::TooMany { retry_after_secs }) => {
+                        return Err(AccountError::LockedOut { retry_after_secs });
+                    }
+                    Err(Refusal::Store(e)) => return Err(e.into()),
                 }
+            }
+            None => None,
+        };
+        let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        let verified = self.hasher.verify(password, stored).await?;
+        let succeeded = matches!((&verified, &account), (Verified::Yes { .. }, Some(_)));
+        if let Some(attempt) = attempt {
+            attempt.finish(succeeded).await?;
+        }
+        match (verified, &account) {
+            (Verified::Yes { rehash }, Some(account)) => {
                 if let (Some(new), Some(old)) = (rehash, stored) {
                     self.store
                         .replace_password_hash(&account.id, old, &new)
                         .await?;
                     tracing::info!(account = %account.id.0, "password rehashed at current parameters");
                 }
-                Ok(self.session_token(&account.id, TokenEmail::of(account)))
+                Ok(SignedIn {
+                    token: self.session_token(&account.id, TokenEmail::of(account)),
+                    device_token: self.device_token(&account.id),
+                })
             }
             _ => Err(AccountError::InvalidCredentials),
         }
@@ -180,6 +202,33 @@ impl Accounts {
     /// A new password's hash at the current parameters.
     pub async fn hash_password(&self, password: &Password) -> Result<String, AccountError> {
         Ok(self.hasher.hash(password).await?)
+    }
+
+    /// The client as the lockout counts it: by its device token when that is one
+    /// this account was given, else by its address.
+    fn lockout_client(&self, client: &LoginClient, account: Option<&Account>) -> Client {
+        let device = client.device_token.as_deref().and_then(|token| {
+            let claims = self
+                .tokens
+                .verify::<DeviceClaims>(TokenKind::Device, token, unix_now())
+                .ok()?;
+            (Some(claims.sub.as_str()) == account.map(|a| a.id.0.as_str())).then_some(claims.jti)
+        });
+        match device {
+            Some(jti) => Client::Device(jti),
+            None => Client::Address(client.address.clone()),
+        }
+    }
+
+    fn device_token(&self, id: &AccountId) -> String {
+        let (token, _) = self.tokens.issue(
+            TokenKind::Device,
+            &id.0,
+            unix_now(),
+            self.device_ttl_secs,
+            DeviceClaims {},
+        );
+        token
     }
 
     /// An account token, as every sign-in method issues it.

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::accounts::{Accounts, LoginLimit};
+use crate::accounts::Accounts;
 use crate::config::{IpNet, Settings};
 use crate::crypto::jwt::TokenKeys;
 use crate::crypto::ownid_signature::OwnIdVerifier;
 use crate::crypto::passwords::{HashParams, PasswordHasher};
 use crate::domain::Secret;
 use crate::lifecycle::Lifecycle;
+use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::store::{self, DynStore};
 
@@ -49,6 +50,9 @@ impl App {
         let login_limit = settings.rate_limit.enabled.then_some(LoginLimit {
             max_failures: settings.rate_limit.login_failures,
             window_secs: settings.rate_limit.login_window_secs,
+            account_burst: settings.rate_limit.account_burst,
+            account_interval_secs: settings.rate_limit.account_interval_secs,
+            in_flight_secs: settings.http.request_timeout_secs as i64,
         });
         let accounts = Accounts::new(
             Arc::clone(&store),
@@ -56,6 +60,7 @@ impl App {
             Arc::clone(&tokens),
             settings.token_lifetime_secs,
             login_limit,
+            settings.rate_limit.device_token_ttl_secs,
         );
         let proxies = settings.trusted_proxies();
         let o = &settings.ownid;

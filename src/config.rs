@@ -182,10 +182,19 @@ pub struct OwnIdSettings {
 pub struct RateLimitSettings {
     /// Both limits below; off only for benchmarks.
     pub enabled: bool,
-    /// Failed password logins for one account before it is locked for the window.
+    /// Failed password logins for one account from one client (its device token, or
+    /// else its address) before that client is refused for the window.
     pub login_failures: i64,
     /// The lockout window, seconds.
     pub login_window_secs: i64,
+    /// The account's ceiling for clients without a device token, whatever their
+    /// address: this many failures at once, then one per `account_interval_secs`.
+    pub account_burst: i64,
+    /// Seconds per failure of the account's ceiling once its burst is spent
+    /// (45: 80 guesses an hour).
+    pub account_interval_secs: i64,
+    /// How long the device token a password login returns is valid, seconds.
+    pub device_token_ttl_secs: i64,
     /// Requests one client address may make to the auth routes per window.
     pub per_address: i64,
     /// The per-address window, seconds.
@@ -380,6 +389,9 @@ impl Default for RateLimitSettings {
             enabled: true,
             login_failures: 5,
             login_window_secs: 15 * 60,
+            account_burst: 20,
+            account_interval_secs: 45,
+            device_token_ttl_secs: 90 * 24 * 3600,
             per_address: 300,
             per_address_window_secs: 60,
         }
@@ -573,6 +585,9 @@ impl Settings {
         let r = &self.rate_limit;
         if r.login_failures < 1
             || r.login_window_secs < 1
+            || r.account_burst < 1
+            || r.account_interval_secs < 1
+            || r.device_token_ttl_secs < 1
             || r.per_address < 1
             || r.per_address_window_secs < 1
         {

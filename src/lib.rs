@@ -13,6 +13,7 @@ pub mod domain;
 pub mod files;
 pub mod http;
 pub mod lifecycle;
+pub mod lockout;
 pub mod mail;
 pub mod ownid_data;
 pub mod selfkey;

@@ -35,16 +35,19 @@ pub enum TokenKind {
     Login,
     /// Single-use proof, from a signed-in account, that a wallet may be linked to it.
     Link,
+    /// A device that signed in to an account before (the login lockout's device token).
+    Device,
 }
 
 impl TokenKind {
     /// Every kind, in [`TokenKind::index`] order.
-    const ALL: [TokenKind; 5] = [
+    const ALL: [TokenKind; 6] = [
         TokenKind::Account,
         TokenKind::Challenge,
         TokenKind::Wallet,
         TokenKind::Login,
         TokenKind::Link,
+        TokenKind::Device,
     ];
 
     fn index(self) -> usize {
@@ -58,6 +61,7 @@ impl TokenKind {
             TokenKind::Wallet => "wallet",
             TokenKind::Login => "login",
             TokenKind::Link => "link",
+            TokenKind::Device => "device",
         }
     }
 }
@@ -112,7 +116,7 @@ pub struct TokenKeys {
     /// One HMAC per kind, already keyed: keying hashes the key's inner and outer pads,
     /// two of the six SHA-512 blocks that checking an account token costs, so it is
     /// done once here rather than on every request. Indexed by [`TokenKind::index`].
-    keyed: [HmacSha512; 5],
+    keyed: [HmacSha512; 6],
     issuer: String,
 }
 
@@ -331,13 +335,7 @@ mod tests {
     #[test]
     fn kinds_do_not_mix() {
         let k = keys();
-        let kinds = [
-            TokenKind::Account,
-            TokenKind::Challenge,
-            TokenKind::Wallet,
-            TokenKind::Login,
-            TokenKind::Link,
-        ];
+        let kinds = TokenKind::ALL;
         for issued in kinds {
             let (t, _) = k.issue(issued, "s", 1000, 60, Extra { email: None });
             for expected in kinds {

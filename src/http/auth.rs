@@ -9,10 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::client::client_of;
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::session::Session;
-use crate::accounts::AccountError;
+use crate::accounts::{AccountError, LoginClient};
 use crate::domain::{Email, Invalid, Password, SignInMethod};
 
 /// Documents the `bearer` scheme that `/auth/me` (and every route taking an account
@@ -63,6 +64,20 @@ pub struct LoginRequest {
     /// 8 characters to 1,024 bytes.
     #[schema(example = "password123", value_type = String, required, min_length = 8, max_length = 1024)]
     password: Option<String>,
+    /// The `device_token` an earlier login on this device returned: failed logins
+    /// from elsewhere do not lock this device out.
+    #[schema(value_type = String, required = false)]
+    device_token: Option<String>,
+}
+
+/// A password sign-in.
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The account token (HS512 JWT).
+    pub token: String,
+    /// Send it back as `device_token` on this device's next logins (valid
+    /// `rate_limit.device_token_ttl_secs`, 90 days; each login returns a fresh one).
+    pub device_token: String,
 }
 
 /// An account token: an HS512 JWT.
@@ -125,23 +140,37 @@ async fn register(
 /// Signs in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "password", request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in", body = LoginResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts for this account, too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this account from this client, too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
+    parts: axum::http::request::Parts,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    // An unreadable forwarded address was refused already by the per-address limit;
+    // with the limits off, the address is not used.
+    let ip = client_of(&parts, &app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let email = Email::parse(&required(req.email, "email")?, "email")?;
     let password = Password::parse(required(req.password, "password")?)?;
-    let token = app
+    let client = LoginClient {
+        address: super::limits::bucket(ip),
+        device_token: req.device_token,
+    };
+    let signed_in = app
         .accounts
-        .login(&email, &password)
+        .login(&email, &password, &client)
         .await
         .map_err(account_error)?;
-    Ok(token_response(token))
+    let mut res = axum::Json(LoginResponse {
+        token: signed_in.token,
+        device_token: signed_in.device_token,
+    })
+    .into_response();
+    no_store(&mut res);
+    Ok(res)
 }
 
 /// The signed-in account and its ways to sign in.

@@ -152,7 +152,7 @@ pub fn document(api: &mut utoipa::openapi::OpenApi, settings: &Settings) {
 
 /// The counter key of an address. An IPv6 client usually holds a whole /64, so its
 /// addresses share one count; an IPv4-mapped address counts as the IPv4 one.
-fn bucket(ip: IpAddr) -> String {
+pub fn bucket(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => format!("address:{v4}"),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -245,6 +245,11 @@ pub trait Store: Send + Sync + 'static {
     /// The live count on `key`, without counting.
     async fn count(&self, key: &str, now: i64, window: i64) -> StoreResult<Option<WindowCount>>;
     async fn reset(&self, key: &str) -> StoreResult<()>;
+    /// Takes back one hit on `key` (never below zero).
+    async fn release(&self, key: &str) -> StoreResult<()>;
+    /// Spends `interval` seconds of a rate on `key` at `now`; returns the time at
+    /// which the key's spending is paid off (read it back with `count(key, now, 0)`).
+    async fn spend(&self, key: &str, now: i64, interval: i64) -> StoreResult<i64>;
 
     /// Deletes expired single-use values, replay keys and counters.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;

@@ -371,6 +371,24 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn release(&self, key: &str) -> StoreResult<()> {
+        sqlx::query(q::RELEASE)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn spend(&self, key: &str, now: i64, interval: i64) -> StoreResult<i64> {
+        let (paid_off,): (i64,) = sqlx::query_as(q::SPEND)
+            .bind(key)
+            .bind(now)
+            .bind(interval)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(paid_off)
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         let mut purged = 0;
         for statement in q::PURGE_EXPIRED {

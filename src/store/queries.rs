@@ -94,6 +94,22 @@ pub const COUNT: &str =
 
 pub const RESET: &str = "DELETE FROM rate_counters WHERE key = $1";
 
+/// Takes back one hit of [`HIT`] (an attempt that is no longer in flight).
+pub const RELEASE: &str = "UPDATE rate_counters SET count = count - 1 WHERE key = $1 AND count > 0";
+
+/// A rate, not a window (GCRA): `window_start` holds the time at which the key's
+/// spending is paid off; each spend at `$2` moves it `$3` seconds past the later of
+/// that time and now. The row expires once it is paid off.
+pub const SPEND: &str = "INSERT INTO rate_counters (key, window_start, count, expires_at)
+     VALUES ($1, $2 + $3, 1, $2 + $3)
+     ON CONFLICT (key) DO UPDATE SET
+        window_start = CASE WHEN rate_counters.window_start > $2
+                       THEN rate_counters.window_start ELSE $2 END + $3,
+        count = rate_counters.count + 1,
+        expires_at = CASE WHEN rate_counters.window_start > $2
+                     THEN rate_counters.window_start ELSE $2 END + $3
+     RETURNING window_start";
+
 /// Each deletes what expired before `$1`.
 pub const PURGE_EXPIRED: [&str; 3] = [
     "DELETE FROM one_time_tokens WHERE expires_at <= $1",
@@ -125,6 +141,8 @@ pub const ALL: &[&str] = &[
     HIT,
     COUNT,
     RESET,
+    RELEASE,
+    SPEND,
     PURGE_EXPIRED[0],
     PURGE_EXPIRED[1],
     PURGE_EXPIRED[2],

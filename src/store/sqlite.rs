@@ -430,6 +430,26 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn release(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_owned();
+        self.writer
+            .write(false, move |c| {
+                c.prepare_cached(q::RELEASE)?.execute([key])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn spend(&self, key: &str, now: i64, interval: i64) -> StoreResult<i64> {
+        let key = key.to_owned();
+        self.writer
+            .write(false, move |c| {
+                Ok(c.prepare_cached(q::SPEND)?
+                    .query_row(params![key, now, interval], |r| r.get(0))?)
+            })
+            .await
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         self.writer
             .write(false, move |c| {

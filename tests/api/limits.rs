@@ -3,8 +3,8 @@
 
 use std::process::Stdio;
 
-use gatehouse::accounts::lockout_key;
 use gatehouse::domain::{Email, unix_now};
+use gatehouse::lockout::{Client, failures_key};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -116,6 +116,11 @@ async fn a_success_resets_the_failure_count(b: Backend) {
     assert_too_many(&login(&app, &addr, "password123").await, WINDOW);
 }
 
+/// The lockout's client for the tests' own requests (no device token, no proxy).
+fn localhost() -> Client {
+    Client::Address("address:127.0.0.1".into())
+}
+
 /// The counter's window is moved, not the clock: attempts recorded at a past time
 /// stand for failures made that long ago.
 async fn a_lockout_ends_with_its_window(b: Backend) {
@@ -125,7 +130,7 @@ async fn a_lockout_ends_with_its_window(b: Backend) {
     // Ten failures that started 13 minutes ago: locked for the 2 minutes left.
     let recent = email();
     app.registered(&recent, "password123").await;
-    let key = lockout_key(&Email::parse(&recent, "email").unwrap());
+    let key = failures_key(&Email::parse(&recent, "email").unwrap(), &localhost());
     for _ in 0..10 {
         store
             .hit(&key, unix_now() - WINDOW + 120, WINDOW)
@@ -137,7 +142,7 @@ async fn a_lockout_ends_with_its_window(b: Backend) {
     // Ten failures in a window that has ended: no lock, and the count starts over.
     let old = email();
     app.registered(&old, "password123").await;
-    let key = lockout_key(&Email::parse(&old, "email").unwrap());
+    let key = failures_key(&Email::parse(&old, "email").unwrap(), &localhost());
     for _ in 0..10 {
         store.hit(&key, unix_now() - WINDOW, WINDOW).await.unwrap();
     }

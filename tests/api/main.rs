@@ -11,6 +11,7 @@ mod docs;
 mod early_answers;
 mod files;
 mod limits;
+mod lockout;
 mod mail;
 mod ownid;
 mod process;
