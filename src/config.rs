@@ -59,6 +59,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Mail (password reset); off until `enabled`, and then `http.public_url` is needed.
     pub mail: MailSettings,
+    /// Passkeys (WebAuthn): the relying party and the ceremonies.
+    pub passkeys: PasskeySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -287,6 +289,41 @@ impl Default for MailSettings {
     }
 }
 
+/// Passkeys (WebAuthn). The relying party is pinned here and never derived from a
+/// request's `Host` or `X-Forwarded-*` headers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasskeySettings {
+    /// Serve the `/auth/passkeys` routes (off: they answer 404).
+    pub enabled: bool,
+    /// The relying party ID: the domain passkeys are bound to (`example.com`); each
+    /// origin's host must be it or a subdomain of it.
+    pub rp_id: String,
+    /// The name authenticators show beside the passkey.
+    pub rp_name: String,
+    /// The web origins allowed to run ceremonies (`https://example.com`); a port is
+    /// part of an origin.
+    #[serde(deserialize_with = "list")]
+    pub origins: Vec<String>,
+    /// How long a begun ceremony can be finished, seconds.
+    pub ceremony_ttl_secs: i64,
+    /// Adding a passkey to an account needs a sign-in at most this old, seconds.
+    pub recent_sign_in_secs: i64,
+}
+
+impl Default for PasskeySettings {
+    fn default() -> Self {
+        PasskeySettings {
+            enabled: true,
+            rp_id: "localhost".into(),
+            rp_name: "Gatehouse".into(),
+            origins: vec!["http://localhost:8080".into()],
+            ceremony_ttl_secs: 300,
+            recent_sign_in_secs: 300,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -305,6 +342,7 @@ impl Default for Settings {
             ownid: OwnIdSettings::default(),
             rate_limit: RateLimitSettings::default(),
             mail: MailSettings::default(),
+            passkeys: PasskeySettings::default(),
         }
     }
 }
@@ -593,7 +631,28 @@ impl Settings {
         {
             return bad("rate_limit", "limits and windows must be at least 1");
         }
-        self.validate_mail()
+        self.validate_mail()?;
+        self.validate_passkeys()
+    }
+
+    fn validate_passkeys(&self) -> anyhow::Result<()> {
+        let bad = |key: &str, why: &str| Err(anyhow::anyhow!("configuration: {key}: {why}"));
+        let p = &self.passkeys;
+        if !p.enabled {
+            return Ok(());
+        }
+        if let Err(e) = crate::signin::passkeys::relying_party(p) {
+            return bad("passkeys", &e);
+        }
+        for (key, secs) in [
+            ("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs),
+            ("passkeys.recent_sign_in_secs", p.recent_sign_in_secs),
+        ] {
+            if !(1..=24 * 3600).contains(&secs) {
+                return bad(key, "must be between 1 and 86400 seconds");
+            }
+        }
+        Ok(())
     }
 
     fn validate_mail(&self) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! URL scheme. Domain code sees only [`Store`]; SQL lives in the backends.
 
 pub mod mail;
+mod passkeys;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -13,6 +14,10 @@ use async_trait::async_trait;
 use crate::domain::{Account, AccountId, WalletSummary};
 
 pub use mail::MailStore;
+pub use passkeys::{
+    FORMAT_WEBAUTHN_RS_0_6, NewPasskey, PasskeyRemoval, PasskeyStore, PasskeySummary, PasskeyUse,
+    StoredPasskey,
+};
 pub use postgres::PostgresStore;
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
 pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
@@ -46,6 +51,7 @@ impl From<rusqlite::Error> for StoreError {
 pub enum Unique {
     Email,
     Wallet,
+    Passkey,
     Other,
 }
 
@@ -56,6 +62,8 @@ impl Unique {
             Unique::Email
         } else if text.contains("wallets") || text.contains("address") {
             Unique::Wallet
+        } else if text.contains("passkeys") || text.contains("credential_id") {
+            Unique::Passkey
         } else {
             Unique::Other
         }
@@ -67,6 +75,7 @@ impl std::fmt::Display for Unique {
         f.write_str(match self {
             Unique::Email => "email",
             Unique::Wallet => "wallet",
+            Unique::Passkey => "passkey",
             Unique::Other => "a unique key",
         })
     }
@@ -167,7 +176,7 @@ pub struct WindowCount {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PasskeyStore + Send + Sync + 'static {
     /// The same database, seen through its mail ([`MailStore`]).
     fn mail(&self) -> &dyn MailStore;
 

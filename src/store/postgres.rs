@@ -8,6 +8,8 @@ use sqlx::{Connection, PgPool, Row};
 use super::queries as q;
 use super::*;
 
+mod passkeys;
+
 /// Shared PostgreSQL, for several Gatehouse nodes behind a load balancer. Every value
 /// a request needs (single-use tokens, replay keys, counters) is a row here, so any
 /// node can serve any request; PostgreSQL runs concurrent writers and groups their

@@ -56,11 +56,41 @@ pub const LOCK_ACCOUNT: &str = "UPDATE accounts SET created_at = created_at WHER
 pub const DELETE_WALLET_UNLESS_LAST: &str =
     "DELETE FROM wallets WHERE address = $1 AND account_id = $2 AND (
         (SELECT COUNT(*) FROM wallets WHERE account_id = $2) > 1
+        OR EXISTS (SELECT 1 FROM passkeys WHERE account_id = $2)
         OR EXISTS (SELECT 1 FROM accounts WHERE id = $2
                    AND (password_hash IS NOT NULL OR ownid_data IS NOT NULL)))";
 
 pub const WALLET_LINKED: &str =
     "SELECT address FROM wallets WHERE address = $1 AND account_id = $2";
+
+pub const INSERT_PASSKEY: &str = "INSERT INTO passkeys (id, account_id, credential_id, name,
+        credential, format, aaguid, transports, backup_eligible, backup_state, sign_count,
+        created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+pub const PASSKEY_BY_CREDENTIAL_ID: &str =
+    "SELECT id, account_id, credential, format, backup_state, sign_count
+     FROM passkeys WHERE credential_id = $1";
+
+pub const PASSKEYS: &str = "SELECT id, credential_id, name, aaguid, transports,
+        backup_eligible, backup_state, created_at, last_used_at
+     FROM passkeys WHERE account_id = $1 ORDER BY created_at, id";
+
+pub const RECORD_PASSKEY_USE: &str =
+    "UPDATE passkeys SET sign_count = $1, backup_state = $2, last_used_at = $3 WHERE id = $4";
+
+pub const RENAME_PASSKEY: &str = "UPDATE passkeys SET name = $1 WHERE id = $2 AND account_id = $3";
+
+/// As [`DELETE_WALLET_UNLESS_LAST`], after [`LOCK_ACCOUNT`]: another passkey, a
+/// wallet, a password or OwnID must be left.
+pub const DELETE_PASSKEY_UNLESS_LAST: &str =
+    "DELETE FROM passkeys WHERE id = $1 AND account_id = $2 AND (
+        (SELECT COUNT(*) FROM passkeys WHERE account_id = $2) > 1
+        OR EXISTS (SELECT 1 FROM wallets WHERE account_id = $2)
+        OR EXISTS (SELECT 1 FROM accounts WHERE id = $2
+                   AND (password_hash IS NOT NULL OR ownid_data IS NOT NULL)))";
+
+pub const PASSKEY_OF_ACCOUNT: &str = "SELECT id FROM passkeys WHERE id = $1 AND account_id = $2";
 
 pub const PUT_ONE_TIME: &str =
     "INSERT INTO one_time_tokens (id, purpose, subject, expires_at) VALUES ($1, $2, $3, $4)";
@@ -135,6 +165,13 @@ pub const ALL: &[&str] = &[
     LOCK_ACCOUNT,
     DELETE_WALLET_UNLESS_LAST,
     WALLET_LINKED,
+    INSERT_PASSKEY,
+    PASSKEY_BY_CREDENTIAL_ID,
+    PASSKEYS,
+    RECORD_PASSKEY_USE,
+    RENAME_PASSKEY,
+    DELETE_PASSKEY_UNLESS_LAST,
+    PASSKEY_OF_ACCOUNT,
     PUT_ONE_TIME,
     TAKE_ONE_TIME,
     REMEMBER_ONCE,

@@ -13,6 +13,7 @@
 mod backup;
 mod mail;
 mod migrations;
+mod passkeys;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -19,6 +19,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_mail.sql",
         include_str!("../../../migrations/sqlite/0003_mail.sql"),
     ),
+    (
+        "0004_passkeys.sql",
+        include_str!("../../../migrations/sqlite/0004_passkeys.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -119,6 +123,7 @@ mod tests {
                 "mail_outbox",
                 "mail_tokens",
                 "one_time_tokens",
+                "passkeys",
                 "rate_counters",
                 "seen_requests",
                 "wallets"
