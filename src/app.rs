@@ -15,6 +15,7 @@ use crate::domain::Secret;
 use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
+use crate::signin::passkeys::Passkeys;
 use crate::store::{self, DynStore};
 
 pub struct App {
@@ -28,6 +29,7 @@ pub struct App {
     pub ownid: OwnIdVerifier,
     /// Password reset and the other mails; `None` when `mail.enabled` is off.
     pub lifecycle: Option<Lifecycle>,
+    pub passkeys: Passkeys,
 }
 
 impl App {
@@ -78,6 +80,11 @@ impl App {
                 &settings.mail,
             )
         });
+        let passkeys = Passkeys::new(&settings.passkeys, Arc::clone(&store))?;
+        if settings.passkeys.enabled {
+            let p = &settings.passkeys;
+            tracing::info!(rp_id = %p.rp_id, origins = ?p.origins, "passkeys: on");
+        }
         Ok(App {
             lifecycle,
             settings,
@@ -86,6 +93,7 @@ impl App {
             accounts,
             proxies,
             ownid,
+            passkeys,
         })
     }
 }

@@ -17,4 +17,5 @@ pub mod lockout;
 pub mod mail;
 pub mod ownid_data;
 pub mod selfkey;
+pub mod signin;
 pub mod store;

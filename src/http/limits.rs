@@ -80,14 +80,15 @@ fn under(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The password routes, and everything under the SelfKey mount, so that SelfKey
-/// routes added there are limited without further wiring.
+/// The password and passkey routes, and everything under the SelfKey mount, so that
+/// SelfKey routes added there are limited without further wiring.
 fn is_limited(path: &str, settings: &Settings) -> bool {
     [
         "/auth/register",
         "/auth/login",
         "/auth/password",
         "/auth/pages",
+        "/auth/passkeys",
         &settings.selfkey.mount,
     ]
     .iter()
@@ -181,6 +182,7 @@ mod tests {
             "/api/v1/selfkey",
             "/api/v1/selfkey/auth/challenge",
             "/api/v1/selfkey/users/token",
+            "/auth/passkeys/login/options",
         ] {
             assert!(is_limited(path, &settings), "{path}");
         }

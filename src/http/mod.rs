@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod linger;
 pub mod ownid;
+pub mod passkeys;
 pub mod selfkey;
 pub mod session;
 
@@ -58,6 +59,7 @@ pub fn router(app: AppState) -> Router {
         .merge(health::router())
         .merge(lifecycle::router(&app))
         .merge(ownid::router(&app))
+        .merge(passkeys::router())
         .merge(selfkey::router(&app.settings))
         .split_for_parts();
     limits::document(&mut api, &app.settings);

@@ -1,0 +1,3 @@
+//! Sign-in methods that have a home of their own.
+
+pub mod passkeys;
