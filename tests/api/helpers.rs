@@ -130,6 +130,17 @@ impl TestApp {
         }
     }
 
+    /// A second node on this node's database (same settings, its own data directory
+    /// and port), as behind a load balancer.
+    pub async fn another_node(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = self.app.settings.clone();
+        settings.database_url = Some(self.app.settings.database_url());
+        settings.data_dir = dir.path().to_path_buf();
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        Self::start(settings, dir).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -14,6 +14,7 @@ mod limits;
 mod lockout;
 mod mail;
 mod ownid;
+mod passkeys;
 mod process;
 mod proxy;
 mod selfkey;
