@@ -37,8 +37,17 @@ pub struct WalletSummary {
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum SignInMethod {
     Password,
-    Selfkey { address: String, linked_at: i64 },
+    Selfkey {
+        address: String,
+        linked_at: i64,
+    },
     Ownid,
+    /// A passkey; `created_at` in Unix seconds.
+    Passkey {
+        id: String,
+        name: String,
+        created_at: i64,
+    },
 }
 
 impl Account {

@@ -191,12 +191,23 @@ async fn me(
         .map_err(account_error)?
         .ok_or(ApiError::Unauthorized)?;
     let account = &profile.account;
+    let mut sign_in_methods = account.sign_in_methods(&profile.wallets);
+    let passkeys = app
+        .passkeys
+        .list(&account.id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    sign_in_methods.extend(passkeys.into_iter().map(|p| SignInMethod::Passkey {
+        id: p.id,
+        name: p.name,
+        created_at: p.created_at,
+    }));
     Ok(axum::Json(MeResponse {
         id: account.id.0.clone(),
         email: account.email.clone(),
         email_verified: account.email_verified,
         created_at: rfc3339(account.created_at),
-        sign_in_methods: account.sign_in_methods(&profile.wallets),
+        sign_in_methods,
     }))
 }
 

@@ -168,6 +168,11 @@ async fn a_new_account_registers_and_signs_in_usernameless(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["id"], account.as_str());
     assert_eq!(me["email"], Value::Null);
+    let methods = me["sign_in_methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 1, "{me}");
+    assert_eq!(methods[0]["method"], "passkey");
+    assert_eq!(methods[0]["name"], "Laptop");
+    assert_eq!(methods[0]["id"], body["id"]);
 
     let (ceremony, options) = app.login_options().await;
     assert_eq!(options["rpId"], "localhost");
