@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust suite (unit, HTTP integration on SQLite and PostgreSQL,
-# process tests), then the Node interop tests (jwt-simple, ethers) against the real
-# server. Sets up what it needs: PostgreSQL (if installed) and the npm packages.
+# process tests), then the Node interop tests (jwt-simple, ethers) and the browser
+# tests (passkeys in chromium) against the real server. Sets up what it needs:
+# PostgreSQL (if installed), the npm packages, and Debian's chromium if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +27,6 @@ echo "== Node interop tests against the real server"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 cargo build --bin gatehouse
 scripts/interop.sh
+
+echo "== Browser tests: passkeys in chromium with the DevTools virtual authenticator"
+scripts/browser.sh

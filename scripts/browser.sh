@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Passkeys in a real browser: installs Debian's chromium if it is missing, starts the
+# built server on a free port with its passkey origin set to the test page's, and
+# runs tests/browser (puppeteer-core + the DevTools virtual authenticator +
+# @simplewebauthn/browser) against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/test-server.sh
+. scripts/test-server.sh
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== Installing chromium (Debian)"
+  apt-get -o DPkg::Lock::Timeout=600 install -y chromium >/dev/null 2>&1 || {
+    apt-get -o DPkg::Lock::Timeout=600 update >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y chromium >/dev/null
+  }
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+page_port=$(free_port)
+other_port=$(free_port)
+secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+start_test_server \
+  GATEHOUSE_JWT_SECRET="$secret" \
+  GATEHOUSE_RATE_LIMIT__ENABLED=false \
+  GATEHOUSE_ARGON2__MEMORY_KIB=4096 \
+  GATEHOUSE_PASSKEYS__RP_ID=localhost \
+  GATEHOUSE_PASSKEYS__ORIGINS="http://localhost:$page_port"
+
+profile=$(mktemp -d)
+status=0
+GATEHOUSE_URL="http://127.0.0.1:$port" PAGE_PORT="$page_port" OTHER_PORT="$other_port" \
+CHROMIUM_PROFILE="$profile" \
+  node --test --test-reporter=spec tests/browser/ || status=$?
+rm -rf "$profile"
+if grep -qF "$secret" "$log"; then
+  echo "FAIL: the JWT secret appeared in the server log"; status=1
+fi
+[ "$status" -eq 0 ] || { echo "server log:"; tail -n 50 "$log"; }
+exit "$status"
