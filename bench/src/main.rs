@@ -29,8 +29,9 @@ struct Args {
     /// The server binary.
     #[arg(long, default_value = "target/release/gatehouse")]
     server: PathBuf,
-    /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
+    /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
+    /// 7 passkey sign-in.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
     scenarios: Vec<u8>,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10)]
@@ -248,6 +249,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Outcome::Skipped => println!("  skipped: route not available"),
         }
     }
+    if wants(7) {
+        heading(
+            7,
+            "passkey sign-in: options, ES256 assertion, finish",
+            &format!("{} clients, one passkey-only account each", bench.clients),
+        );
+        match bench.passkey().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                targets.passkey = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
     if wants(6) {
         let b = bench.burst().await?;
         heading(
@@ -451,6 +466,7 @@ struct Targets {
     me: Option<f64>,
     ownid: Option<f64>,
     wallet: Option<f64>,
+    passkey: Option<f64>,
 }
 
 impl Targets {
@@ -511,6 +527,17 @@ impl Targets {
             println!(
                 "  {} wallet >= 1,000 flows/s: {rate:.0}{scope}",
                 verdict(rate >= 1_000.0)
+            );
+        }
+        if let Some(rate) = self.passkey {
+            let scope = if sqlite {
+                ""
+            } else {
+                " (the target is for SQLite)"
+            };
+            println!(
+                "  {} passkey sign-in >= 1,500 ceremonies/s: {rate:.0}{scope}",
+                verdict(rate >= 1_500.0)
             );
         }
     }

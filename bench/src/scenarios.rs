@@ -14,9 +14,13 @@ use crate::ownid;
 use crate::server::{Server, Usage, random_hex, usage_of};
 use crate::stats::Tally;
 use crate::wallet::{Wallet, challenge_claim};
+use softpasskey::Authenticator;
 
 pub const SELFKEY_MOUNT: &str = "/api/v1/selfkey";
 pub const OWNID_SESSION: &str = "/ownid/getSessionByLoginId";
+const PASSKEY_LOGIN_OPTIONS: &str = "/auth/passkeys/login/options";
+/// The server's default passkey origin.
+const PASSKEY_ORIGIN: &str = "http://localhost:8080";
 const PASSWORD: &str = "bench-password-0123";
 
 /// What a timed scenario measured.
@@ -252,6 +256,47 @@ impl Bench {
             }
         }
         Ok(Outcome::Done(self.measure(flows, "flows/s").await))
+    }
+
+    /// Scenario 7: passkey sign-in (options, the authenticator's signature, finish),
+    /// after registering one passkey-only account per client. The server runs on its
+    /// defaults: RP ID localhost, origin http://localhost:8080, as the software
+    /// authenticator reports it.
+    pub async fn passkey(&self) -> anyhow::Result<Outcome<Measured>> {
+        let mut link = Link::new(self.addr());
+        let probe = link
+            .call(&client::post_json(PASSKEY_LOGIN_OPTIONS, &[], &json!({})))
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {PASSKEY_LOGIN_OPTIONS}: {e}"))?;
+        if probe.status == 404 {
+            return Ok(Outcome::Skipped);
+        }
+        let mut flows = Vec::with_capacity(self.clients);
+        for _ in 0..self.clients {
+            let mut link = Link::new(self.addr());
+            let mut authenticator = Authenticator::new(PASSKEY_ORIGIN);
+            let options = client::post_json("/auth/passkeys/register/options", &[], &json!({}));
+            let begun = link
+                .call(&options)
+                .await
+                .and_then(|r| r.json(200))
+                .map_err(|e| anyhow::anyhow!("registration options: {e}"))?;
+            let credential = authenticator.create(&begun["publicKey"]);
+            let finish = client::post_json(
+                "/auth/passkeys/register",
+                &[],
+                &json!({"ceremony": begun["ceremony"], "credential": credential}),
+            );
+            link.call(&finish)
+                .await
+                .and_then(|r| r.json(201))
+                .map_err(|e| anyhow::anyhow!("registering a passkey: {e}"))?;
+            flows.push(PasskeyFlow {
+                link,
+                authenticator,
+            });
+        }
+        Ok(Outcome::Done(self.measure(flows, "ceremonies/s").await))
     }
 
     /// Scenario 5: OwnID `getSessionByLoginId`, rotating over `ownid_accounts` passwordless
@@ -498,6 +543,25 @@ impl Flow for WalletFlow {
             }
         }
         Ok(())
+    }
+}
+
+struct PasskeyFlow {
+    link: Link,
+    authenticator: Authenticator,
+}
+
+impl Flow for PasskeyFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let options = client::post_json(PASSKEY_LOGIN_OPTIONS, &[], &json!({}));
+        let begun = self.link.call(&options).await?.json(200)?;
+        let credential = self.authenticator.get(&begun["publicKey"]);
+        let finish = client::post_json(
+            "/auth/passkeys/login",
+            &[],
+            &json!({"ceremony": begun["ceremony"], "credential": credential}),
+        );
+        self.link.call(&finish).await?.field(200, "token").map(drop)
     }
 }
 
