@@ -131,7 +131,6 @@ pub struct PasskeyList {
         (status = 401, description = "An invalid Bearer token", body = ErrorBody),
         (status = 403, description = "The sign-in is not recent enough (error: recent_sign_in_required)", body = ErrorBody),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register_options(
     State(app): State<AppState>,
@@ -170,7 +169,6 @@ async fn register_options(
         (status = 403, description = "Another account's ceremony, or the sign-in is not recent", body = ErrorBody),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
         (status = 409, description = "This passkey is registered already (error: credential_taken)", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register(
     State(app): State<AppState>,
@@ -202,7 +200,6 @@ async fn register(
     responses(
         (status = 200, description = "Ceremony begun", body = CeremonyResponse),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login_options(State(app): State<AppState>) -> Result<Response, PasskeyApiError> {
     Ok(ceremony_response(app.passkeys.begin_login().await?))
@@ -216,7 +213,6 @@ async fn login_options(State(app): State<AppState>) -> Result<Response, PasskeyA
         (status = 400, description = "Unknown, used or expired ceremony, or an invalid body", body = ErrorBody),
         (status = 401, description = "Refused (error: unknown_credential, user_not_verified, wrong_origin, counter_regressed, credential_refused)", body = ErrorBody),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
@@ -236,7 +232,6 @@ async fn login(
     responses(
         (status = 200, description = "The passkeys", body = PasskeyList),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn list(
     State(app): State<AppState>,
@@ -258,7 +253,6 @@ async fn list(
         (status = 400, description = "Invalid name", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
         (status = 404, description = "No such passkey on this account", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn rename(
     State(app): State<AppState>,
@@ -288,7 +282,6 @@ async fn rename(
         (status = 403, description = "The sign-in is not recent enough", body = ErrorBody),
         (status = 404, description = "No such passkey on this account", body = ErrorBody),
         (status = 409, description = "The account's last way to sign in (error: last_sign_in_method)", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn remove(
     State(app): State<AppState>,

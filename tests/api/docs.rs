@@ -84,6 +84,7 @@ async fn openapi_declares_the_timeout_and_the_rate_limit_where_they_apply() {
                 "{method} {path}"
             );
             let limited = path.starts_with("/api/v1/selfkey")
+                || path.starts_with("/auth/passkeys")
                 || path == "/auth/register"
                 || path == "/auth/login";
             assert_eq!(responses.get("429").is_some(), limited, "{method} {path}");
