@@ -18,7 +18,7 @@ use crate::crypto::jwt::{TokenError, TokenKeys, TokenKind};
 use crate::domain::{Account, AccountId, WalletSummary, unix_now};
 use crate::store::{NewAccount, NewWallet, Store, StoreError, Unique, WalletRecord, WalletRemoval};
 
-pub use attributes::{AttributeError, Attributes, Document};
+pub use attributes::{AttributeError, Attributes, Document, Submitted};
 
 const CHALLENGE_PURPOSE: &str = "selfkey-challenge";
 const LOGIN_PURPOSE: &str = "selfkey-login";

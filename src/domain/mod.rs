@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod email;
+pub mod lenient;
 pub mod password;
 pub mod secret;
 

@@ -1,10 +1,16 @@
 //! A JSON body extractor whose every rejection is a JSON 400 in the seed's shape,
 //! never the framework's plain-text rejection or a 413/415.
+//!
+//! Every JSON a client sends (bodies, multipart parts, `?meta=`) goes through
+//! [`parse`], which bounds the work before anything is built from it: a first pass
+//! that keeps nothing refuses more than [`MAX_DEPTH`] levels of nesting, more than
+//! [`MAX_VALUES`] values, and NUL characters (PostgreSQL's text cannot hold them, and
+//! no field has a use for them); then the body becomes typed structures.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::AppState;
 use super::error::ApiError;
@@ -20,20 +26,36 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "The request body must be JSON, sent with Content-Type: application/json.".into(),
             ));
         }
-        parse(&read_body(req, app.settings.http.body_limit_bytes).await?).map(JsonBody)
+        let body = read_body(req, app.settings.http.body_limit_bytes).await?;
+        parse(&body).map(JsonBody)
+    }
+}
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        ApiError::Unparsable(match e {
+            BodyError::TooLarge => "The request body is too large.".into(),
+            BodyError::Unreadable => "The request body could not be read.".into(),
+        })
     }
 }
 
 /// The raw body, at most `limit` bytes. A body whose declared length is over the
 /// limit is refused before a byte of it is read.
-pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::Unparsable("The request body is too large.".into());
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
+        return Err(BodyError::TooLarge);
     }
     axum::body::to_bytes(req.into_body(), limit)
         .await
@@ -43,9 +65,9 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
             if over_limit {
-                too_large()
+                BodyError::TooLarge
             } else {
-                ApiError::Unparsable("The request body could not be read.".into())
+                BodyError::Unreadable
             }
         })
 }
@@ -66,6 +88,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ));
         }
     }
+    parse_value(bytes)
+}
+
+/// Parses client JSON of any type (an array, a string…), bounded as [`parse`] is.
+pub fn parse_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_shape(bytes)?;
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::Unparsable(match e.classify() {
             serde_json::error::Category::Data => {
@@ -74,6 +102,162 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => "The request body is not valid JSON.".into(),
         })
     })
+}
+
+/// How deep a client's JSON may nest: far more than any body here needs.
+pub const MAX_DEPTH: usize = 32;
+/// How many values (scalars, arrays and objects; keys not counted) a client's JSON
+/// may hold. A SelfKey sign-up with every attribute a site may ask for holds a few
+/// hundred; 10,000 built as values costs about a megabyte.
+pub const MAX_VALUES: usize = 10_000;
+
+/// The first pass of [`parse`]: walks the JSON keeping nothing, and refuses it when
+/// it nests deeper than [`MAX_DEPTH`], holds more than [`MAX_VALUES`] values, or has
+/// a NUL character in a string or key. Syntax errors are left to the second pass.
+pub fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
+    let mut walk = Shape::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // A syntax error is left to the typed pass, which finds it again and says it.
+    let _ = (&mut de).deserialize_any(&mut walk);
+    match walk.refused {
+        Some(why) => Err(ApiError::Unparsable(why.message())),
+        None => Ok(()),
+    }
+}
+
+#[derive(Default)]
+struct Shape {
+    values: usize,
+    depth: usize,
+    refused: Option<Refusal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    TooMany,
+    TooDeep,
+    Nul,
+}
+
+impl Refusal {
+    fn message(self) -> String {
+        match self {
+            Refusal::TooMany => format!("The request body holds more than {MAX_VALUES} values."),
+            Refusal::TooDeep => format!("The request body nests deeper than {MAX_DEPTH} levels."),
+            Refusal::Nul => "The request body must not contain NUL characters (\\u0000).".into(),
+        }
+    }
+}
+
+impl Shape {
+    fn refuse<E: de::Error>(&mut self, why: Refusal) -> Result<(), E> {
+        self.refused = Some(why);
+        Err(E::custom(why.message()))
+    }
+
+    fn count<E: de::Error>(&mut self) -> Result<(), E> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return self.refuse(Refusal::TooMany);
+        }
+        Ok(())
+    }
+
+    fn text<E: de::Error>(&mut self, s: &str) -> Result<(), E> {
+        if s.contains('\0') {
+            return self.refuse(Refusal::Nul);
+        }
+        Ok(())
+    }
+
+    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
+        self.count()?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.refuse(Refusal::TooDeep);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Shape {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.count()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.count()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.count()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.count()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.count()
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.count()?;
+        self.text(s)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.enter()?;
+        while seq.next_element_seed(&mut *self)?.is_some() {}
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.enter()?;
+        while let Some(()) = map.next_key_seed(Key(&mut *self))? {
+            map.next_value_seed(&mut *self)?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for &mut Shape {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// An object's key: not a value, but checked for NUL like one.
+struct Key<'a>(&'a mut Shape);
+
+impl<'de> de::DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.0.text(s)
+    }
 }
 
 pub fn is_json(req: &Request) -> bool {

@@ -135,7 +135,7 @@ impl FromRequest<AppState> for SignedBody {
             .ok_or_else(|| unsigned("a signature header is missing, repeated or unprintable"))?;
         let body = json::read_body(req, app.settings.http.body_limit_bytes)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|e| ApiError::from(e).into_response())?;
         let now = unix_now_millis();
         let accepted = app
             .ownid

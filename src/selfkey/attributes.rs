@@ -6,10 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Map, Value, json};
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Value, json};
 
 use crate::config::RequestedAttribute;
 use crate::domain::Email;
+use crate::domain::lenient::{JsonField, JsonText};
 
 /// The configured key of the attribute that can become the account's email.
 const EMAIL_KEY: &str = "email";
@@ -45,6 +49,171 @@ pub enum AttributeError {
     DocumentReused(String),
 }
 
+/// At most this many attributes in one sign-up: far more than a site asks for.
+pub const MAX_SUBMITTED: usize = 100;
+
+/// The `attributes` of a sign-up as the wallet sent them, typed: each attribute's
+/// identifiers and its data. Anything else in an attribute is skipped, not kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// Absent or `null`.
+    Missing,
+    List(Vec<SubmittedAttribute>),
+    /// Not an array of objects.
+    NotAList,
+}
+
+/// One attribute a wallet sent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmittedAttribute {
+    /// Its `id`, `schemaId` and `schema.$id`, those that are strings.
+    pub ids: Vec<String>,
+    /// Its `data`: JSON of the attribute's schema, as bounded as the body it came in
+    /// ([`check_shape`](crate::http::json::check_shape) runs first).
+    pub data: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Submitted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SubmittedVisitor)
+    }
+}
+
+struct SubmittedVisitor;
+
+impl<'de> Visitor<'de> for SubmittedVisitor {
+    type Value = Submitted;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of attribute objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Submitted, A::Error> {
+        let mut items = Vec::new();
+        let mut all_objects = true;
+        while let Some(item) = seq.next_element::<Item>()? {
+            if items.len() == MAX_SUBMITTED {
+                return Err(de::Error::custom(format_args!(
+                    "more than {MAX_SUBMITTED} attributes"
+                )));
+            }
+            match item.0 {
+                Some(item) => items.push(item),
+                None => all_objects = false,
+            }
+        }
+        Ok(if all_objects {
+            Submitted::List(items)
+        } else {
+            Submitted::NotAList
+        })
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Submitted, E> {
+        Ok(Submitted::Missing)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Submitted, E> {
+        Ok(Submitted::Missing)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Submitted, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Submitted::NotAList)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Submitted, E> {
+        Ok(Submitted::NotAList)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Submitted, E> {
+        Ok(Submitted::NotAList)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Submitted, E> {
+        Ok(Submitted::NotAList)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Submitted, E> {
+        Ok(Submitted::NotAList)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Submitted, E> {
+        Ok(Submitted::NotAList)
+    }
+}
+
+/// An element of the list: an attribute object, or `None` for anything else.
+struct Item(Option<SubmittedAttribute>);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = Item;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an attribute object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        let mut item = SubmittedAttribute::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "id" | "schemaId" => {
+                    if let JsonText::Text(id) = map.next_value()? {
+                        item.ids.push(id);
+                    }
+                }
+                "schema" => {
+                    if let Some(JsonText::Text(id)) = map.next_value::<JsonField>()?.member("$id") {
+                        item.ids.push(id.clone());
+                    }
+                }
+                "data" => item.data = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Item(Some(item)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Item(None))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+}
+
 /// Requested attributes as a wallet provided them, checked: what is stored with the
 /// wallet, and the email it carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,20 +229,15 @@ impl Attributes {
     /// data; replaces `$document-<n>` strings in the data by the file's mime type,
     /// size and base64 content.
     pub fn parse(
-        submitted: &Value,
+        submitted: &Submitted,
         documents: &HashMap<String, Document>,
         requested: &[RequestedAttribute],
     ) -> Result<Attributes, AttributeError> {
-        if submitted.is_null() {
-            return Err(AttributeError::Empty);
-        }
-        let items = submitted
-            .as_array()
-            .ok_or(AttributeError::NotAList)?
-            .iter()
-            .map(Value::as_object)
-            .collect::<Option<Vec<_>>>()
-            .ok_or(AttributeError::NotAList)?;
+        let items = match submitted {
+            Submitted::Missing => return Err(AttributeError::Empty),
+            Submitted::NotAList => return Err(AttributeError::NotAList),
+            Submitted::List(items) => items,
+        };
         if items.is_empty() {
             return Err(AttributeError::Empty);
         }
@@ -86,8 +250,12 @@ impl Attributes {
         for wanted in requested {
             let data = items
                 .iter()
-                .find(|item| identifiers(item).any(|id| id == wanted.schema || id == wanted.key))
-                .and_then(|item| item.get("data"))
+                .find(|item| {
+                    item.ids
+                        .iter()
+                        .any(|id| *id == wanted.schema || *id == wanted.key)
+                })
+                .and_then(|item| item.data.as_ref())
                 .map(unwrap_value)
                 .filter(|data| !is_blank(data));
             let Some(data) = data else {
@@ -122,17 +290,6 @@ impl Attributes {
     }
 }
 
-fn identifiers(item: &Map<String, Value>) -> impl Iterator<Item = &str> {
-    [
-        item.get("id"),
-        item.get("schemaId"),
-        item.get("schema").and_then(|s| s.get("$id")),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(Value::as_str)
-}
-
 /// Wallets send data either bare or as `{"value": …}`.
 fn unwrap_value(data: &Value) -> &Value {
     data.get("value").unwrap_or(data)
@@ -154,7 +311,7 @@ struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    /// Serde's nesting limit (128) bounds the recursion.
+    /// [`MAX_DEPTH`](crate::http::json::MAX_DEPTH) bounds the recursion.
     fn resolve(&mut self, data: &Value) -> Result<Value, AttributeError> {
         Ok(match data {
             Value::String(s) if is_document_ref(s) => {
@@ -215,6 +372,10 @@ mod tests {
         HashMap::new()
     }
 
+    fn typed(value: &Value) -> Submitted {
+        serde_json::from_value(value.clone()).unwrap()
+    }
+
     #[test]
     fn matches_by_id_schema_id_or_schema_dollar_id_and_unwraps_values() {
         for item in [
@@ -223,7 +384,8 @@ mod tests {
             json!({"id": 7, "schemaId": EMAIL_SCHEMA, "data": {"value": "Joe@Example.com"}}),
             json!({"schema": {"$id": EMAIL_SCHEMA}, "data": "Joe@Example.com"}),
         ] {
-            let attrs = Attributes::parse(&json!([item]), &no_documents(), &requested()).unwrap();
+            let attrs =
+                Attributes::parse(&typed(&json!([item])), &no_documents(), &requested()).unwrap();
             assert_eq!(attrs.email().unwrap().key(), "joe@example.com", "{item}");
             assert_eq!(
                 attrs.to_json(),
@@ -239,7 +401,7 @@ mod tests {
             {"id": "http://platform.selfkey.org/schema/attribute/first_name.json", "data": "Joe"},
             {"id": "email", "data": {"value": "joe@example.com"}},
         ]);
-        let attrs = Attributes::parse(&submitted, &no_documents(), &requested()).unwrap();
+        let attrs = Attributes::parse(&typed(&submitted), &no_documents(), &requested()).unwrap();
         assert_eq!(
             attrs.to_json(),
             json!([{"key": "email", "schema": EMAIL_SCHEMA, "data": "joe@example.com"}])
@@ -281,7 +443,8 @@ mod tests {
             ),
         ];
         for (submitted, expected) in cases {
-            let err = Attributes::parse(&submitted, &no_documents(), &requested()).unwrap_err();
+            let err =
+                Attributes::parse(&typed(&submitted), &no_documents(), &requested()).unwrap_err();
             assert_eq!(err, expected, "{submitted}");
         }
     }
@@ -308,7 +471,7 @@ mod tests {
             {"id": "email", "data": "a@example.com"},
             {"id": PASSPORT_SCHEMA, "data": {"value": {"number": "X1", "images": ["$document-1", {"back": "$document-2"}], "note": "$document-x"}}},
         ]);
-        let attrs = Attributes::parse(&submitted, &documents, &requested()).unwrap();
+        let attrs = Attributes::parse(&typed(&submitted), &documents, &requested()).unwrap();
         let stored: Value = serde_json::from_str(&attrs.to_json()).unwrap();
         assert_eq!(
             stored[1],
@@ -326,7 +489,7 @@ mod tests {
             {"id": "passport", "data": ["$document-1", "$document-1"]},
         ]);
         assert_eq!(
-            Attributes::parse(&reused, &documents, &requested()).unwrap_err(),
+            Attributes::parse(&typed(&reused), &documents, &requested()).unwrap_err(),
             AttributeError::DocumentReused("$document-1".into())
         );
     }

@@ -10,6 +10,7 @@ mod crash;
 mod docs;
 mod early_answers;
 mod files;
+mod json_bounds;
 mod limits;
 mod lockout;
 mod mail;

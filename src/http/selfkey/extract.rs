@@ -3,23 +3,22 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use super::error::SelfKeyApiError;
 use super::service;
 use crate::crypto::jwt::TokenKind;
+use crate::domain::lenient::{JsonField, JsonText};
 use crate::http::AppState;
 use crate::http::client;
 use crate::http::error::ApiError;
 use crate::http::json::{self, JsonBody};
 use crate::http::session::bearer_token;
 use crate::selfkey::attributes::is_document_ref;
-use crate::selfkey::{Document, SelfKeyError, Wallet};
+use crate::selfkey::{Document, SelfKeyError, Submitted, Wallet};
 
 /// The wallet of `Authorization: Bearer <wallet token>`.
 pub struct WalletSession(pub Wallet);
@@ -64,7 +63,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
 /// A sign-up as the wallet sends it: the attributes (not yet checked), the files
 /// their data refers to, and the link token from `meta`, if any.
 pub struct Submission {
-    pub attributes: Value,
+    pub attributes: Submitted,
     pub documents: HashMap<String, Document>,
     pub link_token: Option<String>,
 }
@@ -81,22 +80,27 @@ fn too_large() -> SelfKeyApiError {
     )
 }
 
-/// Reads either body the wallets send: JSON `{"attributes":[…],"meta":{…}}`, or
-/// `multipart/form-data` with an `attributes` part (JSON), an optional `meta` part
-/// (JSON) and `$document-<n>` file parts.
-pub async fn read_submission(req: Request) -> Result<Submission, SelfKeyApiError> {
+/// Reads either body the wallets send: JSON `{"attributes":[…],"meta":{…}}`, held to
+/// `http.body_limit_bytes` like every JSON body, or `multipart/form-data` with an
+/// `attributes` part (JSON), an optional `meta` part (JSON) and `$document-<n>` file
+/// parts, up to the route's larger limit for documents.
+pub async fn read_submission(
+    req: Request,
+    json_limit: usize,
+) -> Result<Submission, SelfKeyApiError> {
     if json::is_json(&req) {
-        let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                invalid_attributes("The request body could not be read.")
-            }
-        })?;
+        let bytes = json::read_body(req, json_limit)
+            .await
+            .map_err(|e| match e {
+                json::BodyError::TooLarge => too_large(),
+                json::BodyError::Unreadable => {
+                    invalid_attributes("The request body could not be read.")
+                }
+            })?;
         let body: super::UsersJson =
             json::parse(&bytes).map_err(|e| invalid_attributes(e.to_string()))?;
         return Ok(Submission {
-            attributes: body.attributes.unwrap_or(Value::Null),
+            attributes: body.attributes.unwrap_or(Submitted::Missing),
             documents: HashMap::new(),
             link_token: link_token(body.meta)?,
         });
@@ -122,8 +126,8 @@ pub async fn read_submission(req: Request) -> Result<Submission, SelfKeyApiError
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
-            "attributes" => attributes = Some(field.text().await.map_err(unreadable)?),
-            "meta" => meta = Some(field.text().await.map_err(unreadable)?),
+            "attributes" => attributes = Some(field.bytes().await.map_err(unreadable)?),
+            "meta" => meta = Some(field.bytes().await.map_err(unreadable)?),
             _ if is_document_ref(&name) => {
                 let mime_type = field
                     .content_type()
@@ -137,13 +141,17 @@ pub async fn read_submission(req: Request) -> Result<Submission, SelfKeyApiError
         }
     }
     let attributes = match attributes {
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|_| invalid_attributes("The 'attributes' part is not valid JSON."))?,
-        None => Value::Null,
+        Some(bytes) => json::parse_value(&bytes).map_err(|e| match e {
+            ApiError::Unparsable(message) if !message.contains("not valid JSON") => {
+                invalid_attributes(format!("The 'attributes' part: {message}"))
+            }
+            _ => invalid_attributes("The 'attributes' part is not valid JSON."),
+        })?,
+        None => Submitted::Missing,
     };
     let meta = match meta {
-        Some(text) if !text.trim().is_empty() => {
-            Some(serde_json::from_str(&text).map_err(|_| invalid_meta())?)
+        Some(bytes) if !bytes.trim_ascii().is_empty() => {
+            Some(json::parse_value(&bytes).map_err(|_| invalid_meta())?)
         }
         _ => None,
     };
@@ -170,13 +178,13 @@ fn invalid_meta() -> SelfKeyApiError {
 }
 
 /// The link token the page put in the LWS `meta` (`{"linkToken": …}`).
-pub fn link_token(meta: Option<Value>) -> Result<Option<String>, SelfKeyApiError> {
+pub fn link_token(meta: Option<JsonField>) -> Result<Option<String>, SelfKeyApiError> {
     match meta {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(mut meta)) => match meta.remove("linkToken") {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(token)) => Ok(Some(token)),
-            Some(_) => Err(invalid_meta()),
+        None | Some(JsonField::Null) => Ok(None),
+        Some(ref object @ JsonField::Object(_)) => match object.member("linkToken") {
+            None | Some(JsonText::Null) => Ok(None),
+            Some(JsonText::Text(token)) => Ok(Some(token.clone())),
+            Some(JsonText::Other) => Err(invalid_meta()),
         },
         Some(_) => Err(invalid_meta()),
     }
@@ -187,7 +195,7 @@ pub fn link_token_from_query(meta: Option<&str>) -> Result<Option<String>, SelfK
     match meta {
         None => Ok(None),
         Some(text) => link_token(Some(
-            serde_json::from_str(text).map_err(|_| invalid_meta())?,
+            json::parse_value(text.as_bytes()).map_err(|_| invalid_meta())?,
         )),
     }
 }
@@ -235,14 +243,16 @@ mod tests {
     #[test]
     fn link_tokens_in_meta() {
         use serde_json::json;
+        let meta = |v: serde_json::Value| Some(serde_json::from_value(v).unwrap());
         assert_eq!(link_token(None).unwrap(), None);
-        assert_eq!(link_token(Some(json!({}))).unwrap(), None);
+        assert_eq!(link_token(meta(json!({}))).unwrap(), None);
         assert_eq!(
-            link_token(Some(json!({"linkToken": "t", "other": 1}))).unwrap(),
+            link_token(meta(json!({"linkToken": "t", "other": {"deep": [1]}}))).unwrap(),
             Some("t".into())
         );
-        assert!(link_token(Some(json!({"linkToken": 5}))).is_err());
-        assert!(link_token(Some(json!("t"))).is_err());
+        assert!(link_token(meta(json!({"linkToken": 5}))).is_err());
+        assert!(link_token(meta(json!("t"))).is_err());
+        assert!(link_token(meta(json!([{"linkToken": "t"}]))).is_err());
         assert_eq!(
             link_token_from_query(Some(r#"{"linkToken":"t"}"#)).unwrap(),
             Some("t".into())

@@ -6,7 +6,7 @@ pub mod error;
 mod extract;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,8 @@ use crate::config::Settings;
 use crate::crypto::eth::{Address, Did, PublicKey, Signature};
 use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
-use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer};
+use crate::domain::lenient::{JsonField, JsonText};
+use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
 use extract::{Body, PublicBase, SecureCookies, WalletSession};
 
@@ -111,7 +112,7 @@ pub struct AnswerRequest {
     /// `"0x<r><s><v>"` (130 hex digits), or in the DID form
     /// `{"value": "0x…", "keyId": "did:eth:0x…#keys-1"}`.
     #[schema(value_type = Object, example = "0xb434…1c")]
-    signature: Option<Value>,
+    signature: Option<JsonField>,
 }
 
 /// Answers a challenge with the wallet's signature of it; each challenge can be
@@ -123,9 +124,11 @@ pub struct AnswerRequest {
         (status = 401, description = "`invalid_auth_token`: forged, expired or already answered", body = SelfKeyErrorBody)))]
 async fn answer_challenge(
     State(app): State<AppState>,
-    parts: axum::http::request::Parts,
-    body: Result<Body<AnswerRequest>, SelfKeyApiError>,
+    req: Request,
 ) -> Result<Response, SelfKeyApiError> {
+    // The challenge token is checked before a byte of the body is read: without one,
+    // the body costs nothing.
+    let (parts, body) = req.into_parts();
     let token = bearer_token(&parts).ok_or_else(SelfKeyApiError::no_auth_token)?;
     let service = service(&app);
     let challenge = service.open_challenge(token).map_err(|e| match e {
@@ -134,39 +137,37 @@ async fn answer_challenge(
         }
         other => other.into(),
     })?;
-    let Body(body) = body?;
+    let req = Request::from_parts(parts, body);
+    let Body(body) = Body::<AnswerRequest>::from_request(req, &app).await?;
     let answer = parse_answer(body.signature)?;
     let jwt = service.answer(challenge, &answer).await?;
     Ok(created(JwtResponse { jwt }))
 }
 
-fn parse_answer(signature: Option<Value>) -> Result<Answer, SelfKeyApiError> {
+fn parse_answer(signature: Option<JsonField>) -> Result<Answer, SelfKeyApiError> {
     let invalid = || SelfKeyApiError::bad_request("invalid_signature", "Invalid Signature");
-    let (value, key_id) = match signature {
-        None | Some(Value::Null) => {
-            return Err(SelfKeyApiError::bad_request(
-                "no_signature",
-                "No signature provided",
-            ));
-        }
-        Some(Value::String(value)) => (value, None),
-        Some(Value::Object(mut object)) => match (object.remove("value"), object.remove("keyId")) {
-            (Some(Value::String(value)), None | Some(Value::Null)) => (value, None),
-            (Some(Value::String(value)), Some(Value::String(key_id))) => (value, Some(key_id)),
-            (None | Some(Value::Null), _) => {
-                return Err(SelfKeyApiError::bad_request(
-                    "no_signature",
-                    "No signature provided",
-                ));
+    let none = || SelfKeyApiError::bad_request("no_signature", "No signature provided");
+    let (value, key_id) = match &signature {
+        None | Some(JsonField::Null) => return Err(none()),
+        Some(JsonField::Text(value)) => (value.as_str(), None),
+        Some(object @ JsonField::Object(_)) => {
+            let key_id = match object.member("keyId") {
+                None | Some(JsonText::Null) => None,
+                Some(JsonText::Text(key_id)) => Some(key_id.as_str()),
+                Some(JsonText::Other) => return Err(invalid()),
+            };
+            match object.member("value") {
+                None | Some(JsonText::Null) => return Err(none()),
+                Some(JsonText::Text(value)) => (value.as_str(), key_id),
+                Some(JsonText::Other) => return Err(invalid()),
             }
-            _ => return Err(invalid()),
-        },
-        Some(_) => return Err(invalid()),
+        }
+        Some(JsonField::Other) => return Err(invalid()),
     };
     Ok(Answer {
-        signature: Signature::parse(&value).map_err(|_| invalid())?,
+        signature: Signature::parse(value).map_err(|_| invalid())?,
         key_id: key_id
-            .map(|id| Did::parse_key_id(&id))
+            .map(Did::parse_key_id)
             .transpose()
             .map_err(|_| invalid())?,
     })
@@ -177,11 +178,11 @@ fn parse_answer(signature: Option<Value>) -> Result<Answer, SelfKeyApiError> {
 pub struct UsersJson {
     /// `[{"id": <schema URL or key>, "schemaId"?, "schema"?: {"$id"}, "data": <value> | {"value": …}}]`
     #[schema(value_type = Vec<Object>)]
-    attributes: Option<Value>,
+    attributes: Option<Submitted>,
     /// Passed through from the page's `lws.init`; `linkToken` links the wallet to
     /// the account that asked for it.
     #[schema(value_type = Object)]
-    meta: Option<Value>,
+    meta: Option<JsonField>,
 }
 
 /// The multipart form of a sign-up (the January 2019 wallet).
@@ -225,7 +226,7 @@ async fn create_user(
     WalletSession(wallet): WalletSession,
     req: Request,
 ) -> Result<Response, SelfKeyApiError> {
-    let submission = extract::read_submission(req).await?;
+    let submission = extract::read_submission(req, app.settings.http.body_limit_bytes).await?;
     let attributes = Attributes::parse(
         &submission.attributes,
         &submission.documents,
