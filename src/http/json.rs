@@ -272,3 +272,61 @@ pub fn is_json(req: &Request) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(json: &str) -> Option<String> {
+        match check_shape(json.as_bytes()) {
+            Ok(()) => None,
+            Err(ApiError::Unparsable(m)) => Some(m),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn depth_values_and_nul_are_bounded() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(refusal(&nest(MAX_DEPTH)), None);
+        assert!(
+            refusal(&nest(MAX_DEPTH + 1))
+                .unwrap()
+                .contains("nests deeper")
+        );
+        let values = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        assert_eq!(refusal(&values(MAX_VALUES - 1)), None);
+        assert!(refusal(&values(MAX_VALUES)).unwrap().contains("more than"));
+        for nul in [r#"{"a":"x\u0000"}"#, r#"{"\u0000":1}"#, r#"["\u0000"]"#] {
+            assert!(refusal(nul).unwrap().contains("NUL"), "{nul}");
+        }
+        // An escaped backslash before `u0000` is text, not a NUL.
+        assert_eq!(refusal(r#"{"a":"\\u0000"}"#), None);
+        // Syntax errors are the typed pass's to report.
+        assert_eq!(refusal("{\"a\":"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_string_with_a_nul_is_refused_wherever_it_is(
+            before in "[a-z ]{0,8}",
+            after in "[a-z ]{0,8}",
+            as_key in proptest::bool::ANY,
+        ) {
+            let text = format!("{before}\u{0}{after}");
+            let json = if as_key {
+                serde_json::json!({ text: 1 })
+            } else {
+                serde_json::json!({ "a": [{ "b": text }] })
+            };
+            let refused = refusal(&json.to_string());
+            proptest::prop_assert!(refused.is_some_and(|m| m.contains("NUL")));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = check_shape(&bytes);
+            let _ = parse::<serde::de::IgnoredAny>(&bytes);
+        }
+    }
+}
