@@ -6,7 +6,10 @@ use super::Invalid;
 const MAX_LEN: usize = 254;
 
 /// A syntactically valid email address, trimmed. Two addresses that differ only in
-/// case are the same account: [`Email::key`] is the lookup and uniqueness key.
+/// case, or in the spelling of an internationalized domain (`bücher.example` and its
+/// A-label `xn--bcher-kva.example`), are the same account: [`Email::key`], the ASCII
+/// local part lowercased `@` the domain's A-label (IDNA, UTS #46), is the lookup and
+/// uniqueness key. Local parts must be ASCII.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     display: String,
@@ -26,16 +29,33 @@ impl Email {
             return Err(invalid());
         }
         let (local, domain) = trimmed.rsplit_once('@').ok_or_else(invalid)?;
+        if !local.is_ascii() {
+            return Err(Invalid(format!(
+                "The '{field}' field must have an ASCII local part (before the @): \
+                 internationalized local parts are not supported."
+            )));
+        }
         let plain_ascii = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
-        if local.is_empty() || local.len() > 64 || !plain_ascii(local) || !plain_ascii(domain) {
+        let visible = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '@')
+        };
+        if local.is_empty() || local.len() > 64 || !plain_ascii(local) || !visible(domain) {
             return Err(invalid());
         }
-        if !email_address::EmailAddress::is_valid(trimmed) || !is_dotted_domain(domain) {
+        let a_label = idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3)
+            .map_err(|_| invalid())?;
+        let key = format!("{}@{a_label}", local.to_ascii_lowercase());
+        if key.len() > MAX_LEN
+            || !email_address::EmailAddress::is_valid(&key)
+            || !is_dotted_domain(&a_label)
+        {
             return Err(invalid());
         }
         Ok(Email {
             display: trimmed.to_string(),
-            key: trimmed.to_ascii_lowercase(),
+            key,
         })
     }
 
@@ -107,12 +127,49 @@ mod tests {
         assert!(Email::parse(&long, "email").is_err());
     }
 
+    #[test]
+    fn internationalized_domains_are_keyed_on_their_a_label() {
+        let unicode = Email::parse("Ada@Bücher.example", "email").unwrap();
+        let punycode = Email::parse("ada@xn--bcher-kva.example", "email").unwrap();
+        assert_eq!(unicode.key(), "ada@xn--bcher-kva.example");
+        assert_eq!(unicode.key(), punycode.key());
+        assert_eq!(unicode.as_str(), "Ada@Bücher.example");
+        // UTS #46 mapping: full-width and upper-case forms are the same domain.
+        let mapped = Email::parse("ada@ＢÜCHER.example", "email").unwrap();
+        assert_eq!(mapped.key(), unicode.key());
+        for bad in [
+            "ada@bü cher.example",
+            "ada@xn--.example",
+            "ada@b\u{0}cher.example",
+            "ada@bücher",
+        ] {
+            let err = Email::parse(bad, "email").unwrap_err();
+            assert_eq!(
+                err.0, "The 'email' field must be a valid email address.",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_local_parts_are_refused_with_a_message_that_says_so() {
+        let err = Email::parse("ädä@example.com", "email").unwrap_err();
+        assert_eq!(
+            err.0,
+            "The 'email' field must have an ASCII local part (before the @): \
+             internationalized local parts are not supported."
+        );
+    }
+
     proptest! {
         #[test]
         fn never_panics_and_accepted_values_are_canonical(s in "\\PC{0,80}") {
             if let Ok(e) = Email::parse(&s, "email") {
                 prop_assert_eq!(e.as_str(), s.trim());
-                prop_assert_eq!(e.key(), e.as_str().to_ascii_lowercase());
+                if e.as_str().is_ascii() {
+                    prop_assert_eq!(e.key(), e.as_str().to_ascii_lowercase());
+                }
+                prop_assert!(e.key().is_ascii());
                 prop_assert!(e.as_str().contains('@'));
                 prop_assert!(Email::parse(e.as_str(), "email").is_ok());
             }

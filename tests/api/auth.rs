@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::helpers::{Backend, TestApp, email, jwt_parts, read};
 
 crate::on_every_backend!(
+    an_internationalized_domain_and_its_a_label_are_one_account,
     register_returns_an_hs512_token_with_the_documented_claims,
     register_refuses_a_taken_email_case_insensitively,
     register_reports_each_missing_or_invalid_field,
@@ -480,4 +481,30 @@ async fn unexpected_failures_get_an_opaque_500(b: Backend) {
     let (status, body) = read(app.get("/ready", None).await).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, json!({"status": "unavailable"}));
+}
+
+async fn an_internationalized_domain_and_its_a_label_are_one_account(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let user = &crate::helpers::email()[..17]; // "user-<12 hex>"
+    let unicode = format!("{user}@bücher.example");
+    let punycode = format!("{user}@xn--bcher-kva.example");
+    let token = app.registered(&unicode, "password123").await;
+    let (status, body) = app.register(&punycode, "password123").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body,
+        json!({"message": "An account with this email already exists."})
+    );
+    let (status, body) = app.login(&punycode.to_uppercase(), "password123").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jwt_parts(body["token"].as_str().unwrap()).1["sub"],
+        jwt_parts(&token).1["sub"]
+    );
+    let (status, body) = app.register("ädä@example.com", "password123").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"message": "The 'email' field must have an ASCII local part (before the @): internationalized local parts are not supported."})
+    );
 }
