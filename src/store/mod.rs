@@ -5,6 +5,7 @@ pub mod mail;
 mod passkeys;
 mod postgres;
 mod queries;
+pub mod sessions;
 mod sqlite;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use passkeys::{
     StoredPasskey,
 };
 pub use postgres::PostgresStore;
+pub use sessions::SessionStore;
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
 pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
 
@@ -179,6 +181,8 @@ pub struct WindowCount {
 pub trait Store: PasskeyStore + Send + Sync + 'static {
     /// The same database, seen through its mail ([`MailStore`]).
     fn mail(&self) -> &dyn MailStore;
+    /// The same database, seen through its sessions ([`SessionStore`]).
+    fn sessions(&self) -> &dyn SessionStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;

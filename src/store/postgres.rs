@@ -1,4 +1,5 @@
 mod mail;
+mod sessions;
 
 use std::time::Duration;
 
@@ -96,6 +97,10 @@ async fn schema_version(pool: &PgPool) -> sqlx::Result<i64> {
 #[async_trait]
 impl Store for PostgresStore {
     fn mail(&self) -> &dyn MailStore {
+        self
+    }
+
+    fn sessions(&self) -> &dyn SessionStore {
         self
     }
 

@@ -11,6 +11,11 @@ pub const ACCOUNT_BY_EMAIL: &str =
     "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified
      FROM accounts WHERE email_key = $1";
 
+/// The same columns as [`ACCOUNT_BY_EMAIL`], by id (a refresh reads the account anew).
+pub const ACCOUNT_BY_ID: &str =
+    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified
+     FROM accounts WHERE id = $1";
+
 /// The account (columns 0–5, as [`ACCOUNT_BY_EMAIL`]) on each row, and one wallet
 /// (address, linked at) per row, or NULLs when it has none.
 pub const ACCOUNT_PROFILE: &str =
@@ -152,6 +157,7 @@ pub const PURGE_EXPIRED: [&str; 3] = [
 pub const ALL: &[&str] = &[
     INSERT_ACCOUNT,
     ACCOUNT_BY_EMAIL,
+    ACCOUNT_BY_ID,
     ACCOUNT_PROFILE,
     REPLACE_PASSWORD_HASH,
     SET_VERIFIED_EMAIL,

@@ -14,6 +14,7 @@ mod backup;
 mod mail;
 mod migrations;
 mod passkeys;
+mod sessions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -147,6 +148,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[async_trait]
 impl Store for SqliteStore {
     fn mail(&self) -> &dyn MailStore {
+        self
+    }
+
+    fn sessions(&self) -> &dyn SessionStore {
         self
     }
 

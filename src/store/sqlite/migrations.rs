@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_passkeys.sql",
         include_str!("../../../migrations/sqlite/0004_passkeys.sql"),
     ),
+    (
+        "0005_sessions.sql",
+        include_str!("../../../migrations/sqlite/0005_sessions.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -126,6 +130,7 @@ mod tests {
                 "passkeys",
                 "rate_counters",
                 "seen_requests",
+                "sessions",
                 "wallets"
             ]
         );
@@ -143,6 +148,7 @@ mod tests {
         .unwrap();
         run(&mut conn).unwrap();
         assert_eq!(version(&conn), MIGRATIONS.len() as i64);
+        assert!(tables(&conn).contains(&"sessions".to_string()));
         let kept: String = conn
             .query_row("SELECT id FROM accounts", [], |r| r.get(0))
             .unwrap();

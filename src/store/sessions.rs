@@ -1,0 +1,154 @@
+//! Sessions in the database: the narrow interface the session rules ([`crate::sessions`])
+//! need, and its SQL, written once for both backends (as in [`super::queries`]).
+//!
+//! A session is one row; it ends by deleting that row. Refreshing is one conditional
+//! UPDATE that moves the row's `generation` on, so of concurrent refreshes with the same
+//! token exactly one rotates, on any node; the others find the generation moved and are
+//! served as replays (within the grace) or end the session (after it).
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::{Account, AccountId};
+
+/// A session about to start.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub account: AccountId,
+    pub method: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub now: i64,
+    /// `now` + idle timeout, no later than `expires_at`.
+    pub idle_expires_at: i64,
+    pub expires_at: i64,
+}
+
+/// A live session, as listed to its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub method: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// What a refresh may do, at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRules {
+    pub now: i64,
+    /// How long an unused session lives; a refresh pushes its end this far out (never
+    /// past the absolute end).
+    pub idle_secs: i64,
+    /// How long after a rotation the previous token still gets the current one.
+    pub grace_secs: i64,
+    /// How many times it does, at most.
+    pub max_replays: i64,
+}
+
+/// The session a refresh token names, after the refresh.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub id: String,
+    /// The session's generation now: its current refresh token's.
+    pub generation: i64,
+    pub auth_time: i64,
+    pub account: Account,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone)]
+pub enum Refresh {
+    /// It was the current token: the session moved to the next generation.
+    Rotated(Refreshed),
+    /// It was the previous token, presented within the grace: the session is as it was.
+    Replayed(Refreshed),
+    /// It was an older token, or the previous one after the grace: the session ended.
+    Revoked,
+    /// No live session has this token (unknown, expired, ended, or replayed too often).
+    Refused,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    /// True while the session lives and belongs to `account`: the check on every
+    /// request that carries an account token (one read by primary key, no write).
+    async fn session_is_live(&self, id: &str, account: &AccountId, now: i64) -> StoreResult<bool>;
+    /// Presents the refresh token of generation `generation` of session `id`.
+    async fn refresh_session(
+        &self,
+        id: &str,
+        generation: i64,
+        rules: RefreshRules,
+    ) -> StoreResult<Refresh>;
+    /// The account's live sessions, oldest first.
+    async fn sessions_of(&self, account: &AccountId, now: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends one session of `account`; false if it has none with this id.
+    async fn end_session(&self, account: &AccountId, id: &str) -> StoreResult<bool>;
+    /// Ends every session of `account` except `keep`; how many ended.
+    async fn end_sessions(&self, account: &AccountId, keep: Option<&str>) -> StoreResult<u64>;
+    /// Deletes the sessions that timed out before `now`.
+    async fn purge_sessions(&self, now: i64) -> StoreResult<u64>;
+}
+
+pub(super) mod sql {
+    pub const INSERT: &str =
+        "INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
+        method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at)
+     VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8)";
+
+    pub const IS_LIVE: &str =
+        "SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2 AND idle_expires_at > $3";
+
+    /// The current token (`$3`, `$4`): the next generation. `$1` now, `$2` the idle
+    /// timeout. (SQLite numbers placeholders by first appearance: they appear in order.)
+    pub const ROTATE: &str = "UPDATE sessions SET generation = generation + 1, rotated_at = $1,
+        replays = 0, last_used_at = $1,
+        idle_expires_at = CASE WHEN $1 + $2 < expires_at THEN $1 + $2 ELSE expires_at END
+     WHERE id = $3 AND generation = $4 AND idle_expires_at > $1
+     RETURNING account_id, generation, auth_time";
+
+    /// The previous token (of generation `$2` of session `$1`) within the grace (`$3`
+    /// seconds) at `$4`, at most `$5` times.
+    pub const REPLAY: &str = "UPDATE sessions SET replays = replays + 1
+     WHERE id = $1 AND generation = $2 + 1 AND rotated_at + $3 > $4 AND replays < $5
+        AND idle_expires_at > $4
+     RETURNING account_id, generation, auth_time";
+
+    /// An older token, or the previous one after the grace: whoever holds it is not the
+    /// session's owner, or is racing a thief; the session ends, successors and all.
+    pub const REVOKE_REUSED: &str = "DELETE FROM sessions
+     WHERE id = $1 AND (generation > $2 + 1 OR (generation = $2 + 1 AND rotated_at + $3 <= $4))";
+
+    pub const OF_ACCOUNT: &str =
+        "SELECT id, method, user_agent, ip, auth_time, created_at, last_used_at FROM sessions
+     WHERE account_id = $1 AND idle_expires_at > $2 ORDER BY created_at, id";
+
+    pub const END_ONE: &str = "DELETE FROM sessions WHERE id = $1 AND account_id = $2";
+
+    pub const END_ALL: &str = "DELETE FROM sessions WHERE account_id = $1";
+
+    pub const END_OTHERS: &str = "DELETE FROM sessions WHERE account_id = $1 AND id <> $2";
+
+    pub const PURGE: &str = "DELETE FROM sessions WHERE idle_expires_at <= $1";
+
+    /// Every statement above, for the tests that prepare each on each backend.
+    #[cfg(test)]
+    pub const ALL: &[&str] = &[
+        INSERT,
+        IS_LIVE,
+        ROTATE,
+        REPLAY,
+        REVOKE_REUSED,
+        OF_ACCOUNT,
+        END_ONE,
+        END_ALL,
+        END_OTHERS,
+        PURGE,
+    ];
+}
