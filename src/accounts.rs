@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
+use crate::crypto::jwt::{TokenKeys, TokenKind};
 use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::lockout::{Client, Lockout, LoginLimit, Refusal};
+use crate::sessions::{Device, SessionError, Sessions, SignIn, Via};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
 
 /// The claims an account token carries besides the registered ones. As in OpenID
@@ -20,6 +21,21 @@ pub struct AccountClaims {
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// The session the token belongs to; the token is refused once it has ended.
+    pub sid: String,
+    /// When the person signed in (Unix seconds); refreshes keep it.
+    pub auth_time: i64,
+}
+
+/// The claims of an account token of session `sid`, signed in at `auth_time`.
+pub fn account_claims(account: &Account, sid: &str, auth_time: i64) -> AccountClaims {
+    let email = TokenEmail::of(account);
+    AccountClaims {
+        email: email.map(|e| e.address.to_owned()),
+        email_verified: email.map(|e| e.verified),
+        sid: sid.to_owned(),
+        auth_time,
+    }
 }
 
 /// The email an account token names, and whether it is verified.
@@ -71,6 +87,12 @@ impl From<StoreError> for AccountError {
     }
 }
 
+impl From<SessionError> for AccountError {
+    fn from(e: SessionError) -> Self {
+        AccountError::Internal(e.into())
+    }
+}
+
 /// Who is signing in: the client's address key and the device token it presents.
 #[derive(Debug, Clone)]
 pub struct LoginClient {
@@ -82,7 +104,7 @@ pub struct LoginClient {
 /// presents on its next logins so that others' failures do not lock it out.
 #[derive(Debug)]
 pub struct SignedIn {
-    pub token: String,
+    pub sign_in: SignIn,
     pub device_token: String,
 }
 
@@ -93,7 +115,7 @@ pub struct Accounts {
     store: DynStore,
     hasher: PasswordHasher,
     tokens: Arc<TokenKeys>,
-    token_ttl_secs: i64,
+    sessions: Arc<Sessions>,
     lockout: Option<Lockout>,
     device_ttl_secs: i64,
 }
@@ -103,7 +125,7 @@ impl Accounts {
         store: DynStore,
         hasher: PasswordHasher,
         tokens: Arc<TokenKeys>,
-        token_ttl_secs: i64,
+        sessions: Arc<Sessions>,
         login_limit: Option<LoginLimit>,
         device_ttl_secs: i64,
     ) -> Self {
@@ -112,18 +134,19 @@ impl Accounts {
             store,
             hasher,
             tokens,
-            token_ttl_secs,
+            sessions,
             device_ttl_secs,
         }
     }
 
-    /// Creates an account with a password, OwnID data, or both, and returns its token.
+    /// Creates an account with a password, OwnID data, or both, and signs it in.
     pub async fn register(
         &self,
         email: &Email,
         password: Option<&Password>,
         ownid_data: Option<String>,
-    ) -> Result<String, AccountError> {
+        device: &Device,
+    ) -> Result<SignIn, AccountError> {
         let password_hash = match password {
             Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
@@ -141,12 +164,21 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(account = %account.id.0, "account registered");
-        // Verified only once its owner follows the mail sent there.
-        let unverified = TokenEmail {
-            address: email.as_str(),
-            verified: false,
+        let method = if account.password_hash.is_some() {
+            Via::Password
+        } else {
+            Via::Ownid
         };
-        Ok(self.session_token(&account.id, Some(unverified)))
+        // Verified only once its owner follows the mail sent there.
+        let created = Account {
+            id: account.id,
+            email: Some(email.as_str().to_owned()),
+            email_verified: false,
+            has_ownid: account.ownid_data.is_some(),
+            password_hash: account.password_hash,
+            created_at: account.created_at,
+        };
+        Ok(self.sessions.start(&created, method, device).await?)
     }
 
     /// Checks an email and password. Unknown emails and passwordless accounts are
@@ -161,6 +193,7 @@ impl Accounts {
         email: &Email,
         password: &Password,
         client: &LoginClient,
+        device: &Device,
     ) -> Result<SignedIn, AccountError> {
         let account = self.store.account_by_email(email.key()).await?;
         let attempt = match &self.lockout {
@@ -191,7 +224,7 @@ impl Accounts {
                     tracing::info!(account = %account.id.0, "password rehashed at current parameters");
                 }
                 Ok(SignedIn {
-                    token: self.session_token(&account.id, TokenEmail::of(account)),
+                    sign_in: self.sessions.start(account, Via::Password, device).await?,
                     device_token: self.device_token(&account.id),
                 })
             }
@@ -231,35 +264,21 @@ impl Accounts {
         token
     }
 
-    /// An account token, as every sign-in method issues it.
-    pub fn session_token(&self, id: &AccountId, email: Option<TokenEmail<'_>>) -> String {
-        let claims = AccountClaims {
-            email: email.map(|e| e.address.to_owned()),
-            email_verified: email.map(|e| e.verified),
-        };
-        self.tokens
-            .issue(
-                TokenKind::Account,
-                &id.0,
-                unix_now(),
-                self.token_ttl_secs,
-                claims,
-            )
-            .0
-    }
-
-    pub fn verify_session(&self, token: &str) -> Result<Claims<AccountClaims>, TokenError> {
-        self.tokens.verify(TokenKind::Account, token, unix_now())
-    }
-
     pub async fn profile(&self, id: &AccountId) -> Result<Option<AccountProfile>, AccountError> {
         Ok(self.store.account_profile(id).await?)
     }
 
-    /// The account token for the account with this email (OwnID sessions).
-    pub async fn session_for_email(&self, email_key: &str) -> Result<Option<String>, AccountError> {
-        let account = self.store.account_by_email(email_key).await?;
-        Ok(account.map(|a| self.session_token(&a.id, TokenEmail::of(&a))))
+    /// Signs in the account with this email (OwnID, which has checked the person).
+    pub async fn sign_in_by_email(
+        &self,
+        email_key: &str,
+        method: Via,
+        device: &Device,
+    ) -> Result<Option<SignIn>, AccountError> {
+        match self.store.account_by_email(email_key).await? {
+            Some(account) => Ok(Some(self.sessions.start(&account, method, device).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Records that the account's owner proved they receive mail at `email` (they

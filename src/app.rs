@@ -11,11 +11,13 @@ use crate::config::{IpNet, Settings};
 use crate::crypto::jwt::TokenKeys;
 use crate::crypto::ownid_signature::OwnIdVerifier;
 use crate::crypto::passwords::{HashParams, PasswordHasher};
+use crate::crypto::refresh::RefreshKey;
 use crate::domain::Secret;
 use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::signin::passkeys::Passkeys;
+use crate::sessions::{SessionPolicy, Sessions};
 use crate::store::{self, DynStore};
 
 pub struct App {
@@ -23,6 +25,7 @@ pub struct App {
     pub store: DynStore,
     pub tokens: Arc<TokenKeys>,
     pub accounts: Accounts,
+    pub sessions: Arc<Sessions>,
     /// Parsed `http.trusted_proxies`.
     pub proxies: Vec<IpNet>,
     /// Checks OwnID's signed requests; holds no secret when OwnID is off.
@@ -40,6 +43,20 @@ impl App {
             .context("database_url: could not open the database")?;
         let secret = load_jwt_secret(&settings)?;
         let tokens = Arc::new(TokenKeys::new(secret.expose().as_bytes(), &settings.issuer));
+        let se = &settings.session;
+        let policy = SessionPolicy {
+            access_ttl_secs: settings.token_lifetime_secs,
+            idle_secs: se.idle_timeout_secs,
+            absolute_secs: se.absolute_lifetime_secs,
+            reuse_grace_secs: se.refresh_reuse_grace_secs,
+            max_replays: se.refresh_reuse_limit,
+        };
+        let sessions = Arc::new(Sessions::new(
+            Arc::clone(&store),
+            Arc::clone(&tokens),
+            RefreshKey::new(secret.expose().as_bytes()),
+            policy,
+        ));
         let a = &settings.argon2;
         let params = HashParams {
             memory_kib: a.memory_kib,
@@ -60,7 +77,7 @@ impl App {
             Arc::clone(&store),
             hasher,
             Arc::clone(&tokens),
-            settings.token_lifetime_secs,
+            Arc::clone(&sessions),
             login_limit,
             settings.rate_limit.device_token_ttl_secs,
         );
@@ -91,6 +108,7 @@ impl App {
             store,
             tokens,
             accounts,
+            sessions,
             proxies,
             ownid,
             passkeys,

@@ -61,6 +61,27 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Passkeys (WebAuthn): the relying party and the ceremonies.
     pub passkeys: PasskeySettings,
+    /// Sessions: how long they last, refresh-token rotation, browser cookies.
+    pub session: SessionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session not refreshed for this long ends, seconds.
+    pub idle_timeout_secs: i64,
+    /// A session ends this long after its sign-in, refreshed or not, seconds.
+    pub absolute_lifetime_secs: i64,
+    /// How long a rotated refresh token still gets the session's current tokens
+    /// (tabs refreshing at once, a retry after a lost answer), seconds; after that,
+    /// presenting it ends the session.
+    pub refresh_reuse_grace_secs: i64,
+    /// How many times, at most, a rotated refresh token is answered within the grace.
+    pub refresh_reuse_limit: i64,
+    /// Also send the refresh token as an HttpOnly cookie, which `/auth/refresh`
+    /// accepts from `http.public_url`'s origin or one of `http.cors_origins` with an
+    /// `X-Gatehouse-CSRF` header; `/auth/logout` clears it.
+    pub cookie: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -333,7 +354,7 @@ impl Default for Settings {
             database_max_connections: 16,
             jwt_secret: None,
             jwt_secret_file: None,
-            token_lifetime_secs: 3600,
+            token_lifetime_secs: 900,
             issuer: "gatehouse".into(),
             log: "info".into(),
             argon2: Argon2Settings::default(),
@@ -343,6 +364,19 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             mail: MailSettings::default(),
             passkeys: PasskeySettings::default(),
+            session: SessionSettings::default(),
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_timeout_secs: 7 * 24 * 3600,
+            absolute_lifetime_secs: 30 * 24 * 3600,
+            refresh_reuse_grace_secs: 30,
+            refresh_reuse_limit: 100,
+            cookie: false,
         }
     }
 }
@@ -619,6 +653,28 @@ impl Settings {
         }
         if o.timestamp_tolerance_secs < 1 {
             return bad("ownid.timestamp_tolerance_secs", "must be at least 1");
+        }
+        let se = &self.session;
+        if !(1..=365 * 24 * 3600).contains(&se.absolute_lifetime_secs) {
+            return bad(
+                "session.absolute_lifetime_secs",
+                "must be between 1 and 31536000 (a year)",
+            );
+        }
+        if !(1..=se.absolute_lifetime_secs).contains(&se.idle_timeout_secs) {
+            return bad(
+                "session.idle_timeout_secs",
+                "must be at least 1 and at most session.absolute_lifetime_secs",
+            );
+        }
+        if !(0..=300).contains(&se.refresh_reuse_grace_secs) {
+            return bad(
+                "session.refresh_reuse_grace_secs",
+                "must be between 0 and 300",
+            );
+        }
+        if !(1..=1000).contains(&se.refresh_reuse_limit) {
+            return bad("session.refresh_reuse_limit", "must be between 1 and 1000");
         }
         let r = &self.rate_limit;
         if r.login_failures < 1

@@ -1,7 +1,7 @@
 //! Gatehouse: an authentication server. Email/password accounts with HS512 JWTs,
 //! Login with SelfKey, and OwnID, on one user store (SQLite or PostgreSQL).
 //!
-//! Layout, outside in: `cli` and `http` (the surfaces), `accounts` (the rules),
+//! Layout, outside in: `cli` and `http` (the surfaces), `accounts` and `sessions` (the rules),
 //! `crypto` and `domain` (values and primitives), `store` (persistence).
 
 pub mod accounts;
@@ -18,4 +18,5 @@ pub mod mail;
 pub mod ownid_data;
 pub mod selfkey;
 pub mod signin;
+pub mod sessions;
 pub mod store;

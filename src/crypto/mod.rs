@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod link_token;
 pub mod ownid_signature;
 pub mod passwords;
+pub mod refresh;
 
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -2,19 +2,21 @@
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::client::client_of;
+use super::client::{SecureCookies, client_of};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::session::Session;
+use super::sessions::{TokenResponse, signed_in, signed_in_as};
 use crate::accounts::{AccountError, LoginClient};
 use crate::domain::{Email, Invalid, Password, SignInMethod};
+use crate::sessions::Device;
 
 /// Documents the `bearer` scheme that `/auth/me` (and every route taking an account
 /// token) names in its `security`.
@@ -73,17 +75,12 @@ pub struct LoginRequest {
 /// A password sign-in.
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
-    /// The account token (HS512 JWT).
-    pub token: String,
+    /// The session's tokens, as every sign-in gives them.
+    #[serde(flatten)]
+    pub tokens: TokenResponse,
     /// Send it back as `device_token` on this device's next logins (valid
     /// `rate_limit.device_token_ttl_secs`, 90 days; each login returns a fresh one).
     pub device_token: String,
-}
-
-/// An account token: an HS512 JWT.
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    pub token: String,
 }
 
 /// The signed-in account.
@@ -109,6 +106,8 @@ pub struct MeResponse {
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register(
     State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    device: Device,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let email = Email::parse(&required(req.email, "email")?, "email")?;
@@ -124,9 +123,9 @@ async fn register(
         (None, Some(_)) => None,
         (None, None) => return Err(Invalid::missing("password").into()),
     };
-    let token = app
+    let sign_in = app
         .accounts
-        .register(&email, password.as_ref(), ownid_data)
+        .register(&email, password.as_ref(), ownid_data, &device)
         .await
         .map_err(|e| match e {
             AccountError::EmailTaken => {
@@ -134,7 +133,7 @@ async fn register(
             }
             other => account_error(other),
         })?;
-    Ok(token_response(token))
+    Ok(signed_in(&app.settings, secure, sign_in))
 }
 
 /// Signs in with email and password.
@@ -148,6 +147,8 @@ async fn register(
 async fn login(
     State(app): State<AppState>,
     parts: axum::http::request::Parts,
+    SecureCookies(secure): SecureCookies,
+    device: Device,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     // An unreadable forwarded address was refused already by the per-address limit;
@@ -159,18 +160,17 @@ async fn login(
         address: super::limits::bucket(ip),
         device_token: req.device_token,
     };
-    let signed_in = app
+    let done = app
         .accounts
-        .login(&email, &password, &client)
+        .login(&email, &password, &client, &device)
         .await
         .map_err(account_error)?;
-    let mut res = axum::Json(LoginResponse {
-        token: signed_in.token,
-        device_token: signed_in.device_token,
-    })
-    .into_response();
-    no_store(&mut res);
-    Ok(res)
+    let cookie = done.sign_in.refresh_token.clone();
+    let body = LoginResponse {
+        tokens: done.sign_in.into(),
+        device_token: done.device_token,
+    };
+    Ok(signed_in_as(&app.settings, secure, &cookie, body))
 }
 
 /// The signed-in account and its ways to sign in.
@@ -178,7 +178,7 @@ async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = MeResponse),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn me(
     State(app): State<AppState>,
@@ -227,13 +227,6 @@ pub fn account_error(e: AccountError) -> ApiError {
         }
         AccountError::Internal(e) => ApiError::Internal(e),
     }
-}
-
-/// `{"token": …}` with `Cache-Control: no-store`.
-pub fn token_response(token: String) -> Response {
-    let mut res = axum::Json(TokenResponse { token }).into_response();
-    no_store(&mut res);
-    res
 }
 
 pub fn no_store(res: &mut Response) {

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
@@ -152,6 +152,21 @@ fn is_host(host: &str) -> bool {
 /// `X-Forwarded-Host` and `X-Forwarded-Proto` may be believed.
 pub fn from_trusted_proxy(parts: &Parts, app: &AppState) -> bool {
     peer(parts).is_some_and(|ip| trusted(&app.proxies, ip))
+}
+
+/// Whether the cookies of this answer get `Secure`: from the same scheme as the absolute
+/// URLs of `/config` ([`secure_cookies`]).
+pub struct SecureCookies(pub bool);
+
+impl FromRequestParts<AppState> for SecureCookies {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(SecureCookies(secure_cookies(parts, app)))
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// No valid account token.
     #[error("unauthorized")]
     Unauthorized,
+    /// A credential other than a bearer token (a refresh token) was refused: 401.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -81,6 +84,7 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return res;
             }
+            ApiError::Refused(m) => (StatusCode::UNAUTHORIZED, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m, None),

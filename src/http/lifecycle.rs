@@ -17,13 +17,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{account_error, no_store, required, token_response};
+use super::auth::{account_error, no_store, required};
+use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::{JsonBody, read_body};
-use crate::accounts::TokenEmail;
+use super::sessions::signed_in;
 use crate::app::App;
 use crate::domain::{Email, Password};
 use crate::lifecycle::{Lifecycle, LinkError};
+use crate::sessions::{Device, Via};
 
 pub fn router(app: &App) -> OpenApiRouter<AppState> {
     if app.lifecycle.is_none() {
@@ -93,12 +95,14 @@ async fn forgot(
 /// once; a refused password leaves it usable.
 #[utoipa::path(post, path = "/auth/password/reset", tag = "password", request_body = ResetRequest,
     responses(
-        (status = 200, description = "Password changed; signed in", body = super::auth::TokenResponse),
+        (status = 200, description = "Password changed; signed in", body = super::sessions::TokenResponse),
         (status = 400, description = "Invalid, used or expired token; missing or invalid password; unparsable body", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn reset(
     State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    device: Device,
     JsonBody(req): JsonBody<ResetRequest>,
 ) -> Result<Response, ApiError> {
     let token = required(req.token, "token")?;
@@ -113,8 +117,12 @@ async fn reset(
         .await
         .map_err(account_error)?
         .ok_or_else(|| ApiError::BadRequest(INVALID_LINK.into()))?;
-    let email = TokenEmail::of(&profile.account);
-    Ok(token_response(app.accounts.session_token(&account, email)))
+    let sign_in = app
+        .sessions
+        .start(&profile.account, Via::Password, &device)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(signed_in(&app.settings, secure, sign_in))
 }
 
 fn link_error(e: LinkError) -> ApiError {

@@ -13,6 +13,7 @@ pub mod ownid;
 pub mod passkeys;
 pub mod selfkey;
 pub mod session;
+pub mod sessions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +62,7 @@ pub fn router(app: AppState) -> Router {
         .merge(ownid::router(&app))
         .merge(passkeys::router())
         .merge(selfkey::router(&app.settings))
+        .merge(sessions::router())
         .split_for_parts();
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);
@@ -239,10 +241,16 @@ async fn purge_expired(app: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        match app.store.purge_expired(crate::domain::unix_now()).await {
+        let now = crate::domain::unix_now();
+        match app.store.purge_expired(now).await {
             Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+        }
+        match app.sessions.purge(now).await {
+            Ok(n) if n > 0 => tracing::debug!(sessions = n, "purged timed-out sessions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging timed-out sessions failed"),
         }
     }
 }

@@ -20,11 +20,13 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
-use super::auth::{TokenResponse, account_error, no_store, required, token_response};
+use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody, NO_ROUTE};
 use super::json;
+use super::sessions::{TokenResponse, token_response};
 use crate::app::App;
 use crate::domain::{Email, unix_now_millis};
+use crate::sessions::{Device, Via};
 use crate::store::OwnIdLookup;
 
 /// The OwnID routes under `ownid.base`; none when no shared secret is configured.
@@ -260,9 +262,10 @@ async fn get_session(app: &App, req: OwnIdSessionRequest) -> Result<Response, Ap
     let Some(email) = account_email(&login_id) else {
         return Ok(no_account(app));
     };
+    // The caller is OwnID's server, not the person's device: nothing to record of it.
     let token = app
         .accounts
-        .session_for_email(email.key())
+        .sign_in_by_email(email.key(), Via::Ownid, &Device::default())
         .await
         .map_err(account_error)?;
     Ok(match token {

@@ -1,20 +1,28 @@
 //! Authentication as an extractor: a handler that takes [`Session`] runs only for a
-//! request with a valid account token.
+//! request with a valid account token whose session still lives.
+
+use std::ops::Deref;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
 use super::AppState;
+use super::client;
 use super::error::ApiError;
-use crate::accounts::AccountClaims;
-use crate::crypto::jwt::Claims;
-use crate::domain::AccountId;
+use crate::sessions::{Authenticated, Device, SessionError};
 
-/// The signed-in account, from `Authorization: Bearer <account token>`.
-pub struct Session {
-    pub account: AccountId,
-    pub claims: Claims<AccountClaims>,
+/// The signed-in account, from `Authorization: Bearer <account token>`; its fields
+/// (`account`, `session`, `claims`) through [`Authenticated`].
+#[derive(Debug)]
+pub struct Session(pub Authenticated);
+
+impl Deref for Session {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -25,14 +33,14 @@ impl FromRequestParts<AppState> for Session {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
-        let claims = app.accounts.verify_session(token).map_err(|e| {
-            tracing::debug!(reason = %e, "account token refused");
-            ApiError::Unauthorized
-        })?;
-        Ok(Session {
-            account: AccountId(claims.sub.clone()),
-            claims,
-        })
+        match app.sessions.authenticate(token).await {
+            Ok(authenticated) => Ok(Session(authenticated)),
+            Err(SessionError::Refused(reason)) => {
+                tracing::debug!(reason, "account token refused");
+                Err(ApiError::Unauthorized)
+            }
+            Err(SessionError::Internal(e)) => Err(ApiError::Internal(e)),
+        }
     }
 }
 
@@ -42,4 +50,28 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The longest `User-Agent` kept with a session, in characters.
+const MAX_USER_AGENT: usize = 256;
+
+/// The device signing in: its `User-Agent` (cut to 256 characters) and address.
+impl FromRequestParts<AppState> for Device {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect::<String>())
+            .filter(|ua| !ua.is_empty());
+        Ok(Device {
+            user_agent,
+            ip: client::client_of(parts, app).ok().map(|ip| ip.to_string()),
+        })
+    }
 }

@@ -37,7 +37,20 @@ async fn register_returns_an_hs512_token_with_the_documented_claims(b: Backend) 
     assert_eq!(res.headers()["cache-control"], "no-store");
     let (status, body) = read(res).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body.as_object().unwrap().len(), 1, "only a token: {body}");
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["expires_in", "refresh_token", "token", "token_type"],
+        "{body}"
+    );
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
     let token = body["token"].as_str().unwrap();
     let (header, claims) = jwt_parts(token);
     assert_eq!(header, json!({"alg": "HS512", "typ": "JWT"}));
@@ -45,13 +58,15 @@ async fn register_returns_an_hs512_token_with_the_documented_claims(b: Backend) 
     assert_eq!(claims["iss"], "gatehouse");
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        3600
+        900
     );
+    assert_eq!(claims["sid"].as_str().unwrap().len(), 32);
+    assert_eq!(claims["auth_time"], claims["iat"]);
     assert!((claims["iat"].as_i64().unwrap() - unix_now()).abs() < 30);
     assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
     assert!(claims.get("kind").is_none());
     // The token verifies with the configured secret and names the new account.
-    let verified = app.app.accounts.verify_session(token).unwrap();
+    let verified = app.app.sessions.authenticate(token).await.unwrap();
     let profile = app
         .app
         .store
@@ -59,7 +74,8 @@ async fn register_returns_an_hs512_token_with_the_documented_claims(b: Backend) 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(verified.sub, profile.id.0);
+    assert_eq!(verified.account, profile.id);
+    assert_eq!(verified.session, claims["sid"].as_str().unwrap());
     assert!(
         profile
             .password_hash
@@ -294,12 +310,27 @@ async fn login_returns_a_token_for_the_right_password(b: Backend) {
     assert_eq!(res.headers()["cache-control"], "no-store");
     let (status, body) = read(res).await;
     assert_eq!(status, StatusCode::OK);
-    // The seed's `token`, and the lockout's device token (SECURITY.md).
+    // The seed's `token`, the session's, and the lockout's device token (SECURITY.md).
     let mut fields: Vec<&String> = body.as_object().unwrap().keys().collect();
     fields.sort();
-    assert_eq!(fields, ["device_token", "token"]);
+    assert_eq!(
+        fields,
+        [
+            "device_token",
+            "expires_in",
+            "refresh_token",
+            "token",
+            "token_type"
+        ]
+    );
+    assert_eq!(body["token_type"], "Bearer");
     let token = body["token"].as_str().unwrap();
     assert_ne!(token, registered, "each token has its own jti");
+    assert_ne!(
+        jwt_parts(token).1["sid"],
+        jwt_parts(&registered).1["sid"],
+        "each sign-in its own session"
+    );
     assert_eq!(jwt_parts(token).1["sub"], jwt_parts(&registered).1["sub"]);
     let (status, me) = app.me(token).await;
     assert_eq!(status, StatusCode::OK);

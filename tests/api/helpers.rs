@@ -99,6 +99,11 @@ impl TestApp {
         Self::start(settings, dir).await
     }
 
+    /// A second node on the same database (PostgreSQL: the same schema) and secret.
+    pub async fn spawn_beside(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(&self.app.settings.database_url(), configure).await
+    }
+
     /// A node on an existing database (another node's), configured by `configure`.
     pub async fn spawn_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
@@ -243,6 +248,33 @@ impl TestApp {
 
     pub async fn me(&self, token: &str) -> (StatusCode, Value) {
         read(self.get("/auth/me", Some(token)).await).await
+    }
+
+    /// Registers and returns the whole sign-in answer (token, refresh_token, …).
+    pub async fn signed_up(&self, email: &str, password: &str) -> Value {
+        let (status, body) = self.register(email, password).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
+        self.post_json(
+            "/auth/refresh",
+            &serde_json::json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// `POST /auth/logout` with the token and, if given, a scope.
+    pub async fn logout(&self, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(self.url("/auth/logout"))
+            .bearer_auth(token);
+        if let Some(scope) = scope {
+            req = req.json(&serde_json::json!({"scope": scope}));
+        }
+        read(req.send().await.unwrap()).await
     }
 }
 

@@ -238,10 +238,19 @@ async fn per_address_limit_covers_the_auth_routes_and_the_selfkey_mount(b: Backe
 
 async fn per_address_limit_leaves_token_checks_and_operations_alone(b: Backend) {
     let app = TestApp::spawn_with(b, per_address(2)).await;
-    let token = app
-        .app
-        .accounts
-        .session_token(&gatehouse::domain::AccountId::generate(), None);
+    let claims = gatehouse::accounts::AccountClaims {
+        email: None,
+        email_verified: None,
+        sid: gatehouse::crypto::random_id(),
+        auth_time: gatehouse::domain::unix_now(),
+    };
+    let (token, _) = app.app.tokens.issue(
+        gatehouse::crypto::jwt::TokenKind::Account,
+        &gatehouse::domain::AccountId::generate().0,
+        gatehouse::domain::unix_now(),
+        60,
+        claims,
+    );
     for _ in 0..5 {
         // An account that does not exist: a token check all the same.
         let (status, body) = app.me(&token).await;

@@ -19,5 +19,6 @@ mod passkeys;
 mod process;
 mod proxy;
 mod selfkey;
+mod sessions;
 mod token_attacks;
 mod wallet_emails;

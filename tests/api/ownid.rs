@@ -227,13 +227,15 @@ async fn set_get_and_session_for_a_passwordless_account(b: Backend) {
     assert_eq!(session.status, StatusCode::OK, "{}", session.body);
     assert_eq!(session.headers["cache-control"], "no-store");
     let body = session.json();
-    assert_eq!(body.as_object().unwrap().len(), 1, "only a token: {body}");
+    assert_eq!(body.as_object().unwrap().len(), 4, "the tokens: {body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["refresh_token"].is_string());
     let token = body["token"].as_str().unwrap();
     let (header, claims) = jwt_parts(token);
     assert_eq!(header, json!({"alg": "HS512", "typ": "JWT"}));
     assert_eq!(claims["sub"], jwt_parts(&registered).1["sub"]);
     assert_eq!(claims["email"], addr);
-    assert!(app.app.accounts.verify_session(token).is_ok());
+    assert!(app.app.sessions.authenticate(token).await.is_ok());
 
     let (status, me) = app.me(token).await;
     assert_eq!(status, StatusCode::OK);

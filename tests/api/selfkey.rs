@@ -518,11 +518,14 @@ async fn a_new_wallet_signs_up_and_signs_in(b: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["redirectTo"], "/");
     assert_eq!(body["redirectUrl"], "/");
-    assert_eq!(body.as_object().unwrap().len(), 3);
+    assert_eq!(body.as_object().unwrap().len(), 6, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert!(body["refresh_token"].is_string());
     let session = body["token"].as_str().unwrap();
     assert_eq!(
         cookie,
-        format!("gatehouse_session={session}; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600")
+        format!("gatehouse_session={session}; HttpOnly; SameSite=Lax; Path=/; Max-Age=900")
     );
     // The account token is an ordinary one: /auth/me shows the wallet. The email the
     // wallet shared is unverified: not the account's, and not in its token.

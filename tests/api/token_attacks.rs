@@ -313,11 +313,24 @@ async fn expired_premature_and_foreign_issuer_tokens_are_refused(b: Backend) {
         ("empty issuer", json!({"iss": ""})),
         ("exp as a string", json!({"exp": (now + 3600).to_string()})),
         ("exp as a float", json!({"exp": (now + 3600) as f64 + 0.5})),
+        ("exp as an array", json!({"exp": [now + 3600]})),
+        ("nbf as a string", json!({"nbf": (now - 60).to_string()})),
+        ("nbf as a float", json!({"nbf": (now - 60) as f64 + 0.5})),
+        ("nbf as an array", json!({"nbf": [now - 60]})),
+        (
+            "auth_time as a string",
+            json!({"auth_time": now.to_string()}),
+        ),
+        ("sid as a number", json!({"sid": 1})),
+        (
+            "a session that never existed",
+            json!({"sid": gatehouse::crypto::random_id()}),
+        ),
     ];
     for (what, changes) in cases {
         assert_refused(&app, what, &hs512(HS512, &with(changes))).await;
     }
-    for missing in ["exp", "iss", "sub", "iat", "jti"] {
+    for missing in ["exp", "iss", "sub", "iat", "jti", "sid", "auth_time"] {
         let mut c = claims.clone();
         c.as_object_mut().unwrap().remove(missing);
         assert_refused(&app, &format!("no {missing}"), &hs512(HS512, &c)).await;

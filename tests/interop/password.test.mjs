@@ -9,16 +9,20 @@ test('register and login tokens verify with jwt-simple HS512', async () => {
   const email = uniqueEmail();
   const reg = await post('/auth/register', { email, password: 'password123' });
   assert.equal(reg.status, 200);
-  assert.deepEqual(Object.keys(reg.body), ['token']);
+  assert.deepEqual(Object.keys(reg.body).sort(), ['expires_in', 'refresh_token', 'token', 'token_type']);
+  assert.equal(reg.body.token_type, 'Bearer');
+  assert.equal(reg.body.expires_in, 900);
   assert.equal(reg.headers.get('cache-control'), 'no-store');
 
   const claims = jwt.decode(reg.body.token, secret, false, 'HS512');
   assert.equal(claims.email, email);
   assert.equal(claims.email_verified, false);
   assert.equal(claims.iss, 'gatehouse');
-  assert.equal(claims.exp - claims.iat, 3600);
+  assert.equal(claims.exp - claims.iat, 900);
   assert.match(claims.sub, /^[0-9a-f-]{36}$/);
   assert.match(claims.jti, /^[0-9a-f]{32}$/);
+  assert.match(claims.sid, /^[0-9a-f]{32}$/);
+  assert.equal(claims.auth_time, claims.iat);
 
   const login = await post('/auth/login', { email, password: 'password123' });
   assert.equal(login.status, 200);
@@ -31,6 +35,28 @@ test('register and login tokens verify with jwt-simple HS512', async () => {
   assert.equal(account.id, claims.sub);
   assert.equal(account.email_verified, false);
   assert.deepEqual(account.sign_in_methods, [{ method: 'password' }]);
+});
+
+test('a refreshed token verifies with jwt-simple, keeps its session and sign-in time', async () => {
+  const email = uniqueEmail();
+  const reg = await post('/auth/register', { email, password: 'password123' });
+  const first = jwt.decode(reg.body.token, secret, false, 'HS512');
+  const next = await post('/auth/refresh', { refresh_token: reg.body.refresh_token });
+  assert.equal(next.status, 200);
+  assert.notEqual(next.body.refresh_token, reg.body.refresh_token);
+  const claims = jwt.decode(next.body.token, secret, false, 'HS512');
+  assert.equal(claims.sub, first.sub);
+  assert.equal(claims.sid, first.sid);
+  assert.equal(claims.auth_time, first.auth_time);
+
+  const out = await fetch(`${base}/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${next.body.token}` } });
+  assert.equal(out.status, 204);
+  const me = await fetch(`${base}/auth/me`, { headers: { authorization: `Bearer ${next.body.token}` } });
+  assert.equal(me.status, 401);
+  assert.deepEqual(await me.json(), { message: 'A valid bearer token is required.' });
+  // Still a well-signed, unexpired token: integrators verifying on their own accept it
+  // until it expires, which is why it lives 15 minutes.
+  assert.equal(jwt.decode(next.body.token, secret, false, 'HS512').sid, first.sid);
 });
 
 test('jwt-simple rejects a tampered token, a wrong secret and another algorithm', async () => {

@@ -87,7 +87,7 @@ async function signIn(root, walletJwt, meta) {
   assert.equal(login.headers.get('access-control-allow-origin'), page.origin);
   assert.equal(login.body.redirectTo, '/');
   assert.equal(login.body.redirectUrl, '/');
-  assert.match(login.headers.get('set-cookie'), /^gatehouse_session=[\w-]+\.[\w-]+\.[\w-]+; HttpOnly; SameSite=Lax; Path=\/; Max-Age=3600$/);
+  assert.match(login.headers.get('set-cookie'), /^gatehouse_session=[\w-]+\.[\w-]+\.[\w-]+; HttpOnly; SameSite=Lax; Path=\/; Max-Age=900$/);
   // The login token was for one use.
   const again = await call(`${root}/login`, {
     method: 'POST', headers: page, json: { token: token.body.token },
@@ -136,7 +136,7 @@ test('a new wallet signs up with a multipart body and a document, then signs in'
   // The email the wallet typed in is not the account's: no email claim at all.
   assert.equal(claims.email, undefined);
   assert.equal(claims.email_verified, undefined);
-  assert.equal(claims.exp - claims.iat, 3600);
+  assert.equal(claims.exp - claims.iat, 900);
   const profile = await me(account);
   assert.equal(profile.status, 200);
   assert.equal(profile.body.id, claims.sub);

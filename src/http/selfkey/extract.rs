@@ -221,20 +221,7 @@ impl FromRequestParts<AppState> for PublicBase {
     }
 }
 
-/// Whether the session cookie gets `Secure`: from the same scheme as the absolute
-/// URLs of `/config` ([`client::secure_cookies`]).
-pub struct SecureCookies(pub bool);
-
-impl FromRequestParts<AppState> for SecureCookies {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(SecureCookies(client::secure_cookies(parts, app)))
-    }
-}
+pub use crate::http::client::SecureCookies;
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use super::AppState;
 use super::auth::no_store;
 use super::error::ApiError;
 use super::session::{Session, bearer_token};
-use crate::accounts::TokenEmail;
+use super::sessions;
 use crate::app::App;
 use crate::config::Settings;
 use crate::crypto::eth::{Address, Did, PublicKey, Signature};
@@ -27,6 +27,8 @@ use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
 use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted};
+
+use crate::sessions::{Device, Via};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
 use extract::{Body, PublicBase, SecureCookies, WalletSession};
 
@@ -333,6 +335,12 @@ pub struct LoginResponse {
     redirect_url: String,
     /// An account token, as `/auth/login` gives.
     token: String,
+    /// As `/auth/login` gives.
+    refresh_token: String,
+    /// The account token's lifetime, seconds.
+    expires_in: i64,
+    /// Always `Bearer`.
+    token_type: &'static str,
 }
 
 /// Exchanges a login token, once, for the account's session: an account token in
@@ -345,6 +353,7 @@ pub struct LoginResponse {
 async fn login(
     State(app): State<AppState>,
     SecureCookies(secure): SecureCookies,
+    device: Device,
     body: Result<Body<LoginRequest>, SelfKeyApiError>,
 ) -> Result<Response, SelfKeyApiError> {
     let settings = &app.settings.selfkey;
@@ -367,17 +376,30 @@ async fn login(
                 other => other.into(),
             })
         })?;
-    let session = app
-        .accounts
-        .session_token(&account.id, TokenEmail::of(&account));
-    let cookie = session_cookie(&app.settings, &session, secure)
+    let sign_in = app
+        .sessions
+        .start(&account, Via::Selfkey, &device)
+        .await
+        .map_err(|e| fail(SelfKeyApiError::internal(e.into())))?;
+    let cookie = session_cookie(&app.settings, &sign_in.token, secure)
         .map_err(|e| fail(SelfKeyApiError::internal(e)))?;
+    let refresh_cookie = app
+        .settings
+        .session
+        .cookie
+        .then(|| sessions::refresh_cookie(&app.settings, secure, Some(&sign_in.refresh_token)));
     let mut res = created(LoginResponse {
         redirect_to: settings.redirect_to.clone(),
         redirect_url: settings.redirect_to.clone(),
-        token: session,
+        token: sign_in.token,
+        refresh_token: sign_in.refresh_token,
+        expires_in: sign_in.expires_in,
+        token_type: "Bearer",
     });
     res.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(refresh_cookie) = refresh_cookie {
+        res.headers_mut().append(header::SET_COOKIE, refresh_cookie);
+    }
     Ok(res)
 }
 

@@ -1,0 +1,404 @@
+//! Sessions over HTTP: the answer every sign-in gives, `/auth/refresh`, `/auth/logout`
+//! and `/auth/sessions`; in cookie mode, the refresh cookie and its CSRF defence.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::{no_store, rfc3339};
+use super::client::SecureCookies;
+use super::error::{ApiError, ErrorBody};
+use super::json;
+use super::session::Session;
+use crate::config::Settings;
+use crate::domain::Invalid;
+use crate::sessions::{Scope, SessionError, SignIn};
+
+/// The header a browser must send with a cookie refresh: a page on another site cannot
+/// add it without a CORS preflight that only listed origins pass.
+pub const CSRF_HEADER: &str = "x-gatehouse-csrf";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(list_sessions))
+        .routes(routes!(end_session))
+}
+
+/// A signed-in session: the account token, the refresh token, and how long the
+/// account token lives.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// An account token: an HS512 JWT (or EdDSA/ES256 with `jwt.algorithm`) with
+    /// `sid` and `auth_time` claims.
+    pub token: String,
+    /// Exchanges at `POST /auth/refresh` for the next tokens; single-use.
+    pub refresh_token: String,
+    /// The account token's lifetime, seconds.
+    pub expires_in: i64,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+}
+
+impl From<SignIn> for TokenResponse {
+    fn from(s: SignIn) -> Self {
+        TokenResponse {
+            token: s.token,
+            refresh_token: s.refresh_token,
+            expires_in: s.expires_in,
+            token_type: "Bearer",
+        }
+    }
+}
+
+/// The tokens of a sign-in, `no-store`.
+pub fn token_response(sign_in: SignIn) -> Response {
+    let mut res = axum::Json(TokenResponse::from(sign_in)).into_response();
+    no_store(&mut res);
+    res
+}
+
+/// The answer of a browser-facing sign-in or refresh: the tokens, and in cookie mode
+/// the refresh cookie (`secure`: [`SecureCookies`]).
+pub fn signed_in(settings: &Settings, secure: bool, sign_in: SignIn) -> Response {
+    let refresh_token = sign_in.refresh_token.clone();
+    signed_in_as(
+        settings,
+        secure,
+        &refresh_token,
+        TokenResponse::from(sign_in),
+    )
+}
+
+/// [`signed_in`] with a body of the route's own that carries the tokens.
+pub fn signed_in_as(
+    settings: &Settings,
+    secure: bool,
+    refresh_token: &str,
+    body: impl Serialize,
+) -> Response {
+    let mut res = axum::Json(body).into_response();
+    no_store(&mut res);
+    if settings.session.cookie {
+        let cookie = refresh_cookie(settings, secure, Some(refresh_token));
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    res
+}
+
+/// The refresh cookie's name. On https (`secure`, [`SecureCookies`]) it is `__Host-`:
+/// the browser then holds it to `Secure`, `Path=/` and no `Domain`, so no other host (a
+/// sibling subdomain) can set or shadow it. On plain http (development) it is scoped
+/// to the `/auth` routes.
+pub fn refresh_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-gatehouse-refresh"
+    } else {
+        "gatehouse-refresh"
+    }
+}
+
+/// `Set-Cookie` for the refresh token, or (`None`) clearing it.
+pub fn refresh_cookie(settings: &Settings, secure: bool, token: Option<&str>) -> HeaderValue {
+    let name = refresh_cookie_name(secure);
+    let scope = if secure {
+        "Path=/; Secure"
+    } else {
+        "Path=/auth"
+    };
+    let (value, max_age) = match token {
+        Some(token) => (token, settings.session.absolute_lifetime_secs),
+        None => ("", 0),
+    };
+    let cookie = format!("{name}={value}; HttpOnly; SameSite=Strict; {scope}; Max-Age={max_age}");
+    HeaderValue::from_str(&cookie).expect("refresh tokens and cookie names are header-safe")
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF defence of a cookie refresh: the browser's `Origin` is `http.public_url`'s
+/// or one of `http.cors_origins`, and the custom header is there.
+fn csrf_checked(settings: &Settings, headers: &HeaderMap) -> bool {
+    let has_header = headers
+        .get(CSRF_HEADER)
+        .is_some_and(|v| !v.as_bytes().is_empty());
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let public = settings.http.public_url.as_deref().and_then(origin_of);
+    let listed = public
+        .iter()
+        .map(String::as_str)
+        .chain(
+            settings
+                .http
+                .cors_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/')),
+        )
+        .any(|allowed| allowed.eq_ignore_ascii_case(origin));
+    has_header && listed
+}
+
+/// `scheme://host[:port]` of an absolute URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    /// The refresh token of the last answer. In cookie mode it may instead come as the
+    /// cookie, from a listed origin with the `X-Gatehouse-CSRF` header.
+    #[schema(value_type = String)]
+    refresh_token: Option<String>,
+}
+
+/// Exchanges a refresh token for the session's next tokens. The previous token,
+/// presented again within `session.refresh_reuse_grace_secs`, gets the current ones;
+/// after that it ends the session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "sessions", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The next tokens", body = TokenResponse),
+        (status = 400, description = "No refresh token, or an unparsable body", body = ErrorBody),
+        (status = 401, description = "Unknown, expired or revoked refresh token", body = ErrorBody),
+        (status = 403, description = "A cookie refresh without the CSRF defence", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn refresh(
+    State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let settings = &app.settings;
+    let token = match body_token(req, settings).await? {
+        Some(token) => token,
+        None if settings.session.cookie => {
+            let token = cookie(&headers, refresh_cookie_name(secure))
+                .ok_or_else(|| Invalid::missing("refresh_token"))?;
+            if !csrf_checked(settings, &headers) {
+                return Err(ApiError::Forbidden(
+                    "A refresh by cookie needs an allowed Origin and the X-Gatehouse-CSRF header."
+                        .into(),
+                ));
+            }
+            token.to_owned()
+        }
+        None => return Err(Invalid::missing("refresh_token").into()),
+    };
+    match app.sessions.refresh(&token).await {
+        Ok(sign_in) => Ok(signed_in(settings, secure, sign_in)),
+        Err(SessionError::Refused(reason)) => {
+            tracing::debug!(reason, "refresh refused");
+            Err(ApiError::Refused(
+                "The refresh token is invalid, expired or revoked.".into(),
+            ))
+        }
+        Err(SessionError::Internal(e)) => Err(ApiError::Internal(e)),
+    }
+}
+
+/// The body's `refresh_token`; `None` for an empty body (a cookie refresh) or none given.
+async fn body_token(req: Request, settings: &Settings) -> Result<Option<String>, ApiError> {
+    let is_json = json::is_json(&req);
+    let bytes = json::read_body(req, settings.http.body_limit_bytes).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !is_json {
+        return Err(ApiError::Unparsable(
+            "The request body must be JSON, sent with Content-Type: application/json.".into(),
+        ));
+    }
+    let body: RefreshRequest = json::parse(&bytes)?;
+    Ok(body.refresh_token.filter(|t| !t.is_empty()))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutRequest {
+    /// `local` (this session, the default), `others` (every other session of the
+    /// account) or `global` (all of them).
+    #[serde(default)]
+    scope: Scope,
+}
+
+/// Signs out: ends this session, the account's other sessions, or all of them. In
+/// cookie mode the refresh cookie is cleared.
+#[utoipa::path(post, path = "/auth/logout", tag = "sessions",
+    security(("bearer" = [])),
+    request_body(content = Option<LogoutRequest>, description = "Optional; an empty body signs out locally"),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 400, description = "An unknown scope, or an unparsable body", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn logout(
+    State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    session: Session,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let is_json = json::is_json(&req);
+    let bytes = json::read_body(req, app.settings.http.body_limit_bytes).await?;
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else if is_json {
+        json::parse(&bytes)?
+    } else {
+        return Err(ApiError::Unparsable(
+            "The request body must be JSON, sent with Content-Type: application/json.".into(),
+        ));
+    };
+    app.sessions
+        .sign_out(&session, body.scope)
+        .await
+        .map_err(session_error)?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if app.settings.session.cookie {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            refresh_cookie(&app.settings, secure, None),
+        );
+    }
+    no_store(&mut res);
+    Ok(res)
+}
+
+/// One session, as its account sees it.
+#[derive(Serialize, ToSchema)]
+pub struct SessionItem {
+    id: String,
+    /// RFC 3339, UTC.
+    created_at: String,
+    /// The last refresh (or the sign-in), RFC 3339, UTC.
+    last_used_at: String,
+    /// How the session began: `password`, `selfkey`, `ownid`, …
+    method: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    /// The session of the token that asked.
+    current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    sessions: Vec<SessionItem>,
+}
+
+/// The signed-in account's live sessions, oldest first.
+#[utoipa::path(get, path = "/auth/sessions", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The sessions", body = SessionList),
+        (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn list_sessions(
+    State(app): State<AppState>,
+    session: Session,
+) -> Result<Response, ApiError> {
+    let records = app
+        .sessions
+        .list(&session.account)
+        .await
+        .map_err(session_error)?;
+    let sessions = records
+        .into_iter()
+        .map(|r| SessionItem {
+            current: r.id == session.session,
+            id: r.id,
+            created_at: rfc3339(r.created_at),
+            last_used_at: rfc3339(r.last_used_at),
+            method: r.method,
+            user_agent: r.user_agent,
+            ip: r.ip,
+        })
+        .collect();
+    let mut res = axum::Json(SessionList { sessions }).into_response();
+    no_store(&mut res);
+    Ok(res)
+}
+
+/// Ends one session of the signed-in account (this one included).
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A session id from GET /auth/sessions")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 404, description = "The account has no such session", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn end_session(
+    State(app): State<AppState>,
+    session: Session,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError::NotFound("No such session.".into());
+    let Path(id) = id.map_err(|_| not_found())?;
+    let ended = app
+        .sessions
+        .end(&session.account, &id)
+        .await
+        .map_err(session_error)?;
+    if ended {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}
+
+fn session_error(e: SessionError) -> ApiError {
+    match e {
+        SessionError::Refused(_) => ApiError::Unauthorized,
+        SessionError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_of_urls() {
+        assert_eq!(
+            origin_of("https://auth.example.com/base/").as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin_of("nope"), None);
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "a=1; gatehouse-refresh=xyz".parse().unwrap(),
+        );
+        h.append(header::COOKIE, "x-gatehouse-refresh=evil".parse().unwrap());
+        assert_eq!(cookie(&h, "gatehouse-refresh"), Some("xyz"));
+        assert_eq!(cookie(&h, "refresh"), None);
+    }
+}

@@ -1,0 +1,343 @@
+//! Sessions: what every sign-in method ends in, and what every account token names.
+//! Knows nothing of HTTP or SQL.
+//!
+//! A sign-in starts a session ([`Sessions::start`]) and gets a short-lived account token
+//! (the `sid` claim names the session) and a refresh token. Every request with an
+//! account token checks that its session still lives ([`Sessions::authenticate`]), so
+//! ending a session refuses all its tokens at once, on every node.
+//!
+//! Refresh tokens rotate: each refresh returns the next one. The previous token,
+//! presented again within the grace (another tab, a retry after a lost answer), gets the
+//! session's current tokens, a bounded number of times. An older token, or the previous
+//! one after the grace, can only come from a copy: the whole session ends, with
+//! whatever successor a concurrent refresh issued, because ending is by session.
+
+use std::sync::Arc;
+
+use crate::accounts::{AccountClaims, account_claims};
+use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
+use crate::crypto::random_id;
+use crate::crypto::refresh::RefreshKey;
+use crate::domain::{Account, AccountId, unix_now};
+use crate::store::sessions::{NewSession, Refresh, RefreshRules, SessionRecord};
+use crate::store::{DynStore, StoreError};
+
+/// How long sessions and their tokens live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Account tokens' lifetime.
+    pub access_ttl_secs: i64,
+    /// A session not refreshed for this long ends.
+    pub idle_secs: i64,
+    /// A session ends this long after its sign-in, refreshed or not.
+    pub absolute_secs: i64,
+    /// How long a rotated refresh token still gets the session's current tokens.
+    pub reuse_grace_secs: i64,
+    /// How many times, at most, per rotation.
+    pub max_replays: i64,
+}
+
+/// How a session began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Password,
+    Selfkey,
+    Ownid,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Password => "password",
+            Via::Selfkey => "selfkey",
+            Via::Ownid => "ownid",
+        }
+    }
+}
+
+/// What is known of the device signing in, shown in its account's list of sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What a sign-in or a refresh hands the client.
+#[derive(Clone)]
+pub struct SignIn {
+    /// The account token (a JWT).
+    pub token: String,
+    pub refresh_token: String,
+    /// The account token's lifetime, seconds.
+    pub expires_in: i64,
+    /// The session's id: the token's `sid`.
+    pub session: String,
+}
+
+impl std::fmt::Debug for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn")
+            .field("token", &"<hidden>")
+            .field("refresh_token", &"<hidden>")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+/// A verified account token whose session lives.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub account: AccountId,
+    /// The session id (`sid`).
+    pub session: String,
+    pub claims: Claims<AccountClaims>,
+}
+
+impl Authenticated {
+    /// True if the person signed in (not refreshed: authenticated) within `secs`
+    /// seconds of `now`: for actions that want a fresh sign-in.
+    pub fn signed_in_within(&self, secs: i64, now: i64) -> bool {
+        signed_in_recently(self.claims.extra.auth_time, secs, now)
+    }
+}
+
+/// True if a sign-in at `auth_time` was within `secs` seconds of `now` (and not in the
+/// future, which no honest clock gives).
+pub fn signed_in_recently(auth_time: i64, secs: i64, now: i64) -> bool {
+    auth_time <= now && now - auth_time <= secs
+}
+
+/// Which sessions a sign-out ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// This session only.
+    #[default]
+    Local,
+    /// Every other session of the account.
+    Others,
+    /// Every session of the account, this one included.
+    Global,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The token is not one we issued, has expired, or its session has ended.
+    #[error("the token was refused: {0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> Self {
+        SessionError::Internal(e.into())
+    }
+}
+
+impl From<TokenError> for SessionError {
+    fn from(e: TokenError) -> Self {
+        SessionError::Refused(match e {
+            TokenError::Malformed => "malformed",
+            TokenError::Algorithm => "algorithm",
+            TokenError::Signature => "signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not yet valid",
+            TokenError::Issuer => "issuer",
+            TokenError::Kind => "kind",
+        })
+    }
+}
+
+pub struct Sessions {
+    store: DynStore,
+    tokens: Arc<TokenKeys>,
+    refresh: RefreshKey,
+    policy: SessionPolicy,
+}
+
+impl Sessions {
+    pub fn new(
+        store: DynStore,
+        tokens: Arc<TokenKeys>,
+        refresh: RefreshKey,
+        policy: SessionPolicy,
+    ) -> Self {
+        Sessions {
+            store,
+            tokens,
+            refresh,
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.policy
+    }
+
+    /// Starts a session for `account`, signed in just now by `method`: the one call
+    /// every sign-in method ends in.
+    pub async fn start(
+        &self,
+        account: &Account,
+        method: Via,
+        device: &Device,
+    ) -> Result<SignIn, SessionError> {
+        let now = unix_now();
+        let p = &self.policy;
+        let expires_at = now + p.absolute_secs;
+        let session = NewSession {
+            id: random_id(),
+            account: account.id.clone(),
+            method: method.as_str().to_owned(),
+            user_agent: device.user_agent.clone(),
+            ip: device.ip.clone(),
+            now,
+            idle_expires_at: (now + p.idle_secs).min(expires_at),
+            expires_at,
+        };
+        self.store.sessions().create_session(&session).await?;
+        tracing::info!(account = %account.id.0, session = %session.id, method = method.as_str(), "session started");
+        Ok(self.sign_in(account, &session.id, 0, now, now))
+    }
+
+    /// The tokens of generation `generation` of a session.
+    fn sign_in(
+        &self,
+        account: &Account,
+        session: &str,
+        generation: i64,
+        auth_time: i64,
+        now: i64,
+    ) -> SignIn {
+        let claims = account_claims(account, session, auth_time);
+        let ttl = self.policy.access_ttl_secs;
+        let (token, _) = self
+            .tokens
+            .issue(TokenKind::Account, &account.id.0, now, ttl, claims);
+        SignIn {
+            token,
+            refresh_token: self.refresh.token(session, generation),
+            expires_in: ttl,
+            session: session.to_owned(),
+        }
+    }
+
+    /// Exchanges a refresh token for the session's next tokens (or, for the previous
+    /// token within the grace, its current ones).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<SignIn, SessionError> {
+        let claim = self
+            .refresh
+            .open(refresh_token)
+            .ok_or(SessionError::Refused("not a refresh token"))?;
+        let now = unix_now();
+        let p = &self.policy;
+        let rules = RefreshRules {
+            now,
+            idle_secs: p.idle_secs,
+            grace_secs: p.reuse_grace_secs,
+            max_replays: p.max_replays,
+        };
+        let outcome = self
+            .store
+            .sessions()
+            .refresh_session(&claim.session, claim.generation, rules)
+            .await?;
+        match outcome {
+            Refresh::Rotated(s) | Refresh::Replayed(s) => {
+                Ok(self.sign_in(&s.account, &s.id, s.generation, s.auth_time, now))
+            }
+            Refresh::Revoked => {
+                tracing::warn!(session = %claim.session, generation = claim.generation,
+                    "a rotated refresh token was reused after its grace: session ended");
+                Err(SessionError::Refused("reused refresh token"))
+            }
+            Refresh::Refused => Err(SessionError::Refused("no live session")),
+        }
+    }
+
+    /// Verifies an account token and checks that its session lives.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, SessionError> {
+        let now = unix_now();
+        let claims: Claims<AccountClaims> = self.tokens.verify(TokenKind::Account, token, now)?;
+        let account = AccountId(claims.sub.clone());
+        let session = claims.extra.sid.clone();
+        let live = self
+            .store
+            .sessions()
+            .session_is_live(&session, &account, now)
+            .await?;
+        if !live {
+            return Err(SessionError::Refused("session ended"));
+        }
+        Ok(Authenticated {
+            account,
+            session,
+            claims,
+        })
+    }
+
+    /// The account's live sessions, oldest first.
+    pub async fn list(&self, account: &AccountId) -> Result<Vec<SessionRecord>, SessionError> {
+        Ok(self
+            .store
+            .sessions()
+            .sessions_of(account, unix_now())
+            .await?)
+    }
+
+    /// Ends one session of the account; false if it has none with this id.
+    pub async fn end(&self, account: &AccountId, session: &str) -> Result<bool, SessionError> {
+        let ended = self.store.sessions().end_session(account, session).await?;
+        if ended {
+            tracing::info!(account = %account.0, session, "session ended");
+        }
+        Ok(ended)
+    }
+
+    /// Signs out of the sessions `scope` names, from session `current`.
+    pub async fn sign_out(
+        &self,
+        current: &Authenticated,
+        scope: Scope,
+    ) -> Result<(), SessionError> {
+        let store = self.store.sessions();
+        let account = &current.account;
+        let ended = match scope {
+            Scope::Local => u64::from(store.end_session(account, &current.session).await?),
+            Scope::Others => store.end_sessions(account, Some(&current.session)).await?,
+            Scope::Global => store.end_sessions(account, None).await?,
+        };
+        tracing::info!(account = %account.0, session = %current.session, ?scope, ended, "signed out");
+        Ok(())
+    }
+
+    /// Ends every session of an account (a password reset, a disabled account): every
+    /// token of theirs is refused from now on, on every node. How many ended.
+    pub async fn revoke_all(&self, account: &AccountId) -> Result<u64, SessionError> {
+        let ended = self.store.sessions().end_sessions(account, None).await?;
+        tracing::info!(account = %account.0, ended, "every session of the account ended");
+        Ok(ended)
+    }
+
+    /// Deletes the sessions that timed out.
+    pub async fn purge(&self, now: i64) -> Result<u64, SessionError> {
+        Ok(self.store.sessions().purge_sessions(now).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_sign_in() {
+        assert!(signed_in_recently(1000, 300, 1000));
+        assert!(signed_in_recently(1000, 300, 1300));
+        assert!(!signed_in_recently(1000, 300, 1301));
+        assert!(
+            !signed_in_recently(1001, 300, 1000),
+            "a sign-in in the future"
+        );
+    }
+}
