@@ -16,8 +16,8 @@ use crate::domain::Secret;
 use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
-use crate::signin::passkeys::Passkeys;
 use crate::sessions::{SessionPolicy, Sessions};
+use crate::signin::passkeys::Passkeys;
 use crate::store::{self, DynStore};
 
 pub struct App {

@@ -17,6 +17,6 @@ pub mod lockout;
 pub mod mail;
 pub mod ownid_data;
 pub mod selfkey;
-pub mod signin;
 pub mod sessions;
+pub mod signin;
 pub mod store;

@@ -43,6 +43,7 @@ pub enum Via {
     Password,
     Selfkey,
     Ownid,
+    Passkey,
 }
 
 impl Via {
@@ -51,6 +52,7 @@ impl Via {
             Via::Password => "password",
             Via::Selfkey => "selfkey",
             Via::Ownid => "ownid",
+            Via::Passkey => "passkey",
         }
     }
 }

@@ -14,11 +14,14 @@ use utoipa_axum::routes;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
-use super::auth::{TokenResponse, no_store, rfc3339};
+use super::auth::{no_store, rfc3339};
+use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::session::Session;
+use super::sessions::{TokenResponse, signed_in};
 use crate::domain::{AccountId, unix_now};
+use crate::sessions::{Device, SignIn, Via};
 use crate::signin::passkeys::{Begun, PasskeyError};
 use crate::store::PasskeySummary;
 
@@ -173,6 +176,7 @@ async fn register_options(
 async fn register(
     State(app): State<AppState>,
     session: MaybeSession,
+    device: Device,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Response, PasskeyApiError> {
     let account = match &session.0 {
@@ -183,9 +187,10 @@ async fn register(
         .passkeys
         .finish_registration(&req.ceremony, &req.credential, req.name, account.as_ref())
         .await?;
-    let session = registered.new_account.map(|id| TokenResponse {
-        token: sign_in(&app, &id),
-    });
+    let session = match registered.new_account {
+        Some(id) => Some(TokenResponse::from(sign_in(&app, &id, &device).await?)),
+        None => None,
+    };
     let body = RegisteredResponse {
         passkey: passkey_response(registered.passkey),
         session,
@@ -216,6 +221,8 @@ async fn login_options(State(app): State<AppState>) -> Result<Response, PasskeyA
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
     State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    device: Device,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, PasskeyApiError> {
     let account = app
@@ -223,7 +230,8 @@ async fn login(
         .finish_login(&req.ceremony, &req.credential)
         .await
         .map_err(PasskeyApiError::SignIn)?;
-    Ok(super::auth::token_response(sign_in(&app, &account)))
+    let sign_in = sign_in(&app, &account, &device).await?;
+    Ok(signed_in(&app.settings, secure, sign_in))
 }
 
 /// The signed-in account's passkeys.
@@ -293,17 +301,29 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Every passkey sign-in ends here: the account's session.
-// TODO(#10): the session model's sign-in result once it lands.
-fn sign_in(app: &AppState, account: &AccountId) -> String {
-    app.accounts.session_token(account, None)
+/// Every passkey sign-in ends here: a session of the account.
+async fn sign_in(
+    app: &AppState,
+    account: &AccountId,
+    device: &Device,
+) -> Result<SignIn, PasskeyApiError> {
+    let internal = |e: anyhow::Error| PasskeyApiError::Api(ApiError::Internal(e));
+    let profile = app
+        .accounts
+        .profile(account)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| internal(anyhow::anyhow!("a passkey's account is gone")))?;
+    app.sessions
+        .start(&profile.account, Via::Passkey, device)
+        .await
+        .map_err(|e| internal(e.into()))
 }
 
-/// The session's account if it signed in recently enough to change how it signs in.
-// The token's issue time stands for the sign-in time until #10's `auth_time` lands.
+/// The session's account if it signed in recently enough to change how it signs in
+/// (its `auth_time`, which a refresh does not move).
 fn recent_sign_in(app: &AppState, session: &Session) -> Result<AccountId, PasskeyApiError> {
-    let age = unix_now() - session.claims.iat;
-    if age > app.passkeys.recent_sign_in_secs {
+    if !session.signed_in_within(app.passkeys.recent_sign_in_secs, unix_now()) {
         return Err(PasskeyApiError::RecentSignInRequired);
     }
     Ok(session.account.clone())

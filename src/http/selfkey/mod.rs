@@ -27,7 +27,6 @@ use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
 use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted};
-
 use crate::sessions::{Device, Via};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
 use extract::{Body, PublicBase, SecureCookies, WalletSession};
