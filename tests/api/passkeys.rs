@@ -398,15 +398,23 @@ async fn adding_a_passkey_needs_a_recent_sign_in(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.passkeys.recent_sign_in_secs = 60).await;
     let token = app.registered(&email(), "correct horse").await;
     let account = sub(&token);
+    // A token of the same live session whose sign-in was two minutes ago.
+    let sid = jwt_parts(&token).1["sid"].as_str().unwrap().to_string();
+    let signed_in = gatehouse::domain::unix_now() - 120;
     let stale = app
         .app
         .tokens
         .issue(
             gatehouse::crypto::jwt::TokenKind::Account,
             &account,
-            gatehouse::domain::unix_now() - 120,
+            signed_in,
             3600,
-            gatehouse::accounts::AccountClaims::default(),
+            gatehouse::accounts::AccountClaims {
+                email: None,
+                email_verified: None,
+                sid,
+                auth_time: signed_in,
+            },
         )
         .0;
     let (status, me) = app.me(&stale).await;
