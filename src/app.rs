@@ -18,6 +18,7 @@ use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::signin::passkeys::Passkeys;
+use crate::signin::siwe::Policy;
 use crate::store::{self, DynStore};
 
 pub struct App {
@@ -33,6 +34,8 @@ pub struct App {
     /// Password reset and the other mails; `None` when `mail.enabled` is off.
     pub lifecycle: Option<Lifecycle>,
     pub passkeys: Passkeys,
+    /// What a SIWE message must satisfy.
+    pub siwe: Policy,
 }
 
 impl App {
@@ -102,6 +105,16 @@ impl App {
             let p = &settings.passkeys;
             tracing::info!(rp_id = %p.rp_id, origins = ?p.origins, "passkeys: on");
         }
+        let siwe = Policy {
+            origins: settings.siwe_origins(),
+            chain_ids: settings.siwe.chain_ids.clone(),
+            nonce_ttl_secs: settings.siwe.nonce_ttl_secs,
+            issued_at_skew_secs: Some(settings.siwe.issued_at_skew_secs),
+        };
+        if settings.siwe.enabled {
+            let origins: Vec<String> = siwe.origins.iter().map(ToString::to_string).collect();
+            tracing::info!(origins = ?origins, chain_ids = ?siwe.chain_ids, "SIWE: on");
+        }
         Ok(App {
             lifecycle,
             settings,
@@ -112,6 +125,7 @@ impl App {
             proxies,
             ownid,
             passkeys,
+            siwe,
         })
     }
 }

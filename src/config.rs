@@ -61,6 +61,8 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Passkeys (WebAuthn): the relying party and the ceremonies.
     pub passkeys: PasskeySettings,
+    /// Sign-In with Ethereum (EIP-4361).
+    pub siwe: SiweSettings,
     /// Sessions: how long they last, refresh-token rotation, browser cookies.
     pub session: SessionSettings,
 }
@@ -198,6 +200,28 @@ pub struct OwnIdSettings {
     pub legacy_responses: bool,
     /// Largest `ownIdData`, bytes.
     pub max_data_bytes: usize,
+}
+
+/// Sign-In with Ethereum (EIP-4361): `GET /auth/siwe/nonce`, `POST /auth/siwe`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiweSettings {
+    /// Serve the SIWE routes.
+    pub enabled: bool,
+    /// The sites messages may be for, as origins (`https://app.example.com`): a
+    /// message's domain (and its scheme, when it names one) must be one of them, and
+    /// its URI must be on one of them. Never taken from the request. Empty: the origin
+    /// of `http.public_url`, else `http://localhost:8080`.
+    #[serde(deserialize_with = "list")]
+    pub domains: Vec<String>,
+    /// The EIP-155 chain ids a message may name.
+    #[serde(deserialize_with = "u64_list")]
+    pub chain_ids: Vec<u64>,
+    /// How long a nonce can be used, seconds.
+    pub nonce_ttl_secs: i64,
+    /// How far a message's issued-at may be ahead of the server's clock (and before
+    /// the oldest nonce still usable), seconds.
+    pub issued_at_skew_secs: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -365,6 +389,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             passkeys: PasskeySettings::default(),
             session: SessionSettings::default(),
+            siwe: SiweSettings::default(),
         }
     }
 }
@@ -377,6 +402,18 @@ impl Default for SessionSettings {
             refresh_reuse_grace_secs: 30,
             refresh_reuse_limit: 100,
             cookie: false,
+        }
+    }
+}
+
+impl Default for SiweSettings {
+    fn default() -> Self {
+        SiweSettings {
+            enabled: true,
+            domains: Vec::new(),
+            chain_ids: vec![1],
+            nonce_ttl_secs: 300,
+            issued_at_skew_secs: 60,
         }
     }
 }
@@ -530,6 +567,20 @@ impl Settings {
         })
     }
 
+    /// The origins SIWE messages may be for (validated at load).
+    pub fn siwe_origins(&self) -> Vec<crate::signin::siwe::Origin> {
+        use crate::signin::siwe::Origin;
+        let public_origin = self.http.public_url.as_deref().and_then(|url| {
+            let (scheme, rest) = url.split_once("://")?;
+            Origin::parse(&format!("{scheme}://{}", rest.split('/').next()?))
+        });
+        match (&self.siwe.domains[..], public_origin) {
+            ([], Some(origin)) => vec![origin],
+            ([], None) => Origin::parse("http://localhost:8080").into_iter().collect(),
+            (domains, _) => domains.iter().filter_map(|d| Origin::parse(d)).collect(),
+        }
+    }
+
     /// Parsed trusted proxy ranges (validated at load).
     pub fn trusted_proxies(&self) -> Vec<IpNet> {
         self.http
@@ -675,6 +726,29 @@ impl Settings {
         }
         if !(1..=1000).contains(&se.refresh_reuse_limit) {
             return bad("session.refresh_reuse_limit", "must be between 1 and 1000");
+        }
+        let w = &self.siwe;
+        if let Some(d) = w
+            .domains
+            .iter()
+            .find(|d| crate::signin::siwe::Origin::parse(d).is_none())
+        {
+            return bad(
+                "siwe.domains",
+                &format!("{d:?} is not an origin such as https://app.example.com"),
+            );
+        }
+        if w.chain_ids.is_empty() {
+            return bad("siwe.chain_ids", "must name at least one chain");
+        }
+        if !(1..=3600).contains(&w.nonce_ttl_secs) {
+            return bad("siwe.nonce_ttl_secs", "must be between 1 and 3600 seconds");
+        }
+        if !(0..=3600).contains(&w.issued_at_skew_secs) {
+            return bad(
+                "siwe.issued_at_skew_secs",
+                "must be between 0 and 3600 seconds",
+            );
         }
         let r = &self.rate_limit;
         if r.login_failures < 1
@@ -867,6 +941,31 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
             .collect(),
         OneOrMany::Many(v) => v,
     })
+}
+
+/// Numbers given as a sequence (TOML), one number, or a comma-separated string
+/// (environment).
+fn u64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(u64),
+        Text(String),
+        Many(Vec<u64>),
+    }
+    match OneOrMany::deserialize(d)? {
+        OneOrMany::One(n) => Ok(vec![n]),
+        OneOrMany::Many(v) => Ok(v),
+        OneOrMany::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|n| {
+                n.parse()
+                    .map_err(|_| serde::de::Error::custom(format!("{n:?} is not a chain id")))
+            })
+            .collect(),
+    }
 }
 
 fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret<String>>, D::Error> {

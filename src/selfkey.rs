@@ -152,9 +152,34 @@ impl From<StoreError> for SelfKeyError {
 }
 
 /// A verified link token, not yet consumed.
-struct Link {
+pub struct Link {
     jti: String,
-    account: AccountId,
+    /// The signed-in account the token was issued to.
+    pub account: AccountId,
+}
+
+/// Verifies a link token as such, not whether it was used already: that is decided
+/// atomically by [`consume_link`]. Sign-in methods other than SelfKey (SIWE) link
+/// addresses with the same tokens.
+pub fn verify_link(tokens: &TokenKeys, token: &str) -> Result<Link, SelfKeyError> {
+    let claims = tokens
+        .verify::<NoClaims>(TokenKind::Link, token, unix_now())
+        .map_err(|_| SelfKeyError::InvalidLinkToken)?;
+    Ok(Link {
+        jti: claims.jti,
+        account: AccountId(claims.sub),
+    })
+}
+
+/// Consumes a verified link token: of concurrent callers, exactly one gets its account.
+pub async fn consume_link(store: &dyn Store, link: Link) -> Result<AccountId, SelfKeyError> {
+    match store
+        .take_one_time(&link.jti, LINK_PURPOSE, unix_now())
+        .await?
+    {
+        Some(account) if account == link.account.0 => Ok(link.account),
+        _ => Err(SelfKeyError::InvalidLinkToken),
+    }
 }
 
 /// The service; cheap to build per request from the node's parts.
@@ -279,7 +304,9 @@ impl<'a> SelfKey<'a> {
         attributes: &Attributes,
         link_token: Option<&str>,
     ) -> Result<Registration, SelfKeyError> {
-        let link = link_token.map(|t| self.verify_link(t)).transpose()?;
+        let link = link_token
+            .map(|t| verify_link(self.tokens, t))
+            .transpose()?;
         let now = unix_now();
         let new_wallet = NewWallet {
             address: wallet.address.to_string(),
@@ -302,7 +329,7 @@ impl<'a> SelfKey<'a> {
             };
         }
         if let Some(link) = link {
-            let account = self.consume_link(link).await?;
+            let account = consume_link(self.store, link).await?;
             self.add_wallet(&account, &new_wallet).await?;
             tracing::info!(account = %account.0, wallet = %new_wallet.address, "wallet linked with a link token");
             return Ok(Registration::Linked);
@@ -356,7 +383,7 @@ impl<'a> SelfKey<'a> {
             .await?
             .ok_or(SelfKeyError::UnknownWallet)?;
         if let Some(token) = link_token
-            && self.verify_link(token)?.account != owner
+            && verify_link(self.tokens, token)?.account != owner
         {
             return Err(SelfKeyError::WalletTaken);
         }
@@ -450,28 +477,6 @@ impl<'a> SelfKey<'a> {
             .put_one_time(&jti, purpose, &account.0, now + ttl)
             .await?;
         Ok(token)
-    }
-
-    fn verify_link(&self, token: &str) -> Result<Link, SelfKeyError> {
-        let claims = self
-            .tokens
-            .verify::<NoClaims>(TokenKind::Link, token, unix_now())
-            .map_err(|_| SelfKeyError::InvalidLinkToken)?;
-        Ok(Link {
-            jti: claims.jti,
-            account: AccountId(claims.sub),
-        })
-    }
-
-    async fn consume_link(&self, link: Link) -> Result<AccountId, SelfKeyError> {
-        match self
-            .store
-            .take_one_time(&link.jti, LINK_PURPOSE, unix_now())
-            .await?
-        {
-            Some(account) if account == link.account.0 => Ok(link.account),
-            _ => Err(SelfKeyError::InvalidLinkToken),
-        }
     }
 
     async fn add_wallet(

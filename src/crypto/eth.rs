@@ -118,6 +118,28 @@ impl Address {
         hex::decode_to_slice(digits, &mut bytes).map_err(|_| EthError::Address)?;
         Ok(Address(bytes))
     }
+
+    /// The EIP-55 form: `0x` and the hex digits, each letter upper-case where the
+    /// matching nibble of the Keccak-256 of the lower-case digits is 8 or more.
+    pub fn to_eip55(&self) -> String {
+        let lower = hex::encode(self.0);
+        let hash = keccak256(lower.as_bytes());
+        let mut out = String::with_capacity(42);
+        out.push_str("0x");
+        for (i, c) in lower.chars().enumerate() {
+            let nibble = if i % 2 == 0 {
+                hash[i / 2] >> 4
+            } else {
+                hash[i / 2] & 0x0f
+            };
+            out.push(if nibble >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            });
+        }
+        out
+    }
 }
 
 /// `0x` and 40 lower-case hex digits.
@@ -345,6 +367,21 @@ mod tests {
             format!("did:eth:{ADDRESS}#{}", "k".repeat(65)),
         ] {
             assert_eq!(Did::parse_key_id(&bad), Err(EthError::Did), "{bad}");
+        }
+    }
+
+    #[test]
+    fn eip55_checksums() {
+        // The examples of EIP-55 itself.
+        for checksummed in [
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+            "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+            "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+        ] {
+            let address = Address::parse(checksummed).unwrap();
+            assert_eq!(address.to_eip55(), checksummed);
+            assert_eq!(address.to_string(), checksummed.to_lowercase());
         }
     }
 
