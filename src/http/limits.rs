@@ -46,11 +46,11 @@ pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) 
     }
 }
 
-/// A 429 in the wire format of the surface it answers for: SelfKey's errors carry a
-/// `code` (the wallet and the page read it), the others the seed's `{"message"}`.
+/// A 429 in the wire format of the surface it answers for: SelfKey's and SIWE's errors
+/// carry a `code` (the wallet and the page read it), the others the seed's `{"message"}`.
 fn too_many(path: &str, settings: &Settings, retry_after_secs: i64) -> Response {
     let mut res = ApiError::TooManyRequests { retry_after_secs }.into_response();
-    if under(path, &settings.selfkey.mount) {
+    if under(path, &settings.selfkey.mount) || under(path, SIWE) {
         let retry_after = res.headers_mut().remove(header::RETRY_AFTER);
         res = SelfKeyApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -80,8 +80,11 @@ fn under(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The password and passkey routes, and everything under the SelfKey mount, so that
-/// SelfKey routes added there are limited without further wiring.
+/// The SIWE routes (nonce and sign-in), which answer in SelfKey's coded format.
+const SIWE: &str = "/auth/siwe";
+
+/// The password, passkey and SIWE routes, and everything under the SelfKey mount, so
+/// that SelfKey routes added there are limited without further wiring.
 fn is_limited(path: &str, settings: &Settings) -> bool {
     [
         "/auth/register",
@@ -89,6 +92,7 @@ fn is_limited(path: &str, settings: &Settings) -> bool {
         "/auth/password",
         "/auth/pages",
         "/auth/passkeys",
+        SIWE,
         &settings.selfkey.mount,
     ]
     .iter()
@@ -115,7 +119,7 @@ pub fn document(api: &mut utoipa::openapi::OpenApi, settings: &Settings) {
     };
     for (path, item) in api.paths.paths.iter_mut() {
         let limited = is_limited(path, settings);
-        let selfkey = under(path, &settings.selfkey.mount);
+        let selfkey = under(path, &settings.selfkey.mount) || under(path, SIWE);
         let operations = [
             &mut item.get,
             &mut item.put,

@@ -14,6 +14,7 @@ pub mod passkeys;
 pub mod selfkey;
 pub mod session;
 pub mod sessions;
+pub mod siwe;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,9 +48,10 @@ pub type AppState = Arc<App>;
 #[derive(OpenApi)]
 #[openapi(modifiers(&BearerScheme), info(
     title = "Gatehouse",
-    description = "Email/password, Login with SelfKey and OwnID sign-in on one user store. \
-        The OwnID routes are in this document, and served, only when `ownid.shared_secrets` \
-        is set; the SelfKey routes only when `selfkey.enabled` (the default)."
+    description = "Email/password, Login with SelfKey, Sign-In with Ethereum and OwnID sign-in \
+        on one user store. The OwnID routes are in this document, and served, only when \
+        `ownid.shared_secrets` is set; the SelfKey routes only when `selfkey.enabled` (the \
+        default); the SIWE routes only when `siwe.enabled` (the default)."
 ))]
 struct ApiDoc;
 
@@ -63,6 +65,7 @@ pub fn router(app: AppState) -> Router {
         .merge(passkeys::router())
         .merge(selfkey::router(&app.settings))
         .merge(sessions::router())
+        .merge(siwe::router(&app.settings))
         .split_for_parts();
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);

@@ -195,9 +195,10 @@ impl Policy {
     }
 }
 
-/// An EOA's 65-byte signature. Anything else that is hex is a contract wallet's:
-/// EIP-1271 signatures are whatever the contract accepts, and EIP-6492 wraps one
-/// (with the contract's deployment) in a longer one; checking either needs a chain RPC, so they are refused with a
+/// An EOA's 65-byte signature. A longer one is a contract wallet's: EIP-1271
+/// signatures are whatever the contract accepts (several owners' signatures, a type
+/// byte after one), and EIP-6492 wraps one with the contract's deployment; checking
+/// either needs a chain RPC, so they are refused with a
 /// code of their own. (A 65-byte signature from a contract wallet looks like an
 /// EOA's and is refused as [`SiweError::SignatureMismatch`]: without the chain, it
 /// cannot be told from a wrong key's.)
@@ -211,7 +212,7 @@ fn parse_signature(text: &str) -> Result<Signature, SiweError> {
     {
         return Err(SiweError::MalformedSignature);
     }
-    if digits.len() != 130 {
+    if digits.len() > 130 {
         return Err(SiweError::ContractWallet);
     }
     Signature::parse(text).map_err(|_| SiweError::MalformedSignature)
@@ -752,16 +753,18 @@ mod tests {
             check(&sign(&key, &format!("{text} "))),
             Err(SiweError::SignatureMismatch)
         ));
-        // An EIP-6492 wrapper, a Safe's concatenated owner signatures, an empty one.
+        // An EIP-6492 wrapper, a Safe's concatenated owner signatures.
         let wrapped = format!("0x{}{}", "ab".repeat(200), "6492".repeat(16));
         let two_owners = format!("{good}{}", &good[2..]);
-        for contract in [wrapped.as_str(), two_owners.as_str(), "0x"] {
+        for contract in [wrapped.as_str(), two_owners.as_str()] {
             assert!(
                 matches!(check(contract), Err(SiweError::ContractWallet)),
                 "{contract}"
             );
         }
         for malformed in [
+            "0x",
+            &good[..128],
             &good[2..],
             &good[..131],
             &format!("{}zz", &good[..130]),

@@ -20,5 +20,6 @@ mod process;
 mod proxy;
 mod selfkey;
 mod sessions;
+mod siwe;
 mod token_attacks;
 mod wallet_emails;

@@ -1598,7 +1598,7 @@ impl TestWallet {
     }
 
     /// `personal_sign(message)`: `0x` r s v, v as 27/28, or as 0/1 with `raw_v`.
-    fn sign(&self, message: &str, raw_v: bool) -> String {
+    pub(crate) fn sign(&self, message: &str, raw_v: bool) -> String {
         let mut hasher = Keccak256::new();
         hasher.update(format!("\x19Ethereum Signed Message:\n{}", message.len()));
         hasher.update(message);
