@@ -46,7 +46,6 @@ pub struct NonceResponse {
 /// A nonce for one SIWE message. No address is asked: the signature names it.
 #[utoipa::path(get, path = "/auth/siwe/nonce", tag = "siwe",
     responses((status = 200, description = "A single-use nonce", body = NonceResponse),
-        (status = 429, description = "`too_many_requests`", body = SelfKeyErrorBody),
         (status = 500, description = "Internal error", body = SelfKeyErrorBody)))]
 async fn nonce(State(app): State<AppState>) -> Result<Response, SelfKeyApiError> {
     let nonce = service(&app)
@@ -78,7 +77,6 @@ pub struct SignInRequest {
         (status = 400, description = "`invalid_request`, `invalid_message` (not EIP-4361; the message says which line), `invalid_signature` (not hex), `contract_wallet_unsupported` (EIP-1271/6492)", body = SelfKeyErrorBody),
         (status = 401, description = "`domain_mismatch`, `scheme_mismatch`, `uri_mismatch`, `chain_not_allowed`, `issued_at_out_of_range`, `expired`, `not_yet_valid`, `signature_mismatch`, `invalid_nonce`, `invalid_link_token`", body = SelfKeyErrorBody),
         (status = 409, description = "`wallet_linked`: with a link token, the address belongs to another account", body = SelfKeyErrorBody),
-        (status = 429, description = "`too_many_requests`", body = SelfKeyErrorBody),
         (status = 500, description = "Internal error", body = SelfKeyErrorBody)))]
 async fn sign_in(
     State(app): State<AppState>,

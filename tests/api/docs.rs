@@ -83,12 +83,13 @@ async fn openapi_declares_the_timeout_and_the_rate_limit_where_they_apply() {
                 Some("#/components/schemas/ErrorBody"),
                 "{method} {path}"
             );
-            let limited = path.starts_with("/api/v1/selfkey")
+            let coded = path.starts_with("/api/v1/selfkey") || path.starts_with("/auth/siwe");
+            let limited = coded
                 || path.starts_with("/auth/passkeys")
                 || path == "/auth/register"
                 || path == "/auth/login";
             assert_eq!(responses.get("429").is_some(), limited, "{method} {path}");
-            if path.starts_with("/api/v1/selfkey") {
+            if coded {
                 selfkey_routes += 1;
                 assert_eq!(
                     schema("429").as_deref(),
