@@ -16,6 +16,7 @@ use super::auth::{no_store, token_response};
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::selfkey::{SelfKeyApiError, SelfKeyErrorBody};
+use crate::accounts::TokenEmail;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::unix_now;
@@ -110,9 +111,10 @@ async fn sign_in(
 
 /// Where a SIWE sign-in becomes a session.
 fn session(app: &App, signed_in: &SignedIn) -> Response {
+    let account = &signed_in.account;
     token_response(
         app.accounts
-            .session_token(&signed_in.account, signed_in.email.as_deref()),
+            .session_token(&account.id, TokenEmail::of(account)),
     )
 }
 

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::eth::{self, Address, PublicKey, Signature};
 use crate::crypto::jwt::TokenKeys;
-use crate::domain::AccountId;
+use crate::domain::{Account, AccountId};
 use crate::selfkey::{self, SelfKeyError};
 use crate::store::{NewAccount, NewWallet, Store, StoreError, Unique};
 pub use message::{GrammarError, Message};
@@ -241,8 +241,7 @@ pub enum Outcome {
 /// The account a verified message signs in to.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
-    pub account: AccountId,
-    pub email: Option<String>,
+    pub account: Account,
     pub address: Address,
     pub outcome: Outcome,
 }
@@ -331,8 +330,7 @@ impl<'a> Siwe<'a> {
             .await?
             .ok_or(SiweError::AccountGone)?;
         Ok(SignedIn {
-            account,
-            email: profile.account.email,
+            account: profile.account,
             address,
             outcome,
         })
@@ -471,7 +469,7 @@ mod tests {
                 fields["address"].as_str().unwrap(),
                 "{name}"
             );
-            assert_eq!(signed_in.email, None, "{name}");
+            assert_eq!(signed_in.account.email, None, "{name}");
             // The nonce is spent: the same submission again is refused.
             let tokens = tokens();
             let again = Siwe::new(&store, &tokens, &policy)
@@ -820,8 +818,8 @@ mod tests {
         assert_eq!(first.outcome, Outcome::Created);
         let again = sign_in(None).await.unwrap();
         assert_eq!(
-            (again.account, again.outcome),
-            (first.account.clone(), Outcome::SignedIn)
+            (again.account.id, again.outcome),
+            (first.account.id.clone(), Outcome::SignedIn)
         );
 
         // A link token for another account: the address is that account's already.
@@ -863,10 +861,10 @@ mod tests {
         };
         let linked = link_second(link.clone()).await.unwrap();
         assert_eq!(
-            (linked.account.clone(), linked.outcome),
+            (linked.account.id.clone(), linked.outcome),
             (other.clone(), Outcome::Linked)
         );
-        assert_eq!(linked.email.as_deref(), Some("o@example.com"));
+        assert_eq!(linked.account.email.as_deref(), Some("o@example.com"));
         assert_eq!(
             store.wallet_account(&address2.to_string()).await.unwrap(),
             Some(other.clone())

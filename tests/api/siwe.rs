@@ -389,13 +389,14 @@ async fn one_address_is_one_wallet_for_selfkey_and_siwe(b: Backend) {
     let (_, selfkey_claims) = selfkey_sign_in(&app, &wallet).await;
     let sub = signed_in(&app, &wallet).await;
     assert_eq!(sub, selfkey_claims["sub"].as_str().unwrap());
-    // The SIWE session carries the account's email, as the SelfKey one does.
+    // The SIWE session's claims are the SelfKey one's (a wallet's email attribute is
+    // not the account's email).
     let text = message(&wallet, &nonce(&app).await, |t| t);
     let (_, body) = signed(&app, &wallet, &text).await;
-    assert_eq!(
-        jwt_parts(body["token"].as_str().unwrap()).1["email"],
-        address
-    );
+    let claims = jwt_parts(body["token"].as_str().unwrap()).1;
+    for claim in ["sub", "email", "email_verified", "iss"] {
+        assert_eq!(claims[claim], selfkey_claims[claim], "{claim}");
+    }
 
     // Signed up through SIWE, then in through SelfKey: the same account, one wallet.
     let wallet = TestWallet::random();
