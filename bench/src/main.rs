@@ -30,8 +30,8 @@ struct Args {
     #[arg(long, default_value = "target/release/gatehouse")]
     server: PathBuf,
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
-    /// 7 passkey sign-in.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7")]
+    /// 7 passkey sign-in, 8 SIWE sign-in.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7,8")]
     scenarios: Vec<u8>,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10)]
@@ -263,6 +263,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Outcome::Skipped => println!("  skipped: route not available"),
         }
     }
+    if wants(8) {
+        heading(
+            8,
+            "SIWE sign-in: nonce, EIP-4361 message signed, session",
+            &format!("{} clients, one address each", bench.clients),
+        );
+        match bench.siwe().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                targets.siwe = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
     if wants(6) {
         let b = bench.burst().await?;
         heading(
@@ -467,6 +481,7 @@ struct Targets {
     ownid: Option<f64>,
     wallet: Option<f64>,
     passkey: Option<f64>,
+    siwe: Option<f64>,
 }
 
 impl Targets {
@@ -538,6 +553,17 @@ impl Targets {
             println!(
                 "  {} passkey sign-in >= 1,500 ceremonies/s: {rate:.0}{scope}",
                 verdict(rate >= 1_500.0)
+            );
+        }
+        if let Some(rate) = self.siwe {
+            let scope = if sqlite {
+                ""
+            } else {
+                " (the target is for SQLite)"
+            };
+            println!(
+                "  {} SIWE sign-in >= 2,700 flows/s: {rate:.0}{scope}",
+                verdict(rate >= 2_700.0)
             );
         }
     }

@@ -21,6 +21,7 @@ pub const OWNID_SESSION: &str = "/ownid/getSessionByLoginId";
 const PASSKEY_LOGIN_OPTIONS: &str = "/auth/passkeys/login/options";
 /// The server's default passkey origin.
 const PASSKEY_ORIGIN: &str = "http://localhost:8080";
+const SIWE_NONCE: &str = "/auth/siwe/nonce";
 const PASSWORD: &str = "bench-password-0123";
 
 /// What a timed scenario measured.
@@ -299,6 +300,33 @@ impl Bench {
         Ok(Outcome::Done(self.measure(flows, "ceremonies/s").await))
     }
 
+    /// Scenario 8: the whole SIWE sign-in: a nonce, the EIP-4361 message signed
+    /// (EIP-191), the session; each client's address signed in once before, so the
+    /// measured flows sign in to an existing account. The server runs on its
+    /// defaults: the site http://localhost:8080, chain 1.
+    pub async fn siwe(&self) -> anyhow::Result<Outcome<Measured>> {
+        let mut link = Link::new(self.addr());
+        let probe = link
+            .call(&client::get(SIWE_NONCE, None))
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {SIWE_NONCE}: {e}"))?;
+        if probe.status == 404 {
+            return Ok(Outcome::Skipped);
+        }
+        let mut flows = Vec::with_capacity(self.clients);
+        for _ in 0..self.clients {
+            let mut flow = SiweFlow {
+                link: Link::new(self.addr()),
+                wallet: Wallet::random(),
+            };
+            flow.run()
+                .await
+                .map_err(|e| anyhow::anyhow!("a first SIWE sign-in: {e}"))?;
+            flows.push(flow);
+        }
+        Ok(Outcome::Done(self.measure(flows, "flows/s").await))
+    }
+
     /// Scenario 5: OwnID `getSessionByLoginId`, rotating over `ownid_accounts` passwordless
     /// accounts so that no (body, timestamp) pair is ever sent twice.
     pub async fn ownid(&self) -> anyhow::Result<Outcome<Measured>> {
@@ -544,6 +572,60 @@ impl Flow for WalletFlow {
         }
         Ok(())
     }
+}
+
+struct SiweFlow {
+    link: Link,
+    wallet: Wallet,
+}
+
+impl Flow for SiweFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let nonce = self
+            .link
+            .call(&client::get(SIWE_NONCE, None))
+            .await?
+            .field(200, "nonce")?;
+        let issued_at = rfc3339_now();
+        let message = format!(
+            "localhost:8080 wants you to sign in with your Ethereum account:\n{}\n\n\
+             Sign in to the benchmark\n\nURI: http://localhost:8080/\nVersion: 1\n\
+             Chain ID: 1\nNonce: {nonce}\nIssued At: {issued_at}",
+            self.wallet.eip55_address()
+        );
+        let signature = self.wallet.personal_sign(&message);
+        let req = client::post_json(
+            "/auth/siwe",
+            &[],
+            &json!({"message": message, "signature": signature}),
+        );
+        self.link.call(&req).await?.field(200, "token").map(drop)
+    }
+}
+
+/// Now as an RFC 3339 UTC date-time to the second, from the civil calendar of the
+/// Unix time (the bench has no date crate).
+fn rfc3339_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 struct PasskeyFlow {

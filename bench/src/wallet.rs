@@ -36,6 +36,26 @@ impl Wallet {
         }
     }
 
+    /// The address in its EIP-55 checksum form, as a SIWE message names it.
+    pub fn eip55_address(&self) -> String {
+        let key = hex::decode(&self.public_key).expect("hex from new");
+        let lower = hex::encode(&Keccak256::digest(&key)[12..]);
+        let hash = Keccak256::digest(lower.as_bytes());
+        let digits: String = lower
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f;
+                if nibble >= 8 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("0x{digits}")
+    }
+
     /// `personal_sign(message)`: `0x` + r + s + v (27 or 28), 130 hex digits.
     pub fn personal_sign(&self, message: &str) -> String {
         let digest = eip191_hash(message.as_bytes());
@@ -95,6 +115,18 @@ mod tests {
             wallet.personal_sign(CHALLENGE),
             "0xb434587639534dd60a25d990f3e515e10961880bcb3a807e35746afe4f4e78fa\
              3059eb330b74f5eee3ff76a445a7c2d63aed07974a16653353d3cbf628c1347d1c"
+        );
+    }
+
+    #[test]
+    fn the_address_is_in_its_eip55_form() {
+        assert_eq!(
+            vector_wallet().eip55_address().to_lowercase(),
+            "0x2b6a21dc440cebd4bb9b91b27014ace8aa91a0b9"
+        );
+        assert_ne!(
+            vector_wallet().eip55_address(),
+            "0x2b6a21dc440cebd4bb9b91b27014ace8aa91a0b9"
         );
     }
 
