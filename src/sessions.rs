@@ -44,6 +44,7 @@ pub enum Via {
     Selfkey,
     Ownid,
     Passkey,
+    Siwe,
 }
 
 impl Via {
@@ -53,6 +54,7 @@ impl Via {
             Via::Selfkey => "selfkey",
             Via::Ownid => "ownid",
             Via::Passkey => "passkey",
+            Via::Siwe => "siwe",
         }
     }
 }

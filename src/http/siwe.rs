@@ -12,14 +12,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{no_store, token_response};
+use super::auth::no_store;
+use super::client::SecureCookies;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::selfkey::{SelfKeyApiError, SelfKeyErrorBody};
-use crate::accounts::TokenEmail;
+use super::sessions;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::unix_now;
+use crate::sessions::{Device, Via};
 use crate::signin::siwe::{SignedIn, Siwe, SiweError};
 
 /// The SIWE routes; none when `siwe.enabled` is off. The page calls them from the
@@ -74,13 +76,15 @@ pub struct SignInRequest {
 /// Verifies a signed message and signs its address in: to the account it is a wallet
 /// of, to the link token's account (which it joins), or to a new account.
 #[utoipa::path(post, path = "/auth/siwe", tag = "siwe", request_body = SignInRequest,
-    responses((status = 200, description = "Signed in: an account token", body = super::auth::TokenResponse),
+    responses((status = 200, description = "Signed in: an account token", body = super::sessions::TokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_message` (not EIP-4361; the message says which line), `invalid_signature` (not hex), `contract_wallet_unsupported` (EIP-1271/6492)", body = SelfKeyErrorBody),
         (status = 401, description = "`domain_mismatch`, `scheme_mismatch`, `uri_mismatch`, `chain_not_allowed`, `issued_at_out_of_range`, `expired`, `not_yet_valid`, `signature_mismatch`, `invalid_nonce`, `invalid_link_token`", body = SelfKeyErrorBody),
         (status = 409, description = "`wallet_linked`: with a link token, the address belongs to another account", body = SelfKeyErrorBody),
         (status = 500, description = "Internal error", body = SelfKeyErrorBody)))]
 async fn sign_in(
     State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    device: Device,
     body: Result<JsonBody<SignInRequest>, ApiError>,
 ) -> Result<Response, SelfKeyApiError> {
     let JsonBody(req) = body.map_err(|e| match e {
@@ -106,16 +110,22 @@ async fn sign_in(
         )
         .await
         .map_err(siwe_error)?;
-    Ok(session(&app, &signed_in))
+    session(&app, secure, &device, &signed_in).await
 }
 
 /// Where a SIWE sign-in becomes a session.
-fn session(app: &App, signed_in: &SignedIn) -> Response {
-    let account = &signed_in.account;
-    token_response(
-        app.accounts
-            .session_token(&account.id, TokenEmail::of(account)),
-    )
+async fn session(
+    app: &App,
+    secure: bool,
+    device: &Device,
+    signed_in: &SignedIn,
+) -> Result<Response, SelfKeyApiError> {
+    let sign_in = app
+        .sessions
+        .start(&signed_in.account, Via::Siwe, device)
+        .await
+        .map_err(|e| SelfKeyApiError::internal(e.into()))?;
+    Ok(sessions::signed_in(&app.settings, secure, sign_in))
 }
 
 fn siwe_error(e: SiweError) -> SelfKeyApiError {
