@@ -37,7 +37,9 @@ pub struct WalletSummary {
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum SignInMethod {
     Password,
-    Selfkey {
+    /// A wallet: the same address signs in with Login with SelfKey and with
+    /// Sign-In with Ethereum (one identity per address).
+    Wallet {
         address: String,
         linked_at: i64,
     },
@@ -57,7 +59,7 @@ impl Account {
         if self.password_hash.is_some() {
             methods.push(SignInMethod::Password);
         }
-        methods.extend(wallets.iter().map(|w| SignInMethod::Selfkey {
+        methods.extend(wallets.iter().map(|w| SignInMethod::Wallet {
             address: w.address.clone(),
             linked_at: w.linked_at,
         }));

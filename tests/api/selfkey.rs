@@ -541,7 +541,7 @@ async fn a_new_wallet_signs_up_and_signs_in(b: Backend) {
     assert_eq!(me["email_verified"], false);
     let methods = me["sign_in_methods"].as_array().unwrap();
     assert_eq!(methods.len(), 1);
-    assert_eq!(methods[0]["method"], "selfkey");
+    assert_eq!(methods[0]["method"], "wallet");
     assert_eq!(methods[0]["address"], wallet.address());
     // Signing up again replaces the attributes of the same account.
     let (status, body) = sign_up(&app, &token, &email_attributes(&email())).await;
@@ -1053,7 +1053,7 @@ async fn a_signed_in_person_links_a_wallet_with_a_link_token(b: Backend) {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(methods, ["password", "selfkey"]);
+    assert_eq!(methods, ["password", "wallet"]);
     // The password still signs in to the same account.
     let (_, login) = app.login(&address, "password123").await;
     assert_eq!(

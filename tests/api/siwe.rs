@@ -452,7 +452,7 @@ async fn a_signed_in_person_links_an_address_with_a_link_token(b: Backend) {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(methods, ["password", "selfkey"], "{me}");
+    assert_eq!(methods, ["password", "wallet"], "{me}");
     assert_eq!(me["sign_in_methods"][1]["address"], wallet.address());
     // From now on the address alone signs in to that account.
     assert_eq!(signed_in(&app, &wallet).await, account.as_str().unwrap());

@@ -128,7 +128,7 @@ async fn ownid_cannot_reach_a_wallet_account_through_its_typed_email(b: Backend)
     let (_, me) = app.me(&session).await;
     let methods = me["sign_in_methods"].as_array().unwrap();
     assert_eq!(methods.len(), 1, "{me}");
-    assert_eq!(methods[0]["method"], "selfkey");
+    assert_eq!(methods[0]["method"], "wallet");
 }
 
 fn parsed(address: &str) -> Email {
