@@ -143,7 +143,7 @@ test('a new wallet signs up with a multipart body and a document, then signs in'
   assert.equal(profile.body.email, null);
   assert.equal(profile.body.email_verified, false);
   assert.equal(profile.body.sign_in_methods.length, 1);
-  assert.equal(profile.body.sign_in_methods[0].method, 'selfkey');
+  assert.equal(profile.body.sign_in_methods[0].method, 'wallet');
   assert.equal(profile.body.sign_in_methods[0].address, signer.address.toLowerCase());
 
   // The site reads what the wallet shared, the document resolved.
@@ -196,7 +196,7 @@ test('a password account links a wallet through the page meta, and the wallet si
   const claims = jwt.decode(account, secret, false, 'HS512');
   assert.equal(claims.sub, accountId);
   const profile = await me(account);
-  assert.deepEqual(profile.body.sign_in_methods.map((m) => m.method), ['password', 'selfkey']);
+  assert.deepEqual(profile.body.sign_in_methods.map((m) => m.method), ['password', 'wallet']);
   const wallets = await call(`${root}/wallets`, { token: registered.body.token });
   assert.deepEqual(wallets.body.wallets.map((w) => w.address), [signer.address.toLowerCase()]);
 });
