@@ -108,7 +108,8 @@ pub fn router(app: AppState) -> Router {
 
 /// CORS for every route, so a page on one of `http.cors_origins` can call any of them
 /// (the SelfKey page routes, linking with an `Authorization` header, the password
-/// routes) and read every answer, errors included. Outside the rate limit, so a
+/// routes, a cookie refresh with its `X-Gatehouse-CSRF` header) and read every answer,
+/// errors included. Outside the rate limit, so a
 /// preflight costs nobody a request. Origins are checked at start ([`Settings`]); the
 /// wallet's `Origin: IDW` is not a browser origin and simply gets no CORS headers.
 fn cors(origins: &[String]) -> CorsLayer {
@@ -118,7 +119,11 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static(sessions::CSRF_HEADER),
+        ])
         .expose_headers([header::RETRY_AFTER])
         .allow_credentials(true)
         .max_age(Duration::from_secs(600))

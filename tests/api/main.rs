@@ -19,6 +19,7 @@ mod passkeys;
 mod process;
 mod proxy;
 mod selfkey;
+mod session_cookies;
 mod sessions;
 mod siwe;
 mod token_attacks;
