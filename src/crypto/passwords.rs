@@ -1,5 +1,11 @@
 //! argon2id password hashing off the async runtime, with a bound on hashes in flight.
 //!
+//! Passwords are hashed in Unicode Normalization Form KC (`Password::normalized`), and
+//! such hashes carry the associated data `nfkc` (`data=bmZrYw` in the PHC string). A
+//! hash without it was made from the password as typed, before normalization: it is
+//! checked that way, and the login that matches it rehashes it in the new form, so no
+//! account made before the change is locked out and each is converted once.
+//!
 //! Each hash holds `memory_kib` of memory for tens of milliseconds. The semaphore
 //! caps how many run at once, so a burst of logins queues (holding a few hundred
 //! bytes each) instead of multiplying that memory or starving the async workers.
@@ -12,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
-use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use argon2::{
+    Algorithm, Argon2, AssociatedData, Block, Params, ParamsBuilder, PasswordHash, Version,
+};
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
@@ -24,9 +32,24 @@ pub struct HashParams {
     pub parallelism: u32,
 }
 
+/// The associated data of a hash made from the NFKC form of a password.
+const NFKC: &[u8] = b"nfkc";
+
 impl HashParams {
+    /// argon2id at these parameters, as the `argon2` crate hashes by default.
     pub fn argon2(&self) -> Result<Argon2<'static>, argon2::Error> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// argon2id at these parameters, marked as hashing NFKC passwords.
+    fn argon2_nfkc(&self) -> Result<Argon2<'static>, argon2::Error> {
+        let params = ParamsBuilder::new()
+            .m_cost(self.memory_kib)
+            .t_cost(self.iterations)
+            .p_cost(self.parallelism)
+            .data(AssociatedData::new(NFKC)?)
+            .build()?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 }
@@ -83,7 +106,7 @@ impl PasswordHasher {
     pub fn new(params: HashParams, max_in_flight: usize) -> Result<Self, argon2::Error> {
         let slots = max_in_flight.max(1);
         let mut inner = Inner {
-            argon2: params.argon2()?,
+            argon2: params.argon2_nfkc()?,
             params,
             permits: Arc::new(Semaphore::new(slots)),
             slots,
@@ -123,7 +146,7 @@ impl PasswordHasher {
         let hashed = self
             .run(move |inner| {
                 inner
-                    .hash_new(password.expose().as_bytes())
+                    .hash_new(password.normalized().as_bytes())
                     .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
             })
             .await?;
@@ -146,7 +169,14 @@ impl PasswordHasher {
             };
             let parsed = PasswordHash::new(phc)
                 .map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-            let matches = inner.matches(password.expose().as_bytes(), &parsed);
+            // One hash per check either way: the form the stored hash was made from.
+            let normalized = password.normalized();
+            let candidate = if of_nfkc(&parsed) {
+                normalized.as_bytes()
+            } else {
+                password.expose().as_bytes()
+            };
+            let matches = inner.matches(candidate, &parsed);
             if !(matches && real) {
                 return Ok(Verified::No);
             }
@@ -154,7 +184,7 @@ impl PasswordHasher {
                 None
             } else {
                 let fresh = inner
-                    .hash_new(password.expose().as_bytes())
+                    .hash_new(normalized.as_bytes())
                     .map_err(|e| anyhow::anyhow!("argon2 rehash failed: {e}"))?;
                 Some(fresh)
             };
@@ -329,10 +359,16 @@ impl Inner {
             return false;
         };
         hash.algorithm.as_str() == "argon2id"
+            && params.data() == NFKC
             && params.m_cost() == self.params.memory_kib
             && params.t_cost() == self.params.iterations
             && params.p_cost() == self.params.parallelism
     }
+}
+
+/// Whether `hash` was made from the NFKC form of its password.
+fn of_nfkc(hash: &PasswordHash) -> bool {
+    Params::try_from(hash).is_ok_and(|p| p.data() == NFKC)
 }
 
 #[cfg(test)]
@@ -353,7 +389,10 @@ mod tests {
     async fn hashes_verify_and_rehash_on_new_parameters() {
         let old = PasswordHasher::new(SMALL, 2).unwrap();
         let hash = old.hash(&pw("correct horse battery")).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=64,t=1,p=1,data=bmZrYw$"),
+            "{hash}"
+        );
         assert_eq!(
             old.verify(&pw("correct horse battery"), Some(&hash))
                 .await
@@ -386,7 +425,7 @@ mod tests {
             panic!("expected a rehash");
         };
         assert!(
-            rehashed.starts_with("$argon2id$v=19$m=128,t=2,p=1$"),
+            rehashed.starts_with("$argon2id$v=19$m=128,t=2,p=1,data=bmZrYw$"),
             "{rehashed}"
         );
     }
@@ -401,12 +440,14 @@ mod tests {
             .hash_password(b"correct horse battery")
             .unwrap()
             .to_string();
-        assert_eq!(
+        // A plain argon2id hash is one made before normalization: it matches, and is
+        // rehashed in the marked form.
+        assert!(matches!(
             h.verify(&pw("correct horse battery"), Some(&theirs))
                 .await
                 .unwrap(),
-            Verified::Yes { rehash: None }
-        );
+            Verified::Yes { rehash: Some(_) }
+        ));
         let ours = h.hash(&pw("correct horse battery")).await.unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         let argon2 = SMALL.argon2().unwrap();
@@ -430,6 +471,68 @@ mod tests {
                     .await
                     .unwrap_or(Verified::No),
                 Verified::No
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_password_typed_two_ways_is_one_password() {
+        let h = PasswordHasher::new(SMALL, 2).unwrap();
+        let composed = "caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e";
+        let decomposed = "cafe\u{301} cre\u{300}me bru\u{302}le\u{301}e";
+        let full_width = "\u{ff50}\u{ff41}\u{ff53}\u{ff53}\u{ff57}\u{ff4f}\u{ff52}\u{ff44}";
+        let hash = h.hash(&pw(decomposed)).await.unwrap();
+        for typed in [composed, decomposed] {
+            assert_eq!(
+                h.verify(&pw(typed), Some(&hash)).await.unwrap(),
+                Verified::Yes { rehash: None },
+                "{typed:?}"
+            );
+        }
+        let hash = h.hash(&pw(full_width)).await.unwrap();
+        assert_eq!(
+            h.verify(&pw("password"), Some(&hash)).await.unwrap(),
+            Verified::Yes { rehash: None }
+        );
+        assert_eq!(
+            h.verify(&pw("Password"), Some(&hash)).await.unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_before_normalization_is_checked_as_typed_once_then_rehashed() {
+        let h = PasswordHasher::new(SMALL, 2).unwrap();
+        let decomposed = "cafe\u{301} cre\u{300}me";
+        let composed = "caf\u{e9} cr\u{e8}me";
+        // How Gatehouse hashed before: the bytes as typed, no associated data.
+        let legacy = {
+            use argon2::password_hash::PasswordHasher as _;
+            SMALL
+                .argon2()
+                .unwrap()
+                .hash_password(decomposed.as_bytes())
+                .unwrap()
+                .to_string()
+        };
+        // Only the spelling it was made from matches it.
+        assert_eq!(
+            h.verify(&pw(composed), Some(&legacy)).await.unwrap(),
+            Verified::No
+        );
+        let Verified::Yes {
+            rehash: Some(rehashed),
+        } = h.verify(&pw(decomposed), Some(&legacy)).await.unwrap()
+        else {
+            panic!("the old hash matches as typed and is rehashed");
+        };
+        assert!(rehashed.contains(",data=bmZrYw$"), "{rehashed}");
+        // From then on either spelling signs in, and nothing is rehashed again.
+        for typed in [composed, decomposed] {
+            assert_eq!(
+                h.verify(&pw(typed), Some(&rehashed)).await.unwrap(),
+                Verified::Yes { rehash: None },
+                "{typed:?}"
             );
         }
     }

@@ -19,6 +19,8 @@ crate::on_every_backend!(
     login_failures_are_indistinguishable,
     login_reports_missing_fields,
     login_rehashes_passwords_made_with_old_parameters,
+    a_password_is_one_password_however_its_accents_were_typed,
+    an_account_hashed_before_normalization_signs_in_as_typed_then_either_way,
     me_returns_the_account_and_its_sign_in_methods,
     health_ready_and_unknown_routes,
     openapi_documents_every_route,
@@ -421,10 +423,89 @@ async fn login_rehashes_passwords_made_with_old_parameters(b: Backend) {
         .password_hash
         .unwrap();
     assert!(
-        stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+        stored.starts_with("$argon2id$v=19$m=256,t=1,p=1,data=bmZrYw$"),
         "{stored}"
     );
     assert_eq!(app.login(&addr, "password123").await.0, StatusCode::OK);
+}
+
+/// "crème brûlée", precomposed (as a French keyboard types it) and decomposed (as
+/// some phones and pasted text give it).
+const COMPOSED: &str = "cr\u{e8}me br\u{fb}l\u{e9}e";
+const DECOMPOSED: &str = "cre\u{300}me bru\u{302}le\u{301}e";
+
+async fn a_password_is_one_password_however_its_accents_were_typed(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let addr = email();
+    assert_eq!(app.register(&addr, DECOMPOSED).await.0, StatusCode::OK);
+    let (status, body) = app.login(&addr, COMPOSED).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string(), "{body}");
+    // Full-width letters are their ASCII selves in NFKC; case is not folded.
+    let addr = email();
+    let full_width = "\u{ff50}\u{ff41}\u{ff53}\u{ff53}\u{ff57}\u{ff4f}\u{ff52}\u{ff44}";
+    assert_eq!(app.register(&addr, full_width).await.0, StatusCode::OK);
+    assert_eq!(app.login(&addr, "password").await.0, StatusCode::OK);
+    let (status, body) = app.login(&addr, "PASSWORD").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, json!({ "message": "Invalid credentials" }));
+}
+
+async fn an_account_hashed_before_normalization_signs_in_as_typed_then_either_way(b: Backend) {
+    use argon2::password_hash::PasswordHasher as _;
+    let app = TestApp::spawn(b).await;
+    let addr = email();
+    // What Gatehouse stored before passwords were normalized: the typed bytes' hash.
+    let a = &app.app.settings.argon2;
+    let params = gatehouse::crypto::passwords::HashParams {
+        memory_kib: a.memory_kib,
+        iterations: a.iterations,
+        parallelism: a.parallelism,
+    };
+    let legacy = params
+        .argon2()
+        .unwrap()
+        .hash_password(DECOMPOSED.as_bytes())
+        .unwrap()
+        .to_string();
+    app.app
+        .store
+        .create_account(&gatehouse::store::NewAccount {
+            id: gatehouse::domain::AccountId::generate(),
+            email: Some((addr.clone(), addr.clone())),
+            password_hash: Some(legacy.clone()),
+            ownid_data: None,
+            created_at: unix_now(),
+        })
+        .await
+        .unwrap();
+    let stored = async || {
+        let account = app
+            .app
+            .store
+            .account_by_email(&addr)
+            .await
+            .unwrap()
+            .unwrap();
+        account.password_hash.unwrap()
+    };
+    // The other spelling cannot match a hash of the typed bytes: it is refused, and
+    // the hash stays as it was.
+    let (status, body) = app.login(&addr, COMPOSED).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, json!({ "message": "Invalid credentials" }));
+    assert_eq!(stored().await, legacy);
+    // As typed then, it signs in and is rehashed in the normalized form...
+    let (status, body) = app.login(&addr, DECOMPOSED).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rehashed = stored().await;
+    assert!(rehashed.contains(",data=bmZrYw$"), "{rehashed}");
+    // ...after which either spelling signs in, and nothing is rehashed again.
+    for typed in [COMPOSED, DECOMPOSED] {
+        let (status, body) = app.login(&addr, typed).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(stored().await, rehashed);
 }
 
 async fn me_returns_the_account_and_its_sign_in_methods(b: Backend) {
