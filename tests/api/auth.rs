@@ -82,7 +82,7 @@ async fn register_returns_an_hs512_token_with_the_documented_claims(b: Backend) 
         profile
             .password_hash
             .unwrap()
-            .starts_with("$argon2id$v=19$m=256,t=1,p=1$")
+            .starts_with("$argon2id$v=19$m=256,t=1,p=1,data=bmZrYw$")
     );
 }
 
