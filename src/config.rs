@@ -65,6 +65,8 @@ pub struct Settings {
     pub siwe: SiweSettings,
     /// Sessions: how long they last, refresh-token rotation, browser cookies.
     pub session: SessionSettings,
+    /// Rules of accounts.
+    pub accounts: AccountsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -84,6 +86,21 @@ pub struct SessionSettings {
     /// accepts from `http.public_url`'s origin or one of `http.cors_origins` with an
     /// `X-Gatehouse-CSRF` header; `/auth/logout` clears it.
     pub cookie: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsSettings {
+    /// How recent a sign-in must be, seconds, for deleting the account.
+    pub reauth_window_secs: i64,
+}
+
+impl Default for AccountsSettings {
+    fn default() -> Self {
+        AccountsSettings {
+            reauth_window_secs: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -283,6 +300,8 @@ pub struct MailSettings {
     pub templates_dir: Option<PathBuf>,
     /// How long a password-reset link works, seconds.
     pub reset_ttl_secs: i64,
+    /// How long an email-verification link works, seconds.
+    pub verify_ttl_secs: i64,
     /// Mails sent to one address (or for one account) per minute.
     pub per_minute: i64,
     /// Mails sent to one address (or for one account) per hour.
@@ -308,6 +327,9 @@ pub struct MailLinks {
     /// The password-reset link, e.g. `https://example.com/reset?token={token}`. Unset:
     /// `http.public_url`/auth/pages/reset-password?token=….
     pub reset_password: Option<String>,
+    /// The email-verification link, e.g. `https://example.com/verify?token={token}`.
+    /// Unset: `http.public_url`/auth/pages/verify-email?token=….
+    pub verify_email: Option<String>,
 }
 
 impl Default for MailSettings {
@@ -323,6 +345,7 @@ impl Default for MailSettings {
             site_name: "Gatehouse".into(),
             templates_dir: None,
             reset_ttl_secs: 30 * 60,
+            verify_ttl_secs: 24 * 3600,
             per_minute: 1,
             per_hour: 5,
             forgot_floor_ms: 250,
@@ -390,6 +413,7 @@ impl Default for Settings {
             passkeys: PasskeySettings::default(),
             session: SessionSettings::default(),
             siwe: SiweSettings::default(),
+            accounts: AccountsSettings::default(),
         }
     }
 }
@@ -761,6 +785,9 @@ impl Settings {
         {
             return bad("rate_limit", "limits and windows must be at least 1");
         }
+        if self.accounts.reauth_window_secs < 1 {
+            return bad("accounts.reauth_window_secs", "must be at least 1");
+        }
         self.validate_mail()?;
         self.validate_passkeys()
     }
@@ -816,13 +843,24 @@ impl Settings {
                 &format!("no such directory: {}", dir.display()),
             );
         }
-        if let Some(link) = &m.links.reset_password
-            && !(link.contains("{token}")
-                && (link.starts_with("https://") || link.starts_with("http://")))
-        {
+        for (key, link) in [
+            ("mail.links.reset_password", &m.links.reset_password),
+            ("mail.links.verify_email", &m.links.verify_email),
+        ] {
+            if let Some(link) = link
+                && !(link.contains("{token}")
+                    && (link.starts_with("https://") || link.starts_with("http://")))
+            {
+                return bad(
+                    key,
+                    "must be an absolute http(s) URL with a {token} placeholder",
+                );
+            }
+        }
+        if !(60..=7 * 24 * 3600).contains(&m.verify_ttl_secs) {
             return bad(
-                "mail.links.reset_password",
-                "must be an absolute http(s) URL with a {token} placeholder",
+                "mail.verify_ttl_secs",
+                "must be between 60 and 604800 seconds",
             );
         }
         if !(60..=24 * 3600).contains(&m.reset_ttl_secs) {

@@ -1,5 +1,5 @@
-//! The account lifecycle over email: forgotten passwords now. Knows nothing of HTTP
-//! or SQL; mails go through the outbox ([`crate::mail`]), tokens are stored hashed
+//! The account lifecycle: forgotten passwords and verified addresses over email, and
+//! deletion. Knows nothing of HTTP or SQL; mails go through the outbox ([`crate::mail`]), tokens are stored hashed
 //! ([`crate::crypto::link_token`]).
 //!
 //! Rules taken from the peers' bug reports: a request answers the same, in the same
@@ -15,13 +15,16 @@ use serde_json::json;
 use crate::accounts::{AccountError, Accounts};
 use crate::config::MailSettings;
 use crate::crypto::link_token::LinkTokenKey;
-use crate::domain::{AccountId, Email, Password, unix_now};
+use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::mail::{LinkPage, MailKind, Mailer};
 use crate::store::DynStore;
 use crate::store::mail::{LinkUse, NewLinkToken, NewMail};
 
 /// The purpose of password-reset tokens.
 pub const PASSWORD_RESET: &str = "password-reset";
+
+/// The purpose of email-verification tokens; their detail is the address verified.
+pub const VERIFY_EMAIL: &str = "verify-email";
 
 /// How long a notice (no token in it) is worth sending.
 const NOTICE_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -46,6 +49,7 @@ pub struct Lifecycle {
     mailer: Arc<Mailer>,
     key: LinkTokenKey,
     reset_ttl_secs: i64,
+    verify_ttl_secs: i64,
     per_minute: i64,
     per_hour: i64,
     forgot_floor: Duration,
@@ -58,6 +62,7 @@ impl Lifecycle {
             mailer,
             key: LinkTokenKey::derive(secret),
             reset_ttl_secs: m.reset_ttl_secs,
+            verify_ttl_secs: m.verify_ttl_secs,
             per_minute: m.per_minute,
             per_hour: m.per_hour,
             forgot_floor: Duration::from_millis(m.forgot_floor_ms),
@@ -83,7 +88,7 @@ impl Lifecycle {
     async fn send_reset(&self, email: &Email) -> Result<(), AccountError> {
         let address = self.key.name_of("address", email.key());
         if !self
-            .within_limit(&format!("mail:address:{address}"))
+            .within_limit(&format!("mail:reset:address:{address}"))
             .await?
         {
             tracing::info!("password reset: address over its mail limit; nothing sent");
@@ -97,7 +102,7 @@ impl Lifecycle {
             return Ok(());
         }
         if !self
-            .within_limit(&format!("mail:account:{}", account.id.0))
+            .within_limit(&format!("mail:reset:account:{}", account.id.0))
             .await?
         {
             return Ok(());
@@ -175,6 +180,101 @@ impl Lifecycle {
         }
     }
 
+    /// Mails a verification link to the account's email, within the address's and the
+    /// account's sending limits; nothing when it has no email or it is verified.
+    pub async fn send_verification(&self, account: &Account) -> Result<(), AccountError> {
+        let Some(address) = account.email.as_deref() else {
+            return Ok(());
+        };
+        if account.email_verified {
+            return Ok(());
+        }
+        let Ok(email) = Email::parse(address, "email") else {
+            return Ok(());
+        };
+        let name = self.key.name_of("address", email.key());
+        if !self
+            .within_limit(&format!("mail:verify:address:{name}"))
+            .await?
+            || !self
+                .within_limit(&format!("mail:verify:account:{}", account.id.0))
+                .await?
+        {
+            tracing::info!(account = %account.id.0, "verification: over the mail limit; nothing sent");
+            return Ok(());
+        }
+        let now = unix_now();
+        let (token, hash) = self.key.generate(VERIFY_EMAIL);
+        let link = self.mailer.link(LinkPage::VerifyEmail, &token);
+        let mail = NewMail {
+            id: crate::crypto::random_id(),
+            account: Some(account.id.clone()),
+            recipient: Some(email.as_str().to_owned()),
+            kind: MailKind::VerifyEmail.name().into(),
+            context: json!({
+                "link": link,
+                "expires_in_hours": self.verify_ttl_secs / 3600,
+            })
+            .to_string(),
+            created_at: now,
+            expires_at: now + self.verify_ttl_secs,
+        };
+        let token = NewLinkToken {
+            hash,
+            purpose: VERIFY_EMAIL.into(),
+            account: account.id.clone(),
+            detail: Some(email.as_str().to_owned()),
+            expires_at: now + self.verify_ttl_secs,
+        };
+        self.store.mail().issue_link(&token, &mail).await?;
+        self.mailer.queued();
+        tracing::info!(account = %account.id.0, "verification: link queued");
+        Ok(())
+    }
+
+    /// Consumes a verification token and marks the address it was sent to as the
+    /// account's verified email.
+    pub async fn verify_email(
+        &self,
+        accounts: &Accounts,
+        token: &str,
+    ) -> Result<AccountId, LinkError> {
+        let hash = self
+            .key
+            .hash_of(VERIFY_EMAIL, token)
+            .ok_or(LinkError::InvalidToken)?;
+        let (account, detail) = self
+            .store
+            .mail()
+            .take_link(&hash, VERIFY_EMAIL, unix_now())
+            .await?
+            .ok_or(LinkError::InvalidToken)?;
+        let email = detail
+            .as_deref()
+            .and_then(|d| Email::parse(d, "email").ok())
+            .ok_or(LinkError::InvalidToken)?;
+        match accounts.mark_email_verified(&account, &email).await {
+            Ok(()) => Ok(account),
+            Err(AccountError::NoSuchAccount) => Err(LinkError::InvalidToken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The mail counters kept for the account and its address.
+    fn mail_counters(&self, account: &Account, email: Option<&Email>) -> Vec<String> {
+        let name = email.map(|e| self.key.name_of("address", e.key()));
+        let mut keys = Vec::new();
+        for purpose in ["reset", "verify"] {
+            keys.push(format!("mail:{purpose}:account:{}", account.id.0));
+            if let Some(name) = &name {
+                keys.push(format!("mail:{purpose}:address:{name}"));
+            }
+        }
+        keys.iter()
+            .flat_map(|k| [format!("{k}:m"), format!("{k}:h")])
+            .collect()
+    }
+
     /// Counts one mail against `key`; false when the minute's or the hour's limit is
     /// spent.
     async fn within_limit(&self, key: &str) -> Result<bool, AccountError> {
@@ -183,4 +283,37 @@ impl Lifecycle {
         let hour = self.store.hit(&format!("{key}:h"), now, 3600).await?;
         Ok(minute.count <= self.per_minute && hour.count <= self.per_hour)
     }
+}
+
+/// Deletes the account and everything of it: sessions, passkeys, wallets, OwnID data,
+/// link tokens, queued mail, the single-use values issued to it, and the counters kept
+/// for it (its login lockout, and its mail limits when mail is on). Every token of its
+/// sessions is refused from then on. False if it was already gone.
+pub async fn delete_account(
+    store: &DynStore,
+    lifecycle: Option<&Lifecycle>,
+    account: &Account,
+) -> Result<bool, AccountError> {
+    let email = account
+        .email
+        .as_deref()
+        .and_then(|e| Email::parse(e, "email").ok());
+    let mut counters = lifecycle
+        .map(|l| l.mail_counters(account, email.as_ref()))
+        .unwrap_or_default();
+    let mut prefixes = Vec::new();
+    if let Some(email) = &email {
+        let own = crate::lockout::account_key(email);
+        // The per-client counters are `<account key>|<client>`.
+        prefixes.extend([format!("{own}|"), format!("pending:{own}|")]);
+        counters.extend([format!("pending:{own}"), own]);
+    }
+    let deleted = store
+        .mail()
+        .delete_account(&account.id, &counters, &prefixes)
+        .await?;
+    if deleted {
+        tracing::info!(account = %account.id.0, "account deleted");
+    }
+    Ok(deleted)
 }

@@ -133,6 +133,7 @@ async fn register(
             }
             other => account_error(other),
         })?;
+    super::lifecycle::after_registration(&app, &email).await;
     Ok(signed_in(&app.settings, secure, sign_in))
 }
 

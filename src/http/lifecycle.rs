@@ -1,6 +1,7 @@
-//! Forgotten passwords: `POST /auth/password/forgot`, `POST /auth/password/reset`, and
-//! the page an emailed link opens (`/auth/pages/reset-password`). Mounted only when
-//! mail is on.
+//! The account lifecycle: forgotten passwords (`POST /auth/password/forgot`,
+//! `POST /auth/password/reset`), email verification (`POST /auth/verify-email/send`,
+//! `POST /auth/verify-email`), the pages emailed links open (`/auth/pages/…`), all
+//! mounted only when mail is on; and `DELETE /auth/me`, always.
 //!
 //! Mail scanners open links: a `GET` or `HEAD` of the page changes nothing. It shows a
 //! form that POSTs the token with the new password. The page is plain HTML with no
@@ -21,20 +22,198 @@ use super::auth::{account_error, no_store, required};
 use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::{JsonBody, read_body};
+use super::session::Session;
 use super::sessions::signed_in;
+use crate::accounts::AccountError;
 use crate::app::App;
-use crate::domain::{Email, Password};
+use crate::domain::{Email, Password, unix_now};
 use crate::lifecycle::{Lifecycle, LinkError};
 use crate::sessions::{Device, Via};
 
 pub fn router(app: &App) -> OpenApiRouter<AppState> {
+    let always = OpenApiRouter::new().routes(routes!(delete_me));
     if app.lifecycle.is_none() {
-        return OpenApiRouter::new();
+        return always;
     }
-    OpenApiRouter::new()
+    always
         .routes(routes!(forgot))
         .routes(routes!(reset))
         .routes(routes!(reset_page, reset_form))
+        .routes(routes!(send_verification))
+        .routes(routes!(verify_email))
+        .routes(routes!(verify_page, verify_form))
+}
+
+const VERIFY_SENT: &str =
+    "If the account's address is not verified yet, a link to verify it is on its way.";
+const VERIFIED: &str = "Your email address is verified.";
+const SIGN_IN_AGAIN: &str = "Sign in again to do this: your last sign-in is too long ago.";
+
+/// The account's owner signed in (not refreshed: authenticated) within
+/// `accounts.reauth_window_secs`, by the session's `auth_time`.
+fn require_recent_sign_in(app: &App, session: &Session) -> Result<(), ApiError> {
+    if !session.signed_in_within(app.settings.accounts.reauth_window_secs, unix_now()) {
+        return Err(ApiError::Forbidden(SIGN_IN_AGAIN.into()));
+    }
+    Ok(())
+}
+
+/// After a registration: the verification mail, when mail is on. A failure is logged;
+/// the account exists either way and its owner can ask again.
+pub async fn after_registration(app: &App, email: &Email) {
+    let Some(lifecycle) = &app.lifecycle else {
+        return;
+    };
+    let account = match app.store.account_by_email(email.key()).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return,
+        Err(e) => return tracing::error!(error = %e, "verification: reading the account failed"),
+    };
+    if let Err(e) = lifecycle.send_verification(&account).await {
+        tracing::error!(error = %e, "verification: queueing the mail failed");
+    }
+}
+
+/// Mails a link that verifies the account's email address.
+#[utoipa::path(post, path = "/auth/verify-email/send", tag = "password",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted; no mail when the address is verified already or over its mail limit", body = MessageResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn send_verification(
+    State(app): State<AppState>,
+    session: Session,
+) -> Result<Response, ApiError> {
+    let profile = app
+        .accounts
+        .profile(&session.account)
+        .await
+        .map_err(account_error)?
+        .ok_or(ApiError::Unauthorized)?;
+    lifecycle(&app)?
+        .send_verification(&profile.account)
+        .await
+        .map_err(account_error)?;
+    let body = MessageResponse {
+        message: VERIFY_SENT.into(),
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    /// The token of the emailed link.
+    #[schema(value_type = String, required)]
+    token: Option<String>,
+}
+
+/// Verifies the address a verification link was sent to.
+#[utoipa::path(post, path = "/auth/verify-email", tag = "password", request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Verified", body = MessageResponse),
+        (status = 400, description = "Invalid, used or expired token, or unparsable body", body = ErrorBody),
+        (status = 409, description = "Another account has this address now", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn verify_email(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<VerifyRequest>,
+) -> Result<Response, ApiError> {
+    let token = required(req.token, "token")?;
+    lifecycle(&app)?
+        .verify_email(&app.accounts, &token)
+        .await
+        .map_err(link_error)?;
+    let mut res = axum::Json(MessageResponse {
+        message: VERIFIED.into(),
+    })
+    .into_response();
+    no_store(&mut res);
+    Ok(res)
+}
+
+/// The page a verification link opens: a button that confirms. Changes nothing.
+#[utoipa::path(get, path = "/auth/pages/verify-email", tag = "pages", params(PageQuery),
+    responses(
+        (status = 200, description = "The form", content_type = "text/html", body = String),
+        (status = 400, description = "The address holds no well-formed token", content_type = "text/html", body = String)))]
+async fn verify_page(
+    State(app): State<AppState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let token = query.ok().and_then(|Query(q)| q.token);
+    match token.filter(|t| crate::crypto::link_token::is_well_formed(t)) {
+        Some(token) => page(StatusCode::OK, &app, &verify_form_html(&token)),
+        None => page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK)),
+    }
+}
+
+/// The form's submission: verifies the address and answers with a page.
+#[utoipa::path(post, path = "/auth/pages/verify-email", tag = "pages",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`token`"),
+    responses(
+        (status = 200, description = "Verified", content_type = "text/html", body = String),
+        (status = 400, description = "Invalid, used or expired token", content_type = "text/html", body = String),
+        (status = 409, description = "Another account has this address now", content_type = "text/html", body = String),
+        (status = 500, description = "Internal error", content_type = "text/html", body = String)))]
+async fn verify_form(State(app): State<AppState>, req: Request) -> Response {
+    let limit = app.settings.http.body_limit_bytes;
+    let token = match read_body(req, limit).await {
+        Ok(body) => form_fields(&body).token,
+        Err(_) => None,
+    };
+    let Some(token) = token.filter(|t| crate::crypto::link_token::is_well_formed(t)) else {
+        return page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK));
+    };
+    let Ok(lifecycle) = lifecycle(&app) else {
+        return page(StatusCode::NOT_FOUND, &app, &message_html(INVALID_LINK));
+    };
+    match lifecycle.verify_email(&app.accounts, &token).await {
+        Ok(_) => page(StatusCode::OK, &app, &message_html(VERIFIED)),
+        Err(LinkError::InvalidToken) => {
+            page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK))
+        }
+        Err(LinkError::Account(AccountError::EmailTaken)) => page(
+            StatusCode::CONFLICT,
+            &app,
+            &message_html("Another account has this address now."),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "verification failed");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &app,
+                &message_html("Something went wrong. Please try again later."),
+            )
+        }
+    }
+}
+
+/// Deletes the signed-in account and everything of it. Needs a recent sign-in.
+#[utoipa::path(delete, path = "/auth/me", tag = "password",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "The sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn delete_me(State(app): State<AppState>, session: Session) -> Result<Response, ApiError> {
+    require_recent_sign_in(&app, &session)?;
+    let profile = app
+        .accounts
+        .profile(&session.account)
+        .await
+        .map_err(account_error)?
+        .ok_or(ApiError::Unauthorized)?;
+    let deleted =
+        crate::lifecycle::delete_account(&app.store, app.lifecycle.as_ref(), &profile.account)
+            .await
+            .map_err(account_error)?;
+    if !deleted {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The answer to every forgot-password request, whatever the address.
@@ -248,6 +427,16 @@ fn reset_form_html(token: &str, error: Option<&str>) -> String {
          <label for=\"password\">New password</label>\
          <input id=\"password\" type=\"password\" name=\"password\" autocomplete=\"new-password\" minlength=\"8\" maxlength=\"1024\" required>\
          <button type=\"submit\">Set the new password</button></form>",
+        escape(token)
+    )
+}
+
+fn verify_form_html(token: &str) -> String {
+    format!(
+        "<h1>Confirm your email address</h1>\
+         <form method=\"post\" action=\"verify-email\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <button type=\"submit\">Confirm my address</button></form>",
         escape(token)
     )
 }

@@ -93,6 +93,7 @@ fn is_limited(path: &str, settings: &Settings) -> bool {
         "/auth/pages",
         "/auth/passkeys",
         SIWE,
+        "/auth/verify-email",
         &settings.selfkey.mount,
     ]
     .iter()

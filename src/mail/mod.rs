@@ -28,16 +28,22 @@ use transport::Transport;
 pub enum MailKind {
     PasswordReset,
     PasswordChanged,
+    VerifyEmail,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 2] = [MailKind::PasswordReset, MailKind::PasswordChanged];
+    pub const ALL: [MailKind; 3] = [
+        MailKind::PasswordReset,
+        MailKind::PasswordChanged,
+        MailKind::VerifyEmail,
+    ];
 
     /// Its name in the outbox and its templates' file names.
     pub fn name(self) -> &'static str {
         match self {
             MailKind::PasswordReset => "password_reset",
             MailKind::PasswordChanged => "password_changed",
+            MailKind::VerifyEmail => "verify_email",
         }
     }
 
@@ -52,6 +58,7 @@ impl MailKind {
             "email": "someone@example.com",
             "link": "https://example.com/link?token=sample",
             "expires_in_minutes": 30,
+            "expires_in_hours": 24,
         })
     }
 }
@@ -70,6 +77,7 @@ struct TemplateValues<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkPage {
     ResetPassword,
+    VerifyEmail,
 }
 
 impl LinkPage {
@@ -77,6 +85,7 @@ impl LinkPage {
     pub fn path(self) -> &'static str {
         match self {
             LinkPage::ResetPassword => "/auth/pages/reset-password",
+            LinkPage::VerifyEmail => "/auth/pages/verify-email",
         }
     }
 }
@@ -89,6 +98,7 @@ pub struct Mailer {
     /// `http.public_url` without a trailing slash.
     public_url: String,
     reset_link: Option<String>,
+    verify_link: Option<String>,
     /// Wakes this node's sender when a mail was queued here.
     queued: Notify,
 }
@@ -120,6 +130,7 @@ impl Mailer {
             site_name: m.site_name.clone(),
             public_url,
             reset_link: m.links.reset_password.clone(),
+            verify_link: m.links.verify_email.clone(),
             queued: Notify::new(),
         })))
     }
@@ -129,6 +140,7 @@ impl Mailer {
     pub fn link(&self, page: LinkPage, token: &str) -> String {
         let template = match page {
             LinkPage::ResetPassword => &self.reset_link,
+            LinkPage::VerifyEmail => &self.verify_link,
         };
         match template {
             Some(t) => t.replace("{token}", token),

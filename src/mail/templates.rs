@@ -84,6 +84,11 @@ fn builtin(kind: MailKind, part: &str) -> &'static str {
         }
         (MailKind::PasswordChanged, "txt") => include_str!("templates/password_changed.txt"),
         (MailKind::PasswordChanged, _) => include_str!("templates/password_changed.html"),
+        (MailKind::VerifyEmail, "subject.txt") => {
+            include_str!("templates/verify_email.subject.txt")
+        }
+        (MailKind::VerifyEmail, "txt") => include_str!("templates/verify_email.txt"),
+        (MailKind::VerifyEmail, _) => include_str!("templates/verify_email.html"),
     }
 }
 

@@ -80,6 +80,26 @@ pub trait MailStore: Send + Sync + 'static {
         notice: &NewMail,
     ) -> StoreResult<LinkUse>;
 
+    /// Consumes a link token: the account and the detail it was issued with. Of
+    /// concurrent callers with one token exactly one gets it.
+    async fn take_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<(AccountId, Option<String>)>>;
+
+    /// Deletes an account and everything of it, in one transaction: its sessions,
+    /// passkeys, wallets, link tokens and queued mail (by the foreign keys), the
+    /// single-use values issued to it, the counters named in `counters` and those whose
+    /// key starts with one of `prefixes`. False if there was no such account.
+    async fn delete_account(
+        &self,
+        id: &AccountId,
+        counters: &[String],
+        prefixes: &[String],
+    ) -> StoreResult<bool>;
+
     /// Leases up to `limit` due mails until `leased_until`, under the name `lease`;
     /// rows another sender holds are skipped.
     async fn lease_mail(
@@ -126,6 +146,13 @@ pub(crate) mod sql {
         WHERE hash = $1 AND purpose = $2 AND expires_at > $3
         RETURNING account_id, detail";
 
+    pub const DELETE_ONE_TIME_OF: &str = "DELETE FROM one_time_tokens WHERE subject = $1";
+    pub const DELETE_COUNTER: &str = "DELETE FROM rate_counters WHERE key = $1";
+    /// By prefix without `LIKE`, so `%` and `_` in an address match only themselves.
+    pub const DELETE_COUNTERS_UNDER: &str =
+        "DELETE FROM rate_counters WHERE substr(key, 1, length($1)) = $1";
+    pub const DELETE_ACCOUNT: &str = "DELETE FROM accounts WHERE id = $1";
+
     pub const SET_PASSWORD: &str = "UPDATE accounts SET password_hash = $1 WHERE id = $2";
 
     /// The lease: the due rows nobody holds, oldest first. PostgreSQL's form locks the
@@ -162,6 +189,10 @@ pub(crate) mod sql {
         INSERT_TOKEN,
         TAKE_TOKEN,
         SET_PASSWORD,
+        DELETE_ONE_TIME_OF,
+        DELETE_COUNTER,
+        DELETE_COUNTERS_UNDER,
+        DELETE_ACCOUNT,
         LEASE,
         SENT,
         FAILED,

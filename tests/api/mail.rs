@@ -14,6 +14,7 @@ use crate::smtp::{Received, SmtpServer};
 /// request said.
 const PUBLIC_URL: &str = "https://auth.example.test";
 const RESET_PAGE: &str = "https://auth.example.test/auth/pages/reset-password?token=";
+const VERIFY_PAGE: &str = "https://auth.example.test/auth/pages/verify-email?token=";
 const FORGOT_MESSAGE: &str =
     "If an account with a password exists for this address, a link to reset it is on its way.";
 const INVALID_LINK: &str = "This link is invalid or has expired. Ask for a new one.";
@@ -35,6 +36,35 @@ fn with_mail(smtp: &SmtpServer) -> impl FnOnce(&mut gatehouse::config::Settings)
 async fn forgot(app: &TestApp, address: &str) -> (StatusCode, Value) {
     app.post_json("/auth/password/forgot", &json!({ "email": address }))
         .await
+}
+
+/// Waits for `n` mails with a link starting with `prefix`, and returns their links.
+async fn links(smtp: &SmtpServer, prefix: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let found: Vec<String> = smtp
+            .received()
+            .iter()
+            .filter_map(|m| m.link(prefix))
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} links to {prefix}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The reset mails that arrived, in order.
+fn reset_mails(smtp: &SmtpServer) -> Vec<Received> {
+    smtp.received()
+        .into_iter()
+        .filter(|m| m.link(RESET_PAGE).is_some())
+        .collect()
 }
 
 fn token_of(link: &str) -> String {
@@ -105,7 +135,8 @@ async fn reset_password_by_mail_as_a_person_would(backend: Backend) {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body, json!({ "message": FORGOT_MESSAGE }));
 
-    let mail = smtp.wait_for(1, WAIT).await.remove(0);
+    links(&smtp, RESET_PAGE, 1).await;
+    let mail = reset_mails(&smtp).remove(0);
     assert_eq!(mail.to, std::slice::from_ref(&address));
     assert_eq!(mail.from, "no-reply@example.test");
     assert_eq!(mail.subject(), "Reset your Example password");
@@ -166,8 +197,12 @@ async fn reset_password_by_mail_as_a_person_would(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
     // The owner is told.
-    let messages = smtp.wait_for(2, WAIT).await;
-    let notice = to(&messages, &address)[1];
+    smtp.wait_for(3, WAIT).await;
+    let messages = smtp.received();
+    let notice = *to(&messages, &address)
+        .iter()
+        .find(|m| m.subject() == "Your Example password was changed")
+        .expect("a notice");
     assert_eq!(notice.subject(), "Your Example password was changed");
     assert!(
         notice.link(PUBLIC_URL).is_none(),
@@ -181,7 +216,7 @@ async fn reset_through_the_api_signs_in_and_spends_the_token(backend: Backend) {
     let address = email();
     app.registered(&address, "old-password-1").await;
     forgot(&app, &address).await;
-    let token = token_of(&smtp.wait_for(1, WAIT).await[0].link(RESET_PAGE).unwrap());
+    let token = token_of(&links(&smtp, RESET_PAGE, 1).await[0]);
 
     for (body, message) in [
         (
@@ -241,7 +276,7 @@ async fn fifty_concurrent_resets_with_one_token_exactly_one_succeeds(backend: Ba
     let address = email();
     app.registered(&address, "old-password-1").await;
     forgot(&app, &address).await;
-    let token = token_of(&smtp.wait_for(1, WAIT).await[0].link(RESET_PAGE).unwrap());
+    let token = token_of(&links(&smtp, RESET_PAGE, 1).await[0]);
 
     let attempts = (0..50).map(|i| {
         let body = json!({ "token": token, "password": format!("racing-password-{i}") });
@@ -275,9 +310,9 @@ async fn a_new_request_voids_the_older_link(backend: Backend) {
     let address = email();
     app.registered(&address, "old-password-1").await;
     forgot(&app, &address).await;
-    let first = token_of(&smtp.wait_for(1, WAIT).await[0].link(RESET_PAGE).unwrap());
+    let first = token_of(&links(&smtp, RESET_PAGE, 1).await[0]);
     forgot(&app, &address).await;
-    let second = token_of(&smtp.wait_for(2, WAIT).await[1].link(RESET_PAGE).unwrap());
+    let second = token_of(&links(&smtp, RESET_PAGE, 2).await[1]);
     assert_ne!(first, second);
 
     let (status, body) = app
@@ -330,10 +365,13 @@ async fn forgot_answers_alike_for_every_address_and_mails_only_the_owner(backend
             (StatusCode::ACCEPTED, json!({ "message": FORGOT_MESSAGE }))
         );
     }
-    smtp.wait_for(1, WAIT).await;
+    links(&smtp, RESET_PAGE, 1).await;
     // Give the outbox time to send anything else it (wrongly) had.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let delivered: Vec<_> = smtp.received().iter().flat_map(|m| m.to.clone()).collect();
+    let delivered: Vec<_> = reset_mails(&smtp)
+        .iter()
+        .flat_map(|m| m.to.clone())
+        .collect();
     assert_eq!(delivered, std::slice::from_ref(&known));
 
     let (status, body) = forgot(&app, "not an address").await;
@@ -360,12 +398,280 @@ async fn mail_waits_out_an_smtp_outage(backend: Backend) {
     assert!(smtp.received().is_empty());
 
     smtp.resume().await;
-    let messages = smtp.wait_for(1, WAIT).await;
-    assert_eq!(messages[0].to, [address]);
-    assert!(messages[0].link(RESET_PAGE).is_some());
+    links(&smtp, RESET_PAGE, 1).await;
+    assert_eq!(reset_mails(&smtp)[0].to, [address]);
+}
+
+async fn verify_an_address_by_mail(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, |s| {
+        with_mail(&smtp)(s);
+        s.mail.per_minute = 10;
+    })
+    .await;
+    let address = email();
+    let session = app.registered(&address, "old-password-1").await;
+    let (status, me) = app.me(&session).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email_verified"], false, "{me}");
+
+    // Registration mailed a link; asking again voids it.
+    let first = links(&smtp, VERIFY_PAGE, 1).await.remove(0);
+    let res = app
+        .client
+        .post(app.url("/auth/verify-email/send"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        body["message"],
+        "If the account's address is not verified yet, a link to verify it is on its way."
+    );
+    let second = links(&smtp, VERIFY_PAGE, 2).await.remove(1);
+    let stale = first.strip_prefix(VERIFY_PAGE).unwrap();
+    let (status, body) = app
+        .post_json("/auth/verify-email", &json!({ "token": stale }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], INVALID_LINK);
+
+    // Scanners open the page: nothing happens until the form is sent.
+    for _ in 0..3 {
+        let res = open(&app, &second).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("action=\"verify-email\""), "{html}");
+    }
+    let (_, me) = app.me(&session).await;
+    assert_eq!(me["email_verified"], false, "{me}");
+    let token = second.strip_prefix(VERIFY_PAGE).unwrap();
+    let res = app
+        .client
+        .post(app.url("/auth/pages/verify-email"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Your email address is verified.")
+    );
+    let (_, me) = app.me(&session).await;
+    assert_eq!(me["email_verified"], true, "{me}");
+    let (status, body) = app.login(&address, "old-password-1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = crate::helpers::jwt_parts(body["token"].as_str().unwrap());
+    assert_eq!(claims["email_verified"], true, "{claims}");
+
+    let (status, body) = app
+        .post_json("/auth/verify-email", &json!({ "token": token }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], INVALID_LINK);
+}
+
+/// Every row of every table of the test's database, as (table, row count).
+async fn row_counts(app: &TestApp) -> Vec<(String, i64)> {
+    let url = app.app.settings.database_url();
+    if let Some(file) = gatehouse::store::sqlite_file(&url) {
+        let conn = rusqlite::Connection::open(file).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        return tables
+            .into_iter()
+            .map(|t| {
+                let n = conn
+                    .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+                    .unwrap();
+                (t, n)
+            })
+            .collect();
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() ORDER BY table_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut counts = Vec::new();
+    for (t,) in tables {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        counts.push((t, n));
+    }
+    pool.close().await;
+    counts
+}
+
+/// The keys of the rate-limit counters.
+async fn counter_keys(app: &TestApp) -> Vec<String> {
+    let url = app.app.settings.database_url();
+    if let Some(file) = gatehouse::store::sqlite_file(&url) {
+        let conn = rusqlite::Connection::open(file).unwrap();
+        let mut statement = conn.prepare("SELECT key FROM rate_counters").unwrap();
+        return statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT key FROM rate_counters")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    keys.into_iter().map(|(k,)| k).collect()
+}
+
+async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
+    use crate::selfkey::{TestWallet, email_attributes, link_token, sign_up, wallet_token};
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let address = email();
+    let first = app.signed_up(&address, "old-password-1").await;
+    let first_token = first["token"].as_str().unwrap().to_owned();
+    // Leave traces: a failed login, a reset link and its mail, a verification link,
+    // a linked wallet, a passkey, and two sessions.
+    let (status, _) = app.login(&address, "wrong-password").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    forgot(&app, &address).await;
+    links(&smtp, RESET_PAGE, 1).await;
+    let wallet = TestWallet::random();
+    let wallet_jwt = wallet_token(&app, &wallet).await;
+    let mut body = email_attributes(&address);
+    body["meta"] = json!({ "linkToken": link_token(&app, &first_token).await });
+    let (status, res) = sign_up(&app, &wallet_jwt, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{res}");
+    let mut authenticator = softpasskey::Authenticator::new("http://localhost:8080");
+    let res = app
+        .client
+        .post(app.url("/auth/passkeys/register/options"))
+        .bearer_auth(&first_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, options) = read(res).await;
+    assert_eq!(status, StatusCode::OK, "{options}");
+    let credential = authenticator.create(&options["publicKey"]);
+    let res = app
+        .client
+        .post(app.url("/auth/passkeys/register"))
+        .bearer_auth(&first_token)
+        .json(&json!({"ceremony": options["ceremony"], "credential": credential}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, body) = app.login(&address, "old-password-1").await;
+    let session = body["token"].as_str().unwrap().to_owned();
+
+    let res = app
+        .client
+        .delete(app.url("/auth/me"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(body, Value::Null);
+
+    // Only the per-client-address counter of the rate limit is left: it counts the
+    // test's own address, no account.
+    for (table, rows) in row_counts(&app).await {
+        match table.as_str() {
+            "rate_counters" => {
+                let keys = counter_keys(&app).await;
+                assert!(keys.iter().all(|k| k.starts_with("address:")), "{keys:?}");
+            }
+            "_sqlx_migrations" => {}
+            _ => assert_eq!(rows, 0, "{table}"),
+        }
+    }
+    // (A failed login counts against the address again, known or not: after the look.)
+    let (status, body) = app.me(&session).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = app.me(&first_token).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the other session ended too: {body}"
+    );
+    let (status, body) = app.refresh(first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body["message"],
+        "The refresh token is invalid, expired or revoked."
+    );
+    let (status, body) = app.passkey_login(&mut authenticator).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the passkey is gone: {body}"
+    );
+    assert_eq!(body["error"], "unknown_credential", "{body}");
+    let (status, body) = app.login(&address, "old-password-1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    let (status, body) = app.register(&address, "new-password-2").await;
+    assert_eq!(status, StatusCode::OK, "the address is free again: {body}");
+}
+
+async fn deleting_needs_a_recent_sign_in(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.accounts.reauth_window_secs = 1).await;
+    let address = email();
+    let signed_up = app.signed_up(&address, "old-password-1").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // A refresh is no sign-in: its token carries the session's auth_time.
+    let (status, refreshed) = app
+        .refresh(signed_up["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    for token in [&signed_up["token"], &refreshed["token"]] {
+        let token = token.as_str().unwrap();
+        let res = app
+            .client
+            .delete(app.url("/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(
+            body["message"],
+            "Sign in again to do this: your last sign-in is too long ago."
+        );
+        let (status, me) = app.me(token).await;
+        assert_eq!(status, StatusCode::OK, "still there: {me}");
+    }
 }
 
 on_every_backend!(
+    verify_an_address_by_mail,
+    deleting_an_account_leaves_no_row_of_it,
+    deleting_needs_a_recent_sign_in,
     reset_password_by_mail_as_a_person_would,
     reset_through_the_api_signs_in_and_spends_the_token,
     fifty_concurrent_resets_with_one_token_exactly_one_succeeds,
@@ -397,14 +703,23 @@ async fn two_nodes_send_each_mail_exactly_once() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     smtp.resume().await;
-    smtp.wait_for(addresses.len(), Duration::from_secs(30))
+    // A verification mail (at registration) and a reset mail for each.
+    smtp.wait_for(2 * addresses.len(), Duration::from_secs(30))
         .await;
     // Both nodes poll twice a second: room for a duplicate to show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut delivered: Vec<String> = smtp.received().iter().flat_map(|m| m.to.clone()).collect();
-    delivered.sort();
     addresses.sort();
-    assert_eq!(delivered, addresses);
+    for prefix in [RESET_PAGE, VERIFY_PAGE] {
+        let mut delivered: Vec<String> = smtp
+            .received()
+            .iter()
+            .filter(|m| m.link(prefix).is_some())
+            .flat_map(|m| m.to.clone())
+            .collect();
+        delivered.sort();
+        assert_eq!(delivered, addresses, "{prefix}");
+    }
+    assert_eq!(smtp.received().len(), 2 * addresses.len());
 }
 
 /// With no SMTP server, mail is written as .eml files in DATA_DIR/outbox.
@@ -420,26 +735,26 @@ async fn without_smtp_mail_is_written_to_the_outbox_directory() {
     forgot(&app, &address).await;
     let dir = app.app.settings.data_dir.join("outbox");
     let deadline = std::time::Instant::now() + WAIT;
-    let file = loop {
-        let files: Vec<_> = std::fs::read_dir(&dir)
+    let message = loop {
+        let found = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect();
-        if let Some(f) = files.first() {
-            break f.clone();
+            .map(|p| Received {
+                from: String::new(),
+                to: Vec::new(),
+                data: std::fs::read_to_string(&p).unwrap(),
+            })
+            .find(|m| m.link(RESET_PAGE).is_some());
+        if let Some(message) = found {
+            break message;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no .eml file in {}",
+            "no reset .eml file in {}",
             dir.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let message = Received {
-        from: String::new(),
-        to: Vec::new(),
-        data: std::fs::read_to_string(&file).unwrap(),
     };
     assert!(
         message.data.contains(&format!("To: {address}")),

@@ -104,7 +104,10 @@ impl TestApp {
     }
 
     /// A whole usernameless sign-in with the authenticator's newest credential.
-    async fn passkey_login(&self, authenticator: &mut Authenticator) -> (StatusCode, Value) {
+    pub(crate) async fn passkey_login(
+        &self,
+        authenticator: &mut Authenticator,
+    ) -> (StatusCode, Value) {
         let (ceremony, options) = self.login_options().await;
         let credential = authenticator.get(&options);
         self.post_json(

@@ -77,6 +77,52 @@ impl MailStore for PostgresStore {
         Ok(LinkUse::Done { account })
     }
 
+    async fn take_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<(AccountId, Option<String>)>> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::TAKE_TOKEN)
+            .bind(token_hash)
+            .bind(purpose)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(account, detail)| (AccountId(account), detail)))
+    }
+
+    async fn delete_account(
+        &self,
+        id: &AccountId,
+        counters: &[String],
+        prefixes: &[String],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::DELETE_ONE_TIME_OF)
+            .bind(&id.0)
+            .execute(&mut *tx)
+            .await?;
+        for key in counters {
+            sqlx::query(sql::DELETE_COUNTER)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for prefix in prefixes {
+            sqlx::query(sql::DELETE_COUNTERS_UNDER)
+                .bind(prefix)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let deleted = sqlx::query(sql::DELETE_ACCOUNT)
+            .bind(&id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     async fn lease_mail(
         &self,
         lease: &str,

@@ -50,7 +50,7 @@ impl MailStore for SqliteStore {
         );
         self.writer
             .write(true, move |c| {
-                let Some(account) = take_token(c, &hash, PASSWORD_RESET, now)? else {
+                let Some((account, _)) = take_token(c, &hash, PASSWORD_RESET, now)? else {
                     return Ok(LinkUse::Refused);
                 };
                 c.prepare_cached(sql::SET_PASSWORD)?
@@ -63,6 +63,40 @@ impl MailStore for SqliteStore {
                 };
                 insert_mail(c, &notice)?;
                 Ok(LinkUse::Done { account })
+            })
+            .await
+    }
+
+    async fn take_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<(AccountId, Option<String>)>> {
+        let (hash, purpose) = (token_hash.to_owned(), purpose.to_owned());
+        self.writer
+            .write(true, move |c| take_token(c, &hash, &purpose, now))
+            .await
+    }
+
+    async fn delete_account(
+        &self,
+        id: &AccountId,
+        counters: &[String],
+        prefixes: &[String],
+    ) -> StoreResult<bool> {
+        let (id, counters, prefixes) = (id.0.clone(), counters.to_vec(), prefixes.to_vec());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::DELETE_ONE_TIME_OF)?.execute([&id])?;
+                for key in &counters {
+                    c.prepare_cached(sql::DELETE_COUNTER)?.execute([key])?;
+                }
+                for prefix in &prefixes {
+                    c.prepare_cached(sql::DELETE_COUNTERS_UNDER)?
+                        .execute([prefix])?;
+                }
+                Ok(c.prepare_cached(sql::DELETE_ACCOUNT)?.execute([&id])? > 0)
             })
             .await
     }
@@ -174,13 +208,13 @@ fn take_token(
     hash: &str,
     purpose: &str,
     now: i64,
-) -> StoreResult<Option<AccountId>> {
+) -> StoreResult<Option<(AccountId, Option<String>)>> {
     // The delete happens in full on the first step, which query_row takes.
     let row: Option<(String, Option<String>)> = c
         .prepare_cached(sql::TAKE_TOKEN)?
         .query_row(params![hash, purpose, now], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    Ok(row.map(|(account, _)| AccountId(account)))
+    Ok(row.map(|(account, detail)| (AccountId(account), detail)))
 }
 
 #[cfg(test)]
