@@ -9,6 +9,7 @@ use crate::crypto::jwt::{TokenKeys, TokenKind};
 use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::lockout::{Client, Lockout, LoginLimit, Refusal};
+use crate::metrics::{Metrics, Outcome, SignInMethod};
 use crate::sessions::{Device, SessionError, Sessions, SignIn, Via};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
 
@@ -118,6 +119,7 @@ pub struct Accounts {
     sessions: Arc<Sessions>,
     lockout: Option<Lockout>,
     device_ttl_secs: i64,
+    metrics: Arc<Metrics>,
 }
 
 impl Accounts {
@@ -128,6 +130,7 @@ impl Accounts {
         sessions: Arc<Sessions>,
         login_limit: Option<LoginLimit>,
         device_ttl_secs: i64,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Accounts {
             lockout: login_limit.map(|limit| Lockout::new(Arc::clone(&store), limit)),
@@ -136,7 +139,13 @@ impl Accounts {
             tokens,
             sessions,
             device_ttl_secs,
+            metrics,
         }
+    }
+
+    /// Password hashes waiting for a slot or running.
+    pub fn hash_queue_depth(&self) -> usize {
+        self.hasher.queue_depth()
     }
 
     /// Creates an account with a password, OwnID data, or both, and signs it in.
@@ -189,6 +198,28 @@ impl Accounts {
     /// address and against the account's ceiling. The counts are per email whether
     /// or not an account has it, so a refusal says nothing about who has an account.
     pub async fn login(
+        &self,
+        email: &Email,
+        password: &Password,
+        client: &LoginClient,
+        device: &Device,
+    ) -> Result<SignedIn, AccountError> {
+        let result = self.check_password(email, password, client, device).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(AccountError::InvalidCredentials) => Outcome::Failure,
+            Err(AccountError::LockedOut { .. }) => {
+                self.metrics.locked_out();
+                Outcome::LockedOut
+            }
+            Err(AccountError::Busy { .. }) => Outcome::Busy,
+            Err(_) => Outcome::Error,
+        };
+        self.metrics.sign_in(SignInMethod::Password, outcome);
+        result
+    }
+
+    async fn check_password(
         &self,
         email: &Email,
         password: &Password,

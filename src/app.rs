@@ -16,6 +16,7 @@ use crate::domain::Secret;
 use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::sessions::{SessionPolicy, Sessions};
 use crate::signin::passkeys::Passkeys;
 use crate::signin::siwe::Policy;
@@ -36,14 +37,20 @@ pub struct App {
     pub passkeys: Passkeys,
     /// What a SIWE message must satisfy.
     pub siwe: Policy,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
     /// Opens (and migrates) the database, loads the signing secret and sets up hashing.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        let store = store::connect(&settings.database_url(), settings.database_max_connections)
-            .await
-            .context("database_url: could not open the database")?;
+        let metrics = Arc::new(Metrics::new());
+        let store = store::connect(
+            &settings.database_url(),
+            settings.database_max_connections,
+            metrics.database(),
+        )
+        .await
+        .context("database_url: could not open the database")?;
         let secret = load_jwt_secret(&settings)?;
         let tokens = Arc::new(TokenKeys::new(secret.expose().as_bytes(), &settings.issuer));
         let se = &settings.session;
@@ -66,7 +73,8 @@ impl App {
             iterations: a.iterations,
             parallelism: a.parallelism,
         };
-        let hasher = PasswordHasher::new(params, settings.hash_concurrency())?;
+        let hasher = PasswordHasher::new(params, settings.hash_concurrency())?
+            .observed_by(metrics.hash_queue());
         // Three quarters of the request timeout: room left for the rest of the request.
         hasher.refuse_waits_over(Duration::from_secs(settings.http.request_timeout_secs) * 3 / 4);
         let login_limit = settings.rate_limit.enabled.then_some(LoginLimit {
@@ -83,6 +91,7 @@ impl App {
             Arc::clone(&sessions),
             login_limit,
             settings.rate_limit.device_token_ttl_secs,
+            Arc::clone(&metrics),
         );
         let proxies = settings.trusted_proxies();
         let o = &settings.ownid;
@@ -126,7 +135,28 @@ impl App {
             ownid,
             passkeys,
             siwe,
+            metrics,
         })
+    }
+}
+
+impl App {
+    /// `GET /metrics`: every counter, with the gauges read now.
+    /// The mail outbox's depth is read from the database at each scrape (every node
+    /// shows the one shared outbox).
+    pub async fn render_metrics(&self) -> String {
+        let outbox = self
+            .store
+            .mail()
+            .outbox_depth(crate::domain::unix_now())
+            .await;
+        match outbox {
+            Ok(depth) => {
+                self.metrics.mail_outbox_depth().set(depth);
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the mail outbox's depth"),
+        }
+        self.metrics.render(self.accounts.hash_queue_depth())
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{Overrides, Settings};
+use crate::config::{LogFormat, Overrides, Settings};
 
 const CONFIG_HELP: &str = "\
 Configuration is layered: built-in defaults, then --config FILE (TOML), then
@@ -177,7 +177,7 @@ pub fn main() -> ExitCode {
         print!("{}", crate::config::reference::render(&settings));
         return ExitCode::SUCCESS;
     }
-    init_logging(&settings.log);
+    init_logging(&settings.log, settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(async_workers())
         .enable_all()
@@ -216,16 +216,26 @@ fn async_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-fn init_logging(filter: &str) {
+/// Logs to stderr, as text or as one JSON object a line. In JSON each line carries
+/// the fields of the request it belongs to (`span`: id, method, path) at the top.
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR"),
-        ))
-        .init();
+        ));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Colour codes only on a terminal, and never when `NO_COLOR` is set to anything but
@@ -242,7 +252,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// Opening the store migrates it and logs what it did to the schema.
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let store = crate::store::connect(&settings.database_url(), 1)
+    let store = crate::store::connect(&settings.database_url(), 1, Default::default())
         .await
         .context("database_url: could not open the database")?;
     store.close().await;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub issuer: String,
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info,gatehouse=debug`).
     pub log: String,
+    /// `text` (human-readable) or `json` (one JSON object a line, for log shippers).
+    pub log_format: LogFormat,
     /// Password hashing (argon2id). Hashes are stored as PHC strings; a change of
     /// parameters rehashes each password at its next login.
     pub argon2: Argon2Settings,
@@ -67,6 +69,15 @@ pub struct Settings {
     pub session: SessionSettings,
     /// Rules of accounts.
     pub accounts: AccountsSettings,
+    /// `GET /metrics`, for Prometheus.
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -101,6 +112,20 @@ impl Default for AccountsSettings {
             reauth_window_secs: 600,
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics` (Prometheus text format).
+    pub enabled: bool,
+    /// A separate address for `/metrics` (e.g. a private interface); then the main
+    /// listener does not serve it. Default: unset, `/metrics` on the main listener,
+    /// which listens on loopback unless told otherwise. The metrics hold no account
+    /// data, but they tell how the service is used: give them their own address
+    /// before the main listener faces the internet.
+    #[schema(value_type = Option<String>)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -404,6 +429,7 @@ impl Default for Settings {
             token_lifetime_secs: 900,
             issuer: "gatehouse".into(),
             log: "info".into(),
+            log_format: LogFormat::Text,
             argon2: Argon2Settings::default(),
             http: HttpSettings::default(),
             selfkey: SelfKeySettings::default(),
@@ -414,6 +440,7 @@ impl Default for Settings {
             session: SessionSettings::default(),
             siwe: SiweSettings::default(),
             accounts: AccountsSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -438,6 +465,15 @@ impl Default for SiweSettings {
             chain_ids: vec![1],
             nonce_ttl_secs: 300,
             issued_at_skew_secs: 60,
+        }
+    }
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            listen: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod lockout;
 pub mod mail;
+pub mod metrics;
 pub mod ownid_data;
 pub mod selfkey;
 pub mod sessions;

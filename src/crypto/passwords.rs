@@ -24,6 +24,7 @@ use argon2::{
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
+use crate::metrics::HashQueueMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashParams {
@@ -97,6 +98,8 @@ struct Inner {
     /// Working memories of `argon2`'s size, at most one per permit: taken by a hash,
     /// given back after it.
     memory: Mutex<Vec<Vec<Block>>>,
+    /// Where waits and refusals are counted, if anywhere.
+    metrics: Option<HashQueueMetrics>,
     /// A hash of a random password at the current parameters, checked when there is
     /// no real hash, so unknown and passwordless accounts cost the same as real ones.
     dummy: String,
@@ -114,6 +117,7 @@ impl PasswordHasher {
             recent_micros: AtomicU64::new(0),
             max_wait_micros: AtomicU64::new(u64::MAX),
             memory: Mutex::new(Vec::new()),
+            metrics: None,
             dummy: String::new(),
         };
         let dummy_password = hex::encode(super::random_bytes::<16>());
@@ -123,6 +127,19 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Counts each hash's wait for a slot and each refusal in `metrics`.
+    pub fn observed_by(mut self, metrics: HashQueueMetrics) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = Some(metrics);
+        }
+        self
+    }
+
+    /// Hashes waiting for a slot or running.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.pending.load(Ordering::Relaxed)
     }
 
     pub fn params(&self) -> HashParams {
@@ -203,15 +220,20 @@ impl PasswordHasher {
         work: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let limit = self.inner.max_wait();
-        let queued = Pending::join(&self.inner, limit)?;
+        let joined = Instant::now();
+        let queued = Pending::join(&self.inner, limit).inspect_err(|_| self.inner.refused())?;
         let acquire = Arc::clone(&self.inner.permits).acquire_owned();
         let permit = match limit {
             None => acquire.await,
-            Some(limit) => tokio::time::timeout(limit, acquire)
-                .await
-                .map_err(|_| self.inner.busy())?,
+            Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
+                self.inner.refused();
+                self.inner.busy()
+            })?,
         }
         .map_err(anyhow::Error::from)?;
+        if let Some(m) = &self.inner.metrics {
+            m.wait.observe(joined.elapsed().as_secs_f64());
+        }
         let inner = Arc::clone(&self.inner);
         let (done, result) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -269,6 +291,12 @@ impl Inner {
     fn wait_behind(&self, ahead: usize) -> Duration {
         let rounds = u32::try_from(ahead / self.slots).unwrap_or(u32::MAX);
         Duration::from_micros(self.recent_micros.load(Ordering::Relaxed)).saturating_mul(rounds)
+    }
+
+    fn refused(&self) {
+        if let Some(m) = &self.metrics {
+            m.refused.inc();
+        }
     }
 
     /// Busy, coming back when the queue as it is now should have cleared.

@@ -151,7 +151,14 @@ fn is_host(host: &str) -> bool {
 /// True when the request came straight from a trusted proxy, so its
 /// `X-Forwarded-Host` and `X-Forwarded-Proto` may be believed.
 pub fn from_trusted_proxy(parts: &Parts, app: &AppState) -> bool {
-    peer(parts).is_some_and(|ip| trusted(&app.proxies, ip))
+    peer_is_trusted(&parts.extensions, &app.proxies)
+}
+
+/// True when the connection's peer is one of `proxies`.
+pub fn peer_is_trusted(extensions: &axum::http::Extensions, proxies: &[IpNet]) -> bool {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| trusted(proxies, c.0.ip()))
 }
 
 /// Whether the cookies of this answer get `Secure`: from the same scheme as the absolute

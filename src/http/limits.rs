@@ -36,11 +36,14 @@ pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) 
     let now = unix_now();
     let window = limits.per_address_window_secs;
     match app.store.hit(&bucket(ip), now, window).await {
-        Ok(c) if c.count > limits.per_address => too_many(
-            req.uri().path(),
-            &app.settings,
-            c.window_start + window - now,
-        ),
+        Ok(c) if c.count > limits.per_address => {
+            app.metrics.refused(crate::metrics::Limit::Address);
+            too_many(
+                req.uri().path(),
+                &app.settings,
+                c.window_start + window - now,
+            )
+        }
         Ok(_) => next.run(req).await,
         Err(e) => ApiError::from(e).into_response(),
     }

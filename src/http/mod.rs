@@ -9,6 +9,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod limits;
 pub mod linger;
+pub mod observe;
 pub mod ownid;
 pub mod passkeys;
 pub mod selfkey;
@@ -70,6 +71,12 @@ pub fn router(app: AppState) -> Router {
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
+    let metrics = &app.settings.metrics;
+    let router = if metrics.enabled && metrics.listen.is_none() {
+        router.route("/metrics", axum::routing::get(observe::metrics))
+    } else {
+        router
+    };
     router
         .route(
             "/openapi.json",
@@ -100,9 +107,25 @@ pub fn router(app: AppState) -> Router {
         .layer(cors(&app.settings.http.cors_origins))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: queries can carry tokens (`?meta=`), headers credentials.
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            let id = req.extensions().get::<observe::RequestId>();
+            tracing::info_span!("request",
+                id = id.map_or("", observe::RequestId::as_str),
+                method = %req.method(),
+                path = %req.uri().path())
         }))
         .layer(middleware::from_fn(linger::close_if_body_unread))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            observe::observe,
+        ))
+        .with_state(app)
+}
+
+/// The router of the separate metrics listener (`metrics.listen`).
+fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(observe::metrics))
+        .fallback(|| async { ApiError::NotFound(error::NO_ROUTE.into()) })
         .with_state(app)
 }
 
@@ -139,6 +162,7 @@ async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
 /// A bound listener and the application behind it.
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     app: AppState,
 }
 
@@ -149,7 +173,26 @@ impl Server {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("listen: cannot bind {listen}: {e}"))?;
-        Ok(Server { listener, app })
+        let metrics_listener = match app.settings.metrics.listen {
+            Some(addr) if app.settings.metrics.enabled => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Server {
+            listener,
+            metrics_listener,
+            app,
+        })
+    }
+
+    /// The separate metrics listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -189,6 +232,14 @@ impl Server {
                 &app.settings.mail,
             );
             tokio::spawn(sender.run())
+        });
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let router = metrics_router(Arc::clone(&app));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            })
         });
         let connections = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -236,6 +287,9 @@ impl Server {
         housekeeping.abort();
         if let Some(outbox) = outbox {
             outbox.abort();
+        }
+        if let Some(task) = metrics_server {
+            task.abort();
         }
         app.store.close().await;
         tracing::info!("stopped");

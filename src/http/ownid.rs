@@ -26,6 +26,7 @@ use super::json;
 use super::sessions::{TokenResponse, token_response};
 use crate::app::App;
 use crate::domain::{Email, unix_now_millis};
+use crate::metrics::{Outcome, SignInMethod};
 use crate::sessions::{Device, Via};
 use crate::store::OwnIdLookup;
 
@@ -266,9 +267,14 @@ async fn get_session(app: &App, req: OwnIdSessionRequest) -> Result<Response, Ap
     let token = app
         .accounts
         .sign_in_by_email(email.key(), Via::Ownid, &Device::default())
-        .await
-        .map_err(account_error)?;
-    Ok(match token {
+        .await;
+    let outcome = match &token {
+        Ok(Some(_)) => Outcome::Success,
+        Ok(None) => Outcome::Failure,
+        Err(_) => Outcome::Error,
+    };
+    app.metrics.sign_in(SignInMethod::Ownid, outcome);
+    Ok(match token.map_err(account_error)? {
         Some(token) => {
             tracing::info!(
                 session_type = req.session_type.as_deref().unwrap_or("unspecified"),

@@ -21,6 +21,7 @@ use super::json::JsonBody;
 use super::session::Session;
 use super::sessions::{TokenResponse, signed_in};
 use crate::domain::{AccountId, unix_now};
+use crate::metrics::{Outcome, SignInMethod};
 use crate::sessions::{Device, SignIn, Via};
 use crate::signin::passkeys::{Begun, PasskeyError};
 use crate::store::PasskeySummary;
@@ -225,13 +226,23 @@ async fn login(
     device: Device,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, PasskeyApiError> {
-    let account = app
+    let answer = match app
         .passkeys
         .finish_login(&req.ceremony, &req.credential)
         .await
-        .map_err(PasskeyApiError::SignIn)?;
-    let sign_in = sign_in(&app, &account, &device).await?;
-    Ok(signed_in(&app.settings, secure, sign_in))
+    {
+        Ok(account) => sign_in(&app, &account, &device).await,
+        Err(e) => Err(PasskeyApiError::SignIn(e)),
+    };
+    let outcome = match &answer {
+        Ok(_) => Outcome::Success,
+        Err(PasskeyApiError::SignIn(PasskeyError::Internal(_)) | PasskeyApiError::Api(_)) => {
+            Outcome::Error
+        }
+        Err(_) => Outcome::Failure,
+    };
+    app.metrics.sign_in(SignInMethod::Passkey, outcome);
+    Ok(signed_in(&app.settings, secure, answer?))
 }
 
 /// The signed-in account's passkeys.

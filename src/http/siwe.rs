@@ -21,6 +21,7 @@ use super::sessions;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::unix_now;
+use crate::metrics::{Outcome, SignInMethod};
 use crate::sessions::{Device, Via};
 use crate::signin::siwe::{SignedIn, Siwe, SiweError};
 
@@ -101,16 +102,25 @@ async fn sign_in(
     };
     let message = req.message.ok_or_else(|| missing("message"))?;
     let signature = req.signature.ok_or_else(|| missing("signature"))?;
-    let signed_in = service(&app)
+    let verified = service(&app)
         .sign_in(
             &message,
             &signature,
             req.link_token.as_deref(),
             OffsetDateTime::now_utc(),
         )
-        .await
-        .map_err(siwe_error)?;
-    session(&app, secure, &device, &signed_in).await
+        .await;
+    let answer = match verified {
+        Ok(signed_in) => session(&app, secure, &device, &signed_in).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match &answer {
+        Ok(_) => Outcome::Success,
+        Err(SiweError::Internal(_)) => Outcome::Error,
+        Err(_) => Outcome::Failure,
+    };
+    app.metrics.sign_in(SignInMethod::Siwe, outcome);
+    answer.map_err(siwe_error)
 }
 
 /// Where a SIWE sign-in becomes a session.
@@ -119,12 +129,12 @@ async fn session(
     secure: bool,
     device: &Device,
     signed_in: &SignedIn,
-) -> Result<Response, SelfKeyApiError> {
+) -> Result<Response, SiweError> {
     let sign_in = app
         .sessions
         .start(&signed_in.account, Via::Siwe, device)
         .await
-        .map_err(|e| SelfKeyApiError::internal(e.into()))?;
+        .map_err(|e| SiweError::Internal(e.into()))?;
     Ok(sessions::signed_in(&app.settings, secure, sign_in))
 }
 

@@ -121,6 +121,8 @@ pub trait MailStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Deletes mails and tokens past their end.
     async fn purge_mail(&self, now: i64) -> StoreResult<u64>;
+    /// How many mails wait to be sent (not yet past their end), for `/metrics`.
+    async fn outbox_depth(&self, now: i64) -> StoreResult<i64>;
 }
 
 /// The statements of [`MailStore`].
@@ -181,8 +183,11 @@ pub(crate) mod sql {
         "DELETE FROM mail_tokens WHERE expires_at <= $1",
     ];
 
+    pub const OUTBOX_DEPTH: &str = "SELECT COUNT(*) FROM mail_outbox WHERE expires_at > $1";
+
     #[cfg(test)]
     pub const ALL: &[&str] = &[
+        OUTBOX_DEPTH,
         INSERT_MAIL,
         INSERT_MAIL_TO_ACCOUNT,
         VOID_TOKENS,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{Account, AccountId, WalletSummary};
+use crate::metrics::DatabaseTimer;
 
 pub use mail::MailStore;
 pub use passkeys::{
@@ -293,12 +294,24 @@ impl Migrated {
 }
 
 /// Opens the database the URL names (`sqlite://…` or `postgres://…`) and runs its
-/// migrations.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
+/// migrations; its calls are timed by `timer`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    timer: DatabaseTimer,
+) -> anyhow::Result<DynStore> {
     let store: DynStore = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url, max_connections).await?)
+        Arc::new(
+            SqliteStore::connect(url, max_connections)
+                .await?
+                .timed(timer),
+        )
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Arc::new(PostgresStore::connect(url, max_connections).await?)
+        Arc::new(
+            PostgresStore::connect(url, max_connections)
+                .await?
+                .timed(timer),
+        )
     } else {
         anyhow::bail!("database_url: unsupported scheme; use sqlite://PATH or postgres://…");
     };

@@ -3,8 +3,15 @@ mod sessions;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgPool, Row};
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
+use futures_util::StreamExt;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo,
+};
+use sqlx::{Connection, PgPool, Postgres, Row};
+
+use crate::metrics::{DatabaseTimer, DbCall, DbTiming};
 
 use super::queries as q;
 use super::*;
@@ -17,6 +24,7 @@ mod passkeys;
 /// commits itself.
 pub struct PostgresStore {
     pool: PgPool,
+    timer: DatabaseTimer,
 }
 
 impl PostgresStore {
@@ -35,7 +43,93 @@ impl PostgresStore {
         migrator.run(&pool).await?;
         let to = schema_version(&pool).await?;
         Migrated { from, to }.log();
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            timer: DatabaseTimer::default(),
+        })
+    }
+
+    /// Times every statement and transaction with `timer`.
+    pub fn timed(mut self, timer: DatabaseTimer) -> Self {
+        self.timer = timer;
+        self
+    }
+
+    /// The pool, as an executor that times each statement run on it.
+    fn db(&self) -> Timed<'_> {
+        Timed {
+            pool: &self.pool,
+            timer: &self.timer,
+        }
+    }
+
+    /// Begins a transaction, timed until the returned timing drops (after its commit).
+    async fn begin(&self) -> sqlx::Result<(sqlx::Transaction<'static, Postgres>, DbTiming)> {
+        let timing = self.timer.start(DbCall::Transaction);
+        Ok((self.pool.begin().await?, timing))
+    }
+}
+
+/// The pool as an [`sqlx::Executor`] whose every statement is timed: the one point
+/// all of this backend's statements outside a transaction go through.
+#[derive(Debug, Clone, Copy)]
+struct Timed<'a> {
+    pool: &'a PgPool,
+    timer: &'a DatabaseTimer,
+}
+
+impl<'a> sqlx::Executor<'a> for Timed<'a> {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, sqlx::Result<sqlx::Either<PgQueryResult, PgRow>>>
+    where
+        'a: 'e,
+        E: 'q + sqlx::Execute<'q, Postgres>,
+    {
+        let timing = self.timer.start(DbCall::Statement);
+        // Recorded when the stream is dropped: read to its end, or given up.
+        Box::pin(self.pool.fetch_many(query).map(move |item| {
+            let _ = &timing;
+            item
+        }))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, sqlx::Result<Option<PgRow>>>
+    where
+        'a: 'e,
+        E: 'q + sqlx::Execute<'q, Postgres>,
+    {
+        let timing = self.timer.start(DbCall::Statement);
+        let run = self.pool.fetch_optional(query);
+        Box::pin(async move {
+            let row = run.await;
+            drop(timing);
+            row
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, sqlx::Result<PgStatement>>
+    where
+        'a: 'e,
+    {
+        self.pool.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(
+        self,
+        sql: sqlx::SqlStr,
+    ) -> BoxFuture<'e, sqlx::Result<sqlx::Describe<Postgres>>>
+    where
+        'a: 'e,
+    {
+        self.pool.describe(sql)
     }
 }
 
@@ -105,7 +199,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.db()).await?;
         Ok(())
     }
 
@@ -115,7 +209,7 @@ impl Store for PostgresStore {
 
     async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
         insert_account(a)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .map_err(on_unique)?;
         Ok(())
@@ -124,7 +218,7 @@ impl Store for PostgresStore {
     async fn account_by_email(&self, email_key: &str) -> StoreResult<Option<Account>> {
         let row = sqlx::query(q::ACCOUNT_BY_EMAIL)
             .bind(email_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.map(|r| account_from_row(&r)).transpose()?)
     }
@@ -132,7 +226,7 @@ impl Store for PostgresStore {
     async fn account_profile(&self, id: &AccountId) -> StoreResult<Option<AccountProfile>> {
         let rows = sqlx::query(q::ACCOUNT_PROFILE)
             .bind(&id.0)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -155,7 +249,7 @@ impl Store for PostgresStore {
             .bind(new)
             .bind(&id.0)
             .bind(old)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -170,7 +264,7 @@ impl Store for PostgresStore {
             .bind(email)
             .bind(email_key)
             .bind(&id.0)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .map_err(on_unique)?;
         Ok(done.rows_affected() > 0)
@@ -180,7 +274,7 @@ impl Store for PostgresStore {
         let done = sqlx::query(q::SET_OWNID_DATA)
             .bind(data)
             .bind(email_key)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -188,7 +282,7 @@ impl Store for PostgresStore {
     async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
         let row: Option<(Option<String>,)> = sqlx::query_as(q::OWNID_DATA)
             .bind(email_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(OwnIdLookup::from_row(row.map(|(data,)| data)))
     }
@@ -196,13 +290,13 @@ impl Store for PostgresStore {
     async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>> {
         let row: Option<(String,)> = sqlx::query_as(q::WALLET_ACCOUNT)
             .bind(address)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.map(|(id,)| AccountId(id)))
     }
 
     async fn create_account_with_wallet(&self, a: &NewAccount, w: &NewWallet) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         insert_account(a)
             .execute(&mut *tx)
             .await
@@ -217,7 +311,7 @@ impl Store for PostgresStore {
 
     async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
         insert_wallet(account, w)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .map_err(on_unique)?;
         Ok(())
@@ -235,7 +329,7 @@ impl Store for PostgresStore {
             .bind(now)
             .bind(address)
             .bind(&account.0)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -243,7 +337,7 @@ impl Store for PostgresStore {
     async fn wallets(&self, account: &AccountId) -> StoreResult<Vec<WalletSummary>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(q::WALLETS)
             .bind(&account.0)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await?;
         Ok(rows
             .into_iter()
@@ -259,7 +353,7 @@ impl Store for PostgresStore {
         let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(q::WALLET_RECORD)
             .bind(address)
             .bind(&account.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.map(
             |(address, public_key, attributes, linked_at, updated_at)| WalletRecord {
@@ -277,7 +371,7 @@ impl Store for PostgresStore {
         account: &AccountId,
         address: &str,
     ) -> StoreResult<WalletRemoval> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         let found = sqlx::query(q::LOCK_ACCOUNT)
             .bind(&account.0)
             .execute(&mut *tx)
@@ -316,7 +410,7 @@ impl Store for PostgresStore {
             .bind(purpose)
             .bind(subject)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .map_err(on_unique)?;
         Ok(())
@@ -332,7 +426,7 @@ impl Store for PostgresStore {
             .bind(id)
             .bind(purpose)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.map(|(s,)| s))
     }
@@ -342,7 +436,7 @@ impl Store for PostgresStore {
             .bind(key)
             .bind(expires_at)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -352,7 +446,7 @@ impl Store for PostgresStore {
             .bind(key)
             .bind(now)
             .bind(window)
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await?;
         Ok(WindowCount {
             count,
@@ -365,7 +459,7 @@ impl Store for PostgresStore {
             .bind(key)
             .bind(window)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.map(|(count, window_start)| WindowCount {
             count,
@@ -374,15 +468,12 @@ impl Store for PostgresStore {
     }
 
     async fn reset(&self, key: &str) -> StoreResult<()> {
-        sqlx::query(q::RESET).bind(key).execute(&self.pool).await?;
+        sqlx::query(q::RESET).bind(key).execute(self.db()).await?;
         Ok(())
     }
 
     async fn release(&self, key: &str) -> StoreResult<()> {
-        sqlx::query(q::RELEASE)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(q::RELEASE).bind(key).execute(self.db()).await?;
         Ok(())
     }
 
@@ -391,7 +482,7 @@ impl Store for PostgresStore {
             .bind(key)
             .bind(now)
             .bind(interval)
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await?;
         Ok(paid_off)
     }
@@ -401,7 +492,7 @@ impl Store for PostgresStore {
         for statement in q::PURGE_EXPIRED {
             purged += sqlx::query(statement)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.db())
                 .await?
                 .rows_affected();
         }

@@ -26,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::queries as q;
 use super::*;
+use crate::metrics::DbCall;
 pub use backup::{BackupSummary, backup};
 use writer::Writer;
 
@@ -67,9 +68,17 @@ impl SqliteStore {
             readers: Readers {
                 connections: readers.into_boxed_slice(),
                 next: AtomicUsize::new(0),
+                timer: DatabaseTimer::default(),
             },
             writer,
         })
+    }
+
+    /// Times every read and write with `timer`.
+    pub fn timed(mut self, timer: DatabaseTimer) -> Self {
+        self.writer.timed(timer.clone());
+        self.readers.timer = timer;
+        self
     }
 }
 
@@ -115,12 +124,14 @@ fn open(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
 struct Readers {
     connections: Box<[Mutex<Option<Connection>>]>,
     next: AtomicUsize,
+    timer: DatabaseTimer,
 }
 
 impl Readers {
     /// Runs `read` on a free connection, or on the next in turn once it is free (a
     /// wait of one query at most, as every query here is a lookup by key).
     fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let _timing = self.timer.start(DbCall::Read);
         let guard = match self.connections.iter().find_map(|c| c.try_lock().ok()) {
             Some(free) => free,
             None => {

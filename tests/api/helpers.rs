@@ -64,6 +64,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub app: AppState,
+    /// The separate metrics listener (`metrics.listen`), when configured.
+    pub metrics_base: Option<String>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -117,6 +119,7 @@ impl TestApp {
         let server = Server::build(settings).await.expect("server starts");
         let base = format!("http://{}", server.local_addr());
         let app = server.app();
+        let metrics_base = server.metrics_addr().map(|a| format!("http://{a}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -130,6 +133,7 @@ impl TestApp {
             base,
             client,
             app,
+            metrics_base,
             _dir: dir,
             _stop: stop,
         }

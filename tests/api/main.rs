@@ -14,6 +14,7 @@ mod json_bounds;
 mod limits;
 mod lockout;
 mod mail;
+mod observe;
 mod ownid;
 mod passkeys;
 mod process;

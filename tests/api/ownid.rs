@@ -31,7 +31,7 @@ crate::on_every_backend!(
 );
 
 /// The shared secret the tests' "OwnID cloud" holds, as OwnID's console shows it.
-const SECRET: &str = "b3duaWQtdGVzdC1zaGFyZWQtc2VjcmV0LTMyLWJ5dGVz";
+pub(crate) const SECRET: &str = "b3duaWQtdGVzdC1zaGFyZWQtc2VjcmV0LTMyLWJ5dGVz";
 /// The secret a rotation brings in.
 const NEW_SECRET: &str = "cm90YXRlZC1pbi1vd25pZC1zaGFyZWQtc2VjcmV0IQ==";
 /// A secret the server was never given.
@@ -41,7 +41,7 @@ pub(crate) const SET: &str = "/ownid/setOwnIDDataByLoginId";
 pub(crate) const GET: &str = "/ownid/getOwnIDDataByLoginId";
 pub(crate) const SESSION: &str = "/ownid/getSessionByLoginId";
 
-fn with_secrets(secrets: &[&str]) -> impl FnOnce(&mut Settings) {
+pub(crate) fn with_secrets(secrets: &[&str]) -> impl FnOnce(&mut Settings) {
     let secrets: Vec<_> = secrets.iter().map(|s| Secret::new(s.to_string())).collect();
     move |s: &mut Settings| s.ownid.shared_secrets = secrets
 }
@@ -129,7 +129,7 @@ impl Signed {
 /// A response: status, headers, and the body as text ("" when empty).
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: String,
 }
 
@@ -572,7 +572,12 @@ async fn raw_post(app: &TestApp, path: &str, headers: &[(&str, &str)], body: &st
 }
 
 /// One HTTP/1.1 POST over a fresh connection, blocking.
-fn raw_exchange(address: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+pub(crate) fn raw_exchange(
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -888,15 +893,22 @@ async fn the_routes_follow_the_base_and_the_openapi_document_shows_them(b: Backe
     );
 }
 
-/// Runs the binary with `--log debug`, lets `work` talk to it at its address once it
-/// listens, stops it, and returns everything it logged.
-fn log_of_a_run(dir: &std::path::Path, secrets: Option<&str>, work: impl FnOnce(&str)) -> String {
+/// Runs the binary with `--log debug` in the log format `format` (`text` or `json`),
+/// lets `work` talk to it at its address once it listens, stops it, and returns
+/// everything it logged. In JSON, every line must be one JSON object.
+pub(crate) fn log_of_a_run(
+    dir: &std::path::Path,
+    format: &str,
+    secrets: Option<&str>,
+    work: impl FnOnce(&str),
+) -> String {
     use crate::process::{gatehouse, signal};
     use std::io::BufRead;
     let mut cmd = gatehouse(dir);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--log", "debug"])
         .env("GATEHOUSE_JWT_SECRET", crate::helpers::JWT_SECRET)
         .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
+        .env("GATEHOUSE_LOG_FORMAT", format)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(secrets) = secrets {
@@ -941,13 +953,29 @@ fn log_of_a_run(dir: &std::path::Path, secrets: Option<&str>, work: impl FnOnce(
         log.push('\n');
     }
     assert!(child.0.wait().unwrap().success(), "{log}");
+    if format == "json" {
+        for line in log.lines() {
+            let object: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert!(
+                object["level"].is_string() && object["message"].is_string(),
+                "{line}"
+            );
+        }
+    }
     log
 }
 
 #[test]
 fn the_log_says_whether_ownid_is_on_and_never_shows_secrets_data_or_tokens() {
+    for format in ["text", "json"] {
+        log_shows_no_secrets(format);
+    }
+}
+
+fn log_shows_no_secrets(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let off = log_of_a_run(dir.path(), None, |address| {
+    let off = log_of_a_run(dir.path(), format, None, |address| {
         let req = Signed::new(SECRET, &json!({"loginId": email()}).to_string());
         req.send_raw(address, SESSION).assert_json(
             StatusCode::NOT_FOUND,
@@ -962,8 +990,10 @@ fn the_log_says_whether_ownid_is_on_and_never_shows_secrets_data_or_tokens() {
     let registered_data = format!("registered-{}", gatehouse::crypto::random_id());
     let enrolled_data = format!("enrolled-{}", gatehouse::crypto::random_id());
     let mut seen = Vec::new();
+    let mut request_id = String::new();
     let on = log_of_a_run(
         dir.path(),
+        format,
         Some(&format!("{SECRET}, {NEW_SECRET}")),
         |address| {
             let register = json!({"email": addr, "ownIdData": registered_data}).to_string();
@@ -979,6 +1009,10 @@ fn the_log_says_whether_ownid_is_on_and_never_shows_secrets_data_or_tokens() {
             get.assert_json(StatusCode::OK, json!({"ownIdData": enrolled_data}), "get");
             let session = signed(SESSION, json!({"loginId": addr}));
             assert_eq!(session.status, StatusCode::OK, "{}", session.body);
+            request_id = session.headers["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
             seen.push(session.json()["token"].as_str().unwrap().to_string());
             let forged = Signed::new(FOREIGN_SECRET, &json!({"loginId": addr}).to_string());
             forged
@@ -991,6 +1025,12 @@ fn the_log_says_whether_ownid_is_on_and_never_shows_secrets_data_or_tokens() {
     assert!(on.contains("/ownid"), "{on}");
     // The requests were logged, at debug level even, without what they carried.
     assert!(on.contains("OwnID session issued"), "{on}");
+    // With the request's id, as its answer gave it.
+    let issued = on
+        .lines()
+        .find(|l| l.contains("OwnID session issued"))
+        .unwrap();
+    assert!(issued.contains(&request_id), "{request_id} not in {issued}");
     assert!(on.contains("OwnID request refused"), "{on}");
     for never in [SECRET, NEW_SECRET, &registered_data, &enrolled_data]
         .into_iter()

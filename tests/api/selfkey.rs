@@ -1613,7 +1613,7 @@ impl TestWallet {
     }
 }
 
-fn challenge_path(key: &str) -> String {
+pub(crate) fn challenge_path(key: &str) -> String {
     if key.is_empty() {
         format!("{MOUNT}/auth/challenge")
     } else {
@@ -1621,7 +1621,7 @@ fn challenge_path(key: &str) -> String {
     }
 }
 
-async fn get_challenge(app: &TestApp, key: &str) -> (StatusCode, Value) {
+pub(crate) async fn get_challenge(app: &TestApp, key: &str) -> (StatusCode, Value) {
     let res = app
         .client
         .get(app.url(&challenge_path(key)))
@@ -1634,7 +1634,7 @@ async fn get_challenge(app: &TestApp, key: &str) -> (StatusCode, Value) {
 }
 
 /// The text the wallet signs, read from the challenge token without verifying it.
-fn challenge_text(challenge: &Value) -> String {
+pub(crate) fn challenge_text(challenge: &Value) -> String {
     jwt_parts(challenge["jwt"].as_str().unwrap()).1["challenge"]
         .as_str()
         .unwrap()
@@ -1660,7 +1660,7 @@ async fn stored_challenge(app: &TestApp, sub: &str, text: &str, ttl: i64) -> Str
     token
 }
 
-async fn answer(app: &TestApp, challenge: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn answer(app: &TestApp, challenge: &str, body: &Value) -> (StatusCode, Value) {
     let res = app
         .client
         .post(app.url(&format!("{MOUNT}/auth/challenge")))

@@ -26,6 +26,7 @@ use crate::crypto::eth::{Address, Did, PublicKey, Signature};
 use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
+use crate::metrics::{Outcome, SignInMethod};
 use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted};
 use crate::sessions::{Device, Via};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
@@ -364,17 +365,21 @@ async fn login(
             "No token provided",
         ))
     })?;
-    let account = service(&app)
-        .redeem_login_token(&token)
-        .await
-        .map_err(|e| {
-            fail(match e {
-                SelfKeyError::Token(e) => {
-                    SelfKeyApiError::token_refused("invalid_token", TokenKind::Login, &token, e)
-                }
-                other => other.into(),
-            })
-        })?;
+    let redeemed = service(&app).redeem_login_token(&token).await;
+    let outcome = match &redeemed {
+        Ok(_) => Outcome::Success,
+        Err(SelfKeyError::Internal(_)) => Outcome::Error,
+        Err(_) => Outcome::Failure,
+    };
+    app.metrics.sign_in(SignInMethod::Selfkey, outcome);
+    let account = redeemed.map_err(|e| {
+        fail(match e {
+            SelfKeyError::Token(e) => {
+                SelfKeyApiError::token_refused("invalid_token", TokenKind::Login, &token, e)
+            }
+            other => other.into(),
+        })
+    })?;
     let sign_in = app
         .sessions
         .start(&account, Via::Selfkey, &device)

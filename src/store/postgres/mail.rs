@@ -14,14 +14,14 @@ use crate::store::mail::{LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, 
 #[async_trait::async_trait]
 impl MailStore for PostgresStore {
     async fn queue_mail(&self, mail: &NewMail) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         insert_mail(&mut tx, mail).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn issue_link(&self, t: &NewLinkToken, mail: &NewMail) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         sqlx::query(sql::VOID_TOKENS)
             .bind(&t.account.0)
             .bind(&t.purpose)
@@ -47,7 +47,7 @@ impl MailStore for PostgresStore {
         password_hash: &str,
         notice: &NewMail,
     ) -> StoreResult<LinkUse> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         let row: Option<(String, Option<String>)> = sqlx::query_as(sql::TAKE_TOKEN)
             .bind(token_hash)
             .bind(PASSWORD_RESET)
@@ -135,7 +135,7 @@ impl MailStore for PostgresStore {
             .bind(leased_until)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await?;
         Ok(rows
             .into_iter()
@@ -150,7 +150,7 @@ impl MailStore for PostgresStore {
     }
 
     async fn mails_sent(&self, lease: &str, ids: &[String]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         for id in ids {
             sqlx::query(sql::SENT)
                 .bind(id)
@@ -174,7 +174,7 @@ impl MailStore for PostgresStore {
             .bind(error)
             .bind(id)
             .bind(lease)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -184,11 +184,18 @@ impl MailStore for PostgresStore {
         for statement in sql::PURGE {
             purged += sqlx::query(statement)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.db())
                 .await?
                 .rows_affected();
         }
         Ok(purged)
+    }
+
+    async fn outbox_depth(&self, now: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(sql::OUTBOX_DEPTH)
+            .bind(now)
+            .fetch_one(self.db())
+            .await?)
     }
 }
 

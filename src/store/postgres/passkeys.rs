@@ -10,7 +10,7 @@ use super::{PostgresStore, Query, insert_account, on_unique};
 #[async_trait]
 impl PasskeyStore for PostgresStore {
     async fn create_account_with_passkey(&self, a: &NewAccount, p: &NewPasskey) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         insert_account(a)
             .execute(&mut *tx)
             .await
@@ -25,7 +25,7 @@ impl PasskeyStore for PostgresStore {
 
     async fn add_passkey(&self, account: &AccountId, p: &NewPasskey) -> StoreResult<()> {
         insert_passkey(account, p)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .map_err(on_unique)?;
         Ok(())
@@ -37,7 +37,7 @@ impl PasskeyStore for PostgresStore {
     ) -> StoreResult<Option<StoredPasskey>> {
         let row = sqlx::query(q::PASSKEY_BY_CREDENTIAL_ID)
             .bind(credential_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(StoredPasskey {
@@ -53,7 +53,7 @@ impl PasskeyStore for PostgresStore {
     async fn passkeys(&self, account: &AccountId) -> StoreResult<Vec<PasskeySummary>> {
         let rows = sqlx::query(q::PASSKEYS)
             .bind(&account.0)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await?;
         Ok(rows
             .iter()
@@ -67,7 +67,7 @@ impl PasskeyStore for PostgresStore {
             .bind(used.backup_state)
             .bind(used.at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -77,13 +77,13 @@ impl PasskeyStore for PostgresStore {
             .bind(name)
             .bind(id)
             .bind(&account.0)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn remove_passkey(&self, account: &AccountId, id: &str) -> StoreResult<PasskeyRemoval> {
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, _timing) = self.begin().await?;
         let found = sqlx::query(q::LOCK_ACCOUNT)
             .bind(&account.0)
             .execute(&mut *tx)

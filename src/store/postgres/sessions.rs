@@ -25,7 +25,7 @@ impl SessionStore for PostgresStore {
             .bind(s.ip.as_deref())
             .bind(s.idle_expires_at)
             .bind(s.expires_at)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(())
     }
@@ -35,7 +35,7 @@ impl SessionStore for PostgresStore {
             .bind(id)
             .bind(&account.0)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.is_some())
     }
@@ -51,7 +51,7 @@ impl SessionStore for PostgresStore {
             .bind(r.idle_secs)
             .bind(id)
             .bind(generation)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         if let Some(row) = rotated {
             return Ok(self
@@ -65,7 +65,7 @@ impl SessionStore for PostgresStore {
             .bind(r.grace_secs)
             .bind(r.now)
             .bind(r.max_replays)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         if let Some(row) = replayed {
             return Ok(self
@@ -78,7 +78,7 @@ impl SessionStore for PostgresStore {
             .bind(generation)
             .bind(r.grace_secs)
             .bind(r.now)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(if revoked.rows_affected() > 0 {
             Refresh::Revoked
@@ -91,7 +91,7 @@ impl SessionStore for PostgresStore {
         let rows = sqlx::query(sql::OF_ACCOUNT)
             .bind(&account.0)
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await?;
         rows.iter()
             .map(|r| {
@@ -112,7 +112,7 @@ impl SessionStore for PostgresStore {
         let done = sqlx::query(sql::END_ONE)
             .bind(id)
             .bind(&account.0)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -123,13 +123,13 @@ impl SessionStore for PostgresStore {
                 sqlx::query(sql::END_OTHERS)
                     .bind(&account.0)
                     .bind(keep)
-                    .execute(&self.pool)
+                    .execute(self.db())
                     .await?
             }
             None => {
                 sqlx::query(sql::END_ALL)
                     .bind(&account.0)
-                    .execute(&self.pool)
+                    .execute(self.db())
                     .await?
             }
         };
@@ -137,10 +137,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn purge_sessions(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query(sql::PURGE)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(sql::PURGE).bind(now).execute(self.db()).await?;
         Ok(done.rows_affected())
     }
 }
@@ -156,7 +153,7 @@ impl PostgresStore {
         let account_id: String = row.try_get(0)?;
         let account = sqlx::query(q::ACCOUNT_BY_ID)
             .bind(&account_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         let Some(account) = account else {
             return Ok(None);

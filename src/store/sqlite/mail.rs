@@ -172,6 +172,13 @@ impl MailStore for SqliteStore {
             })
             .await
     }
+
+    async fn outbox_depth(&self, now: i64) -> StoreResult<i64> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::OUTBOX_DEPTH)?
+                .query_row([now], |r| r.get(0))
+        })
+    }
 }
 
 fn insert_mail(c: &Connection, m: &NewMail) -> StoreResult<()> {

@@ -228,6 +228,7 @@ async fn acknowledged_writes_are_in_the_file_after_close_and_a_closed_store_refu
     let reopened = super::super::connect(
         &format!("sqlite://{}", dir.path().join("t.db").display()),
         1,
+        Default::default(),
     )
     .await
     .unwrap();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::{DatabaseTimer, DbCall};
 use crate::store::{StoreError, StoreResult};
 
 /// Writes waiting for the writer thread; senders wait when it is full.
@@ -22,6 +23,7 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
 pub struct Writer {
     queue: mpsc::Sender<Message>,
+    timer: DatabaseTimer,
 }
 
 impl Writer {
@@ -42,7 +44,14 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_loop(conn, jobs))?;
-        Ok(Writer { queue })
+        Ok(Writer {
+            queue,
+            timer: DatabaseTimer::default(),
+        })
+    }
+
+    pub fn timed(&mut self, timer: DatabaseTimer) {
+        self.timer = timer;
     }
 
     /// Runs `work` inside the next group commit, and answers once that commit is
@@ -54,6 +63,7 @@ impl Writer {
         durable: bool,
         work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let _timing = self.timer.start(DbCall::Write);
         let (reply, answer) = oneshot::channel();
         let work: Work = Box::new(move |conn| {
             let result = work(conn);
