@@ -4,6 +4,7 @@ mod helpers;
 mod smtp;
 
 mod auth;
+mod backup;
 mod bounds;
 mod cors;
 mod crash;

@@ -49,11 +49,11 @@ pub fn signal(child: &Child, signal: i32) {
     assert!(status.success());
 }
 
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     signal(child, 15);
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -366,7 +366,7 @@ fn config_prints_the_values_in_force_with_secrets_hidden() {
 }
 
 /// A free loopback port (bound, then released).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
