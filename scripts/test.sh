@@ -28,5 +28,8 @@ echo "== Node interop tests against the real server"
 cargo build --bin gatehouse
 scripts/interop.sh
 
+echo "== README's token-verification snippets (jwt-simple, jose, PyJWT) against a live token"
+scripts/verify-token.sh
+
 echo "== Browser tests: passkeys in chromium with the DevTools virtual authenticator"
 scripts/browser.sh

@@ -33,6 +33,7 @@ fn the_readme_configuration_reference_is_the_generated_one() {
 
 #[test]
 fn every_file_the_readme_quotes_is_quoted_as_it_is() {
+    let mut quoted: Vec<&str> = Vec::new();
     for (i, _) in README.match_indices("<!-- include: ") {
         let rest = &README[i + "<!-- include: ".len()..];
         let path = &rest[..rest.find(" -->").unwrap()];
