@@ -48,6 +48,15 @@ fn write_snapshot(source: &Path, partial: &Path, dest: &Path) -> anyhow::Result<
     let target = partial
         .to_str()
         .context("the backup's path must be valid UTF-8")?;
+    // It holds password hashes: readable by its owner only, as the database is. SQLite
+    // writes into an empty file that exists, keeping its mode.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
     conn.execute("VACUUM INTO ?1", [target])
         .with_context(|| format!("VACUUM INTO {}", partial.display()))?;
     drop(conn);
@@ -115,6 +124,9 @@ mod tests {
         let summary = backup(&url, &dest).unwrap();
         assert_eq!(summary.accounts, 25);
         assert!(summary.schema_version >= 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         // Written while the store is open, with every write still in the WAL.
         let copy = SqliteStore::connect(&format!("sqlite://{}", dest.display()), 1)
             .await
