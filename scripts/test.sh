@@ -31,5 +31,8 @@ scripts/interop.sh
 echo "== README's token-verification snippets (jwt-simple, jose, PyJWT) against a live token"
 scripts/verify-token.sh
 
+echo "== README's nginx example in front of the server (Debian's nginx, installed if missing)"
+scripts/nginx.sh
+
 echo "== Browser tests: passkeys in chromium with the DevTools virtual authenticator"
 scripts/browser.sh

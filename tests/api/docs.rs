@@ -47,6 +47,16 @@ fn every_file_the_readme_quotes_is_quoted_as_it_is() {
             inner, text,
             "README.md's copy of {path} differs from the file"
         );
+        quoted.push(path);
+    }
+    for path in [
+        "docs/verify-token/jwt-simple.cjs",
+        "docs/verify-token/jose.mjs",
+        "docs/verify-token/pyjwt.py",
+        "examples/verify_token.rs",
+        "docs/nginx/gatehouse.conf",
+    ] {
+        assert!(quoted.contains(&path), "README.md no longer quotes {path}");
     }
 }
 
