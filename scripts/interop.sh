@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the built server on a free port with a fresh SQLite database and a known
-# secret, runs the Node interop tests against it, and stops it.
+# secret, runs the Node interop tests against it, and stops it. The JWKS tests start
+# servers of their own (EdDSA, ES256) from the same binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/test-server.sh
@@ -17,6 +18,7 @@ start_test_server \
 
 status=0
 GATEHOUSE_URL="http://127.0.0.1:$port" \
+GATEHOUSE_BIN="${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}" \
 GATEHOUSE_JWT_SECRET="$secret" \
 GATEHOUSE_OWNID_SECRET="$ownid_secret" \
   node --test --test-reporter=spec tests/interop/ || status=$?

@@ -17,9 +17,10 @@ use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::sessions::{SessionPolicy, Sessions};
+use crate::sessions::{AccountKeys, SessionPolicy, Sessions};
 use crate::signin::passkeys::Passkeys;
 use crate::signin::siwe::Policy;
+use crate::signing_keys::{KeyPolicy, SigningKeys};
 use crate::store::{self, DynStore};
 
 pub struct App {
@@ -28,6 +29,8 @@ pub struct App {
     pub tokens: Arc<TokenKeys>,
     pub accounts: Accounts,
     pub sessions: Arc<Sessions>,
+    /// The keys of asymmetric account tokens; `None` with HS512.
+    pub signing_keys: Option<Arc<SigningKeys>>,
     /// Parsed `http.trusted_proxies`.
     pub proxies: Vec<IpNet>,
     /// Checks OwnID's signed requests; holds no secret when OwnID is off.
@@ -61,9 +64,32 @@ impl App {
             reuse_grace_secs: se.refresh_reuse_grace_secs,
             max_replays: se.refresh_reuse_limit,
         };
+        let signing_keys = match settings.jwt.asymmetric() {
+            Some(algorithm) => {
+                let policy = key_policy(&settings, algorithm);
+                let keys = SigningKeys::open(
+                    Arc::clone(&store),
+                    secret.expose().as_bytes(),
+                    policy,
+                    crate::domain::unix_now(),
+                )
+                .await
+                .context("jwt.algorithm: the signing keys")?;
+                tracing::info!(
+                    algorithm = algorithm.as_str(),
+                    "account tokens: signed with the keys in the database, published at /.well-known/jwks.json"
+                );
+                Some(Arc::new(keys))
+            }
+            None => None,
+        };
+        let account_keys = match &signing_keys {
+            Some(keys) => AccountKeys::Asymmetric(Arc::clone(keys)),
+            None => AccountKeys::Hs512(Arc::clone(&tokens)),
+        };
         let sessions = Arc::new(Sessions::new(
             Arc::clone(&store),
-            Arc::clone(&tokens),
+            account_keys,
             RefreshKey::new(secret.expose().as_bytes()),
             policy,
         ));
@@ -131,6 +157,7 @@ impl App {
             tokens,
             accounts,
             sessions,
+            signing_keys,
             proxies,
             ownid,
             passkeys,
@@ -160,10 +187,20 @@ impl App {
     }
 }
 
+/// The rules of the signing keys, from the settings.
+pub fn key_policy(settings: &Settings, algorithm: crate::crypto::signing::Algorithm) -> KeyPolicy {
+    KeyPolicy {
+        algorithm,
+        jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
+        token_ttl_secs: settings.token_lifetime_secs,
+        issuer: settings.issuer.clone(),
+    }
+}
+
 /// The signing secret: from `jwt_secret`, else `jwt_secret_file`, else the file
 /// `jwt-secret` in the data directory, generated (64 random bytes, hex) on first start
 /// with mode 0600. Logs where it came from, never what it is.
-fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
+pub fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
     if let Some(secret) = &settings.jwt_secret {
         tracing::info!("JWT signing secret: from the configuration (jwt_secret)");
         return Ok(secret.clone());

@@ -1,4 +1,6 @@
-//! The command line: `gatehouse serve`, `migrate`, `config` and `backup`.
+//! The command line: `gatehouse serve`, `migrate`, `config`, `backup` and `keys`.
+
+mod keys;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -44,6 +46,14 @@ enum Command {
     /// Write a consistent copy of the embedded SQLite database to FILE while the
     /// server runs (VACUUM INTO; never overwrites FILE).
     Backup(BackupArgs),
+    /// The signing keys of asymmetric account tokens (jwt.algorithm EdDSA or ES256).
+    Keys(KeysArgs),
+}
+
+#[derive(Args)]
+struct KeysArgs {
+    #[command(subcommand)]
+    command: keys::KeysCommand,
 }
 
 #[derive(Args)]
@@ -63,7 +73,7 @@ struct BackupArgs {
 }
 
 #[derive(Args)]
-struct DatabaseArgs {
+pub(crate) struct DatabaseArgs {
     /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
@@ -160,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => Overrides::from(a),
         Command::Migrate(a) => Overrides::from(a),
         Command::Backup(a) => Overrides::from(&a.database),
+        Command::Keys(a) => Overrides::from(a.command.database()),
         Command::Config(a) if a.defaults => {
             print!("{reference}");
             return ExitCode::SUCCESS;
@@ -188,6 +199,7 @@ pub fn main() -> ExitCode {
             Command::Serve(_) => serve(settings).await,
             Command::Migrate(_) => migrate(settings).await,
             Command::Backup(a) => backup(settings, a.file).await,
+            Command::Keys(a) => keys::run(settings, a.command).await,
             Command::Config(_) => unreachable!("answered above"),
         }
     });

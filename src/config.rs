@@ -71,6 +71,36 @@ pub struct Settings {
     pub accounts: AccountsSettings,
     /// `GET /metrics`, for Prometheus.
     pub metrics: MetricsSettings,
+    /// How account tokens are signed.
+    pub jwt: JwtSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// `HS512` (with the secret, as `jwt-simple` verifies), or `EdDSA` (Ed25519) or
+    /// `ES256` (P-256): signed with keys kept in the database, private halves encrypted
+    /// under a key derived from the secret, published at `/.well-known/jwks.json`.
+    pub algorithm: String,
+    /// The JWKS's `Cache-Control: max-age`, seconds; `gatehouse keys rotate` publishes
+    /// the next key this long before it signs.
+    pub jwks_max_age_secs: i64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        JwtSettings {
+            algorithm: "HS512".into(),
+            jwks_max_age_secs: 300,
+        }
+    }
+}
+
+impl JwtSettings {
+    /// The asymmetric algorithm in force; `None` for HS512.
+    pub fn asymmetric(&self) -> Option<crate::crypto::signing::Algorithm> {
+        crate::crypto::signing::Algorithm::parse(&self.algorithm)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -441,6 +471,7 @@ impl Default for Settings {
             siwe: SiweSettings::default(),
             accounts: AccountsSettings::default(),
             metrics: MetricsSettings::default(),
+            jwt: JwtSettings::default(),
         }
     }
 }
@@ -808,6 +839,16 @@ impl Settings {
             return bad(
                 "siwe.issued_at_skew_secs",
                 "must be between 0 and 3600 seconds",
+            );
+        }
+        let j = &self.jwt;
+        if j.algorithm != "HS512" && j.asymmetric().is_none() {
+            return bad("jwt.algorithm", "must be HS512, EdDSA or ES256");
+        }
+        if !(1..=24 * 3600).contains(&j.jwks_max_age_secs) {
+            return bad(
+                "jwt.jwks_max_age_secs",
+                "must be between 1 and 86400 seconds",
             );
         }
         let r = &self.rate_limit;

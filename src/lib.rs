@@ -20,4 +20,5 @@ pub mod ownid_data;
 pub mod selfkey;
 pub mod sessions;
 pub mod signin;
+pub mod signing_keys;
 pub mod store;

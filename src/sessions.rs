@@ -19,6 +19,7 @@ use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
 use crate::crypto::random_id;
 use crate::crypto::refresh::RefreshKey;
 use crate::domain::{Account, AccountId, unix_now};
+use crate::signing_keys::SigningKeys;
 use crate::store::sessions::{NewSession, Refresh, RefreshRules, SessionRecord};
 use crate::store::{DynStore, StoreError};
 
@@ -153,9 +154,53 @@ impl From<TokenError> for SessionError {
     }
 }
 
+/// What account tokens are signed with (`jwt.algorithm`).
+pub enum AccountKeys {
+    /// HS512 with the secret itself, as `jwt-simple` verifies.
+    Hs512(Arc<TokenKeys>),
+    /// EdDSA or ES256, with the keys in the database (see [`SigningKeys`]).
+    Asymmetric(Arc<SigningKeys>),
+}
+
+impl AccountKeys {
+    fn issue(
+        &self,
+        sub: &str,
+        now: i64,
+        ttl: i64,
+        claims: AccountClaims,
+    ) -> Result<String, SessionError> {
+        match self {
+            AccountKeys::Hs512(keys) => Ok(keys.issue(TokenKind::Account, sub, now, ttl, claims).0),
+            AccountKeys::Asymmetric(keys) => {
+                let signer = keys.signer(now).ok_or_else(|| {
+                    SessionError::Internal(anyhow::anyhow!("no signing key can sign now"))
+                })?;
+                Ok(signer.sign(&Claims {
+                    sub: sub.to_owned(),
+                    iat: now,
+                    exp: now + ttl,
+                    nbf: None,
+                    iss: keys.policy().issuer.clone(),
+                    jti: random_id(),
+                    kind: None,
+                    extra: claims,
+                }))
+            }
+        }
+    }
+
+    async fn verify(&self, token: &str, now: i64) -> Result<Claims<AccountClaims>, TokenError> {
+        match self {
+            AccountKeys::Hs512(keys) => keys.verify(TokenKind::Account, token, now),
+            AccountKeys::Asymmetric(keys) => keys.verify(token, now).await,
+        }
+    }
+}
+
 pub struct Sessions {
     store: DynStore,
-    tokens: Arc<TokenKeys>,
+    tokens: AccountKeys,
     refresh: RefreshKey,
     policy: SessionPolicy,
 }
@@ -163,7 +208,7 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(
         store: DynStore,
-        tokens: Arc<TokenKeys>,
+        tokens: AccountKeys,
         refresh: RefreshKey,
         policy: SessionPolicy,
     ) -> Self {
@@ -202,7 +247,7 @@ impl Sessions {
         };
         self.store.sessions().create_session(&session).await?;
         tracing::info!(account = %account.id.0, session = %session.id, method = method.as_str(), "session started");
-        Ok(self.sign_in(account, &session.id, 0, now, now))
+        self.sign_in(account, &session.id, 0, now, now)
     }
 
     /// The tokens of generation `generation` of a session.
@@ -213,18 +258,16 @@ impl Sessions {
         generation: i64,
         auth_time: i64,
         now: i64,
-    ) -> SignIn {
+    ) -> Result<SignIn, SessionError> {
         let claims = account_claims(account, session, auth_time);
         let ttl = self.policy.access_ttl_secs;
-        let (token, _) = self
-            .tokens
-            .issue(TokenKind::Account, &account.id.0, now, ttl, claims);
-        SignIn {
+        let token = self.tokens.issue(&account.id.0, now, ttl, claims)?;
+        Ok(SignIn {
             token,
             refresh_token: self.refresh.token(session, generation),
             expires_in: ttl,
             session: session.to_owned(),
-        }
+        })
     }
 
     /// Exchanges a refresh token for the session's next tokens (or, for the previous
@@ -249,7 +292,7 @@ impl Sessions {
             .await?;
         match outcome {
             Refresh::Rotated(s) | Refresh::Replayed(s) => {
-                Ok(self.sign_in(&s.account, &s.id, s.generation, s.auth_time, now))
+                self.sign_in(&s.account, &s.id, s.generation, s.auth_time, now)
             }
             Refresh::Revoked => {
                 tracing::warn!(session = %claim.session, generation = claim.generation,
@@ -263,7 +306,7 @@ impl Sessions {
     /// Verifies an account token and checks that its session lives.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, SessionError> {
         let now = unix_now();
-        let claims: Claims<AccountClaims> = self.tokens.verify(TokenKind::Account, token, now)?;
+        let claims = self.tokens.verify(token, now).await?;
         let account = AccountId(claims.sub.clone());
         let session = claims.extra.sid.clone();
         let live = self

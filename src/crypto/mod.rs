@@ -7,6 +7,7 @@ pub mod link_token;
 pub mod ownid_signature;
 pub mod passwords;
 pub mod refresh;
+pub mod signing;
 
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod jwks;
 pub mod lifecycle;
 pub mod limits;
 pub mod linger;
@@ -61,6 +62,7 @@ pub fn router(app: AppState) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(health::router())
+        .merge(jwks::router())
         .merge(lifecycle::router(&app))
         .merge(ownid::router(&app))
         .merge(passkeys::router())
@@ -225,6 +227,10 @@ impl Server {
             .max_header_size(http.max_header_bytes);
         let service = router(Arc::clone(&app));
         let housekeeping = tokio::spawn(purge_expired(Arc::clone(&app)));
+        let key_reloads = app
+            .signing_keys
+            .as_ref()
+            .map(|keys| tokio::spawn(reload_keys(Arc::clone(keys))));
         let outbox = app.lifecycle.as_ref().map(|l| {
             let sender = crate::mail::outbox::Sender::new(
                 Arc::clone(&app.store),
@@ -285,6 +291,9 @@ impl Server {
             }
         }
         housekeeping.abort();
+        if let Some(reloads) = key_reloads {
+            reloads.abort();
+        }
         if let Some(outbox) = outbox {
             outbox.abort();
         }
@@ -313,6 +322,25 @@ async fn purge_expired(app: AppState) {
             Ok(n) if n > 0 => tracing::debug!(sessions = n, "purged timed-out sessions"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging timed-out sessions failed"),
+        }
+        match app.store.signing_keys().purge_signing_keys(now).await {
+            Ok(n) if n > 0 => tracing::info!(keys = n, "deleted retired signing keys"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deleting retired signing keys failed"),
+        }
+    }
+}
+
+/// Reads the signing keys again every few seconds (well within the JWKS max-age), so a
+/// key published on another node, or by `gatehouse keys rotate`, is known here long
+/// before it signs, and a retired one stops verifying.
+async fn reload_keys(keys: Arc<crate::signing_keys::SigningKeys>) {
+    let mut tick = tokio::time::interval(keys.policy().reload_every());
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = keys.reload(crate::domain::unix_now()).await {
+            tracing::warn!(error = %format!("{e:#}"), "reading the signing keys failed");
         }
     }
 }

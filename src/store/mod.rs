@@ -6,6 +6,7 @@ mod passkeys;
 mod postgres;
 mod queries;
 pub mod sessions;
+pub mod signing_keys;
 mod sqlite;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use passkeys::{
 };
 pub use postgres::PostgresStore;
 pub use sessions::SessionStore;
+pub use signing_keys::{SigningKeyStore, StoredKey};
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
 pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
 
@@ -184,6 +186,8 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
     fn mail(&self) -> &dyn MailStore;
     /// The same database, seen through its sessions ([`SessionStore`]).
     fn sessions(&self) -> &dyn SessionStore;
+    /// The same database, seen through its signing keys ([`SigningKeyStore`]).
+    fn signing_keys(&self) -> &dyn SigningKeyStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;

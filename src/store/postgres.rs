@@ -1,5 +1,6 @@
 mod mail;
 mod sessions;
+mod signing_keys;
 
 use std::time::Duration;
 
@@ -195,6 +196,10 @@ impl Store for PostgresStore {
     }
 
     fn sessions(&self) -> &dyn SessionStore {
+        self
+    }
+
+    fn signing_keys(&self) -> &dyn SigningKeyStore {
         self
     }
 

@@ -15,6 +15,7 @@ mod mail;
 mod migrations;
 mod passkeys;
 mod sessions;
+mod signing_keys;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -163,6 +164,10 @@ impl Store for SqliteStore {
     }
 
     fn sessions(&self) -> &dyn SessionStore {
+        self
+    }
+
+    fn signing_keys(&self) -> &dyn SigningKeyStore {
         self
     }
 

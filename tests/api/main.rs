@@ -23,6 +23,7 @@ mod proxy;
 mod selfkey;
 mod session_cookies;
 mod sessions;
+mod signing_keys;
 mod siwe;
 mod token_attacks;
 mod wallet_emails;

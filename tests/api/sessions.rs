@@ -530,10 +530,12 @@ async fn the_absolute_lifetime_ends_a_session_that_keeps_refreshing(b: Backend) 
 }
 
 async fn timed_out_sessions_are_purged(b: Backend) {
-    let app = TestApp::spawn_with(b, |s| s.session.idle_timeout_secs = 1).await;
+    // Two seconds of idle timeout: room for a slow machine between the young session's
+    // sign-up and its check.
+    let app = TestApp::spawn_with(b, |s| s.session.idle_timeout_secs = 2).await;
     let old = app.signed_up(&email(), "password123").await;
     let sessions = &app.app.sessions;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let young = app.signed_up(&email(), "password123").await;
     let now = gatehouse::domain::unix_now();
     assert_eq!(sessions.purge(now).await.unwrap(), 1);

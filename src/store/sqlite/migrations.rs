@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_sessions.sql",
         include_str!("../../../migrations/sqlite/0005_sessions.sql"),
     ),
+    (
+        "0006_signing_keys.sql",
+        include_str!("../../../migrations/sqlite/0006_signing_keys.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -131,6 +135,7 @@ mod tests {
                 "rate_counters",
                 "seen_requests",
                 "sessions",
+                "signing_keys",
                 "wallets"
             ]
         );
