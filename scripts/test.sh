@@ -28,7 +28,7 @@ echo "== Node interop tests against the real server"
 cargo build --bin gatehouse
 scripts/interop.sh
 
-echo "== README's token-verification snippets (jwt-simple, jose, PyJWT) against a live token"
+echo "== README's token-verification snippets (jwt-simple, jose, PyJWT, jsonwebtoken) against a live token"
 scripts/verify-token.sh
 
 echo "== README's nginx example in front of the server (Debian's nginx, installed if missing)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs README's token-verification snippets (docs/verify-token/)
+# Runs README's token-verification snippets (docs/verify-token/, the Rust one a project of its own)
 # against a live token from the built server: each must accept it and print its `sub`,
 # and reject it with a wrong expected issuer, and reject an expired and a tampered
 # token. Needs the npm packages (tests/interop: npm ci) and sets up a venv with PyJWT.
@@ -11,6 +11,10 @@ if [ "$("$venv/bin/python" -c 'import jwt; print(jwt.__version__)' 2>/dev/null)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "PyJWT==$pyjwt_version"
 fi
+
+# The Rust snippet builds as an integrator's project would, with its own lock file.
+rust_target=$PWD/target/verify-token-rust
+(cd docs/verify-token/rust && CARGO_TARGET_DIR="$rust_target" cargo build -q --locked)
 
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 issuer=https://auth.verify.test
@@ -65,7 +69,8 @@ check() { # name expect(accept|reject) issuer token command…
   fi
 }
 for snippet in "jwt-simple:node $scratch/jwt-simple.cjs" "jose:node $scratch/jose.mjs" \
-  "PyJWT:$venv/bin/python docs/verify-token/pyjwt.py"; do
+  "PyJWT:$venv/bin/python docs/verify-token/pyjwt.py" \
+  "jsonwebtoken:$rust_target/debug/verify-gatehouse-token"; do
   name=${snippet%%:*}
   read -r -a cmd <<<"${snippet#*:}"
   check "$name accepts a live token" accept "$issuer" "$token" "${cmd[@]}"

@@ -53,6 +53,7 @@ fn every_file_the_readme_quotes_is_quoted_as_it_is() {
         "docs/verify-token/jwt-simple.cjs",
         "docs/verify-token/jose.mjs",
         "docs/verify-token/pyjwt.py",
+        "docs/verify-token/rust/src/main.rs",
         "docs/nginx/gatehouse.conf",
     ] {
         assert!(quoted.contains(&path), "README.md no longer quotes {path}");
