@@ -66,6 +66,9 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("too many failed logins")]
     LockedOut { retry_after_secs: i64 },
+    /// The credentials were right, but an operator disabled the account.
+    #[error("the account is disabled")]
+    Disabled,
     /// Too many password hashes queued to serve this one in time.
     #[error("too busy hashing passwords")]
     Busy { retry_after_secs: i64 },
@@ -90,7 +93,10 @@ impl From<StoreError> for AccountError {
 
 impl From<SessionError> for AccountError {
     fn from(e: SessionError) -> Self {
-        AccountError::Internal(e.into())
+        match e {
+            SessionError::AccountDisabled => AccountError::Disabled,
+            other => AccountError::Internal(other.into()),
+        }
     }
 }
 
@@ -186,6 +192,7 @@ impl Accounts {
             has_ownid: account.ownid_data.is_some(),
             password_hash: account.password_hash,
             created_at: account.created_at,
+            disabled: false,
         };
         Ok(self.sessions.start(&created, method, device).await?)
     }
@@ -213,6 +220,7 @@ impl Accounts {
                 Outcome::LockedOut
             }
             Err(AccountError::Busy { .. }) => Outcome::Busy,
+            Err(AccountError::Disabled) => Outcome::Disabled,
             Err(_) => Outcome::Error,
         };
         self.metrics.sign_in(SignInMethod::Password, outcome);

@@ -41,6 +41,8 @@ pub struct App {
     /// What a SIWE message must satisfy.
     pub siwe: Policy,
     pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM/SIGINT: `/ready` answers 503 so the load balancer moves on.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -163,6 +165,7 @@ impl App {
             passkeys,
             siwe,
             metrics,
+            draining: Default::default(),
         })
     }
 }

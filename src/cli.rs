@@ -1,6 +1,8 @@
-//! The command line: `gatehouse serve`, `migrate`, `config`, `backup` and `keys`.
+//! The command line: `gatehouse serve`, `migrate`, `config`, `backup` and `keys`, and
+//! the operator's commands (`users`, `sessions`: [`users`]).
 
 mod keys;
+mod users;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -48,6 +50,12 @@ enum Command {
     Backup(BackupArgs),
     /// The signing keys of asymmetric account tokens (jwt.algorithm EdDSA or ES256).
     Keys(KeysArgs),
+    /// Accounts, straight in the database: list, show, disable, enable, delete.
+    /// Exit status 0 done, 1 no such account, 2 bad usage.
+    Users(users::UsersArgs),
+    /// Sessions, straight in the database: revoke every session of an account.
+    /// Exit status 0 done, 1 no such account, 2 bad usage.
+    Sessions(users::SessionsArgs),
 }
 
 #[derive(Args)]
@@ -171,6 +179,8 @@ pub fn main() -> ExitCode {
         Command::Migrate(a) => Overrides::from(a),
         Command::Backup(a) => Overrides::from(&a.database),
         Command::Keys(a) => Overrides::from(a.command.database()),
+        Command::Users(a) => Overrides::from(&a.database),
+        Command::Sessions(a) => Overrides::from(&a.database),
         Command::Config(a) if a.defaults => {
             print!("{reference}");
             return ExitCode::SUCCESS;
@@ -195,16 +205,29 @@ pub fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async {
+        let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
         match cli.command {
-            Command::Serve(_) => serve(settings).await,
-            Command::Migrate(_) => migrate(settings).await,
-            Command::Backup(a) => backup(settings, a.file).await,
-            Command::Keys(a) => keys::run(settings, a.command).await,
+            Command::Serve(_) => done(serve(settings).await),
+            Command::Migrate(_) => done(migrate(settings).await),
+            Command::Backup(a) => done(backup(settings, a.file).await),
+            Command::Keys(a) => done(keys::run(settings, a.command).await),
+            Command::Users(a) => {
+                let store = open_store(&settings).await?;
+                let code = users::users(&store, a).await;
+                store.close().await;
+                code
+            }
+            Command::Sessions(a) => {
+                let store = open_store(&settings).await?;
+                let code = users::sessions(&store, a).await;
+                store.close().await;
+                code
+            }
             Command::Config(_) => unreachable!("answered above"),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // Once, in the log (on stderr): not also by hand beside it.
             tracing::error!("{e:#}");
@@ -264,11 +287,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// Opening the store migrates it and logs what it did to the schema.
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let store = crate::store::connect(&settings.database_url(), 1, Default::default())
-        .await
-        .context("database_url: could not open the database")?;
-    store.close().await;
+    open_store(&settings).await?.close().await;
     Ok(())
+}
+
+/// The database of the configuration, with one connection: for the commands that are
+/// not the server.
+async fn open_store(settings: &Settings) -> anyhow::Result<crate::store::DynStore> {
+    crate::store::connect(&settings.database_url(), 1, Default::default())
+        .await
+        .context("database_url: could not open the database")
 }
 
 async fn backup(settings: Settings, file: PathBuf) -> anyhow::Result<()> {

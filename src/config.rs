@@ -185,6 +185,11 @@ pub struct HttpSettings {
     pub max_header_bytes: usize,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
+    /// After SIGTERM/SIGINT, how long to go on accepting requests while `/ready`
+    /// answers 503, so a load balancer health-checking `/ready` stops sending before
+    /// the node stops listening (a few of its check intervals); then in-flight
+    /// requests get `shutdown_grace_secs`. 0: stop accepting at once.
+    pub drain_secs: u64,
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-*` headers are trusted.
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
@@ -528,6 +533,7 @@ impl Default for HttpSettings {
             header_read_timeout_secs: 10,
             max_header_bytes: 32 * 1024,
             shutdown_grace_secs: 10,
+            drain_secs: 0,
             trusted_proxies: Vec::new(),
             public_url: None,
             cors_origins: Vec::new(),

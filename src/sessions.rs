@@ -130,6 +130,10 @@ pub enum SessionError {
     /// The token is not one we issued, has expired, or its session has ended.
     #[error("the token was refused: {0}")]
     Refused(&'static str),
+    /// The account is disabled: no session starts, no token or refresh of it is
+    /// accepted.
+    #[error("the account is disabled")]
+    AccountDisabled,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -232,6 +236,13 @@ impl Sessions {
         method: Via,
         device: &Device,
     ) -> Result<SignIn, SessionError> {
+        // Read with the account by every sign-in method, after its proof was checked,
+        // so only someone who proved they hold the account learns it is disabled. A
+        // session started as the account is disabled is refused by every check.
+        if account.disabled {
+            tracing::info!(account = %account.id.0, method = method.as_str(), "sign-in refused: the account is disabled");
+            return Err(SessionError::AccountDisabled);
+        }
         let now = unix_now();
         let p = &self.policy;
         let expires_at = now + p.absolute_secs;
@@ -291,6 +302,10 @@ impl Sessions {
             .refresh_session(&claim.session, claim.generation, rules)
             .await?;
         match outcome {
+            Refresh::Rotated(s) | Refresh::Replayed(s) if s.account.disabled => {
+                tracing::info!(account = %s.account.id.0, "refresh refused: the account is disabled");
+                Err(SessionError::AccountDisabled)
+            }
             Refresh::Rotated(s) | Refresh::Replayed(s) => {
                 self.sign_in(&s.account, &s.id, s.generation, s.auth_time, now)
             }
@@ -315,6 +330,11 @@ impl Sessions {
             .session_is_live(&session, &account, now)
             .await?;
         if !live {
+            // The refusal's reason, read only when refusing: a disabled account says
+            // so (the token proves who is asking), any other says the session ended.
+            if self.store.admin().account_disabled(&account).await? {
+                return Err(SessionError::AccountDisabled);
+            }
             return Err(SessionError::Refused("session ended"));
         }
         Ok(Authenticated {

@@ -21,6 +21,8 @@ pub struct Account {
     pub password_hash: Option<String>,
     pub has_ownid: bool,
     pub created_at: i64,
+    /// An operator disabled it: no sign-in, refresh or token of it is accepted.
+    pub disabled: bool,
 }
 
 /// A wallet linked to an account.

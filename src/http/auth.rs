@@ -226,6 +226,7 @@ pub fn account_error(e: AccountError) -> ApiError {
         AccountError::LockedOut { retry_after_secs } | AccountError::Busy { retry_after_secs } => {
             ApiError::TooManyRequests { retry_after_secs }
         }
+        AccountError::Disabled => ApiError::AccountDisabled,
         AccountError::Internal(e) => ApiError::Internal(e),
     }
 }

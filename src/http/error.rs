@@ -19,6 +19,9 @@ pub struct ErrorBody {
 
 pub const UNPARSABLE: &str = "Unable to parse JSON request";
 
+/// The one answer to a disabled account, whatever it tried (`error`: `account_disabled`).
+pub const ACCOUNT_DISABLED: &str = "This account is disabled.";
+
 /// The message of every unknown route.
 pub const NO_ROUTE: &str = "No such route.";
 
@@ -40,6 +43,9 @@ pub enum ApiError {
     Refused(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The account is disabled: its sign-ins, refreshes and tokens are refused.
+    #[error("the account is disabled")]
+    AccountDisabled,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -86,6 +92,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Refused(m) => (StatusCode::UNAUTHORIZED, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
+            ApiError::AccountDisabled => (
+                StatusCode::FORBIDDEN,
+                ACCOUNT_DISABLED.to_string(),
+                Some("account_disabled".to_string()),
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m, None),
             ApiError::TooManyRequests { retry_after_secs } => {

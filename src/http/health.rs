@@ -12,7 +12,8 @@ use super::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Status {
-    /// `ok`, or `unavailable` when the database does not answer.
+    /// `ok`; `unavailable` when the database does not answer; `draining` when the
+    /// node is shutting down.
     status: &'static str,
 }
 
@@ -29,12 +30,16 @@ async fn health() -> axum::Json<Status> {
     axum::Json(Status { status: "ok" })
 }
 
-/// The node can serve: its database answers.
+/// The node can serve: its database answers, and it is not shutting down.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "The database does not answer", body = Status)))]
+        (status = 503, description = "The database does not answer, or the node is draining", body = Status)))]
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        let status = Status { status: "draining" };
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(status));
+    }
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, axum::Json(Status { status: "ok" })),
         Err(e) => {

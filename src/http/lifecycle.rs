@@ -300,7 +300,7 @@ async fn reset(
         .sessions
         .start(&profile.account, Via::Password, &device)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(super::sessions::session_error)?;
     Ok(signed_in(&app.settings, secure, sign_in))
 }
 

@@ -207,8 +207,9 @@ impl Server {
         Arc::clone(&self.app)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, gives in-flight
-    /// requests `shutdown_grace_secs` to finish, and closes the database pool.
+    /// Serves until `shutdown` completes, then answers 503 on `/ready` while it goes
+    /// on serving for `drain_secs`, stops accepting, gives in-flight requests
+    /// `shutdown_grace_secs` to finish, and closes the database pool.
     ///
     /// The accept loop is hyper's own rather than `axum::serve`, which sets no timer:
     /// without one, hyper applies no header read timeout, and a client that trickles
@@ -248,6 +249,23 @@ impl Server {
             })
         });
         let connections = GracefulShutdown::new();
+        // On the signal, `/ready` says 503 at once; the node goes on serving for
+        // `drain_secs`, so the balancer takes it out before it stops listening.
+        let drain = Duration::from_secs(http.drain_secs);
+        let signalled = Arc::clone(&app);
+        let shutdown = async move {
+            shutdown.await;
+            signalled
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_secs = drain.as_secs(),
+                    "draining: /ready answers 503, still serving"
+                );
+                tokio::time::sleep(drain).await;
+            }
+        };
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -306,13 +324,32 @@ impl Server {
     }
 }
 
-/// Deletes expired single-use values and counters now and then. Every node may run
-/// it; the deletes are idempotent.
+/// How often the purge runs, seconds; its lease outlives two runs, so the node that
+/// holds it keeps it while it lives, and another takes over within three minutes of
+/// its death.
+const PURGE_EVERY_SECS: u64 = 60;
+const PURGE_LEASE_SECS: i64 = 150;
+
+/// Deletes expired single-use values, counters and timed-out sessions now and then.
+/// On several nodes, one at a time does it: the holder of the `purge` lease.
 async fn purge_expired(app: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let node = crate::crypto::random_id();
+    let mut tick = tokio::time::interval(Duration::from_secs(PURGE_EVERY_SECS));
     loop {
         tick.tick().await;
         let now = crate::domain::unix_now();
+        match app
+            .store
+            .take_lease("purge", &node, now, now + PURGE_LEASE_SECS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "purge: cannot take its lease");
+                continue;
+            }
+        }
         match app.store.purge_expired(now).await {
             Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
             Ok(_) => {}

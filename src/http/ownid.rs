@@ -24,6 +24,7 @@ use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody, NO_ROUTE};
 use super::json;
 use super::sessions::{TokenResponse, token_response};
+use crate::accounts::AccountError;
 use crate::app::App;
 use crate::domain::{Email, unix_now_millis};
 use crate::metrics::{Outcome, SignInMethod};
@@ -271,6 +272,7 @@ async fn get_session(app: &App, req: OwnIdSessionRequest) -> Result<Response, Ap
     let outcome = match &token {
         Ok(Some(_)) => Outcome::Success,
         Ok(None) => Outcome::Failure,
+        Err(AccountError::Disabled) => Outcome::Disabled,
         Err(_) => Outcome::Error,
     };
     app.metrics.sign_in(SignInMethod::Ownid, outcome);

@@ -22,7 +22,7 @@ use super::session::Session;
 use super::sessions::{TokenResponse, signed_in};
 use crate::domain::{AccountId, unix_now};
 use crate::metrics::{Outcome, SignInMethod};
-use crate::sessions::{Device, SignIn, Via};
+use crate::sessions::{Device, SessionError, SignIn, Via};
 use crate::signin::passkeys::{Begun, PasskeyError};
 use crate::store::PasskeySummary;
 
@@ -236,6 +236,7 @@ async fn login(
     };
     let outcome = match &answer {
         Ok(_) => Outcome::Success,
+        Err(PasskeyApiError::Api(ApiError::AccountDisabled)) => Outcome::Disabled,
         Err(PasskeyApiError::SignIn(PasskeyError::Internal(_)) | PasskeyApiError::Api(_)) => {
             Outcome::Error
         }
@@ -328,7 +329,10 @@ async fn sign_in(
     app.sessions
         .start(&profile.account, Via::Passkey, device)
         .await
-        .map_err(|e| internal(e.into()))
+        .map_err(|e| match e {
+            SessionError::AccountDisabled => PasskeyApiError::Api(ApiError::AccountDisabled),
+            other => internal(other.into()),
+        })
 }
 
 /// The session's account if it signed in recently enough to change how it signs in

@@ -39,6 +39,7 @@ impl FromRequestParts<AppState> for Session {
                 tracing::debug!(reason, "account token refused");
                 Err(ApiError::Unauthorized)
             }
+            Err(SessionError::AccountDisabled) => Err(ApiError::AccountDisabled),
             Err(SessionError::Internal(e)) => Err(ApiError::Internal(e)),
         }
     }

@@ -214,6 +214,7 @@ async fn refresh(
                 "The refresh token is invalid, expired or revoked.".into(),
             ))
         }
+        Err(SessionError::AccountDisabled) => Err(ApiError::AccountDisabled),
         Err(SessionError::Internal(e)) => Err(ApiError::Internal(e)),
     }
 }
@@ -366,9 +367,11 @@ async fn end_session(
     }
 }
 
-fn session_error(e: SessionError) -> ApiError {
+/// A session error as this surface answers it.
+pub(super) fn session_error(e: SessionError) -> ApiError {
     match e {
         SessionError::Refused(_) => ApiError::Unauthorized,
+        SessionError::AccountDisabled => ApiError::AccountDisabled,
         SessionError::Internal(e) => ApiError::Internal(e),
     }
 }

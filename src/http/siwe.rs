@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::domain::unix_now;
 use crate::metrics::{Outcome, SignInMethod};
-use crate::sessions::{Device, Via};
+use crate::sessions::{Device, SessionError, Via};
 use crate::signin::siwe::{SignedIn, Siwe, SiweError};
 
 /// The SIWE routes; none when `siwe.enabled` is off. The page calls them from the
@@ -116,6 +116,7 @@ async fn sign_in(
     };
     let outcome = match &answer {
         Ok(_) => Outcome::Success,
+        Err(SiweError::AccountDisabled) => Outcome::Disabled,
         Err(SiweError::Internal(_)) => Outcome::Error,
         Err(_) => Outcome::Failure,
     };
@@ -134,7 +135,10 @@ async fn session(
         .sessions
         .start(&signed_in.account, Via::Siwe, device)
         .await
-        .map_err(|e| SiweError::Internal(e.into()))?;
+        .map_err(|e| match e {
+            SessionError::AccountDisabled => SiweError::AccountDisabled,
+            other => SiweError::Internal(other.into()),
+        })?;
     Ok(sessions::signed_in(&app.settings, secure, sign_in))
 }
 
@@ -163,6 +167,11 @@ fn siwe_error(e: SiweError) -> SelfKeyApiError {
         E::InvalidNonce => unauthorized("invalid_nonce", message),
         E::InvalidLinkToken => unauthorized("invalid_link_token", message),
         E::AccountGone => unauthorized("account_gone", message),
+        E::AccountDisabled => SelfKeyApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            super::error::ACCOUNT_DISABLED,
+        ),
         E::WalletLinked => SelfKeyApiError::new(StatusCode::CONFLICT, "wallet_linked", message),
         E::Internal(cause) => SelfKeyApiError::internal(cause),
     }

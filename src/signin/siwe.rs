@@ -106,6 +106,9 @@ pub enum SiweError {
     WalletLinked,
     #[error("the account no longer exists")]
     AccountGone,
+    /// The signature was right, but an operator disabled the account.
+    #[error("the account is disabled")]
+    AccountDisabled,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -1,6 +1,7 @@
 //! Storage: one narrow interface, one implementation per database, chosen from the
 //! URL scheme. Domain code sees only [`Store`]; SQL lives in the backends.
 
+pub(crate) mod admin;
 pub mod mail;
 mod passkeys;
 mod postgres;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use crate::domain::{Account, AccountId, WalletSummary};
 use crate::metrics::DatabaseTimer;
 
+pub use admin::{AccountOverview, AdminStore, contains_pattern};
 pub use mail::MailStore;
 pub use passkeys::{
     FORMAT_WEBAUTHN_RS_0_6, NewPasskey, PasskeyRemoval, PasskeyStore, PasskeySummary, PasskeyUse,
@@ -188,6 +190,8 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
     fn sessions(&self) -> &dyn SessionStore;
     /// The same database, seen through its signing keys ([`SigningKeyStore`]).
     fn signing_keys(&self) -> &dyn SigningKeyStore;
+    /// The same database, seen by an operator ([`AdminStore`]).
+    fn admin(&self) -> &dyn AdminStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;
@@ -271,6 +275,12 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
 
     /// Deletes expired single-use values, replay keys and counters.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+
+    /// Takes (or renews) the lease `name` for `holder` until `until`: true when the
+    /// holder has it, false while another holder's lease runs. For periodic jobs one
+    /// node at a time runs, on every node's shared database.
+    async fn take_lease(&self, name: &str, holder: &str, now: i64, until: i64)
+    -> StoreResult<bool>;
 }
 
 pub type DynStore = Arc<dyn Store>;

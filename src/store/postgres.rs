@@ -1,3 +1,4 @@
+mod admin;
 mod mail;
 mod sessions;
 mod signing_keys;
@@ -34,7 +35,11 @@ impl PostgresStore {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let options: PgConnectOptions = url.parse()?;
         reach(&options).await?;
+        // No ping before each use of a pooled connection: it was a round trip per
+        // statement. A connection the server dropped fails its statement instead, and
+        // the pool replaces it (sqlx still pings on release, after the answer).
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(max_connections.max(1))
             .acquire_timeout(CONNECT_WAIT)
             .connect_with(options)
@@ -203,6 +208,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn admin(&self) -> &dyn AdminStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(self.db()).await?;
         Ok(())
@@ -239,10 +248,10 @@ impl Store for PostgresStore {
         let account = account_from_row(first)?;
         let mut wallets = Vec::with_capacity(rows.len());
         for r in &rows {
-            if let Some(address) = r.try_get::<Option<String>, _>(6)? {
+            if let Some(address) = r.try_get::<Option<String>, _>(7)? {
                 wallets.push(WalletSummary {
                     address,
-                    linked_at: r.try_get(7)?,
+                    linked_at: r.try_get(8)?,
                 });
             }
         }
@@ -503,6 +512,23 @@ impl Store for PostgresStore {
         }
         Ok(purged)
     }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(q::TAKE_LEASE)
+            .bind(name)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .execute(self.db())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -535,6 +561,7 @@ fn account_from_row(r: &PgRow) -> Result<Account, sqlx::Error> {
         has_ownid: r.try_get(3)?,
         created_at: r.try_get(4)?,
         email_verified: r.try_get(5)?,
+        disabled: r.try_get(6)?,
     })
 }
 

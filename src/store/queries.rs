@@ -8,19 +8,21 @@ pub const INSERT_ACCOUNT: &str =
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 pub const ACCOUNT_BY_EMAIL: &str =
-    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified
+    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified,
+            disabled_at IS NOT NULL
      FROM accounts WHERE email_key = $1";
 
 /// The same columns as [`ACCOUNT_BY_EMAIL`], by id (a refresh reads the account anew).
 pub const ACCOUNT_BY_ID: &str =
-    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified
+    "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified,
+            disabled_at IS NOT NULL
      FROM accounts WHERE id = $1";
 
-/// The account (columns 0–5, as [`ACCOUNT_BY_EMAIL`]) on each row, and one wallet
+/// The account (columns 0–6, as [`ACCOUNT_BY_EMAIL`]) on each row, and one wallet
 /// (address, linked at) per row, or NULLs when it has none.
 pub const ACCOUNT_PROFILE: &str =
     "SELECT a.id, a.email, a.password_hash, a.ownid_data IS NOT NULL, a.created_at,
-            a.email_verified, w.address, w.created_at
+            a.email_verified, a.disabled_at IS NOT NULL, w.address, w.created_at
      FROM accounts a LEFT JOIN wallets w ON w.account_id = a.id
      WHERE a.id = $1 ORDER BY w.created_at, w.address";
 
@@ -146,6 +148,12 @@ pub const SPEND: &str = "INSERT INTO rate_counters (key, window_start, count, ex
      RETURNING window_start";
 
 /// Each deletes what expired before `$1`.
+/// Takes the lease `$1` for holder `$2` until `$3`, or renews it: only when it is
+/// free, expired at `$4`, or already this holder's. Changes one row when held.
+pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+     WHERE leases.holder = excluded.holder OR leases.expires_at <= $4";
+
 pub const PURGE_EXPIRED: [&str; 3] = [
     "DELETE FROM one_time_tokens WHERE expires_at <= $1",
     "DELETE FROM seen_requests WHERE expires_at <= $1",
@@ -186,6 +194,7 @@ pub const ALL: &[&str] = &[
     RESET,
     RELEASE,
     SPEND,
+    TAKE_LEASE,
     PURGE_EXPIRED[0],
     PURGE_EXPIRED[1],
     PURGE_EXPIRED[2],

@@ -76,8 +76,9 @@ pub enum Refresh {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
-    /// True while the session lives and belongs to `account`: the check on every
-    /// request that carries an account token (one read by primary key, no write).
+    /// True while the session lives, belongs to `account` and the account is not
+    /// disabled: the check on every request that carries an account token (one read by
+    /// primary keys, no write).
     async fn session_is_live(&self, id: &str, account: &AccountId, now: i64) -> StoreResult<bool>;
     /// Presents the refresh token of generation `generation` of session `id`.
     async fn refresh_session(
@@ -102,8 +103,10 @@ pub(super) mod sql {
         method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at)
      VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8)";
 
-    pub const IS_LIVE: &str =
-        "SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2 AND idle_expires_at > $3";
+    /// Live, and its account not disabled: a session that a sign-in started just as
+    /// its account was being disabled is refused too.
+    pub const IS_LIVE: &str = "SELECT 1 FROM sessions s JOIN accounts a ON a.id = s.account_id
+     WHERE s.id = $1 AND s.account_id = $2 AND s.idle_expires_at > $3 AND a.disabled_at IS NULL";
 
     /// The current token (`$3`, `$4`): the next generation. `$1` now, `$2` the idle
     /// timeout. (SQLite numbers placeholders by first appearance: they appear in order.)

@@ -10,6 +10,7 @@
 //! acknowledged write. They are point lookups by key that take microseconds, less
 //! than a hop to another thread and back, which is what a read cost before.
 
+mod admin;
 mod backup;
 mod mail;
 mod migrations;
@@ -171,6 +172,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn admin(&self) -> &dyn AdminStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         if self.writer.is_closed() {
             return Err(StoreError::Closed);
@@ -210,10 +215,10 @@ impl Store for SqliteStore {
             let mut wallets = Vec::new();
             let mut row = Some(first);
             while let Some(r) = row {
-                if let Some(address) = r.get::<_, Option<String>>(6)? {
+                if let Some(address) = r.get::<_, Option<String>>(7)? {
                     wallets.push(WalletSummary {
                         address,
-                        linked_at: r.get(7)?,
+                        linked_at: r.get(8)?,
                     });
                 }
                 row = rows.next()?;
@@ -483,6 +488,24 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.writer
+            .write(false, move |c| {
+                let changed = c
+                    .prepare_cached(q::TAKE_LEASE)?
+                    .execute(params![name, holder, until, now])?;
+                Ok(changed > 0)
+            })
+            .await
+    }
 }
 
 fn insert_account(c: &Connection, a: &NewAccount) -> StoreResult<()> {
@@ -521,6 +544,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         has_ownid: r.get(3)?,
         created_at: r.get(4)?,
         email_verified: r.get(5)?,
+        disabled: r.get(6)?,
     })
 }
 

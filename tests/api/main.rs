@@ -3,6 +3,7 @@
 mod helpers;
 mod smtp;
 
+mod admin;
 mod auth;
 mod backup;
 mod bounds;
@@ -16,6 +17,7 @@ mod limits;
 mod lockout;
 mod mail;
 mod observe;
+mod operations;
 mod ownid;
 mod passkeys;
 mod process;

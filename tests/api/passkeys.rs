@@ -8,7 +8,7 @@ use softpasskey::Authenticator;
 use crate::helpers::{Backend, TestApp, email, jwt_parts, read};
 
 /// The embedded default's origin: passkeys work there without configuration.
-const ORIGIN: &str = "http://localhost:8080";
+pub(crate) const ORIGIN: &str = "http://localhost:8080";
 
 crate::on_every_backend!(
     a_new_account_registers_and_signs_in_usernameless,
@@ -83,7 +83,10 @@ impl TestApp {
     }
 
     /// A new passkey-only account: its token and its passkey's id.
-    async fn passkey_account(&self, authenticator: &mut Authenticator) -> (String, String) {
+    pub(crate) async fn passkey_account(
+        &self,
+        authenticator: &mut Authenticator,
+    ) -> (String, String) {
         let (status, body) = self.register_passkey(authenticator, None, None).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (

@@ -66,6 +66,12 @@ async fn signed(app: &TestApp, wallet: &TestWallet, text: &str) -> (StatusCode, 
     .await
 }
 
+/// A whole sign-in of `wallet`, with a fresh nonce: the answer.
+pub(crate) async fn signed_in_as(app: &TestApp, wallet: &TestWallet) -> (StatusCode, Value) {
+    let text = message(wallet, &nonce(app).await, |t| t);
+    signed(app, wallet, &text).await
+}
+
 /// A whole sign-in; returns the account token's `sub`.
 async fn signed_in(app: &TestApp, wallet: &TestWallet) -> String {
     let text = message(wallet, &nonce(app).await, |t| t);

@@ -28,7 +28,7 @@ use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
 use crate::metrics::{Outcome, SignInMethod};
 use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted};
-use crate::sessions::{Device, Via};
+use crate::sessions::{Device, SessionError, Via};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
 use extract::{Body, PublicBase, SecureCookies, WalletSession};
 
@@ -365,26 +365,38 @@ async fn login(
             "No token provided",
         ))
     })?;
-    let redeemed = service(&app).redeem_login_token(&token).await;
-    let outcome = match &redeemed {
+    let started = match service(&app).redeem_login_token(&token).await {
+        Ok(account) => app
+            .sessions
+            .start(&account, Via::Selfkey, &device)
+            .await
+            .map_err(Started::Session),
+        Err(e) => Err(Started::Redeem(e)),
+    };
+    let outcome = match &started {
         Ok(_) => Outcome::Success,
-        Err(SelfKeyError::Internal(_)) => Outcome::Error,
+        Err(
+            Started::Redeem(SelfKeyError::Internal(_))
+            | Started::Session(SessionError::Internal(_)),
+        ) => Outcome::Error,
+        Err(Started::Session(SessionError::AccountDisabled)) => Outcome::Disabled,
         Err(_) => Outcome::Failure,
     };
     app.metrics.sign_in(SignInMethod::Selfkey, outcome);
-    let account = redeemed.map_err(|e| {
+    let sign_in = started.map_err(|e| {
         fail(match e {
-            SelfKeyError::Token(e) => {
+            Started::Redeem(SelfKeyError::Token(e)) => {
                 SelfKeyApiError::token_refused("invalid_token", TokenKind::Login, &token, e)
             }
-            other => other.into(),
+            Started::Redeem(other) => other.into(),
+            Started::Session(SessionError::AccountDisabled) => SelfKeyApiError::new(
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                super::error::ACCOUNT_DISABLED,
+            ),
+            Started::Session(e) => SelfKeyApiError::internal(e.into()),
         })
     })?;
-    let sign_in = app
-        .sessions
-        .start(&account, Via::Selfkey, &device)
-        .await
-        .map_err(|e| fail(SelfKeyApiError::internal(e.into())))?;
     let cookie = session_cookie(&app.settings, &sign_in.token, secure)
         .map_err(|e| fail(SelfKeyApiError::internal(e)))?;
     let refresh_cookie = app
@@ -623,4 +635,10 @@ async fn remove_wallet(
     service.remove_wallet(&session.account, &address).await?;
     let wallets = service.wallets(&session.account).await?;
     Ok(axum::Json(WalletList { wallets }))
+}
+
+/// Where a SelfKey login failed: its login token, or starting the session.
+enum Started {
+    Redeem(SelfKeyError),
+    Session(SessionError),
 }

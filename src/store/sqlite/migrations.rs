@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_signing_keys.sql",
         include_str!("../../../migrations/sqlite/0006_signing_keys.sql"),
     ),
+    (
+        "0007_accounts_disabled.sql",
+        include_str!("../../../migrations/sqlite/0007_accounts_disabled.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -128,6 +132,7 @@ mod tests {
             tables(&conn),
             [
                 "accounts",
+                "leases",
                 "mail_outbox",
                 "mail_tokens",
                 "one_time_tokens",

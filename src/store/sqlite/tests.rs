@@ -31,11 +31,11 @@ fn wallet(address: &str) -> NewWallet {
 fn every_placeholder_is_numbered_by_its_position() {
     let mut conn = Connection::open_in_memory().unwrap();
     migrations::run(&mut conn).unwrap();
-    for sql in q::ALL
+    let statements = q::ALL
         .iter()
         .chain(crate::store::sessions::sql::ALL)
-        .chain(crate::store::signing_keys::sql::ALL)
-    {
+        .chain(crate::store::signing_keys::sql::ALL);
+    for sql in statements.chain(crate::store::admin::sql::ALL) {
         let statement = conn.prepare(sql).unwrap();
         for i in 1..=statement.parameter_count() {
             assert_eq!(

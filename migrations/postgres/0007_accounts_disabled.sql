@@ -1,0 +1,26 @@
+-- Accounts an operator can disable (`gatehouse users disable`), and when each last
+-- signed in (`gatehouse users show`). Times are Unix seconds (UTC).
+--
+-- A disabled account keeps its data; every sign-in and every token check refuses it,
+-- and disabling ends its sessions in the same transaction.
+ALTER TABLE accounts ADD COLUMN disabled_at BIGINT;
+ALTER TABLE accounts ADD COLUMN last_sign_in_at BIGINT;
+
+-- Every sign-in starts a session: the session's row says when, so the account's
+-- last sign-in is kept by the database itself, with no round trip more per sign-in.
+CREATE FUNCTION sessions_last_sign_in() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE accounts SET last_sign_in_at = NEW.auth_time WHERE id = NEW.account_id;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER sessions_last_sign_in AFTER INSERT ON sessions
+    FOR EACH ROW EXECUTE FUNCTION sessions_last_sign_in();
+
+-- Periodic jobs that one node at a time runs (the purge of expired rows): the node
+-- holding a job's row until `expires_at` runs it, and renews the row as it does.
+CREATE TABLE leases (
+    name        TEXT PRIMARY KEY NOT NULL,
+    holder      TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);

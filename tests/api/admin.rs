@@ -1,0 +1,268 @@
+//! The operator's command line (`gatehouse users …`, `gatehouse sessions revoke`), run
+//! as the real binary against the test server's database while it serves, and a
+//! disabled account refused by every way in, on two nodes, from the next request.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use softpasskey::Authenticator;
+
+use crate::helpers::{Backend, TestApp, email, jwt_parts, read};
+use crate::ownid::{SECRET, SESSION, call, with_secrets};
+use crate::process::gatehouse;
+use crate::selfkey::{TestWallet, login_token, post_login, sign_in, signed_up, wallet_token};
+
+crate::on_every_backend!(
+    every_command_answers_with_its_exit_status,
+    a_disabled_account_is_refused_everywhere_on_every_node,
+);
+
+/// What a run of the binary gave: exit status, stdout, stderr.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// `gatehouse ARGS` on the database of `app` (given as `GATEHOUSE_DATABASE_URL`, as an
+/// operator's shell would), from a directory of its own.
+async fn cli(app: &TestApp, args: &[&str]) -> Run {
+    let url = app.app.settings.database_url();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let out = gatehouse(dir.path())
+            .env("GATEHOUSE_DATABASE_URL", url)
+            .args(&args)
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// The one answer to a disabled account on the account routes.
+fn disabled() -> Value {
+    json!({"message": "This account is disabled.", "error": "account_disabled"})
+}
+
+async fn register(app: &TestApp, address: &str) -> Value {
+    let (status, body) = app
+        .post_json(
+            "/auth/register",
+            &json!({"email": address, "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn refresh(app: &TestApp, refresh_token: &Value) -> (StatusCode, Value) {
+    app.post_json("/auth/refresh", &json!({"refresh_token": refresh_token}))
+        .await
+}
+
+async fn every_command_answers_with_its_exit_status(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (alice, bob) = (email(), email());
+    let account = register(&app, &alice).await;
+    let token = account["token"].as_str().unwrap();
+    let alice_id = jwt_parts(token).1["sub"].as_str().unwrap().to_string();
+    app.registered_passwordless(&bob, "ownid-data-of-bob").await;
+
+    let run = cli(&app, &["users", "list", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let all = run.json();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let of = |address: &str| all.iter().find(|a| a["email"] == address).unwrap().clone();
+    let (a, b) = (of(&alice), of(&bob));
+    assert_eq!(a["id"], alice_id.as_str());
+    assert_eq!(a["sign_in_methods"], json!(["password"]));
+    assert_eq!(b["sign_in_methods"], json!(["ownid"]));
+    assert_eq!(a["disabled"], false);
+    assert_eq!(a["sessions"], 1, "the registration's session");
+
+    // --search: case-insensitive, on the email (or id, or a wallet).
+    let local = alice.split('@').next().unwrap().to_uppercase();
+    let run = cli(&app, &["users", "list", "--search", &local, "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json().as_array().unwrap().len(), 1);
+    assert_eq!(run.json()[0]["email"], alice.as_str());
+    let run = cli(&app, &["users", "list", "--search", "%"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.lines().count(),
+        1,
+        "a header, no account: {}",
+        run.stdout
+    );
+    let run = cli(&app, &["users", "list"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&alice) && run.stdout.contains("active"),
+        "{}",
+        run.stdout
+    );
+
+    let run = cli(&app, &["users", "show", &alice.to_uppercase(), "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let shown = run.json();
+    assert_eq!(shown["id"], alice_id.as_str());
+    assert_eq!(shown["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["sessions"][0]["method"], "password");
+    assert!(shown["last_sign_in_at"].as_i64().unwrap() > 0, "{shown}");
+    assert!(shown["created_at"].as_i64().unwrap() > 0, "{shown}");
+    let run = cli(&app, &["users", "show", &alice_id]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("sign-in methods: password"),
+        "{}",
+        run.stdout
+    );
+
+    // Not found: 1, and said; bad usage: 2.
+    let run = cli(&app, &["users", "show", "nobody@example.com", "--json"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.json(),
+        json!({"error": "not_found", "account": "nobody@example.com"})
+    );
+    for args in [
+        &["users", "disable", "no-such-id"][..],
+        &["users", "enable", "nobody@example.com"],
+        &["users", "delete", "no-such-id"],
+        &["sessions", "revoke", "nobody@example.com"],
+    ] {
+        let run = cli(&app, args).await;
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("no account"), "{}", run.stderr);
+    }
+    for args in [
+        &["users", "show"][..],
+        &["users", "frobnicate", "x"],
+        &["sessions", "revoke"],
+        &["users", "list", "--limit", "many"],
+    ] {
+        let run = cli(&app, args).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    }
+
+    // sessions revoke: every token of the account refused at once.
+    assert_eq!(app.me(token).await.0, StatusCode::OK);
+    let run = cli(&app, &["sessions", "revoke", &alice, "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.json(),
+        json!({"account": alice_id, "done": "sessions_revoked", "sessions_ended": 1})
+    );
+    assert_eq!(app.me(token).await.0, StatusCode::UNAUTHORIZED);
+    let (status, _) = refresh(&app, &account["refresh_token"]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login(&alice, "password123").await.0, StatusCode::OK);
+
+    // delete: gone, and its email free again.
+    let run = cli(&app, &["users", "delete", &bob]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.ends_with(": deleted\n"), "{}", run.stdout);
+    assert_eq!(cli(&app, &["users", "show", &bob]).await.code, 1);
+    assert_eq!(cli(&app, &["users", "delete", &bob]).await.code, 1);
+    app.registered(&bob, "password123").await;
+}
+
+async fn a_disabled_account_is_refused_everywhere_on_every_node(b: Backend) {
+    let app = TestApp::spawn_with(b, with_secrets(&[SECRET])).await;
+    let other = app.another_node().await;
+    // A password account (which OwnID also signs in, by its email).
+    let alice = email();
+    let account = register(&app, &alice).await;
+    let token = account["token"].as_str().unwrap().to_string();
+    // A wallet's account (SelfKey and SIWE sign the same address in).
+    let wallet = TestWallet::random();
+    signed_up(&app, &wallet, &email()).await;
+    let (_, claims) = sign_in(&app, &wallet).await;
+    let wallet_account = claims["sub"].as_str().unwrap().to_string();
+    // A passkey's account.
+    let mut authenticator = Authenticator::new(crate::passkeys::ORIGIN);
+    let (passkey_token, _) = app.passkey_account(&mut authenticator).await;
+    let passkey_account = jwt_parts(&passkey_token).1["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for target in [alice.as_str(), &wallet_account, &passkey_account] {
+        let run = cli(&app, &["users", "disable", target, "--json"]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.json()["done"], "disabled");
+    }
+    let run = cli(&app, &["users", "show", &alice, "--json"]).await;
+    assert_eq!(run.json()["disabled"], true);
+    assert_eq!(run.json()["sessions"], json!([]), "its sessions are over");
+
+    for node in [&app, &other] {
+        // Every token check and refresh, at once, on both nodes.
+        assert_eq!(node.me(&token).await, (StatusCode::FORBIDDEN, disabled()));
+        let (status, body) = read(node.get("/auth/sessions", Some(&passkey_token)).await).await;
+        assert_eq!((status, body), (StatusCode::FORBIDDEN, disabled()));
+        assert_eq!(
+            refresh(node, &account["refresh_token"]).await,
+            (StatusCode::FORBIDDEN, disabled())
+        );
+        // Password: the right password learns it; a wrong one learns nothing.
+        assert_eq!(
+            node.login(&alice, "password123").await,
+            (StatusCode::FORBIDDEN, disabled())
+        );
+        assert_eq!(
+            node.login(&alice, "wrong-password").await,
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Invalid credentials"})
+            )
+        );
+        // OwnID.
+        let reply = call(node, SESSION, json!({"loginId": alice})).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body, disabled());
+        // SelfKey: the wallet proves its key, its login token is refused.
+        let wallet_token = wallet_token(node, &wallet).await;
+        let (status, body) = login_token(node, &wallet_token, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = post_login(node, &json!({"token": body["token"]})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["code"], "account_disabled", "{body}");
+        // SIWE, the same address.
+        let (status, body) = crate::siwe::signed_in_as(node, &wallet).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["code"], "account_disabled", "{body}");
+        // Passkeys.
+        let (status, body) = node.passkey_login(&mut authenticator).await;
+        assert_eq!((status, body), (StatusCode::FORBIDDEN, disabled()));
+    }
+
+    // Enabled again: it signs in; what it had stays ended.
+    let run = cli(&app, &["users", "enable", &alice, "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["done"], "enabled");
+    let (status, body) = other.login(&alice, "password123").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.me(&token).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(&app, &account["refresh_token"]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = body["token"].as_str().unwrap();
+    assert_eq!(app.me(fresh).await.0, StatusCode::OK);
+}

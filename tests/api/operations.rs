@@ -1,0 +1,164 @@
+//! Running several nodes: one purger at a time (the `purge` lease), and SIGTERM
+//! draining the real binary (`/ready` 503 at once, requests in flight finished, exit
+//! 0, nothing acknowledged lost).
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, email, read};
+use crate::process::{gatehouse, signal, wait_healthy};
+
+crate::on_every_backend!(one_node_at_a_time_holds_the_purge_lease);
+
+async fn one_node_at_a_time_holds_the_purge_lease(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let other = app.another_node().await;
+    let (a, b) = (&app.app.store, &other.app.store);
+    let now = 1_000_000;
+    // The nodes' own purgers took no lease at these times.
+    assert!(
+        a.take_lease("test-job", "node-a", now, now + 150)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.take_lease("test-job", "node-b", now + 1, now + 151)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.take_lease("test-job", "node-a", now + 60, now + 210)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(
+        !b.take_lease("test-job", "node-b", now + 209, now + 359)
+            .await
+            .unwrap()
+    );
+    // Its holder gone quiet, the lease passes on once it has run out.
+    assert!(
+        b.take_lease("test-job", "node-b", now + 210, now + 360)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.take_lease("test-job", "node-a", now + 211, now + 361)
+            .await
+            .unwrap()
+    );
+    // Concurrent takers of a free lease: exactly one holds it.
+    let takers = (0..8).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            store
+                .take_lease("race", &format!("node-{i}"), now, now + 150)
+                .await
+                .unwrap()
+        })
+    });
+    let mut held = 0;
+    for t in takers {
+        held += usize::from(t.await.unwrap());
+    }
+    assert_eq!(held, 1);
+}
+
+#[tokio::test]
+async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let serve = || {
+        gatehouse(dir.path())
+            .arg("serve")
+            .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GATEHOUSE_HTTP__DRAIN_SECS", "2")
+            .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
+            .env("GATEHOUSE_ARGON2__ITERATIONS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve();
+    wait_healthy(&base, &mut child).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).json(&body).send()
+    };
+    let address = email();
+    let credentials = json!({"email": address, "password": "password123"});
+    let (status, body) = read(post("/auth/register", credentials.clone()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A login in flight: its headers and half its body sent before the signal.
+    let body = credentials.to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut in_flight = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        in_flight,
+        "POST /auth/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    signal(&child, 15);
+    let signalled = Instant::now();
+    // /ready says 503 at once; the node still serves while the balancer notices.
+    loop {
+        let (status, body) = read(client.get(format!("{base}/ready")).send().await.unwrap()).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body, json!({"status": "draining"}));
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "/ready still {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = read(post("/auth/login", credentials.clone()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "served while draining: {body}");
+
+    // After the drain the listener closes; the request in flight still finishes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no longer listening after the drain"
+    );
+    in_flight.write_all(rest.as_bytes()).unwrap();
+    let mut answer = String::new();
+    in_flight.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"refresh_token\""), "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+
+    // Restarted on the same data: what was acknowledged is there.
+    let mut child = serve();
+    wait_healthy(&base, &mut child).await;
+    let (status, body) = read(post("/auth/login", credentials).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    signal(&child, 15);
+    let _ = child.wait();
+}
