@@ -36,3 +36,8 @@ scripts/nginx.sh
 
 echo "== Browser tests: passkeys in chromium with the DevTools virtual authenticator"
 scripts/browser.sh
+
+if [ -n "${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then
+  echo "== Cluster: 3 nodes behind HAProxy on one PostgreSQL, one SIGKILLed mid-traffic"
+  scripts/cluster.sh test
+fi

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Gatehouse nodes on one PostgreSQL behind HAProxy (Debian's `haproxy`, installed when
+# missing), health-checked on /ready.
+#
+#   scripts/cluster.sh start [N]   N nodes (default 3) and HAProxy, in the background;
+#                                  prints the URL; state in target/cluster/
+#   scripts/cluster.sh stop        stops them all, by the process ids it recorded
+#   scripts/cluster.sh test        start 3, drive mixed traffic through HAProxy
+#                                  (tests/interop/cluster.mjs), SIGKILL one node in the
+#                                  middle and restart it, check, stop (CI runs this)
+#
+# PostgreSQL: $GATEHOUSE_TEST_POSTGRES_URL, else scripts/postgres.sh; each start gets a
+# schema of its own. The binary: $GATEHOUSE_TEST_BIN, default the debug build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=target/cluster
+bin=${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts node $1 on its recorded port; records its pid.
+start_node() {
+  local i=$1 port
+  port=$(cat "$state/node$i.port")
+  # shellcheck disable=SC2046
+  env $(env | sed -n 's/^\(GATEHOUSE_[A-Za-z0-9_]*\)=.*/-u \1/p') \
+    GATEHOUSE_DATABASE_URL="$(cat "$state/database_url")" \
+    GATEHOUSE_JWT_SECRET="$(cat "$state/jwt_secret")" \
+    GATEHOUSE_OWNID__SHARED_SECRETS="$(cat "$state/ownid_secret")" \
+    GATEHOUSE_HTTP__DRAIN_SECS=2 \
+    GATEHOUSE_HTTP__TRUSTED_PROXIES=127.0.0.1 \
+    GATEHOUSE_RATE_LIMIT__PER_ADDRESS=1000000 \
+    GATEHOUSE_SESSION__REFRESH_REUSE_GRACE_SECS=0 \
+    GATEHOUSE_ARGON2__MEMORY_KIB=1024 \
+    GATEHOUSE_DATABASE_MAX_CONNECTIONS=8 \
+    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$state/node$i" \
+    >>"$state/node$i.log" 2>&1 &
+  echo $! >"$state/node$i.pid"
+}
+
+wait_ready() {
+  local url=$1
+  for _ in $(seq 1 150); do
+    curl -fsS "$url/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "no answer from $url/ready" >&2
+  return 1
+}
+
+start() {
+  local n=${1:-3}
+  command -v haproxy >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq haproxy >/dev/null
+  }
+  [ -x "$bin" ] || cargo build -q --bin gatehouse
+  stop 2>/dev/null || true
+  rm -rf "$state" && mkdir -p "$state"
+  local pg=${GATEHOUSE_TEST_POSTGRES_URL:-$(scripts/postgres.sh)}
+  local schema="cluster_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  psql -q "$pg" -c "CREATE SCHEMA $schema" >/dev/null
+  echo "$pg" >"$state/postgres_url"
+  echo "$schema" >"$state/schema"
+  local sep='?'; case $pg in *\?*) sep='&';; esac
+  echo "${pg}${sep}options=-c%20search_path%3D${schema}" >"$state/database_url"
+  head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$state/jwt_secret"
+  head -c 32 /dev/urandom | base64 >"$state/ownid_secret"
+  local servers=""
+  for i in $(seq 1 "$n"); do
+    free_port >"$state/node$i.port"
+    servers="$servers    server node$i 127.0.0.1:$(cat "$state/node$i.port") check inter 500ms fall 1 rise 2
+"
+  done
+  # The first node migrates the schema; the others start once it is ready.
+  start_node 1
+  wait_ready "http://127.0.0.1:$(cat "$state/node1.port")"
+  for i in $(seq 2 "$n"); do start_node "$i"; done
+  for i in $(seq 2 "$n"); do wait_ready "http://127.0.0.1:$(cat "$state/node$i.port")"; done
+  local port; port=$(free_port)
+  cat >"$state/haproxy.cfg" <<CFG
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure
+    option http-server-close
+    option forwardfor
+frontend gatehouse
+    bind 127.0.0.1:$port
+    default_backend nodes
+backend nodes
+    balance roundrobin
+    option httpchk GET /ready
+$servers
+CFG
+  haproxy -q -f "$state/haproxy.cfg" -D -p "$state/haproxy.pid"
+  echo "http://127.0.0.1:$port" >"$state/url"
+  wait_ready "$(cat "$state/url")"
+  cat "$state/url"
+}
+
+stop() {
+  [ -d "$state" ] || return 0
+  local f pid
+  for f in "$state"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    # Only what this script started: a pid reused since is left alone.
+    grep -qaE 'gatehouse|haproxy' "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null || true
+  done
+  for f in "$state"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$f"
+  done
+  if [ -e "$state/schema" ]; then
+    psql -q "$(cat "$state/postgres_url")" -c "DROP SCHEMA $(cat "$state/schema") CASCADE" >/dev/null 2>&1 || true
+    rm -f "$state/schema"
+  fi
+}
+
+cluster_test() {
+  [ -d tests/interop/node_modules ] || (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+  local url; url=$(start 3)
+  trap stop EXIT
+  echo "cluster: 3 nodes behind HAProxy at $url"
+  local seconds=8
+  GATEHOUSE_URL="$url" GATEHOUSE_OWNID_SECRET="$(cat "$state/ownid_secret")" \
+    CLUSTER_SECONDS=$seconds CLUSTER_WORKERS=8 \
+    node tests/interop/cluster.mjs >"$state/summary.json" &
+  local load=$!
+  sleep 3
+  local victim; victim=$(cat "$state/node2.pid")
+  echo "cluster: SIGKILL node2 (pid $victim) mid-traffic"
+  kill -9 "$victim"
+  sleep 2
+  echo "cluster: restarting node2"
+  start_node 2
+  wait_ready "http://127.0.0.1:$(cat "$state/node2.port")"
+  local status=0
+  wait "$load" || status=$?
+  cat "$state/summary.json"
+  for secret in "$(cat "$state/jwt_secret")" "$(cat "$state/ownid_secret")"; do
+    if grep -qF "$secret" "$state"/node*.log; then
+      echo "FAIL: a secret appeared in a node's log"; status=1
+    fi
+  done
+  [ "$status" -eq 0 ] && echo "cluster: passed" || { echo "cluster: FAILED"; tail -n 20 "$state"/node*.log; }
+  return "$status"
+}
+
+case ${1:-} in
+  start) start "${2:-3}" ;;
+  stop) stop ;;
+  test) cluster_test ;;
+  *) echo "usage: $0 start [N] | stop | test" >&2; exit 2 ;;
+esac
