@@ -166,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         print_hash_share(&m, hash_together);
     }
-    if wants(2) || wants(3) {
+    if wants(2) || wants(3) || wants(9) {
         bench.prepare_accounts().await?;
     }
     if wants(2) {
@@ -216,6 +216,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             1e6 * bound.server_cpu / bound.tally.successes().max(1) as f64
         );
         targets.me = Some(m.throughput());
+        targets.me_share = Some(m.throughput() / bound.throughput());
+    }
+    if wants(9) {
+        let m = bench.refresh().await?;
+        heading(
+            9,
+            "POST /auth/refresh, a rotation each time",
+            &format!("{} clients, a session each", bench.clients),
+        );
+        print_measured(&m);
+        targets.refresh = Some(m.throughput());
     }
     if wants(4) {
         heading(
@@ -482,6 +493,9 @@ struct Targets {
     wallet: Option<f64>,
     passkey: Option<f64>,
     siwe: Option<f64>,
+    /// `/auth/me`'s rate over `/health`'s in the same run.
+    me_share: Option<f64>,
+    refresh: Option<f64>,
 }
 
 impl Targets {
@@ -525,6 +539,23 @@ impl Targets {
             println!(
                 "  {} /auth/me >= 30,000 req/s: {rate:.0}",
                 verdict(rate >= 30_000.0)
+            );
+        }
+        if let Some(share) = self.me_share {
+            println!(
+                "  {} /auth/me >= 0.6 of /health: {share:.2}",
+                verdict(share >= 0.6)
+            );
+        }
+        if let Some(rate) = self.refresh {
+            let (target, db) = if sqlite {
+                (5_000.0, "SQLite")
+            } else {
+                (1_500.0, "PostgreSQL")
+            };
+            println!(
+                "  {} refresh >= {target:.0}/s on {db}: {rate:.0}",
+                verdict(rate >= target)
             );
         }
         if let Some(rate) = self.ownid {

@@ -186,6 +186,27 @@ impl Bench {
         self.measure(flows, "req/s").await
     }
 
+    /// Scenario 9: `POST /auth/refresh`, each client on a session of its own, presenting
+    /// the refresh token the last answer gave (a rotation every time).
+    pub async fn refresh(&self) -> anyhow::Result<Measured> {
+        let logins = self
+            .accounts
+            .iter()
+            .map(|a| login_request(&a.email))
+            .collect();
+        let tokens = call_all(self.addr(), logins, self.clients, 200, "refresh_token")
+            .await
+            .context("signing the refresh sessions in")?;
+        let flows = tokens
+            .into_iter()
+            .map(|token| RefreshFlow {
+                link: Link::new(self.addr()),
+                token,
+            })
+            .collect();
+        Ok(self.measure(flows, "req/s").await)
+    }
+
     /// The HTTP bound that scenario 3 is compared with: `GET /health` (no token, no
     /// database) on the same number of connections.
     pub async fn health(&self) -> Measured {
@@ -529,6 +550,25 @@ impl Flow for LoginFlow {
             .await?
             .field(200, "token")
             .map(drop)
+    }
+}
+
+/// One refresh with the session's current token; the answer's token is the next one.
+struct RefreshFlow {
+    link: Link,
+    token: String,
+}
+
+impl Flow for RefreshFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let request =
+            client::post_json("/auth/refresh", &[], &json!({"refresh_token": self.token}));
+        self.token = self
+            .link
+            .call(&request)
+            .await?
+            .field(200, "refresh_token")?;
+        Ok(())
     }
 }
 
