@@ -64,6 +64,10 @@ pub enum AccountError {
     NoSuchAccount,
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The right password, but `accounts.require_verified_email` is on and the
+    /// account's address is not verified yet.
+    #[error("the account's email is not verified")]
+    EmailNotVerified,
     #[error("too many failed logins")]
     LockedOut { retry_after_secs: i64 },
     /// The credentials were right, but an operator disabled the account.
@@ -126,6 +130,7 @@ pub struct Accounts {
     lockout: Option<Lockout>,
     device_ttl_secs: i64,
     metrics: Arc<Metrics>,
+    require_verified_email: bool,
 }
 
 impl Accounts {
@@ -146,7 +151,15 @@ impl Accounts {
             sessions,
             device_ttl_secs,
             metrics,
+            require_verified_email: false,
         }
+    }
+
+    /// Password sign-ins of accounts whose email is not verified are refused
+    /// (`accounts.require_verified_email`).
+    pub fn requiring_verified_email(mut self, require: bool) -> Self {
+        self.require_verified_email = require;
+        self
     }
 
     /// Password hashes waiting for a slot or running.
@@ -162,6 +175,23 @@ impl Accounts {
         ownid_data: Option<String>,
         device: &Device,
     ) -> Result<SignIn, AccountError> {
+        let created = self.create(email, password, ownid_data).await?;
+        let method = if created.password_hash.is_some() {
+            Via::Password
+        } else {
+            Via::Ownid
+        };
+        Ok(self.sessions.start(&created, method, device).await?)
+    }
+
+    /// Creates an account with a password, OwnID data, or both; its email unverified.
+    /// The password is hashed first, so a taken email costs the same time.
+    pub async fn create(
+        &self,
+        email: &Email,
+        password: Option<&Password>,
+        ownid_data: Option<String>,
+    ) -> Result<Account, AccountError> {
         let password_hash = match password {
             Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
@@ -179,13 +209,8 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(account = %account.id.0, "account registered");
-        let method = if account.password_hash.is_some() {
-            Via::Password
-        } else {
-            Via::Ownid
-        };
         // Verified only once its owner follows the mail sent there.
-        let created = Account {
+        Ok(Account {
             id: account.id,
             email: Some(email.as_str().to_owned()),
             email_verified: false,
@@ -193,8 +218,18 @@ impl Accounts {
             password_hash: account.password_hash,
             created_at: account.created_at,
             disabled: false,
-        };
-        Ok(self.sessions.start(&created, method, device).await?)
+        })
+    }
+
+    /// Whether `password` is the one of hash `stored`; with none, checked against a
+    /// dummy hash so the answer takes the same time.
+    pub async fn password_matches(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<bool, AccountError> {
+        let verified = self.hasher.verify(password, stored).await?;
+        Ok(stored.is_some() && matches!(verified, Verified::Yes { .. }))
     }
 
     /// Checks an email and password. Unknown emails and passwordless accounts are
@@ -255,6 +290,11 @@ impl Accounts {
             attempt.finish(succeeded).await?;
         }
         match (verified, &account) {
+            (Verified::Yes { .. }, Some(account))
+                if self.require_verified_email && !account.email_verified =>
+            {
+                Err(AccountError::EmailNotVerified)
+            }
             (Verified::Yes { rehash }, Some(account)) => {
                 if let (Some(new), Some(old)) = (rehash, stored) {
                     self.store

@@ -120,7 +120,8 @@ impl App {
             login_limit,
             settings.rate_limit.device_token_ttl_secs,
             Arc::clone(&metrics),
-        );
+        )
+        .requiring_verified_email(settings.accounts.require_verified_email);
         let proxies = settings.trusted_proxies();
         let o = &settings.ownid;
         let ownid = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)

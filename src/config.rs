@@ -132,14 +132,21 @@ pub struct SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccountsSettings {
-    /// How recent a sign-in must be, seconds, for deleting the account.
+    /// How recent a sign-in must be, seconds (the session's `auth_time`), for deleting
+    /// the account, changing its email, or setting a first password on an account
+    /// without one.
     pub reauth_window_secs: i64,
+    /// Registration answers `202 {"message"}` alike for a new and a registered email
+    /// (the owner of the registered one is mailed that someone tried), and a password
+    /// login of an account whose email is unverified answers 403. Needs mail.
+    pub require_verified_email: bool,
 }
 
 impl Default for AccountsSettings {
     fn default() -> Self {
         AccountsSettings {
             reauth_window_secs: 600,
+            require_verified_email: false,
         }
     }
 }
@@ -360,8 +367,12 @@ pub struct MailSettings {
     pub templates_dir: Option<PathBuf>,
     /// How long a password-reset link works, seconds.
     pub reset_ttl_secs: i64,
-    /// How long an email-verification link works, seconds.
+    /// How long an email-verification link works, seconds; also the link that
+    /// confirms a new address in an email change.
     pub verify_ttl_secs: i64,
+    /// How long the link mailed to the old address after an email change can revert
+    /// it (and end every session), seconds.
+    pub revert_ttl_secs: i64,
     /// Mails sent to one address (or for one account) per minute.
     pub per_minute: i64,
     /// Mails sent to one address (or for one account) per hour.
@@ -390,6 +401,12 @@ pub struct MailLinks {
     /// The email-verification link, e.g. `https://example.com/verify?token={token}`.
     /// Unset: `http.public_url`/auth/pages/verify-email?token=….
     pub verify_email: Option<String>,
+    /// The link mailed to a new address to confirm an email change. Unset:
+    /// `http.public_url`/auth/pages/confirm-email?token=….
+    pub confirm_email: Option<String>,
+    /// The link mailed to the old address to revert an email change. Unset:
+    /// `http.public_url`/auth/pages/revert-email?token=….
+    pub revert_email: Option<String>,
 }
 
 impl Default for MailSettings {
@@ -406,6 +423,7 @@ impl Default for MailSettings {
             templates_dir: None,
             reset_ttl_secs: 30 * 60,
             verify_ttl_secs: 24 * 3600,
+            revert_ttl_secs: 7 * 24 * 3600,
             per_minute: 1,
             per_hour: 5,
             forgot_floor_ms: 250,
@@ -871,6 +889,12 @@ impl Settings {
         if self.accounts.reauth_window_secs < 1 {
             return bad("accounts.reauth_window_secs", "must be at least 1");
         }
+        if self.accounts.require_verified_email && !self.mail.enabled {
+            return bad(
+                "accounts.require_verified_email",
+                "needs mail.enabled: addresses are verified by mail",
+            );
+        }
         self.validate_mail()?;
         self.validate_passkeys()
     }
@@ -929,6 +953,8 @@ impl Settings {
         for (key, link) in [
             ("mail.links.reset_password", &m.links.reset_password),
             ("mail.links.verify_email", &m.links.verify_email),
+            ("mail.links.confirm_email", &m.links.confirm_email),
+            ("mail.links.revert_email", &m.links.revert_email),
         ] {
             if let Some(link) = link
                 && !(link.contains("{token}")
@@ -939,6 +965,12 @@ impl Settings {
                     "must be an absolute http(s) URL with a {token} placeholder",
                 );
             }
+        }
+        if !(3600..=30 * 24 * 3600).contains(&m.revert_ttl_secs) {
+            return bad(
+                "mail.revert_ttl_secs",
+                "must be between 3600 and 2592000 seconds",
+            );
         }
         if !(60..=7 * 24 * 3600).contains(&m.verify_ttl_secs) {
             return bad(

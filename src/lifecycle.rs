@@ -1,11 +1,16 @@
-//! The account lifecycle: forgotten passwords and verified addresses over email, and
-//! deletion. Knows nothing of HTTP or SQL; mails go through the outbox ([`crate::mail`]), tokens are stored hashed
+//! The account lifecycle: forgotten passwords, verified addresses, password and email
+//! changes ([`password`], [`email_change`]), and deletion. Knows nothing of HTTP or
+//! SQL; mails go through the outbox ([`crate::mail`]), tokens are stored hashed
 //! ([`crate::crypto::link_token`]).
 //!
 //! Rules taken from the peers' bug reports: a request answers the same, in the same
 //! time, for every address (no enumeration); a token is consumed only once the new
-//! password was accepted, atomically, and consuming it voids every other of its
-//! purpose; a new request voids the older tokens; links come from the configuration.
+//! value was accepted, atomically with every change it makes; a new request, a reset,
+//! or a password or email change voids the older tokens of that purpose; a reset and
+//! a revert end every session; links come from the configuration.
+
+pub mod email_change;
+pub mod password;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +23,22 @@ use crate::crypto::link_token::LinkTokenKey;
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::mail::{LinkPage, MailKind, Mailer};
 use crate::store::DynStore;
-use crate::store::mail::{LinkUse, NewLinkToken, NewMail};
+use crate::store::StoreError;
+use crate::store::mail::{AccountChange, EndSessions, LinkUse, NewLinkToken, NewMail};
 
 /// The purpose of password-reset tokens.
 pub const PASSWORD_RESET: &str = "password-reset";
 
 /// The purpose of email-verification tokens; their detail is the address verified.
 pub const VERIFY_EMAIL: &str = "verify-email";
+
+/// The purpose of the tokens that confirm an email change; their detail is the new
+/// address.
+pub const EMAIL_CHANGE: &str = "email-change";
+
+/// The purpose of the tokens that revert an email change; their detail is the old
+/// address.
+pub const EMAIL_REVERT: &str = "email-revert";
 
 /// How long a notice (no token in it) is worth sending.
 const NOTICE_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -38,9 +52,29 @@ pub enum LinkError {
     Account(#[from] AccountError),
 }
 
-impl From<crate::store::StoreError> for LinkError {
-    fn from(e: crate::store::StoreError) -> Self {
-        LinkError::Account(e.into())
+impl From<StoreError> for LinkError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(crate::store::Unique::Email) => {
+                LinkError::Account(AccountError::EmailTaken)
+            }
+            e => LinkError::Account(e.into()),
+        }
+    }
+}
+
+/// A notice (no token in it) about the change's account, to `recipient` (`None`: the
+/// account's address when the mail is queued).
+fn notice(kind: MailKind, recipient: Option<String>, context: serde_json::Value) -> NewMail {
+    let now = unix_now();
+    NewMail {
+        id: crate::crypto::random_id(),
+        account: None, // the change's account, set in the transaction
+        recipient,
+        kind: kind.name().into(),
+        context: context.to_string(),
+        created_at: now,
+        expires_at: now + NOTICE_TTL_SECS,
     }
 }
 
@@ -50,6 +84,7 @@ pub struct Lifecycle {
     key: LinkTokenKey,
     reset_ttl_secs: i64,
     verify_ttl_secs: i64,
+    revert_ttl_secs: i64,
     per_minute: i64,
     per_hour: i64,
     forgot_floor: Duration,
@@ -63,6 +98,7 @@ impl Lifecycle {
             key: LinkTokenKey::derive(secret),
             reset_ttl_secs: m.reset_ttl_secs,
             verify_ttl_secs: m.verify_ttl_secs,
+            revert_ttl_secs: m.revert_ttl_secs,
             per_minute: m.per_minute,
             per_hour: m.per_hour,
             forgot_floor: Duration::from_millis(m.forgot_floor_ms),
@@ -142,8 +178,9 @@ impl Lifecycle {
 
     /// Sets a new password with a reset token. The password is checked and hashed
     /// first, so a refused password leaves the link usable; then one transaction
-    /// consumes the token, sets the hash, voids the account's other reset tokens and
-    /// queues a notice to the owner.
+    /// consumes the token, sets the hash, ends every session of the account (every
+    /// token issued before is refused from then on), voids its other reset tokens and
+    /// pending email changes, and queues a notice to the owner.
     pub async fn reset_password(
         &self,
         accounts: &Accounts,
@@ -155,29 +192,104 @@ impl Lifecycle {
             .hash_of(PASSWORD_RESET, token)
             .ok_or(LinkError::InvalidToken)?;
         let password_hash = accounts.hash_password(password).await?;
-        let now = unix_now();
-        let notice = NewMail {
-            id: crate::crypto::random_id(),
-            account: None, // the token's account, set in the transaction
-            recipient: None,
-            kind: MailKind::PasswordChanged.name().into(),
-            context: json!({}).to_string(),
-            created_at: now,
-            expires_at: now + NOTICE_TTL_SECS,
+        let change = AccountChange {
+            password_hash: Some(password_hash),
+            void: vec![PASSWORD_RESET, EMAIL_CHANGE],
+            end_sessions: EndSessions::All,
+            mails: vec![notice(MailKind::PasswordChanged, None, json!({}))],
+            ..AccountChange::default()
         };
+        let account = self.use_link(&hash, PASSWORD_RESET, &change).await?;
+        tracing::info!(account = %account.0, "password reset: password changed, every session ended");
+        Ok(account)
+    }
+
+    /// Consumes a token of `purpose` with `change`: the token's account.
+    async fn use_link(
+        &self,
+        hash: &str,
+        purpose: &str,
+        change: &AccountChange,
+    ) -> Result<AccountId, LinkError> {
         match self
             .store
             .mail()
-            .reset_password(&hash, now, &password_hash, &notice)
+            .use_link(hash, purpose, unix_now(), change)
             .await?
         {
             LinkUse::Refused => Err(LinkError::InvalidToken),
             LinkUse::Done { account } => {
-                self.mailer.queued();
-                tracing::info!(account = %account.0, "password reset: password changed");
+                if !change.mails.is_empty() {
+                    self.mailer.queued();
+                }
                 Ok(account)
             }
         }
+    }
+
+    /// The account and detail of a live token, not used yet.
+    async fn peek(
+        &self,
+        purpose: &str,
+        token: &str,
+    ) -> Result<(String, AccountId, Email), LinkError> {
+        let hash = self
+            .key
+            .hash_of(purpose, token)
+            .ok_or(LinkError::InvalidToken)?;
+        let (account, detail) = self
+            .store
+            .mail()
+            .peek_link(&hash, purpose, unix_now())
+            .await?
+            .ok_or(LinkError::InvalidToken)?;
+        let email = detail
+            .as_deref()
+            .and_then(|d| Email::parse(d, "email").ok())
+            .ok_or(LinkError::InvalidToken)?;
+        Ok((hash, account, email))
+    }
+
+    /// A registration when `accounts.require_verified_email` is on: creates the account
+    /// and mails its verification link, or, when the address has an account, mails
+    /// its owner that someone tried. The same for both, no sooner than the floor, and
+    /// without signing in: only the mailbox's owner learns which it was.
+    pub async fn register_unverified(
+        &self,
+        accounts: &Accounts,
+        email: &Email,
+        password: Option<&Password>,
+        ownid_data: Option<String>,
+    ) -> Result<(), AccountError> {
+        let floor = tokio::time::Instant::now() + self.forgot_floor;
+        let done = match accounts.create(email, password, ownid_data).await {
+            Ok(account) => self.send_verification(&account).await,
+            Err(AccountError::EmailTaken) => self.send_register_attempt(email).await,
+            Err(e) => Err(e),
+        };
+        tokio::time::sleep_until(floor).await;
+        done
+    }
+
+    async fn send_register_attempt(&self, email: &Email) -> Result<(), AccountError> {
+        let name = self.key.name_of("address", email.key());
+        if !self
+            .within_limit(&format!("mail:attempt:address:{name}"))
+            .await?
+        {
+            return Ok(());
+        }
+        let Some(account) = self.store.account_by_email(email.key()).await? else {
+            return Ok(());
+        };
+        let mail = NewMail {
+            account: Some(account.id.clone()),
+            ..notice(MailKind::RegisterAttempt, None, json!({}))
+        };
+        self.store.mail().queue_mail(&mail).await?;
+        self.mailer.queued();
+        tracing::info!(account = %account.id.0, "registration: the address has an account; its owner is told");
+        Ok(())
     }
 
     /// Mails a verification link to the account's email, within the address's and the
@@ -233,38 +345,25 @@ impl Lifecycle {
     }
 
     /// Consumes a verification token and marks the address it was sent to as the
-    /// account's verified email.
-    pub async fn verify_email(
-        &self,
-        accounts: &Accounts,
-        token: &str,
-    ) -> Result<AccountId, LinkError> {
-        let hash = self
-            .key
-            .hash_of(VERIFY_EMAIL, token)
-            .ok_or(LinkError::InvalidToken)?;
-        let (account, detail) = self
-            .store
-            .mail()
-            .take_link(&hash, VERIFY_EMAIL, unix_now())
-            .await?
-            .ok_or(LinkError::InvalidToken)?;
-        let email = detail
-            .as_deref()
-            .and_then(|d| Email::parse(d, "email").ok())
-            .ok_or(LinkError::InvalidToken)?;
-        match accounts.mark_email_verified(&account, &email).await {
-            Ok(()) => Ok(account),
-            Err(AccountError::NoSuchAccount) => Err(LinkError::InvalidToken),
-            Err(e) => Err(e.into()),
-        }
+    /// account's verified email (atomically: an address another account has taken
+    /// meanwhile leaves the token unused).
+    pub async fn verify_email(&self, token: &str) -> Result<AccountId, LinkError> {
+        let (hash, _, email) = self.peek(VERIFY_EMAIL, token).await?;
+        let change = AccountChange {
+            email: Some((email.as_str().to_owned(), email.key().to_owned())),
+            void: vec![VERIFY_EMAIL],
+            ..AccountChange::default()
+        };
+        let account = self.use_link(&hash, VERIFY_EMAIL, &change).await?;
+        tracing::info!(account = %account.0, "email verified");
+        Ok(account)
     }
 
     /// The mail counters kept for the account and its address.
     fn mail_counters(&self, account: &Account, email: Option<&Email>) -> Vec<String> {
         let name = email.map(|e| self.key.name_of("address", e.key()));
         let mut keys = Vec::new();
-        for purpose in ["reset", "verify"] {
+        for purpose in ["reset", "verify", "change", "attempt"] {
             keys.push(format!("mail:{purpose}:account:{}", account.id.0));
             if let Some(name) = &name {
                 keys.push(format!("mail:{purpose}:address:{name}"));

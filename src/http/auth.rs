@@ -1,8 +1,8 @@
 //! The seed's Auth Service: `/auth/register`, `/auth/login`, and `/auth/me`.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -96,10 +96,17 @@ pub struct MeResponse {
     sign_in_methods: Vec<SignInMethod>,
 }
 
-/// Creates an account and signs it in.
+/// The answer to every registration with `accounts.require_verified_email`.
+pub const REGISTER_MESSAGE: &str =
+    "Check your mailbox: we sent a mail to this address. Follow its link to go on.";
+
+/// Creates an account and signs it in. With `accounts.require_verified_email`, it
+/// answers `202` alike for a new and a registered address, and mails either a
+/// verification link or a notice to the owner.
 #[utoipa::path(post, path = "/auth/register", tag = "password", request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered", body = TokenResponse),
+        (status = 202, description = "With accounts.require_verified_email: a mail is on its way, whether or not the address had an account", body = super::lifecycle::MessageResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 409, description = "The email is already registered", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
@@ -123,6 +130,17 @@ async fn register(
         (None, Some(_)) => None,
         (None, None) => return Err(Invalid::missing("password").into()),
     };
+    if app.settings.accounts.require_verified_email {
+        let lifecycle = super::lifecycle::lifecycle(&app)?;
+        lifecycle
+            .register_unverified(&app.accounts, &email, password.as_ref(), ownid_data)
+            .await
+            .map_err(account_error)?;
+        let body = super::lifecycle::MessageResponse {
+            message: REGISTER_MESSAGE.into(),
+        };
+        return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
+    }
     let sign_in = app
         .accounts
         .register(&email, password.as_ref(), ownid_data, &device)
@@ -143,6 +161,7 @@ async fn register(
         (status = 200, description = "Signed in", body = LoginResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
+        (status = 403, description = "With accounts.require_verified_email: the right password, but the address is not verified yet", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for this account from this client, too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn login(
@@ -219,6 +238,9 @@ pub fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
 pub fn account_error(e: AccountError) -> ApiError {
     match e {
         AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+        AccountError::EmailNotVerified => ApiError::Forbidden(
+            "Verify your email address first: follow the link mailed to it.".into(),
+        ),
         AccountError::NoSuchAccount => ApiError::Unauthorized,
         AccountError::EmailTaken => {
             ApiError::Conflict("An account with this email already exists.".into())

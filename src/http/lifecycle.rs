@@ -47,11 +47,12 @@ pub fn router(app: &App) -> OpenApiRouter<AppState> {
 const VERIFY_SENT: &str =
     "If the account's address is not verified yet, a link to verify it is on its way.";
 const VERIFIED: &str = "Your email address is verified.";
-const SIGN_IN_AGAIN: &str = "Sign in again to do this: your last sign-in is too long ago.";
+pub(super) const SIGN_IN_AGAIN: &str =
+    "Sign in again to do this: your last sign-in is too long ago.";
 
 /// The account's owner signed in (not refreshed: authenticated) within
 /// `accounts.reauth_window_secs`, by the session's `auth_time`.
-fn require_recent_sign_in(app: &App, session: &Session) -> Result<(), ApiError> {
+pub(super) fn require_recent_sign_in(app: &App, session: &Session) -> Result<(), ApiError> {
     if !session.signed_in_within(app.settings.accounts.reauth_window_secs, unix_now()) {
         return Err(ApiError::Forbidden(SIGN_IN_AGAIN.into()));
     }
@@ -119,17 +120,125 @@ async fn verify_email(
     State(app): State<AppState>,
     JsonBody(req): JsonBody<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let token = required(req.token, "token")?;
-    lifecycle(&app)?
-        .verify_email(&app.accounts, &token)
-        .await
-        .map_err(link_error)?;
+    button_json(&app, req.token, ButtonLink::Verify).await
+}
+
+/// A link whose page is one button: confirming an address, or reverting a change.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ButtonLink {
+    /// Verifies the account's address.
+    Verify,
+    /// Confirms an email change, from the new address.
+    ConfirmChange,
+    /// Reverts an email change, from the old address.
+    RevertChange,
+}
+
+impl ButtonLink {
+    /// The page's heading, its button, and the message once done.
+    fn words(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ButtonLink::Verify => ("Confirm your email address", "Confirm my address", VERIFIED),
+            ButtonLink::ConfirmChange => (
+                "Confirm your new email address",
+                "Make it my address",
+                "Your new email address is confirmed: it is the account's address now.",
+            ),
+            ButtonLink::RevertChange => (
+                "Undo the change of your email address",
+                "Undo the change and sign out everywhere",
+                "Your email address is restored and every session is signed out. \
+                 Sign in again, and reset your password if someone else knew it.",
+            ),
+        }
+    }
+
+    /// The page's path relative to `/auth/pages/`, where its form posts.
+    fn action(self) -> &'static str {
+        match self {
+            ButtonLink::Verify => "verify-email",
+            ButtonLink::ConfirmChange => "confirm-email",
+            ButtonLink::RevertChange => "revert-email",
+        }
+    }
+
+    async fn press(self, lifecycle: &Lifecycle, token: &str) -> Result<(), LinkError> {
+        match self {
+            ButtonLink::Verify => lifecycle.verify_email(token).await,
+            ButtonLink::ConfirmChange => lifecycle.confirm_email_change(token).await,
+            ButtonLink::RevertChange => lifecycle.revert_email_change(token).await,
+        }
+        .map(|_| ())
+    }
+}
+
+const EMAIL_TAKEN: &str = "Another account has this address now.";
+
+/// The JSON form of a button link: `{"token"}` → `200 {"message"}`.
+pub(super) async fn button_json(
+    app: &App,
+    token: Option<String>,
+    link: ButtonLink,
+) -> Result<Response, ApiError> {
+    let token = required(token, "token")?;
+    match link.press(lifecycle(app)?, &token).await {
+        Ok(()) => {}
+        Err(LinkError::Account(AccountError::EmailTaken)) => {
+            return Err(ApiError::Conflict(EMAIL_TAKEN.into()));
+        }
+        Err(e) => return Err(link_error(e)),
+    }
     let mut res = axum::Json(MessageResponse {
-        message: VERIFIED.into(),
+        message: link.words().2.into(),
     })
     .into_response();
     no_store(&mut res);
     Ok(res)
+}
+
+/// The page a button link opens. Changes nothing.
+pub(super) fn button_page(
+    app: &App,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    link: ButtonLink,
+) -> Response {
+    let token = query.ok().and_then(|Query(q)| q.token);
+    match token.filter(|t| crate::crypto::link_token::is_well_formed(t)) {
+        Some(token) => page(StatusCode::OK, app, &button_form_html(&token, link)),
+        None => page(StatusCode::BAD_REQUEST, app, &message_html(INVALID_LINK)),
+    }
+}
+
+/// The submission of a button link's page: does what the link does, answers a page.
+pub(super) async fn button_form(app: &App, req: Request, link: ButtonLink) -> Response {
+    let limit = app.settings.http.body_limit_bytes;
+    let token = match read_body(req, limit).await {
+        Ok(body) => form_fields(&body).token,
+        Err(_) => None,
+    };
+    let Some(token) = token.filter(|t| crate::crypto::link_token::is_well_formed(t)) else {
+        return page(StatusCode::BAD_REQUEST, app, &message_html(INVALID_LINK));
+    };
+    let Ok(lifecycle) = lifecycle(app) else {
+        return page(StatusCode::NOT_FOUND, app, &message_html(INVALID_LINK));
+    };
+    match link.press(lifecycle, &token).await {
+        Ok(()) => page(StatusCode::OK, app, &message_html(link.words().2)),
+        Err(LinkError::InvalidToken) => {
+            page(StatusCode::BAD_REQUEST, app, &message_html(INVALID_LINK))
+        }
+        Err(LinkError::Account(AccountError::EmailTaken)) => {
+            page(StatusCode::CONFLICT, app, &message_html(EMAIL_TAKEN))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, ?link, "a link's page failed");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                app,
+                &message_html("Something went wrong. Please try again later."),
+            )
+        }
+    }
 }
 
 /// The page a verification link opens: a button that confirms. Changes nothing.
@@ -141,11 +250,7 @@ async fn verify_page(
     State(app): State<AppState>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    let token = query.ok().and_then(|Query(q)| q.token);
-    match token.filter(|t| crate::crypto::link_token::is_well_formed(t)) {
-        Some(token) => page(StatusCode::OK, &app, &verify_form_html(&token)),
-        None => page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK)),
-    }
+    button_page(&app, query, ButtonLink::Verify)
 }
 
 /// The form's submission: verifies the address and answers with a page.
@@ -158,36 +263,7 @@ async fn verify_page(
         (status = 409, description = "Another account has this address now", content_type = "text/html", body = String),
         (status = 500, description = "Internal error", content_type = "text/html", body = String)))]
 async fn verify_form(State(app): State<AppState>, req: Request) -> Response {
-    let limit = app.settings.http.body_limit_bytes;
-    let token = match read_body(req, limit).await {
-        Ok(body) => form_fields(&body).token,
-        Err(_) => None,
-    };
-    let Some(token) = token.filter(|t| crate::crypto::link_token::is_well_formed(t)) else {
-        return page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK));
-    };
-    let Ok(lifecycle) = lifecycle(&app) else {
-        return page(StatusCode::NOT_FOUND, &app, &message_html(INVALID_LINK));
-    };
-    match lifecycle.verify_email(&app.accounts, &token).await {
-        Ok(_) => page(StatusCode::OK, &app, &message_html(VERIFIED)),
-        Err(LinkError::InvalidToken) => {
-            page(StatusCode::BAD_REQUEST, &app, &message_html(INVALID_LINK))
-        }
-        Err(LinkError::Account(AccountError::EmailTaken)) => page(
-            StatusCode::CONFLICT,
-            &app,
-            &message_html("Another account has this address now."),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "verification failed");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &app,
-                &message_html("Something went wrong. Please try again later."),
-            )
-        }
-    }
+    button_form(&app, req, ButtonLink::Verify).await
 }
 
 /// Deletes the signed-in account and everything of it. Needs a recent sign-in.
@@ -240,10 +316,10 @@ pub struct ResetRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct MessageResponse {
-    message: String,
+    pub message: String,
 }
 
-fn lifecycle(app: &App) -> Result<&Lifecycle, ApiError> {
+pub(super) fn lifecycle(app: &App) -> Result<&Lifecycle, ApiError> {
     app.lifecycle
         .as_ref()
         .ok_or_else(|| ApiError::NotFound(super::error::NO_ROUTE.into()))
@@ -304,7 +380,7 @@ async fn reset(
     Ok(signed_in(&app.settings, secure, sign_in))
 }
 
-fn link_error(e: LinkError) -> ApiError {
+pub(super) fn link_error(e: LinkError) -> ApiError {
     match e {
         LinkError::InvalidToken => ApiError::BadRequest(INVALID_LINK.into()),
         LinkError::Account(e) => account_error(e),
@@ -431,12 +507,14 @@ fn reset_form_html(token: &str, error: Option<&str>) -> String {
     )
 }
 
-fn verify_form_html(token: &str) -> String {
+fn button_form_html(token: &str, link: ButtonLink) -> String {
+    let (heading, button, _) = link.words();
     format!(
-        "<h1>Confirm your email address</h1>\
-         <form method=\"post\" action=\"verify-email\">\
+        "<h1>{heading}</h1>\
+         <form method=\"post\" action=\"{}\">\
          <input type=\"hidden\" name=\"token\" value=\"{}\">\
-         <button type=\"submit\">Confirm my address</button></form>",
+         <button type=\"submit\">{button}</button></form>",
+        link.action(),
         escape(token)
     )
 }

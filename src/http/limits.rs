@@ -97,6 +97,7 @@ fn is_limited(path: &str, settings: &Settings) -> bool {
         "/auth/passkeys",
         SIWE,
         "/auth/verify-email",
+        "/auth/email",
         &settings.selfkey.mount,
     ]
     .iter()

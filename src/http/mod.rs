@@ -2,6 +2,7 @@
 //! extractors and middleware, and the server itself.
 
 pub mod auth;
+pub mod changes;
 pub mod client;
 pub mod error;
 pub mod health;
@@ -61,6 +62,7 @@ struct ApiDoc;
 pub fn router(app: AppState) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
+        .merge(changes::router(&app))
         .merge(health::router())
         .merge(jwks::router())
         .merge(lifecycle::router(&app))

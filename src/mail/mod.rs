@@ -29,13 +29,22 @@ pub enum MailKind {
     PasswordReset,
     PasswordChanged,
     VerifyEmail,
+    /// To the new address of an email change: the link that confirms it.
+    EmailChange,
+    /// To the old address once an email change is confirmed: the link that reverts it.
+    EmailChanged,
+    /// To a registered address someone tried to register again.
+    RegisterAttempt,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 3] = [
+    pub const ALL: [MailKind; 6] = [
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
         MailKind::VerifyEmail,
+        MailKind::EmailChange,
+        MailKind::EmailChanged,
+        MailKind::RegisterAttempt,
     ];
 
     /// Its name in the outbox and its templates' file names.
@@ -44,6 +53,9 @@ impl MailKind {
             MailKind::PasswordReset => "password_reset",
             MailKind::PasswordChanged => "password_changed",
             MailKind::VerifyEmail => "verify_email",
+            MailKind::EmailChange => "email_change",
+            MailKind::EmailChanged => "email_changed",
+            MailKind::RegisterAttempt => "register_attempt",
         }
     }
 
@@ -59,6 +71,8 @@ impl MailKind {
             "link": "https://example.com/link?token=sample",
             "expires_in_minutes": 30,
             "expires_in_hours": 24,
+            "expires_in_days": 7,
+            "new_email": "someone.else@example.com",
         })
     }
 }
@@ -78,6 +92,8 @@ struct TemplateValues<'a> {
 pub enum LinkPage {
     ResetPassword,
     VerifyEmail,
+    ConfirmEmail,
+    RevertEmail,
 }
 
 impl LinkPage {
@@ -86,6 +102,8 @@ impl LinkPage {
         match self {
             LinkPage::ResetPassword => "/auth/pages/reset-password",
             LinkPage::VerifyEmail => "/auth/pages/verify-email",
+            LinkPage::ConfirmEmail => "/auth/pages/confirm-email",
+            LinkPage::RevertEmail => "/auth/pages/revert-email",
         }
     }
 }
@@ -97,8 +115,7 @@ pub struct Mailer {
     site_name: String,
     /// `http.public_url` without a trailing slash.
     public_url: String,
-    reset_link: Option<String>,
-    verify_link: Option<String>,
+    links: crate::config::MailLinks,
     /// Wakes this node's sender when a mail was queued here.
     queued: Notify,
 }
@@ -129,8 +146,7 @@ impl Mailer {
             from: m.from.parse().context("mail.from")?,
             site_name: m.site_name.clone(),
             public_url,
-            reset_link: m.links.reset_password.clone(),
-            verify_link: m.links.verify_email.clone(),
+            links: m.links.clone(),
             queued: Notify::new(),
         })))
     }
@@ -139,8 +155,10 @@ impl Mailer {
     /// Gatehouse's own page. Never from anything in a request.
     pub fn link(&self, page: LinkPage, token: &str) -> String {
         let template = match page {
-            LinkPage::ResetPassword => &self.reset_link,
-            LinkPage::VerifyEmail => &self.verify_link,
+            LinkPage::ResetPassword => &self.links.reset_password,
+            LinkPage::VerifyEmail => &self.links.verify_email,
+            LinkPage::ConfirmEmail => &self.links.confirm_email,
+            LinkPage::RevertEmail => &self.links.revert_email,
         };
         match template {
             Some(t) => t.replace("{token}", token),

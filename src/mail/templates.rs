@@ -89,6 +89,21 @@ fn builtin(kind: MailKind, part: &str) -> &'static str {
         }
         (MailKind::VerifyEmail, "txt") => include_str!("templates/verify_email.txt"),
         (MailKind::VerifyEmail, _) => include_str!("templates/verify_email.html"),
+        (MailKind::EmailChange, "subject.txt") => {
+            include_str!("templates/email_change.subject.txt")
+        }
+        (MailKind::EmailChange, "txt") => include_str!("templates/email_change.txt"),
+        (MailKind::EmailChange, _) => include_str!("templates/email_change.html"),
+        (MailKind::EmailChanged, "subject.txt") => {
+            include_str!("templates/email_changed.subject.txt")
+        }
+        (MailKind::EmailChanged, "txt") => include_str!("templates/email_changed.txt"),
+        (MailKind::EmailChanged, _) => include_str!("templates/email_changed.html"),
+        (MailKind::RegisterAttempt, "subject.txt") => {
+            include_str!("templates/register_attempt.subject.txt")
+        }
+        (MailKind::RegisterAttempt, "txt") => include_str!("templates/register_attempt.txt"),
+        (MailKind::RegisterAttempt, _) => include_str!("templates/register_attempt.html"),
     }
 }
 

@@ -49,7 +49,7 @@ pub struct QueuedMail {
     pub attempts: i64,
 }
 
-/// What resetting a password with a link token did.
+/// What using a link token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkUse {
     /// No live token of that purpose has this hash (never issued, used, voided or
@@ -58,6 +58,34 @@ pub enum LinkUse {
     Done {
         account: AccountId,
     },
+}
+
+/// Which sessions of the account a change ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EndSessions {
+    #[default]
+    None,
+    All,
+    /// Every session but this one (the one that made the change).
+    Others(String),
+}
+
+/// What using a link token, or a signed-in change, does to its account: all of it in
+/// the one transaction that uses the token (or checks the password).
+#[derive(Debug, Clone, Default)]
+pub struct AccountChange {
+    /// The new password's hash.
+    pub password_hash: Option<String>,
+    /// The account's email becomes this `(address, key)`, verified.
+    pub email: Option<(String, String)>,
+    /// The account's live tokens of these purposes are voided.
+    pub void: Vec<&'static str>,
+    pub end_sessions: EndSessions,
+    /// A token issued with the change (the revert link of an email change), for the
+    /// change's account.
+    pub issue: Option<NewLinkToken>,
+    /// Mails queued with the change, about the change's account.
+    pub mails: Vec<NewMail>,
 }
 
 #[async_trait]
@@ -69,25 +97,36 @@ pub trait MailStore: Send + Sync + 'static {
     /// stores the new one, and queues the mail that carries it.
     async fn issue_link(&self, token: &NewLinkToken, mail: &NewMail) -> StoreResult<()>;
 
-    /// In one transaction: consumes the reset token with this hash, sets the account's
-    /// password hash, voids the account's other reset tokens, and queues `notice`.
-    /// Of concurrent callers with one token exactly one gets `Done`.
-    async fn reset_password(
-        &self,
-        token_hash: &str,
-        now: i64,
-        password_hash: &str,
-        notice: &NewMail,
-    ) -> StoreResult<LinkUse>;
-
-    /// Consumes a link token: the account and the detail it was issued with. Of
-    /// concurrent callers with one token exactly one gets it.
-    async fn take_link(
+    /// The account and detail of the live token of `purpose` with this hash, without
+    /// using it.
+    async fn peek_link(
         &self,
         token_hash: &str,
         purpose: &str,
         now: i64,
     ) -> StoreResult<Option<(AccountId, Option<String>)>>;
+
+    /// In one transaction: consumes the live token of `purpose` with this hash and
+    /// makes `change` to its account. Of concurrent callers with one token exactly one
+    /// gets `Done`. `Err(Conflict(Email))` when the new email is another account's:
+    /// then nothing changed, and the token still works.
+    async fn use_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+        change: &AccountChange,
+    ) -> StoreResult<LinkUse>;
+
+    /// In one transaction: makes `change` to the account if its password hash is still
+    /// `password_was` (`None`: it has none), so of two concurrent changes from one
+    /// password only one applies. False when it is not (or there is no account).
+    async fn change_account(
+        &self,
+        account: &AccountId,
+        password_was: Option<&str>,
+        change: &AccountChange,
+    ) -> StoreResult<bool>;
 
     /// Deletes an account and everything of it, in one transaction: its sessions,
     /// passkeys, wallets, link tokens and queued mail (by the foreign keys), the
@@ -157,6 +196,14 @@ pub(crate) mod sql {
 
     pub const SET_PASSWORD: &str = "UPDATE accounts SET password_hash = $1 WHERE id = $2";
 
+    /// The password's compare-and-set: `$3` is the hash it must still have ('' for
+    /// none).
+    pub const SET_PASSWORD_IF: &str = "UPDATE accounts SET password_hash = $1
+        WHERE id = $2 AND COALESCE(password_hash, '') = $3";
+
+    pub const PEEK_TOKEN: &str = "SELECT account_id, detail FROM mail_tokens
+        WHERE hash = $1 AND purpose = $2 AND expires_at > $3";
+
     /// The lease: the due rows nobody holds, oldest first. PostgreSQL's form locks the
     /// rows it picks and skips those another sender is picking ([`LEASE_POSTGRES`]).
     pub const LEASE: &str = "UPDATE mail_outbox SET lease = $1, leased_until = $2
@@ -194,6 +241,8 @@ pub(crate) mod sql {
         INSERT_TOKEN,
         TAKE_TOKEN,
         SET_PASSWORD,
+        SET_PASSWORD_IF,
+        PEEK_TOKEN,
         DELETE_ONE_TIME_OF,
         DELETE_COUNTER,
         DELETE_COUNTERS_UNDER,

@@ -97,6 +97,7 @@ async fn openapi_declares_the_timeout_and_the_rate_limit_where_they_apply() {
             let coded = path.starts_with("/api/v1/selfkey") || path.starts_with("/auth/siwe");
             let limited = coded
                 || path.starts_with("/auth/passkeys")
+                || path.starts_with("/auth/password")
                 || path == "/auth/register"
                 || path == "/auth/login";
             assert_eq!(responses.get("429").is_some(), limited, "{method} {path}");

@@ -12,15 +12,17 @@ use crate::smtp::{Received, SmtpServer};
 
 /// What every emailed link starts with: the configured public URL, never anything a
 /// request said.
-const PUBLIC_URL: &str = "https://auth.example.test";
-const RESET_PAGE: &str = "https://auth.example.test/auth/pages/reset-password?token=";
-const VERIFY_PAGE: &str = "https://auth.example.test/auth/pages/verify-email?token=";
+pub(crate) const PUBLIC_URL: &str = "https://auth.example.test";
+pub(crate) const RESET_PAGE: &str = "https://auth.example.test/auth/pages/reset-password?token=";
+pub(crate) const VERIFY_PAGE: &str = "https://auth.example.test/auth/pages/verify-email?token=";
 const FORGOT_MESSAGE: &str =
     "If an account with a password exists for this address, a link to reset it is on its way.";
-const INVALID_LINK: &str = "This link is invalid or has expired. Ask for a new one.";
+pub(crate) const INVALID_LINK: &str = "This link is invalid or has expired. Ask for a new one.";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn with_mail(smtp: &SmtpServer) -> impl FnOnce(&mut gatehouse::config::Settings) + use<> {
+pub(crate) fn with_mail(
+    smtp: &SmtpServer,
+) -> impl FnOnce(&mut gatehouse::config::Settings) + use<> {
     let url = smtp.url();
     move |s| {
         s.http.public_url = Some(PUBLIC_URL.into());
@@ -33,13 +35,13 @@ fn with_mail(smtp: &SmtpServer) -> impl FnOnce(&mut gatehouse::config::Settings)
     }
 }
 
-async fn forgot(app: &TestApp, address: &str) -> (StatusCode, Value) {
+pub(crate) async fn forgot(app: &TestApp, address: &str) -> (StatusCode, Value) {
     app.post_json("/auth/password/forgot", &json!({ "email": address }))
         .await
 }
 
 /// Waits for `n` mails with a link starting with `prefix`, and returns their links.
-async fn links(smtp: &SmtpServer, prefix: &str, n: usize) -> Vec<String> {
+pub(crate) async fn links(smtp: &SmtpServer, prefix: &str, n: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let found: Vec<String> = smtp
@@ -67,14 +69,14 @@ fn reset_mails(smtp: &SmtpServer) -> Vec<Received> {
         .collect()
 }
 
-fn token_of(link: &str) -> String {
+pub(crate) fn token_of(link: &str) -> String {
     link.strip_prefix(RESET_PAGE)
         .expect("a reset link")
         .to_owned()
 }
 
 /// The mails to `to`, in arrival order.
-fn to<'a>(messages: &'a [Received], address: &str) -> Vec<&'a Received> {
+pub(crate) fn to<'a>(messages: &'a [Received], address: &str) -> Vec<&'a Received> {
     messages
         .iter()
         .filter(|m| m.to.iter().any(|t| t == address))
@@ -83,7 +85,7 @@ fn to<'a>(messages: &'a [Received], address: &str) -> Vec<&'a Received> {
 
 /// Follows a link of ours on the test server: its path and query, as the public URL's
 /// proxy would.
-async fn open(app: &TestApp, link: &str) -> reqwest::Response {
+pub(crate) async fn open(app: &TestApp, link: &str) -> reqwest::Response {
     let path = link
         .strip_prefix(PUBLIC_URL)
         .expect("a link to the public URL");
@@ -91,7 +93,7 @@ async fn open(app: &TestApp, link: &str) -> reqwest::Response {
 }
 
 /// The value of the hidden `token` field of a page's form.
-fn form_token(html: &str) -> String {
+pub(crate) fn form_token(html: &str) -> String {
     let marker = "name=\"token\" value=\"";
     let start = html.find(marker).expect("a token field") + marker.len();
     html[start..start + html[start..].find('"').unwrap()].to_owned()
@@ -480,7 +482,7 @@ async fn verify_an_address_by_mail(backend: Backend) {
 }
 
 /// Every row of every table of the test's database, as (table, row count).
-async fn row_counts(app: &TestApp) -> Vec<(String, i64)> {
+pub(crate) async fn row_counts(app: &TestApp) -> Vec<(String, i64)> {
     let url = app.app.settings.database_url();
     if let Some(file) = gatehouse::store::sqlite_file(&url) {
         let conn = rusqlite::Connection::open(file).unwrap();
@@ -522,7 +524,7 @@ async fn row_counts(app: &TestApp) -> Vec<(String, i64)> {
 }
 
 /// The keys of the rate-limit counters.
-async fn counter_keys(app: &TestApp) -> Vec<String> {
+pub(crate) async fn counter_keys(app: &TestApp) -> Vec<String> {
     let url = app.app.settings.database_url();
     if let Some(file) = gatehouse::store::sqlite_file(&url) {
         let conn = rusqlite::Connection::open(file).unwrap();

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod backup;
 mod bounds;
+mod changes;
 mod cors;
 mod crash;
 mod docs;

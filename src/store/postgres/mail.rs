@@ -7,9 +7,11 @@ use sqlx::{Postgres, Transaction};
 
 use super::PostgresStore;
 use crate::domain::AccountId;
-use crate::lifecycle::PASSWORD_RESET;
 use crate::store::StoreResult;
-use crate::store::mail::{LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql};
+use crate::store::mail::{
+    AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql,
+};
+use crate::store::sessions::sql as sessions_sql;
 
 #[async_trait::async_trait]
 impl MailStore for PostgresStore {
@@ -40,17 +42,32 @@ impl MailStore for PostgresStore {
         Ok(())
     }
 
-    async fn reset_password(
+    async fn peek_link(
         &self,
         token_hash: &str,
+        purpose: &str,
         now: i64,
-        password_hash: &str,
-        notice: &NewMail,
+    ) -> StoreResult<Option<(AccountId, Option<String>)>> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::PEEK_TOKEN)
+            .bind(token_hash)
+            .bind(purpose)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(account, detail)| (AccountId(account), detail)))
+    }
+
+    async fn use_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+        change: &AccountChange,
     ) -> StoreResult<LinkUse> {
         let (mut tx, _timing) = self.begin().await?;
         let row: Option<(String, Option<String>)> = sqlx::query_as(sql::TAKE_TOKEN)
             .bind(token_hash)
-            .bind(PASSWORD_RESET)
+            .bind(purpose)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
@@ -58,38 +75,38 @@ impl MailStore for PostgresStore {
             return Ok(LinkUse::Refused);
         };
         let account = AccountId(account);
-        sqlx::query(sql::SET_PASSWORD)
-            .bind(password_hash)
-            .bind(&account.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::VOID_TOKENS)
-            .bind(&account.0)
-            .bind(PASSWORD_RESET)
-            .execute(&mut *tx)
-            .await?;
-        let notice = NewMail {
-            account: Some(account.clone()),
-            ..notice.clone()
-        };
-        insert_mail(&mut tx, &notice).await?;
+        // An error drops the transaction: the token's use is rolled back with it.
+        apply(&mut tx, &account, change).await?;
         tx.commit().await?;
         Ok(LinkUse::Done { account })
     }
 
-    async fn take_link(
+    async fn change_account(
         &self,
-        token_hash: &str,
-        purpose: &str,
-        now: i64,
-    ) -> StoreResult<Option<(AccountId, Option<String>)>> {
-        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::TAKE_TOKEN)
-            .bind(token_hash)
-            .bind(purpose)
-            .bind(now)
-            .fetch_optional(&self.pool)
+        account: &AccountId,
+        password_was: Option<&str>,
+        change: &AccountChange,
+    ) -> StoreResult<bool> {
+        let was = password_was.unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        // Sets the same hash, or the new one, only if it is still `was`; the row stays
+        // locked until the commit, so a concurrent change waits and then finds it moved.
+        let held = sqlx::query(sql::SET_PASSWORD_IF)
+            .bind(change.password_hash.as_deref().unwrap_or(was))
+            .bind(&account.0)
+            .bind(was)
+            .execute(&mut *tx)
             .await?;
-        Ok(row.map(|(account, detail)| (AccountId(account), detail)))
+        if held.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let rest = AccountChange {
+            password_hash: None,
+            ..change.clone()
+        };
+        apply(&mut tx, account, &rest).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn delete_account(
@@ -197,6 +214,72 @@ impl MailStore for PostgresStore {
             .fetch_one(self.db())
             .await?)
     }
+}
+
+/// Makes `change` to `account` in the transaction.
+async fn apply(
+    tx: &mut Transaction<'_, Postgres>,
+    account: &AccountId,
+    change: &AccountChange,
+) -> StoreResult<()> {
+    let id = &account.0;
+    if let Some(hash) = &change.password_hash {
+        sqlx::query(sql::SET_PASSWORD)
+            .bind(hash)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some((address, key)) = &change.email {
+        sqlx::query(crate::store::queries::SET_VERIFIED_EMAIL)
+            .bind(address)
+            .bind(key)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(super::on_unique)?;
+    }
+    for purpose in &change.void {
+        sqlx::query(sql::VOID_TOKENS)
+            .bind(id)
+            .bind(purpose)
+            .execute(&mut **tx)
+            .await?;
+    }
+    match &change.end_sessions {
+        EndSessions::None => {}
+        EndSessions::All => {
+            sqlx::query(sessions_sql::END_ALL)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        EndSessions::Others(current) => {
+            sqlx::query(sessions_sql::END_OTHERS)
+                .bind(id)
+                .bind(current)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    if let Some(t) = &change.issue {
+        sqlx::query(sql::INSERT_TOKEN)
+            .bind(&t.hash)
+            .bind(&t.purpose)
+            .bind(id)
+            .bind(t.detail.as_deref())
+            .bind(t.expires_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for mail in &change.mails {
+        let mail = NewMail {
+            account: Some(account.clone()),
+            ..mail.clone()
+        };
+        insert_mail(tx, &mail).await?;
+    }
+    Ok(())
 }
 
 async fn insert_mail(tx: &mut Transaction<'_, Postgres>, m: &NewMail) -> StoreResult<()> {

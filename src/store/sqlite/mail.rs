@@ -5,9 +5,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::domain::AccountId;
-use crate::lifecycle::PASSWORD_RESET;
 use crate::store::StoreResult;
-use crate::store::mail::{LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql};
+use crate::store::mail::{
+    AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql,
+};
+use crate::store::sessions::sql as sessions_sql;
 
 #[async_trait::async_trait]
 impl MailStore for SqliteStore {
@@ -36,46 +38,72 @@ impl MailStore for SqliteStore {
             .await
     }
 
-    async fn reset_password(
-        &self,
-        token_hash: &str,
-        now: i64,
-        password_hash: &str,
-        notice: &NewMail,
-    ) -> StoreResult<LinkUse> {
-        let (hash, password_hash, notice) = (
-            token_hash.to_owned(),
-            password_hash.to_owned(),
-            notice.clone(),
-        );
-        self.writer
-            .write(true, move |c| {
-                let Some((account, _)) = take_token(c, &hash, PASSWORD_RESET, now)? else {
-                    return Ok(LinkUse::Refused);
-                };
-                c.prepare_cached(sql::SET_PASSWORD)?
-                    .execute(params![password_hash, account.0])?;
-                c.prepare_cached(sql::VOID_TOKENS)?
-                    .execute(params![account.0, PASSWORD_RESET])?;
-                let notice = NewMail {
-                    account: Some(account.clone()),
-                    ..notice
-                };
-                insert_mail(c, &notice)?;
-                Ok(LinkUse::Done { account })
-            })
-            .await
-    }
-
-    async fn take_link(
+    async fn peek_link(
         &self,
         token_hash: &str,
         purpose: &str,
         now: i64,
     ) -> StoreResult<Option<(AccountId, Option<String>)>> {
-        let (hash, purpose) = (token_hash.to_owned(), purpose.to_owned());
+        self.readers.read(|c| {
+            c.prepare_cached(sql::PEEK_TOKEN)?
+                .query_row(params![token_hash, purpose, now], |r| {
+                    Ok((AccountId(r.get(0)?), r.get(1)?))
+                })
+                .optional()
+        })
+    }
+
+    async fn use_link(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+        change: &AccountChange,
+    ) -> StoreResult<LinkUse> {
+        let (hash, purpose, change) = (token_hash.to_owned(), purpose.to_owned(), change.clone());
+        // A failed change (an email another account has) rolls the token's use back.
         self.writer
-            .write(true, move |c| take_token(c, &hash, &purpose, now))
+            .write(true, move |c| {
+                let Some((account, _)) = take_token(c, &hash, &purpose, now)? else {
+                    return Ok(LinkUse::Refused);
+                };
+                apply(c, &account, &change)?;
+                Ok(LinkUse::Done { account })
+            })
+            .await
+    }
+
+    async fn change_account(
+        &self,
+        account: &AccountId,
+        password_was: Option<&str>,
+        change: &AccountChange,
+    ) -> StoreResult<bool> {
+        let (account, was, change) = (
+            account.clone(),
+            password_was.unwrap_or_default().to_owned(),
+            change.clone(),
+        );
+        self.writer
+            .write(true, move |c| {
+                // Sets the same hash, or the new one, only if it is still `was`.
+                let new = change.password_hash.as_deref().unwrap_or(&was);
+                let held = c
+                    .prepare_cached(sql::SET_PASSWORD_IF)?
+                    .execute(params![new, account.0, was])?;
+                if held == 0 {
+                    return Ok(false);
+                }
+                apply(
+                    c,
+                    &account,
+                    &AccountChange {
+                        password_hash: None,
+                        ..change
+                    },
+                )?;
+                Ok(true)
+            })
             .await
     }
 
@@ -206,6 +234,51 @@ fn insert_mail(c: &Connection, m: &NewMail) -> StoreResult<()> {
                 m.expires_at
             ])?;
         }
+    }
+    Ok(())
+}
+
+/// Makes `change` to `account` (the writer's transaction rolls it back on an error).
+fn apply(c: &Connection, account: &AccountId, change: &AccountChange) -> StoreResult<()> {
+    let id = &account.0;
+    if let Some(hash) = &change.password_hash {
+        c.prepare_cached(sql::SET_PASSWORD)?
+            .execute(params![hash, id])?;
+    }
+    if let Some((address, key)) = &change.email {
+        c.prepare_cached(crate::store::queries::SET_VERIFIED_EMAIL)?
+            .execute(params![address, key, id])
+            .map_err(super::on_unique)?;
+    }
+    for purpose in &change.void {
+        c.prepare_cached(sql::VOID_TOKENS)?
+            .execute(params![id, purpose])?;
+    }
+    match &change.end_sessions {
+        EndSessions::None => {}
+        EndSessions::All => {
+            c.prepare_cached(sessions_sql::END_ALL)?.execute([id])?;
+        }
+        EndSessions::Others(current) => {
+            c.prepare_cached(sessions_sql::END_OTHERS)?
+                .execute(params![id, current])?;
+        }
+    }
+    if let Some(t) = &change.issue {
+        c.prepare_cached(sql::INSERT_TOKEN)?.execute(params![
+            t.hash,
+            t.purpose,
+            id,
+            t.detail,
+            t.expires_at
+        ])?;
+    }
+    for mail in &change.mails {
+        let mail = NewMail {
+            account: Some(account.clone()),
+            ..mail.clone()
+        };
+        insert_mail(c, &mail)?;
     }
     Ok(())
 }
