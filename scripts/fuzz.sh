@@ -9,6 +9,9 @@
 # signatures, refresh tokens), so the cases get past the door.
 #   FUZZ_EXAMPLES  cases per route and phase (default 100)
 #   FUZZ_SEED      the generator's seed (default fixed, so a CI run is reproducible)
+#   FUZZ_WORKERS   schemathesis worker threads (default 1: with 2, CPython 3.11's
+#                  ast.parse, which hypothesis calls from both threads, fails with
+#                  "AST constructor recursion depth mismatch"; one is also no slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=4.32.5
@@ -51,7 +54,7 @@ status=0
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
   --max-examples "$examples" \
   --seed "$seed" \
-  --workers 2 \
+  --workers "${FUZZ_WORKERS:-1}" \
   --request-timeout 30 \
   --generation-database none \
   --no-color ${FUZZ_ARGS:-}) || status=$?

@@ -41,6 +41,7 @@ WALLET_TOKENS = itertools.cycle(json.loads(os.environ["FUZZ_WALLET_TOKENS"]))
 
 ACCOUNT_ROUTES = (
     r"^/auth/(me|logout|sessions.*|passkeys(/register.*|/\{id\})?)$"
+    r"|^/auth/(password/change|email/change|verify-email/send)$"
     r"|^/api/v1/selfkey/(link-token|wallets.*)$"
 )
 WALLET_ROUTES = r"^/api/v1/selfkey/(auth/token|users/token|users)$"
@@ -148,4 +149,8 @@ def before_call(ctx, case, **kwargs):
 def after_call(ctx, case, response):
     path = case.operation.path
     if path in ("/auth/logout", "/auth/sessions/{id}") or response.status_code == 401:
+        _worker.token = None
+    if path == "/auth/me" and case.method.upper() == "DELETE" and response.status_code == 204:
+        # The account is gone: the next case signs a new one up.
+        del _worker.email
         _worker.token = None

@@ -17,8 +17,8 @@ use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::lifecycle::{
-    ButtonLink, MessageResponse, PageQuery, SIGN_IN_AGAIN, button_form, button_json, button_page,
-    lifecycle, require_recent_sign_in,
+    ButtonLink, MessageResponse, PageQuery, SIGN_IN_AGAIN, TokenForm, button_form, button_json,
+    button_page, lifecycle, require_recent_sign_in,
 };
 use super::session::Session;
 use crate::app::App;
@@ -201,8 +201,7 @@ async fn confirm_page(
 
 /// The confirmation page's submission.
 #[utoipa::path(post, path = "/auth/pages/confirm-email", tag = "pages",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "`token`"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Confirmed", content_type = "text/html", body = String),
         (status = 400, description = "Invalid, used or expired token", content_type = "text/html", body = String),
@@ -226,8 +225,7 @@ async fn revert_page(
 
 /// The revert page's submission.
 #[utoipa::path(post, path = "/auth/pages/revert-email", tag = "pages",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "`token`"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Reverted; every session ended", content_type = "text/html", body = String),
         (status = 400, description = "Invalid, used or expired token", content_type = "text/html", body = String),

@@ -123,6 +123,14 @@ async fn verify_email(
     button_json(&app, req.token, ButtonLink::Verify).await
 }
 
+/// The form of a one-button link page.
+#[derive(ToSchema)]
+pub struct TokenForm {
+    /// The token of the emailed link.
+    #[allow(dead_code)] // read by `form_fields`; here for the OpenAPI document
+    token: String,
+}
+
 /// A link whose page is one button: confirming an address, or reverting a change.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ButtonLink {
@@ -255,8 +263,7 @@ async fn verify_page(
 
 /// The form's submission: verifies the address and answers with a page.
 #[utoipa::path(post, path = "/auth/pages/verify-email", tag = "pages",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "`token`"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Verified", content_type = "text/html", body = String),
         (status = 400, description = "Invalid, used or expired token", content_type = "text/html", body = String),
