@@ -496,7 +496,12 @@ async fn bad_signatures_get_an_empty_401_and_change_nothing(b: Backend) {
             "another timestamp than signed",
             with_headers(vec![
                 ("ownid-signature", signature.clone()),
-                ("ownid-timestamp", (ms + 1).to_string()),
+                // One millisecond after the signed one (not after `ms`: the good
+                // request may have been signed a millisecond after `ms` was read).
+                (
+                    "ownid-timestamp",
+                    (timestamp.parse::<i64>().unwrap() + 1).to_string(),
+                ),
             ]),
         ),
         (
