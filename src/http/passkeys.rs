@@ -516,7 +516,7 @@ impl IntoResponse for PasskeyApiError {
                 E::LastSignInMethod => (
                     StatusCode::CONFLICT,
                     "last_sign_in_method",
-                    "This is the account's last way to sign in; add another before removing it.".into(),
+                    "This is the account's last way to sign in: set a password first (POST /auth/password/change, right after signing in) or add another passkey or a wallet.".into(),
                 ),
             },
         };

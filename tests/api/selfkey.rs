@@ -1233,7 +1233,7 @@ async fn wallets_are_listed_shown_and_removed_but_never_the_last_sign_in(b: Back
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         body,
-        json!({"code": "last_sign_in_method", "message": "This wallet is the account's last way to sign in: add a password or another wallet first."})
+        json!({"code": "last_sign_in_method", "message": "This wallet is the account's last way to sign in: set a password first (POST /auth/password/change, right after signing in) or add a passkey or another wallet."})
     );
     let (status, list) = read(app.get(&format!("{MOUNT}/wallets"), Some(&session)).await).await;
     assert_eq!(status, StatusCode::OK);

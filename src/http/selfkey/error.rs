@@ -162,7 +162,7 @@ impl From<SelfKeyError> for SelfKeyApiError {
             ),
             E::LastSignInMethod => conflict(
                 "last_sign_in_method",
-                "This wallet is the account's last way to sign in: add a password or another wallet first.",
+                "This wallet is the account's last way to sign in: set a password first (POST /auth/password/change, right after signing in) or add a passkey or another wallet.",
             ),
             E::Attributes(e) => {
                 use crate::selfkey::AttributeError as A;
