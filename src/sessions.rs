@@ -21,7 +21,7 @@ use crate::crypto::refresh::RefreshKey;
 use crate::domain::{Account, AccountId, unix_now};
 use crate::signing_keys::SigningKeys;
 use crate::store::sessions::{NewSession, Refresh, RefreshRules, SessionRecord};
-use crate::store::{DynStore, StoreError};
+use crate::store::{AccountProfile, DynStore, StoreError};
 
 /// How long sessions and their tokens live.
 #[derive(Debug, Clone, Copy)]
@@ -320,28 +320,57 @@ impl Sessions {
 
     /// Verifies an account token and checks that its session lives.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, SessionError> {
-        let now = unix_now();
-        let claims = self.tokens.verify(token, now).await?;
-        let account = AccountId(claims.sub.clone());
-        let session = claims.extra.sid.clone();
+        let (authenticated, now) = self.verify(token).await?;
         let live = self
             .store
             .sessions()
-            .session_is_live(&session, &account, now)
+            .session_is_live(&authenticated.session, &authenticated.account, now)
             .await?;
         if !live {
-            // The refusal's reason, read only when refusing: a disabled account says
-            // so (the token proves who is asking), any other says the session ended.
-            if self.store.admin().account_disabled(&account).await? {
-                return Err(SessionError::AccountDisabled);
-            }
-            return Err(SessionError::Refused("session ended"));
+            return Err(self.not_live(&authenticated.account).await);
         }
-        Ok(Authenticated {
-            account,
-            session,
+        Ok(authenticated)
+    }
+
+    /// [`Sessions::authenticate`], and the account's profile read in the same statement
+    /// as the session check: `/auth/me` in one database call.
+    pub async fn authenticate_with_profile(
+        &self,
+        token: &str,
+    ) -> Result<(Authenticated, AccountProfile), SessionError> {
+        let (authenticated, now) = self.verify(token).await?;
+        let profile = self
+            .store
+            .sessions()
+            .live_profile(&authenticated.session, &authenticated.account, now)
+            .await?;
+        match profile {
+            Some(profile) => Ok((authenticated, profile)),
+            None => Err(self.not_live(&authenticated.account).await),
+        }
+    }
+
+    /// The token's claims, verified at the returned time; its session not yet checked.
+    async fn verify(&self, token: &str) -> Result<(Authenticated, i64), SessionError> {
+        let now = unix_now();
+        let claims = self.tokens.verify(token, now).await?;
+        let authenticated = Authenticated {
+            account: AccountId(claims.sub.clone()),
+            session: claims.extra.sid.clone(),
             claims,
-        })
+        };
+        Ok((authenticated, now))
+    }
+
+    /// Why a verified token's session does not live, read only when refusing: a
+    /// disabled account says so (the token proves who is asking), any other says the
+    /// session ended.
+    async fn not_live(&self, account: &AccountId) -> SessionError {
+        match self.store.admin().account_disabled(account).await {
+            Ok(true) => SessionError::AccountDisabled,
+            Ok(false) => SessionError::Refused("session ended"),
+            Err(e) => e.into(),
+        }
     }
 
     /// The account's live sessions, oldest first.

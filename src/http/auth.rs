@@ -12,7 +12,7 @@ use super::AppState;
 use super::client::{SecureCookies, client_of};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
-use super::session::Session;
+use super::session::SessionWithProfile;
 use super::sessions::{TokenResponse, signed_in, signed_in_as};
 use crate::accounts::{AccountError, LoginClient};
 use crate::domain::{Email, Invalid, Password, SignInMethod};
@@ -200,24 +200,11 @@ async fn login(
         (status = 200, description = "The account", body = MeResponse),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
-async fn me(
-    State(app): State<AppState>,
-    session: Session,
-) -> Result<axum::Json<MeResponse>, ApiError> {
-    let profile = app
-        .accounts
-        .profile(&session.account)
-        .await
-        .map_err(account_error)?
-        .ok_or(ApiError::Unauthorized)?;
+async fn me(signed_in: SessionWithProfile) -> Result<axum::Json<MeResponse>, ApiError> {
+    let SessionWithProfile(_, profile) = signed_in;
     let account = &profile.account;
     let mut sign_in_methods = account.sign_in_methods(&profile.wallets);
-    let passkeys = app
-        .passkeys
-        .list(&account.id)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    sign_in_methods.extend(passkeys.into_iter().map(|p| SignInMethod::Passkey {
+    sign_in_methods.extend(profile.passkeys.into_iter().map(|p| SignInMethod::Passkey {
         id: p.id,
         name: p.name,
         created_at: p.created_at,

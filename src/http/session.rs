@@ -11,6 +11,7 @@ use super::AppState;
 use super::client;
 use super::error::ApiError;
 use crate::sessions::{Authenticated, Device, SessionError};
+use crate::store::AccountProfile;
 
 /// The signed-in account, from `Authorization: Bearer <account token>`; its fields
 /// (`account`, `session`, `claims`) through [`Authenticated`].
@@ -35,13 +36,40 @@ impl FromRequestParts<AppState> for Session {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
         match app.sessions.authenticate(token).await {
             Ok(authenticated) => Ok(Session(authenticated)),
-            Err(SessionError::Refused(reason)) => {
-                tracing::debug!(reason, "account token refused");
-                Err(ApiError::Unauthorized)
-            }
-            Err(SessionError::AccountDisabled) => Err(ApiError::AccountDisabled),
-            Err(SessionError::Internal(e)) => Err(ApiError::Internal(e)),
+            Err(e) => Err(refused(e)),
         }
+    }
+}
+
+/// The signed-in account with its profile, for `/auth/me`: the session check and the
+/// profile's read are one database call.
+#[derive(Debug)]
+pub struct SessionWithProfile(pub Authenticated, pub AccountProfile);
+
+impl FromRequestParts<AppState> for SessionWithProfile {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        match app.sessions.authenticate_with_profile(token).await {
+            Ok((authenticated, profile)) => Ok(SessionWithProfile(authenticated, profile)),
+            Err(e) => Err(refused(e)),
+        }
+    }
+}
+
+/// The answer to an account token that was refused.
+fn refused(e: SessionError) -> ApiError {
+    match e {
+        SessionError::Refused(reason) => {
+            tracing::debug!(reason, "account token refused");
+            ApiError::Unauthorized
+        }
+        SessionError::AccountDisabled => ApiError::AccountDisabled,
+        SessionError::Internal(e) => ApiError::Internal(e),
     }
 }
 

@@ -119,11 +119,47 @@ pub struct NewWallet {
     pub now: i64,
 }
 
-/// The account and its wallets, read together for `/auth/me`.
+/// The account, its wallets and its passkeys, read together for `/auth/me` in one
+/// statement ([`queries::ACCOUNT_PROFILE`], [`queries::LIVE_PROFILE`]).
 #[derive(Debug, Clone)]
 pub struct AccountProfile {
     pub account: Account,
     pub wallets: Vec<WalletSummary>,
+    pub passkeys: Vec<ProfilePasskey>,
+}
+
+/// A passkey as the profile lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfilePasskey {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl AccountProfile {
+    fn new(account: Account) -> AccountProfile {
+        AccountProfile {
+            account,
+            wallets: Vec::new(),
+            passkeys: Vec::new(),
+        }
+    }
+
+    /// Adds what one row of the profile statement names: its item (column 7), when it
+    /// came (8), its name (9) and its part (10); a row of NULLs (no wallet) adds nothing.
+    fn add(&mut self, part: i64, item: Option<String>, at: Option<i64>, name: Option<String>) {
+        match (part, item, at, name) {
+            (0, Some(address), Some(linked_at), _) => {
+                self.wallets.push(WalletSummary { address, linked_at })
+            }
+            (1, Some(id), Some(created_at), Some(name)) => self.passkeys.push(ProfilePasskey {
+                id,
+                name,
+                created_at,
+            }),
+            _ => {}
+        }
+    }
 }
 
 /// A linked wallet as stored, with the attributes it shared.

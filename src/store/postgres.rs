@@ -242,20 +242,7 @@ impl Store for PostgresStore {
             .bind(&id.0)
             .fetch_all(self.db())
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let account = account_from_row(first)?;
-        let mut wallets = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if let Some(address) = r.try_get::<Option<String>, _>(7)? {
-                wallets.push(WalletSummary {
-                    address,
-                    linked_at: r.try_get(8)?,
-                });
-            }
-        }
-        Ok(Some(AccountProfile { account, wallets }))
+        Ok(profile(&rows)?)
     }
 
     async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()> {
@@ -551,6 +538,23 @@ fn insert_wallet<'q>(account: &'q AccountId, w: &'q NewWallet) -> Query<'q> {
         .bind(&account.0)
         .bind(&w.attributes)
         .bind(w.now)
+}
+
+/// The profile in the rows of [`q::ACCOUNT_PROFILE`] or [`q::LIVE_PROFILE`].
+fn profile(rows: &[PgRow]) -> Result<Option<AccountProfile>, sqlx::Error> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut profile = AccountProfile::new(account_from_row(first)?);
+    for r in rows {
+        profile.add(
+            r.try_get::<i32, _>(10)?.into(),
+            r.try_get(7)?,
+            r.try_get(8)?,
+            r.try_get(9)?,
+        );
+    }
+    Ok(Some(profile))
 }
 
 fn account_from_row(r: &PgRow) -> Result<Account, sqlx::Error> {

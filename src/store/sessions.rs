@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{AccountProfile, StoreResult};
 use crate::domain::{Account, AccountId};
 
 /// A session about to start.
@@ -80,6 +80,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// disabled: the check on every request that carries an account token (one read by
     /// primary keys, no write).
     async fn session_is_live(&self, id: &str, account: &AccountId, now: i64) -> StoreResult<bool>;
+    /// The account's profile if the session lives, as [`SessionStore::session_is_live`]
+    /// decides: the check and `/auth/me`'s read in one statement. `None`: not live.
+    async fn live_profile(
+        &self,
+        id: &str,
+        account: &AccountId,
+        now: i64,
+    ) -> StoreResult<Option<AccountProfile>>;
     /// Presents the refresh token of generation `generation` of session `id`.
     async fn refresh_session(
         &self,

@@ -205,26 +205,8 @@ impl Store for SqliteStore {
     }
 
     async fn account_profile(&self, id: &AccountId) -> StoreResult<Option<AccountProfile>> {
-        self.readers.read(|c| {
-            let mut statement = c.prepare_cached(q::ACCOUNT_PROFILE)?;
-            let mut rows = statement.query([&id.0])?;
-            let Some(first) = rows.next()? else {
-                return Ok(None);
-            };
-            let account = account_from_row(first)?;
-            let mut wallets = Vec::new();
-            let mut row = Some(first);
-            while let Some(r) = row {
-                if let Some(address) = r.get::<_, Option<String>>(7)? {
-                    wallets.push(WalletSummary {
-                        address,
-                        linked_at: r.get(8)?,
-                    });
-                }
-                row = rows.next()?;
-            }
-            Ok(Some(AccountProfile { account, wallets }))
-        })
+        self.readers
+            .read(|c| profile(c, q::ACCOUNT_PROFILE, rusqlite::params![id.0]))
     }
 
     async fn replace_password_hash(&self, id: &AccountId, old: &str, new: &str) -> StoreResult<()> {
@@ -534,6 +516,26 @@ fn insert_wallet(c: &Connection, account: &AccountId, w: &NewWallet) -> StoreRes
         ])
         .map_err(on_unique)?;
     Ok(())
+}
+
+/// The profile the statement `sql` ([`q::ACCOUNT_PROFILE`], [`q::LIVE_PROFILE`]) reads.
+fn profile(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<AccountProfile>> {
+    let mut statement = c.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let Some(first) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut profile = AccountProfile::new(account_from_row(first)?);
+    let mut row = Some(first);
+    while let Some(r) = row {
+        profile.add(r.get(10)?, r.get(7)?, r.get(8)?, r.get(9)?);
+        row = rows.next()?;
+    }
+    Ok(Some(profile))
 }
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {

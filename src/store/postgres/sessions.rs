@@ -9,9 +9,9 @@ use super::super::queries as q;
 use super::super::sessions::{
     NewSession, Refresh, RefreshRules, Refreshed, SessionRecord, SessionStore, sql,
 };
-use super::{PostgresStore, account_from_row};
+use super::{PostgresStore, account_from_row, profile};
 use crate::domain::AccountId;
-use crate::store::StoreResult;
+use crate::store::{AccountProfile, StoreResult};
 
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
@@ -38,6 +38,21 @@ impl SessionStore for PostgresStore {
             .fetch_optional(self.db())
             .await?;
         Ok(row.is_some())
+    }
+
+    async fn live_profile(
+        &self,
+        id: &str,
+        account: &AccountId,
+        now: i64,
+    ) -> StoreResult<Option<AccountProfile>> {
+        let rows = sqlx::query(q::LIVE_PROFILE)
+            .bind(id)
+            .bind(&account.0)
+            .bind(now)
+            .fetch_all(self.db())
+            .await?;
+        Ok(profile(&rows)?)
     }
 
     async fn refresh_session(

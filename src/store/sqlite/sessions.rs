@@ -7,9 +7,9 @@ use super::super::queries as q;
 use super::super::sessions::{
     NewSession, Refresh, RefreshRules, Refreshed, SessionRecord, SessionStore, sql,
 };
-use super::{SqliteStore, account_from_row};
+use super::{SqliteStore, account_from_row, profile};
 use crate::domain::AccountId;
-use crate::store::StoreResult;
+use crate::store::{AccountProfile, StoreResult};
 
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
@@ -37,6 +37,16 @@ impl SessionStore for SqliteStore {
             c.prepare_cached(sql::IS_LIVE)?
                 .exists(params![id, account.0, now])
         })
+    }
+
+    async fn live_profile(
+        &self,
+        id: &str,
+        account: &AccountId,
+        now: i64,
+    ) -> StoreResult<Option<AccountProfile>> {
+        self.readers
+            .read(|c| profile(c, q::LIVE_PROFILE, params![id, account.0, now]))
     }
 
     async fn refresh_session(
