@@ -2,14 +2,15 @@
 //! tokens. Counts live in the database ([`Store::hit`](crate::store::Store::hit)), so
 //! every node behind a load balancer sees the same count.
 //!
-//! Not counted: `/auth/me` and the other token checks (there is no secret to guess,
-//! and `/auth/me` is the hot path), `/health`, `/ready`, `/openapi.json`, and the OwnID
+//! Not counted: `GET /auth/me` and the other token checks (there is no secret to
+//! guess, and `GET /auth/me` is the hot path; `DELETE /auth/me`, which wipes an
+//! account, is counted like the other lifecycle routes), `/health`, `/ready`, `/openapi.json`, and the OwnID
 //! routes (called only by OwnID's servers, and every request must carry a valid HMAC).
 
 use std::net::IpAddr;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -24,7 +25,7 @@ use crate::domain::unix_now;
 /// and answers 429 with `Retry-After` once the address is over the limit.
 pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let limits = &app.settings.rate_limit;
-    if !limits.enabled || !is_limited(req.uri().path(), &app.settings) {
+    if !limits.enabled || !is_limited(req.method(), req.uri().path(), &app.settings) {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -86,9 +87,13 @@ fn under(path: &str, prefix: &str) -> bool {
 /// The SIWE routes (nonce and sign-in), which answer in SelfKey's coded format.
 const SIWE: &str = "/auth/siwe";
 
-/// The password, passkey and SIWE routes, and everything under the SelfKey mount, so
-/// that SelfKey routes added there are limited without further wiring.
-fn is_limited(path: &str, settings: &Settings) -> bool {
+/// The password, passkey, SIWE and lifecycle routes (account deletion among them),
+/// and everything under the SelfKey mount, so that SelfKey routes added there are
+/// limited without further wiring.
+fn is_limited(method: &Method, path: &str, settings: &Settings) -> bool {
+    if path == "/auth/me" {
+        return method == Method::DELETE;
+    }
     [
         "/auth/register",
         "/auth/login",
@@ -123,16 +128,17 @@ pub fn document(api: &mut utoipa::openapi::OpenApi, settings: &Settings) {
         )
     };
     for (path, item) in api.paths.paths.iter_mut() {
-        let limited = is_limited(path, settings);
         let selfkey = under(path, &settings.selfkey.mount) || under(path, SIWE);
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let limited = is_limited(&method, path, settings);
             let responses = &mut operation.responses.responses;
             responses.entry("408".into()).or_insert_with(|| {
                 answer(
@@ -182,6 +188,8 @@ mod tests {
     #[test]
     fn limits_the_auth_routes_and_the_selfkey_mount_only() {
         let settings = Settings::default();
+        assert!(is_limited(&Method::DELETE, "/auth/me", &settings));
+        assert!(!is_limited(&Method::GET, "/auth/me", &settings));
         for path in [
             "/auth/register",
             "/auth/login",
@@ -193,7 +201,7 @@ mod tests {
             "/api/v1/selfkey/users/token",
             "/auth/passkeys/login/options",
         ] {
-            assert!(is_limited(path, &settings), "{path}");
+            assert!(is_limited(&Method::POST, path, &settings), "{path}");
         }
         for path in [
             "/auth/me",
@@ -205,7 +213,7 @@ mod tests {
             "/api/v1/selfkeyx",
             "/",
         ] {
-            assert!(!is_limited(path, &settings), "{path}");
+            assert!(!is_limited(&Method::GET, path, &settings), "{path}");
         }
     }
 

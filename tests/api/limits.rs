@@ -19,6 +19,7 @@ crate::on_every_backend!(
     a_burst_of_concurrent_guesses_gets_no_extra_tries,
     per_address_limit_covers_the_auth_routes_and_the_selfkey_mount,
     per_address_limit_leaves_token_checks_and_operations_alone,
+    per_address_limit_counts_account_deletion,
     forwarded_for_is_believed_only_from_trusted_proxies,
     rate_limits_can_be_switched_off,
 );
@@ -277,6 +278,61 @@ async fn per_address_limit_leaves_token_checks_and_operations_alone(b: Backend) 
     assert_invalid(&login(&app, &addr, "wrong-password").await);
     assert_invalid(&login(&app, &addr, "wrong-password").await);
     assert_too_many(&login(&app, &addr, "wrong-password").await, 60);
+}
+
+/// `DELETE /auth/me` wipes an account: it is counted like the other lifecycle routes,
+/// and a refused deletion deletes nothing. `GET /auth/me` stays uncounted.
+async fn per_address_limit_counts_account_deletion(b: Backend) {
+    let app = TestApp::spawn_with(b, per_address(2)).await;
+    let addr = email();
+    let token = app.registered(&addr, "password123").await;
+    let delete = |token: String| {
+        let request = app.client.delete(app.url("/auth/me")).bearer_auth(token);
+        async move {
+            let res = request.send().await.unwrap();
+            let headers = res.headers().clone();
+            let (status, body) = read(res).await;
+            (status, headers, body)
+        }
+    };
+    // The second request from this address: a token of no account, refused but counted.
+    let claims = gatehouse::accounts::AccountClaims {
+        email: None,
+        email_verified: None,
+        sid: gatehouse::crypto::random_id(),
+        auth_time: unix_now(),
+    };
+    let (stranger, _) = app.app.tokens.issue(
+        gatehouse::crypto::jwt::TokenKind::Account,
+        &gatehouse::domain::AccountId::generate().0,
+        unix_now(),
+        60,
+        claims,
+    );
+    let (status, _, body) = delete(stranger).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body,
+        json!({"message": "A valid bearer token is required."})
+    );
+    for _ in 0..3 {
+        let (status, body) = app.me(&token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["email"], addr);
+    }
+    // The third: refused before it reaches the account.
+    assert_too_many(&delete(token.clone()).await, 60);
+    let (status, body) = app.me(&token).await;
+    assert_eq!(status, StatusCode::OK, "the account is still there: {body}");
+    assert_eq!(body["email"], addr);
+    assert!(
+        app.app
+            .store
+            .account_by_email(&addr)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn login_from(app: &TestApp, forwarded_for: &str) -> (StatusCode, HeaderMap, Value) {
