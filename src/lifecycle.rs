@@ -359,13 +359,16 @@ impl Lifecycle {
         Ok(account)
     }
 
-    /// The mail counters kept for the account and its address.
-    fn mail_counters(&self, account: &Account, email: Option<&Email>) -> Vec<String> {
-        let name = email.map(|e| self.key.name_of("address", e.key()));
+    /// The mail counters kept for the account and for each of `addresses`.
+    fn mail_counters(&self, account: &Account, addresses: &[Email]) -> Vec<String> {
+        let names: Vec<String> = addresses
+            .iter()
+            .map(|e| self.key.name_of("address", e.key()))
+            .collect();
         let mut keys = Vec::new();
         for purpose in ["reset", "verify", "change", "attempt"] {
             keys.push(format!("mail:{purpose}:account:{}", account.id.0));
-            if let Some(name) = &name {
+            for name in &names {
                 keys.push(format!("mail:{purpose}:address:{name}"));
             }
         }
@@ -386,8 +389,10 @@ impl Lifecycle {
 
 /// Deletes the account and everything of it: sessions, passkeys, wallets, OwnID data,
 /// link tokens, queued mail, the single-use values issued to it, and the counters kept
-/// for it (its login lockout, and its mail limits when mail is on). Every token of its
-/// sessions is refused from then on. False if it was already gone.
+/// for it (its login lockout, and, when mail is on, its mail limits and those of every
+/// address its live links were sent to: the pending new one of an email change, the
+/// old one a revert would put back). Every token of its sessions is refused from then
+/// on. False if it was already gone.
 pub async fn delete_account(
     store: &DynStore,
     lifecycle: Option<&Lifecycle>,
@@ -397,9 +402,20 @@ pub async fn delete_account(
         .email
         .as_deref()
         .and_then(|e| Email::parse(e, "email").ok());
-    let mut counters = lifecycle
-        .map(|l| l.mail_counters(account, email.as_ref()))
-        .unwrap_or_default();
+    let mut counters = match lifecycle {
+        Some(l) => {
+            let mut addresses: Vec<Email> = email.iter().cloned().collect();
+            for address in store.mail().token_addresses(&account.id).await? {
+                if let Ok(address) = Email::parse(&address, "email")
+                    && !addresses.iter().any(|a| a.key() == address.key())
+                {
+                    addresses.push(address);
+                }
+            }
+            l.mail_counters(account, &addresses)
+        }
+        None => Vec::new(),
+    };
     let mut prefixes = Vec::new();
     if let Some(email) = &email {
         let own = crate::lockout::account_key(email);

@@ -552,7 +552,8 @@ async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
     let first = app.signed_up(&address, "old-password-1").await;
     let first_token = first["token"].as_str().unwrap().to_owned();
     // Leave traces: a failed login, a reset link and its mail, a verification link,
-    // a linked wallet, a passkey, and two sessions.
+    // a pending email change (its link and the new address's mail counters), a
+    // linked wallet, a passkey, and two sessions.
     let (status, _) = app.login(&address, "wrong-password").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     forgot(&app, &address).await;
@@ -585,6 +586,26 @@ async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
         .unwrap();
     let (status, body) = read(res).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let res = app
+        .client
+        .post(app.url("/auth/email/change"))
+        .bearer_auth(&first_token)
+        .json(&json!({ "new_email": email() }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        body["message"],
+        "A link to confirm the new address is on its way to it. Nothing changes until it is followed."
+    );
+    links(
+        &smtp,
+        "https://auth.example.test/auth/pages/confirm-email?token=",
+        1,
+    )
+    .await;
     let (_, body) = app.login(&address, "old-password-1").await;
     let session = body["token"].as_str().unwrap().to_owned();
 
