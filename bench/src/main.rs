@@ -5,6 +5,7 @@
 
 mod client;
 mod load;
+mod outbox;
 mod ownid;
 mod scenarios;
 mod server;
@@ -30,8 +31,8 @@ struct Args {
     #[arg(long, default_value = "target/release/gatehouse")]
     server: PathBuf,
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
-    /// 7 passkey sign-in, 8 SIWE sign-in.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7,8")]
+    /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7,8,10")]
     scenarios: Vec<u8>,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10)]
@@ -51,6 +52,12 @@ struct Args {
     /// Passwordless accounts the OwnID scenario rotates over.
     #[arg(long, default_value_t = 2000)]
     ownid_accounts: usize,
+    /// Mails the outbox delivers in scenario 10 (one registration queues each).
+    #[arg(long, default_value_t = 3000)]
+    outbox_mails: usize,
+    /// The SMTP server of scenario 10 (Debian's python3-aiosmtpd).
+    #[arg(long, default_value = "bench/smtp-sink.py")]
+    smtp_sink: PathBuf,
     /// Run against this PostgreSQL (a fresh schema is created and dropped) instead of
     /// a fresh SQLite file.
     #[arg(long, value_name = "URL")]
@@ -301,6 +308,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print_burst(&b);
         targets.burst = Some(b);
     }
+    if wants(10) {
+        let o = outbox::run(
+            &config,
+            &args.smtp_sink,
+            args.outbox_mails.max(1),
+            bench.clients,
+            &bench.run_id,
+        )
+        .await?;
+        heading(
+            10,
+            "outbox: mails queued while SMTP is down, then delivered to aiosmtpd",
+            &format!("{} mails", o.mails),
+        );
+        print_outbox(&o);
+        targets.outbox = Some((o.steady_rate(), o.exactly_once()));
+    }
     if args.postgres.is_none() {
         // The write-ahead log should stay near SQLite's checkpoint size (1,000 pages,
         // about 4 MiB) however long the run: a log that grows means checkpoints
@@ -458,6 +482,59 @@ fn print_hash_share(m: &Measured, hash: Duration) {
     );
 }
 
+fn print_outbox(o: &outbox::OutboxRun) {
+    println!(
+        "  SETTINGS for this scenario only: argon2 m=8 KiB t=1 (each queued mail costs a \
+         registration), mail.retry_base_secs = mail.retry_max_secs = 1; a server of its own"
+    );
+    println!(
+        "  queueing      {} registrations by {} clients with SMTP down: {:.1} req/s, p50 {:.2} ms \
+         p99 {:.2} ms, errors {}",
+        o.queueing.successes(),
+        o.queue_clients,
+        o.queueing.successes() as f64 / o.queue_secs,
+        o.queueing.quantile_ms(0.5),
+        o.queueing.quantile_ms(0.99),
+        o.queueing.describe_errors()
+    );
+    println!(
+        "  drain         first mail {:.2} s after SMTP started, all {} after {:.2} s: \
+         {:.1} mails/s from the first to the last ({:.1}/s counting the wait for the retry)",
+        o.first_after.as_secs_f64(),
+        o.mails,
+        o.drained_after.as_secs_f64(),
+        o.steady_rate(),
+        o.rate()
+    );
+    println!(
+        "  delivered     {} mails, {} recipients exactly once, {} unexpected; outbox depth \
+         afterwards {} (mean size {} bytes)",
+        o.received,
+        o.distinct,
+        o.unexpected,
+        o.depth_after
+            .map_or_else(|| "unknown".into(), |d| format!("{d}")),
+        o.mean_size
+    );
+    let drain = o.drained_after.as_secs_f64();
+    println!(
+        "  cpu           server {:.2} s ({:.2} cores, {:.0} µs per mail), SMTP server {:.2} s \
+         ({:.2} cores)",
+        o.server_cpu,
+        o.server_cpu / drain,
+        1e6 * o.server_cpu / o.mails as f64,
+        o.sink_cpu,
+        o.sink_cpu / drain
+    );
+    println!(
+        "  SMTP alone    {:.1} mails/s from lettre in the driver, {} at a time ({:.2} cores of the \
+         SMTP server)",
+        o.sink_alone,
+        o.sink_alone_concurrency,
+        o.sink_alone_cpu * o.sink_alone / o.mails as f64
+    );
+}
+
 fn print_burst(b: &Burst) {
     let each: Vec<String> = b
         .outcomes
@@ -496,6 +573,8 @@ struct Targets {
     /// `/auth/me`'s rate over `/health`'s in the same run.
     me_share: Option<f64>,
     refresh: Option<f64>,
+    /// The outbox's delivery rate, and whether every mail arrived exactly once.
+    outbox: Option<(f64, bool)>,
 }
 
 impl Targets {
@@ -556,6 +635,16 @@ impl Targets {
             println!(
                 "  {} refresh >= {target:.0}/s on {db}: {rate:.0}",
                 verdict(rate >= target)
+            );
+        }
+        if let Some((rate, once)) = self.outbox {
+            println!(
+                "  {} outbox >= 200 mails/s to a local SMTP server: {rate:.0}",
+                verdict(rate >= 200.0)
+            );
+            println!(
+                "  {} outbox: every mail delivered exactly once",
+                verdict(once)
             );
         }
         if let Some(rate) = self.ownid {

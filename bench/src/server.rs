@@ -222,7 +222,7 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     // Bound and released at once: the server binds it a moment later. Another process
     // could take it in between; the start then fails loudly rather than measure it.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
