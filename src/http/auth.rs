@@ -19,21 +19,36 @@ use crate::domain::{Email, Invalid, Password, SignInMethod};
 use crate::sessions::Device;
 
 /// Documents the `bearer` scheme that `/auth/me` (and every route taking an account
-/// token) names in its `security`.
+/// token) names in its `security`, and the `wallet` scheme of the SelfKey wallet's own
+/// tokens.
 pub struct BearerScheme;
 
 impl utoipa::Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("JWT")
-            .description(Some("An account token (HS512 JWT)"))
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(description))
+                    .build(),
+            )
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        // Every route under `bearer` answers 403 `account_disabled` for a disabled
+        // account; the wallet's tokens prove a key, not an account, so they have a
+        // scheme of their own.
+        components.add_security_scheme(
+            "bearer",
+            bearer("An account token (a JWT signed as `jwt.algorithm` says)"),
+        );
+        components.add_security_scheme(
+            "wallet",
+            bearer(
+                "A SelfKey challenge token (answering it) or wallet token, as the wallet sends it",
+            ),
+        );
     }
 }
 
@@ -199,6 +214,7 @@ async fn login(
     responses(
         (status = 200, description = "The account", body = MeResponse),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn me(signed_in: SessionWithProfile) -> Result<axum::Json<MeResponse>, ApiError> {
     let SessionWithProfile(_, profile) = signed_in;

@@ -61,7 +61,7 @@ pub struct PasswordChangeRequest {
         (status = 200, description = "Changed; the other sessions ended", body = MessageResponse),
         (status = 400, description = "Missing or invalid password, or unparsable body", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
-        (status = 403, description = "The current password is wrong, or (a first password) the sign-in is too old", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the current password is wrong, or (a first password) the sign-in is too old", body = ErrorBody),
         (status = 409, description = "The password changed meanwhile; nothing was changed", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
@@ -120,7 +120,7 @@ pub struct EmailChangeRequest {
         (status = 202, description = "A confirmation link is on its way to the new address", body = MessageResponse),
         (status = 400, description = "Missing or invalid email, the account's address already, or unparsable body", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
-        (status = 403, description = "The sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn change_email(
     State(app): State<AppState>,

@@ -81,6 +81,7 @@ pub async fn after_registration(app: &App, email: &Email) {
     responses(
         (status = 202, description = "Accepted; no mail when the address is verified already or over its mail limit", body = MessageResponse),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn send_verification(
     State(app): State<AppState>,
@@ -279,7 +280,7 @@ async fn verify_form(State(app): State<AppState>, req: Request) -> Response {
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "The sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn delete_me(State(app): State<AppState>, session: Session) -> Result<Response, ApiError> {
     require_recent_sign_in(&app, &session)?;

@@ -133,7 +133,7 @@ pub struct PasskeyList {
         (status = 200, description = "Ceremony begun", body = CeremonyResponse),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "An invalid Bearer token", body = ErrorBody),
-        (status = 403, description = "The sign-in is not recent enough (error: recent_sign_in_required)", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is not recent enough (error: recent_sign_in_required)", body = ErrorBody),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn register_options(
@@ -170,7 +170,7 @@ async fn register_options(
         (status = 201, description = "Registered", body = RegisteredResponse),
         (status = 400, description = "Unknown, used or expired ceremony, a refused credential (error: user_not_verified, wrong_origin, credential_refused, ceremony_unknown), or an invalid body", body = ErrorBody),
         (status = 401, description = "The ceremony was begun signed in and this request has no valid token", body = ErrorBody),
-        (status = 403, description = "Another account's ceremony, or the sign-in is not recent", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or another account's ceremony, or the sign-in is not recent", body = ErrorBody),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
         (status = 409, description = "This passkey is registered already (error: credential_taken)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
@@ -252,6 +252,7 @@ async fn login(
     responses(
         (status = 200, description = "The passkeys", body = PasskeyList),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn list(
     State(app): State<AppState>,
@@ -272,6 +273,7 @@ async fn list(
         (status = 200, description = "Renamed", body = PasskeyResponse),
         (status = 400, description = "Invalid name", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 404, description = "No such passkey on this account", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn rename(
@@ -299,7 +301,7 @@ async fn rename(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "The sign-in is not recent enough", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is not recent enough", body = ErrorBody),
         (status = 404, description = "No such passkey on this account", body = ErrorBody),
         (status = 409, description = "The account's last way to sign in (error: last_sign_in_method)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]

@@ -252,6 +252,7 @@ pub struct LogoutRequest {
         (status = 204, description = "Signed out"),
         (status = 400, description = "An unknown scope, or an unparsable body", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn logout(
     State(app): State<AppState>,
@@ -312,6 +313,7 @@ pub struct SessionList {
     responses(
         (status = 200, description = "The sessions", body = SessionList),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn list_sessions(
     State(app): State<AppState>,
@@ -346,6 +348,7 @@ async fn list_sessions(
     responses(
         (status = 204, description = "Ended"),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 404, description = "The account has no such session", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn end_session(

@@ -167,11 +167,7 @@ fn siwe_error(e: SiweError) -> SelfKeyApiError {
         E::InvalidNonce => unauthorized("invalid_nonce", message),
         E::InvalidLinkToken => unauthorized("invalid_link_token", message),
         E::AccountGone => unauthorized("account_gone", message),
-        E::AccountDisabled => SelfKeyApiError::new(
-            StatusCode::FORBIDDEN,
-            "account_disabled",
-            super::error::ACCOUNT_DISABLED,
-        ),
+        E::AccountDisabled => SelfKeyApiError::account_disabled(),
         E::WalletLinked => SelfKeyApiError::new(StatusCode::CONFLICT, "wallet_linked", message),
         E::Internal(cause) => SelfKeyApiError::internal(cause),
     }

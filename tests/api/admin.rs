@@ -9,7 +9,9 @@ use softpasskey::Authenticator;
 use crate::helpers::{Backend, TestApp, email, jwt_parts, read};
 use crate::ownid::{SECRET, SESSION, call, with_secrets};
 use crate::process::gatehouse;
-use crate::selfkey::{TestWallet, login_token, post_login, sign_in, signed_up, wallet_token};
+use crate::selfkey::{
+    MOUNT, TestWallet, login_token, post_login, sign_in, signed_up, wallet_token,
+};
 
 crate::on_every_backend!(
     every_command_answers_with_its_exit_status,
@@ -191,7 +193,7 @@ async fn a_disabled_account_is_refused_everywhere_on_every_node(b: Backend) {
     // A wallet's account (SelfKey and SIWE sign the same address in).
     let wallet = TestWallet::random();
     signed_up(&app, &wallet, &email()).await;
-    let (_, claims) = sign_in(&app, &wallet).await;
+    let (wallet_session, claims) = sign_in(&app, &wallet).await;
     let wallet_account = claims["sub"].as_str().unwrap().to_string();
     // A passkey's account.
     let mut authenticator = Authenticator::new(crate::passkeys::ORIGIN);
@@ -219,6 +221,30 @@ async fn a_disabled_account_is_refused_everywhere_on_every_node(b: Backend) {
             refresh(node, &account["refresh_token"]).await,
             (StatusCode::FORBIDDEN, disabled())
         );
+        // The wallet routes of a signed-in person say it the same way, in their format.
+        let wallet_path = format!("{MOUNT}/wallets/{}", wallet.address());
+        for (method, path) in [
+            (reqwest::Method::GET, format!("{MOUNT}/wallets")),
+            (reqwest::Method::GET, wallet_path.clone()),
+            (reqwest::Method::DELETE, wallet_path),
+            (reqwest::Method::POST, format!("{MOUNT}/link-token")),
+        ] {
+            let res = node
+                .client
+                .request(method.clone(), node.url(&path))
+                .bearer_auth(&wallet_session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                read(res).await,
+                (
+                    StatusCode::FORBIDDEN,
+                    json!({"code": "account_disabled", "message": "This account is disabled."})
+                ),
+                "{method} {path}"
+            );
+        }
         // Password: the right password learns it; a wrong one learns nothing.
         assert_eq!(
             node.login(&alice, "password123").await,
@@ -265,4 +291,100 @@ async fn a_disabled_account_is_refused_everywhere_on_every_node(b: Backend) {
     );
     let fresh = body["token"].as_str().unwrap();
     assert_eq!(app.me(fresh).await.0, StatusCode::OK);
+}
+
+/// Every operation `/openapi.json` secures with an account token (`bearer`) documents
+/// `403 account_disabled` in its surface's format, and answers it: the walk sends each
+/// one a disabled account's token.
+#[tokio::test]
+async fn every_account_token_route_documents_and_answers_account_disabled() {
+    // With mail, so the routes that mail are served (and walked) too.
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let with_mail = crate::mail::with_mail(&smtp);
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        with_secrets(&[SECRET])(s);
+        with_mail(s);
+    })
+    .await;
+    let account = register(&app, &email()).await;
+    let token = account["token"].as_str().unwrap();
+    let id = gatehouse::domain::AccountId(jwt_parts(token).1["sub"].as_str().unwrap().into());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ended = app
+        .app
+        .store
+        .admin()
+        .disable_account(&id, now)
+        .await
+        .unwrap();
+    assert_eq!(ended, Some(1));
+
+    let (status, doc) = read(app.get("/openapi.json", None).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut walked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if !secured {
+                continue;
+            }
+            let declared = &operation["responses"]["403"];
+            assert!(
+                declared["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("`account_disabled`")),
+                "{method} {path} does not document 403 account_disabled: {declared}"
+            );
+            let selfkey = path.starts_with(MOUNT);
+            let (schema, answer) = if selfkey {
+                (
+                    "#/components/schemas/SelfKeyErrorBody",
+                    json!({"code": "account_disabled", "message": "This account is disabled."}),
+                )
+            } else {
+                ("#/components/schemas/ErrorBody", disabled())
+            };
+            assert_eq!(
+                declared["content"]["application/json"]["schema"]["$ref"], schema,
+                "{method} {path}"
+            );
+            // Path parameters get a well-formed value: the token check comes first.
+            let concrete = path
+                .replace("{address}", "0x00000000000000000000000000000000000000aa")
+                .replace("{id}", "0123456789abcdef");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut req = app
+                .client
+                .request(method.clone(), app.url(&concrete))
+                .bearer_auth(token);
+            if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
+                req = req.json(&json!({}));
+            }
+            let got = read(req.send().await.unwrap()).await;
+            assert_eq!(got, (StatusCode::FORBIDDEN, answer), "{method} {path}");
+            walked.push(format!("{method} {path}"));
+        }
+    }
+    // Every route of a signed-in person, across the surfaces (not a vacuous walk).
+    for expected in [
+        "GET /auth/me",
+        "DELETE /auth/me",
+        "POST /auth/logout",
+        "GET /auth/sessions",
+        "POST /auth/password/change",
+        "POST /auth/email/change",
+        "POST /auth/verify-email/send",
+        "GET /auth/passkeys",
+        "POST /auth/passkeys/register/options",
+        "GET /api/v1/selfkey/wallets/{address}",
+        "POST /api/v1/selfkey/link-token",
+    ] {
+        assert!(
+            walked.iter().any(|w| w == expected),
+            "{expected} not walked: {walked:?}"
+        );
+    }
+    assert!(walked.len() >= 17, "{walked:?}");
 }

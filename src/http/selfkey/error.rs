@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::crypto::jwt::{TokenError, TokenKind, peek_claims};
+use crate::http::error::ApiError;
 use crate::selfkey::SelfKeyError;
 
 /// The body of every error on the SelfKey routes.
@@ -78,6 +79,15 @@ impl SelfKeyApiError {
         )
     }
 
+    /// The account is disabled: the same `403` as every other route says it with.
+    pub fn account_disabled() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            crate::http::error::ACCOUNT_DISABLED,
+        )
+    }
+
     /// A token that did not verify as `expected`, reported under `code`: 400 when it
     /// is not even a token of that kind (malformed, another kind), 401 when it is one
     /// but forged, expired or from elsewhere. The unverified `kind` claim only picks
@@ -111,6 +121,19 @@ impl SelfKeyApiError {
     pub fn redirecting(mut self, to: &str) -> Self {
         self.redirect_to = Some(to.to_string());
         self
+    }
+}
+
+/// The account-token check of the routes a signed-in person uses, in this surface's
+/// format: a disabled account is `403 account_disabled` here as on every other route,
+/// and a failing database a `500`, not a missing token.
+impl From<ApiError> for SelfKeyApiError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::AccountDisabled => Self::account_disabled(),
+            ApiError::Internal(cause) => Self::internal(cause),
+            _ => Self::not_signed_in(),
+        }
     }
 }
 

@@ -120,7 +120,7 @@ pub struct AnswerRequest {
 /// Answers a challenge with the wallet's signature of it; each challenge can be
 /// answered once.
 #[utoipa::path(post, path = "/auth/challenge", tag = "selfkey", request_body = AnswerRequest,
-    security(("bearer" = [])),
+    security(("wallet" = [])),
     responses((status = 201, description = "A wallet token", body = JwtResponse),
         (status = 400, description = "`no_auth_token`, `invalid_auth_token` (not a challenge token), `no_signature`, `invalid_signature`, `invalid_request`", body = SelfKeyErrorBody),
         (status = 401, description = "`invalid_auth_token`: forged, expired or already answered", body = SelfKeyErrorBody)))]
@@ -214,7 +214,7 @@ pub struct UserCreated {
 /// Signs the wallet up (or links it, or updates its attributes) with the requested
 /// attributes it shares.
 #[utoipa::path(post, path = "/users", tag = "selfkey",
-    security(("bearer" = [])),
+    security(("wallet" = [])),
     request_body(content(
         (UsersJson = "application/json"),
         (UsersMultipart = "multipart/form-data"))),
@@ -263,7 +263,7 @@ pub struct LoginTokenResponse {
 
 /// A login token for the wallet's account.
 #[utoipa::path(get, path = "/auth/token", tag = "selfkey",
-    security(("bearer" = [])),
+    security(("wallet" = [])),
     params(("meta" = Option<String>, Query, description = "JSON from the page's lws.init; a `linkToken` must be for the wallet's account")),
     responses((status = 200, description = "A login token", body = LoginTokenResponse),
         (status = 400, description = "`no_auth_token`, `invalid_token`, `invalid_meta`, `invalid_link_token`", body = SelfKeyErrorBody),
@@ -280,7 +280,7 @@ async fn auth_token(
 
 /// The same as `GET /auth/token`, where later wallets look for it.
 #[utoipa::path(get, path = "/users/token", tag = "selfkey",
-    security(("bearer" = [])),
+    security(("wallet" = [])),
     params(("meta" = Option<String>, Query, description = "JSON from the page's lws.init; a `linkToken` must be for the wallet's account")),
     responses((status = 200, description = "A login token", body = LoginTokenResponse),
         (status = 400, description = "`no_auth_token`, `invalid_token`, `invalid_meta`, `invalid_link_token`", body = SelfKeyErrorBody),
@@ -389,11 +389,7 @@ async fn login(
                 SelfKeyApiError::token_refused("invalid_token", TokenKind::Login, &token, e)
             }
             Started::Redeem(other) => other.into(),
-            Started::Session(SessionError::AccountDisabled) => SelfKeyApiError::new(
-                StatusCode::FORBIDDEN,
-                "account_disabled",
-                super::error::ACCOUNT_DISABLED,
-            ),
+            Started::Session(SessionError::AccountDisabled) => SelfKeyApiError::account_disabled(),
             Started::Session(e) => SelfKeyApiError::internal(e.into()),
         })
     })?;
@@ -527,12 +523,13 @@ pub struct LinkTokenResponse {
 #[utoipa::path(post, path = "/link-token", tag = "selfkey",
     security(("bearer" = [])),
     responses((status = 201, description = "A link token", body = LinkTokenResponse),
-        (status = 401, description = "`invalid_token`: no valid account token", body = SelfKeyErrorBody)))]
+        (status = 401, description = "`invalid_token`: no valid account token", body = SelfKeyErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = SelfKeyErrorBody)))]
 async fn create_link_token(
     State(app): State<AppState>,
     session: Result<Session, ApiError>,
 ) -> Result<Response, SelfKeyApiError> {
-    let session = session.map_err(|_| SelfKeyApiError::not_signed_in())?;
+    let session = session?;
     let (link_token, expires_in) = service(&app).link_token(&session.account).await?;
     Ok(created(LinkTokenResponse {
         link_token,
@@ -549,12 +546,13 @@ pub struct WalletList {
 #[utoipa::path(get, path = "/wallets", tag = "selfkey",
     security(("bearer" = [])),
     responses((status = 200, description = "The wallets", body = WalletList),
-        (status = 401, description = "`invalid_token`", body = SelfKeyErrorBody)))]
+        (status = 401, description = "`invalid_token`", body = SelfKeyErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = SelfKeyErrorBody)))]
 async fn list_wallets(
     State(app): State<AppState>,
     session: Result<Session, ApiError>,
 ) -> Result<axum::Json<WalletList>, SelfKeyApiError> {
-    let session = session.map_err(|_| SelfKeyApiError::not_signed_in())?;
+    let session = session?;
     let wallets = service(&app).wallets(&session.account).await?;
     Ok(axum::Json(WalletList { wallets }))
 }
@@ -582,13 +580,14 @@ pub struct WalletDetails {
     responses((status = 200, description = "The wallet", body = WalletDetails),
         (status = 400, description = "`invalid_address`", body = SelfKeyErrorBody),
         (status = 401, description = "`invalid_token`", body = SelfKeyErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = SelfKeyErrorBody),
         (status = 404, description = "`wallet_not_found`", body = SelfKeyErrorBody)))]
 async fn wallet_details(
     State(app): State<AppState>,
     session: Result<Session, ApiError>,
     address: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<WalletDetails>, SelfKeyApiError> {
-    let session = session.map_err(|_| SelfKeyApiError::not_signed_in())?;
+    let session = session?;
     let address = wallet_address(address)?;
     let record = service(&app)
         .wallet_record(&session.account, &address)
@@ -622,6 +621,7 @@ fn wallet_address(path: Result<Path<String>, PathRejection>) -> Result<Address, 
     responses((status = 200, description = "Removed; the wallets left", body = WalletList),
         (status = 400, description = "`invalid_address`", body = SelfKeyErrorBody),
         (status = 401, description = "`invalid_token`", body = SelfKeyErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = SelfKeyErrorBody),
         (status = 404, description = "`wallet_not_found`", body = SelfKeyErrorBody),
         (status = 409, description = "`last_sign_in_method`", body = SelfKeyErrorBody)))]
 async fn remove_wallet(
@@ -629,7 +629,7 @@ async fn remove_wallet(
     session: Result<Session, ApiError>,
     address: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<WalletList>, SelfKeyApiError> {
-    let session = session.map_err(|_| SelfKeyApiError::not_signed_in())?;
+    let session = session?;
     let address = wallet_address(address)?;
     let service = service(&app);
     service.remove_wallet(&session.account, &address).await?;
