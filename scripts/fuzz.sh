@@ -45,7 +45,9 @@ curl -fsS "http://127.0.0.1:$port/auth/register" -H 'content-type: application/j
 export FUZZ_BASE_URL="http://127.0.0.1:$port" FUZZ_EMAIL=fuzz@example.com FUZZ_PASSWORD=fuzz-password
 export FUZZ_OWNID_SECRET="$ownid_secret"
 FUZZ_WALLET_TOKENS=$(node tests/interop/wallet-tokens.mjs "$FUZZ_BASE_URL" 20)
-export FUZZ_WALLET_TOKENS
+# Wallets of their own for the workers' accounts to link (no other route gets them).
+FUZZ_LINK_WALLETS=$(node tests/interop/wallet-tokens.mjs "$FUZZ_BASE_URL" 4)
+export FUZZ_WALLET_TOKENS FUZZ_LINK_WALLETS
 export SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$PWD/scripts"
 
 status=0

@@ -16,8 +16,20 @@ the door of every authenticated route and tests what lies behind it.
 - `POST /auth/refresh` gets a real refresh token in place of the generated one, one
   case in two.
 
+- Each worker's account has a wallet linked to it (a link token, then the wallet's
+  sign-up with it in its `meta`), one of FUZZ_LINK_WALLETS that no other route is
+  given; `GET /api/v1/selfkey/wallets/{address}` names it one case in two (`DELETE`
+  one in four), so they answer `200` too, not only `400`/`404`. Without it the
+  operation never answered 2xx, so schemathesis never counted it as authenticated and
+  flagged it as "only 401" after the coverage phase's scenario of missing and garbled
+  `Authorization` headers (more than one case, so not exempted). A removed wallet, or
+  a deleted account's, is linked again before the next case.
+- `POST /auth/password/change` gets the account's real current password one case in
+  two, so a change can succeed (the new password is then the account's).
+
 Configured by the environment fuzz.sh sets: FUZZ_BASE_URL, FUZZ_EMAIL, FUZZ_PASSWORD,
-FUZZ_OWNID_SECRET (base64), FUZZ_WALLET_TOKENS (a JSON array).
+FUZZ_OWNID_SECRET (base64), FUZZ_WALLET_TOKENS and FUZZ_LINK_WALLETS (JSON arrays of
+`{address, token}`).
 """
 
 import base64
@@ -37,7 +49,11 @@ BASE = os.environ["FUZZ_BASE_URL"]
 EMAIL = os.environ["FUZZ_EMAIL"]
 PASSWORD = os.environ["FUZZ_PASSWORD"]
 OWNID_KEY = base64.b64decode(os.environ["FUZZ_OWNID_SECRET"])
-WALLET_TOKENS = itertools.cycle(json.loads(os.environ["FUZZ_WALLET_TOKENS"]))
+WALLET_TOKENS = itertools.cycle(w["token"] for w in json.loads(os.environ["FUZZ_WALLET_TOKENS"]))
+LINK_WALLETS = iter(json.loads(os.environ["FUZZ_LINK_WALLETS"]))
+SELFKEY = "/api/v1/selfkey"
+EMAIL_SCHEMA = "http://platform.selfkey.org/schema/attribute/email.json"
+_link_wallets_lock = threading.Lock()
 
 ACCOUNT_ROUTES = (
     r"^/auth/(me|logout|sessions.*|passkeys(/register.*|/\{id\})?)$"
@@ -47,11 +63,12 @@ ACCOUNT_ROUTES = (
 WALLET_ROUTES = r"^/api/v1/selfkey/(auth/token|users/token|users)$"
 
 
-def _call(method, path, body=None):
+def _call(method, path, body=None, token=None):
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        BASE + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(BASE + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
@@ -63,13 +80,35 @@ def _sign_in():
     """A new session of this worker's account (signed up on first use)."""
     if not hasattr(_worker, "email"):
         _worker.email = f"fuzz-{uuid.uuid4().hex[:12]}@example.com"
+        _worker.password = PASSWORD
+        _worker.linked = False
         _call("POST", "/auth/register", {"email": _worker.email, "password": PASSWORD})
-    return _call("POST", "/auth/login", {"email": _worker.email, "password": PASSWORD})
+    return _call("POST", "/auth/login", {"email": _worker.email, "password": _worker.password})
+
+
+def _link_wallet(token):
+    """Links this worker's wallet to the account of `token`, as a signed-in person does."""
+    if not hasattr(_worker, "wallet"):
+        with _link_wallets_lock:
+            _worker.wallet = next(LINK_WALLETS)
+    link = _call("POST", f"{SELFKEY}/link-token", token=token)["linkToken"]
+    attributes = [
+        {"id": EMAIL_SCHEMA, "schemaId": EMAIL_SCHEMA, "data": {"value": _worker.email}}
+    ]
+    _call(
+        "POST",
+        f"{SELFKEY}/users",
+        {"attributes": attributes, "meta": {"linkToken": link}},
+        token=_worker.wallet["token"],
+    )
+    _worker.linked = True
 
 
 def _account_token():
     if getattr(_worker, "token", None) is None:
         _worker.token = _sign_in()["token"]
+    if not _worker.linked:
+        _link_wallet(_worker.token)
     return _worker.token
 
 
@@ -140,6 +179,13 @@ def before_call(ctx, case, **kwargs):
         # Sent as these bytes, so the signature covers exactly what the server reads.
         case.body = raw
         case.headers = headers
+    elif path == f"{SELFKEY}/wallets/{{address}}" and hasattr(_worker, "wallet"):
+        # Fewer removals than reads: each removal costs a link before the next case.
+        if _one_in(2 if case.method.upper() == "GET" else 4, case.method, repr(case.path_parameters)):
+            case.path_parameters = {**(case.path_parameters or {}), "address": _worker.wallet["address"]}
+    elif path == "/auth/password/change" and isinstance(case.body, dict):
+        if "current_password" in case.body and _one_in(2, json.dumps(case.body, sort_keys=True)):
+            case.body = {**case.body, "current_password": _worker.password}
     elif path == "/auth/refresh" and isinstance(case.body, dict) and "refresh_token" in case.body:
         if _one_in(2, json.dumps(case.body, sort_keys=True)):
             case.body = {**case.body, "refresh_token": _sign_in()["refresh_token"]}
@@ -151,6 +197,13 @@ def after_call(ctx, case, response):
     if path in ("/auth/logout", "/auth/sessions/{id}") or response.status_code == 401:
         _worker.token = None
     if path == "/auth/me" and case.method.upper() == "DELETE" and response.status_code == 204:
-        # The account is gone: the next case signs a new one up.
+        # The account is gone (its wallet unlinked): the next case signs a new one up.
         del _worker.email
         _worker.token = None
+    if path == f"{SELFKEY}/wallets/{{address}}" and case.method.upper() == "DELETE":
+        if response.status_code == 200:
+            _worker.linked = False
+    # POST only: the coverage phase also sends other methods (an OPTIONS is answered 200).
+    if path == "/auth/password/change" and case.method.upper() == "POST":
+        if response.status_code == 200:
+            _worker.password = case.body["new_password"]

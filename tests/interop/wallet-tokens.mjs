@@ -1,6 +1,7 @@
 // For scripts/fuzz.sh: signs in N fresh ethers wallets through steps 1-2 of Login
 // with SelfKey (challenge, EIP-191 signature, answer) as the wallet does, and prints
-// their wallet tokens as a JSON array, so the fuzzer reaches the routes behind them.
+// their addresses and wallet tokens as a JSON array of {address, token}, so the fuzzer
+// reaches the routes behind them.
 //   node tests/interop/wallet-tokens.mjs http://127.0.0.1:PORT N
 import { Wallet } from 'ethers';
 
@@ -22,7 +23,7 @@ async function walletToken() {
     body: JSON.stringify({ signature }),
   });
   if (answer.status !== 201) throw new Error(`answer: ${answer.status} ${await answer.text()}`);
-  return (await answer.json()).jwt;
+  return { address: signer.address.toLowerCase(), token: (await answer.json()).jwt };
 }
 
 const tokens = [];
