@@ -7,7 +7,9 @@
 #   scripts/cluster.sh stop        stops them all, by the process ids it recorded
 #   scripts/cluster.sh test        start 3, drive mixed traffic through HAProxy
 #                                  (tests/interop/cluster.mjs), SIGKILL one node in the
-#                                  middle and restart it, check, stop (CI runs this)
+#                                  middle and restart it, check (every failed request
+#                                  traced, in HAProxy's log, to the killed node), stop
+#                                  (CI runs this)
 #
 # PostgreSQL: $GATEHOUSE_TEST_POSTGRES_URL, else scripts/postgres.sh; each start gets a
 # schema of its own. The binary: $GATEHOUSE_TEST_BIN, default the debug build.
@@ -80,28 +82,43 @@ start() {
   for i in $(seq 2 "$n"); do start_node "$i"; done
   for i in $(seq 2 "$n"); do wait_ready "http://127.0.0.1:$(cat "$state/node$i.port")"; done
   local port; port=$(free_port)
+  # Every request is logged (to haproxy.log) with the id the client sent as
+  # X-Request-Id, the server that handled it, its status, when it began (the accept
+  # date, Unix s and ms, plus the handshake and idle times before its first byte), how
+  # long it was active and how it ended: the cluster test traces each failed request
+  # to the killed node with it.
   cat >"$state/haproxy.cfg" <<CFG
 global
     maxconn 4096
+    log stdout format raw local0
 defaults
     mode http
+    log global
+    log-format "id=%[capture.req.hdr(0)] server=%s status=%ST accepted_s=%Ts accepted_ms=%ms handshake_ms=%Th idle_ms=%Ti active_ms=%Ta retries=%rc end=%tsc"
     timeout connect 2s
     timeout client 30s
     timeout server 30s
     retries 3
     option redispatch 1
     retry-on conn-failure
-    option http-server-close
+    # One request per client connection: on a kept-alive one, HAProxy answers a
+    # request whose server closed before answering by closing the client connection,
+    # unlogged, for the client to retry (haproxy/haproxy#3414); so that every failed
+    # request is a logged 502 naming its server, none is kept alive.
+    option httpclose
     option forwardfor
 frontend gatehouse
     bind 127.0.0.1:$port
+    http-request capture req.hdr(x-request-id) len 64
     default_backend nodes
 backend nodes
     balance roundrobin
     option httpchk GET /ready
 $servers
 CFG
-  haproxy -q -f "$state/haproxy.cfg" -D -p "$state/haproxy.pid"
+  # In the foreground and without -q (logging to stdout needs both), in the background.
+  haproxy -f "$state/haproxy.cfg" >>"$state/haproxy.log" 2>&1 &
+  echo $! >"$state/haproxy.pid"
   echo "http://127.0.0.1:$port" >"$state/url"
   wait_ready "$(cat "$state/url")"
   cat "$state/url"
@@ -136,12 +153,27 @@ cluster_test() {
   local seconds=8
   GATEHOUSE_URL="$url" GATEHOUSE_OWNID_SECRET="$(cat "$state/ownid_secret")" \
     CLUSTER_SECONDS=$seconds CLUSTER_WORKERS=8 \
+    CLUSTER_HAPROXY_LOG="$state/haproxy.log" CLUSTER_KILLED="$state/killed.json" \
+    CLUSTER_NODES="http://127.0.0.1:$(cat "$state/node1.port") http://127.0.0.1:$(cat "$state/node3.port")" \
     node tests/interop/cluster.mjs >"$state/summary.json" &
   local load=$!
   sleep 3
   local victim; victim=$(cat "$state/node2.pid")
   echo "cluster: SIGKILL node2 (pid $victim) mid-traffic"
+  # When the signal was sent and when the process was gone (its sockets closed): a
+  # request may fail only if node2 held it then (received before it was gone, not
+  # finished before the signal).
+  local killed_at dead_at
+  killed_at=$(date +%s%3N)
   kill -9 "$victim"
+  for _ in $(seq 1 200); do
+    case $(cut -d' ' -f3 "/proc/$victim/stat" 2>/dev/null || echo gone) in
+      Z | X | gone) break ;;
+    esac
+    sleep 0.005
+  done
+  dead_at=$(date +%s%3N)
+  echo "{\"server\":\"node2\",\"killed_at\":$killed_at,\"dead_at\":$dead_at}" >"$state/killed.json"
   sleep 2
   echo "cluster: restarting node2"
   start_node 2

@@ -2,11 +2,21 @@
 // while the script SIGKILLs a node and restarts it, then the checks. Not a *.test.mjs:
 // the interop run does not pick it up. Prints a JSON summary; exits 1 on a failed check.
 //
-// Env: GATEHOUSE_URL (HAProxy), GATEHOUSE_OWNID_SECRET, CLUSTER_SECONDS (load time),
-// CLUSTER_WORKERS (concurrent clients).
+// Env: GATEHOUSE_URL (HAProxy), GATEHOUSE_OWNID_SECRET, CLUSTER_NODES (the URLs of
+// two nodes that are not killed, for SIWE nonces taken from one node and verified
+// through HAProxy), CLUSTER_SECONDS (load time),
+// CLUSTER_WORKERS (concurrent clients), CLUSTER_HAPROXY_LOG (HAProxy's request log),
+// CLUSTER_KILLED (JSON: the killed server's name, when the signal was sent and when
+// the process was gone, Unix ms).
+//
+// Every request carries an X-Request-Id of its own, which HAProxy logs with the server
+// that handled it: each failed request is traced to the killed node and shown to have
+// been in flight there when it died.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Wallet } from 'ethers';
+import { SiweMessage } from 'siwe';
 
 const base = process.env.GATEHOUSE_URL;
 const ownidSecret = process.env.GATEHOUSE_OWNID_SECRET;
@@ -20,22 +30,28 @@ let seq = 0;
 const unique = () => `c${process.pid}-${Date.now()}-${seq++}@cluster.example`;
 
 /** A request; `failed` when no answer came, or a 5xx (HAProxy's 502/503 included). */
+let requestSeq = 0;
+const balanced = []; // the ids of the requests sent through HAProxy
 async function call(path, { method = 'GET', headers = {}, token, json, raw } = {}) {
-  const h = { ...headers };
+  const id = `cluster-${process.pid}-${requestSeq++}`;
+  const url = path.startsWith('http') ? path : `${base}${path}`;
+  if (url.startsWith(base)) balanced.push(id);
+  const h = { ...headers, 'x-request-id': id };
   if (token) h.authorization = `Bearer ${token}`;
   let body = raw;
   if (json !== undefined) {
     h['content-type'] = 'application/json';
     body = JSON.stringify(json);
   }
+  const sent = Date.now();
   try {
-    const res = await fetch(path.startsWith('http') ? path : `${base}${path}`, { method, headers: h, body });
+    const res = await fetch(url, { method, headers: h, body });
     const text = await res.text();
     let parsed = null;
     try { parsed = text ? JSON.parse(text) : null; } catch { parsed = text; }
-    return { status: res.status, body: parsed, failed: res.status >= 500 };
+    return { id, status: res.status, body: parsed, failed: res.status >= 500 };
   } catch (e) {
-    return { status: 0, body: String(e), failed: true };
+    return { id, status: 0, body: `${e}: ${e.cause ?? ''}`, failed: true, sent, gaveUp: Date.now() };
   }
 }
 
@@ -47,7 +63,7 @@ function seen(flow, res) {
   stats.byFlow[flow] = (stats.byFlow[flow] || 0) + 1;
   if (res.failed) {
     stats.failed += 1;
-    failures.push({ flow, status: res.status, body: res.body });
+    failures.push({ id: res.id, flow, status: res.status, body: res.body, sent: res.sent, gaveUp: res.gaveUp });
   }
   return !res.failed;
 }
@@ -152,7 +168,40 @@ async function ownid() {
   if (seen('ownid', session)) assert.equal(session.status, 200, JSON.stringify(session.body));
 }
 
-const flows = [register, register, login, login, selfkey, ownid];
+// SIWE: the nonce from one node directly, the signed message verified through HAProxy
+// (any node), then replayed straight to the other node: one use, across nodes. The
+// nodes' default siwe.domains (no http.public_url): http://localhost:8080.
+const direct = (process.env.CLUSTER_NODES || '').split(' ').filter(Boolean);
+const siweSite = { scheme: 'http', domain: 'localhost:8080', uri: 'http://localhost:8080/login' };
+const siweSignIns = []; // { message, signature } accepted once
+
+async function siwe() {
+  const signer = Wallet.createRandom();
+  const [issuer, other] = Math.random() < 0.5 ? direct : [...direct].reverse();
+  const nonce = await call(`${issuer}/auth/siwe/nonce`);
+  if (!seen('siwe', nonce)) return;
+  assert.equal(nonce.status, 200, JSON.stringify(nonce.body));
+  const message = new SiweMessage({
+    ...siweSite,
+    address: signer.address,
+    statement: 'Sign in to Gatehouse',
+    version: '1',
+    chainId: 1,
+    nonce: nonce.body.nonce,
+    issuedAt: new Date().toISOString(),
+  }).prepareMessage();
+  const signed = { message, signature: await signer.signMessage(message) };
+  const res = await call('/auth/siwe', { method: 'POST', json: signed });
+  if (!seen('siwe', res)) return;
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  siweSignIns.push(signed);
+  const replay = await call(`${other}/auth/siwe`, { method: 'POST', json: signed });
+  if (seen('siwe', replay)) {
+    assert.deepEqual([replay.status, replay.body.code], [401, 'invalid_nonce'], JSON.stringify(replay.body));
+  }
+}
+
+const flows = [register, register, login, login, selfkey, ownid, siwe];
 
 async function worker(until) {
   while (Date.now() < until) {
@@ -190,6 +239,13 @@ for (const { path, options } of ownidReplays) {
   if (res.status !== 401) replayed += 1;
 }
 checks.ownid_replays_accepted = replayed;
+let resigned = 0;
+for (const signed of siweSignIns) {
+  const res = await call('/auth/siwe', { method: 'POST', json: signed });
+  if (res.status === 200) resigned += 1;
+}
+checks.siwe_sign_ins = siweSignIns.length;
+checks.siwe_messages_accepted_again = resigned;
 // The lockout is one count across nodes: HAProxy spreads these over all of them.
 const target = unique();
 const statuses = [];
@@ -198,11 +254,55 @@ for (let i = 0; i < 7; i += 1) {
 }
 checks.lockout_statuses = statuses;
 
-const summary = { stats, checks, failures: failures.slice(0, 20) };
+// Every failed request, traced through HAProxy's log: sent to the killed node, received
+// before that node was gone and not finished before the signal (1 ms for rounding).
+// And every 5xx HAProxy logged is such a request: nothing else failed, seen or not.
+const killed = JSON.parse(readFileSync(process.env.CLUSTER_KILLED, 'utf8'));
+const logged = new Map();
+// HAProxy writes a request's line as it ends, a moment after the client has its answer.
+let logLines = [];
+for (let waited = 0; waited < 2000; waited += 100) {
+  logLines = readFileSync(process.env.CLUSTER_HAPROXY_LOG, 'utf8').split('\n');
+  if (logLines.some((l) => l.startsWith(`id=${balanced.at(-1)} `))) break;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+for (const line of logLines) {
+  if (!line.startsWith('id=')) continue;
+  const entry = Object.fromEntries(line.trim().split(' ').map((f) => f.split(/=(.*)/s).slice(0, 2)));
+  // Its first byte: the connection's accept date plus the handshake and idle times
+  // (one request per connection); its end: that plus its active time.
+  const received = Number(entry.accepted_s) * 1000 + Number(entry.accepted_ms)
+    + Number(entry.handshake_ms) + Number(entry.idle_ms);
+  logged.set(entry.id, {
+    server: entry.server,
+    status: Number(entry.status),
+    received,
+    ended: received + Number(entry.active_ms),
+    end: entry.end,
+    retries: entry.retries,
+  });
+}
+const inFlightOnKilled = (e) => e.server === killed.server
+  && e.received <= killed.dead_at + 1 && e.ended >= killed.killed_at - 1;
+const untraced = failures.filter((f) => !logged.has(f.id) || !inFlightOnKilled(logged.get(f.id)))
+  .map((f) => ({ ...f, logged: logged.get(f.id) ?? null }));
+const failedInLog = [...logged].filter(([, e]) => e.status >= 500 && !inFlightOnKilled(e))
+  .map(([id, e]) => ({ id, ...e }));
+const unlogged = balanced.filter((id) => !logged.has(id));
+checks.requests_through_haproxy = balanced.length;
+checks.requests_haproxy_did_not_log = unlogged.slice(0, 20);
+checks.in_flight_on_killed_node = [...logged.values()].filter(inFlightOnKilled).length;
+checks.failures_traced_to_killed_node = failures.length - untraced.length;
+checks.failures_not_traced = untraced;
+checks.logged_5xx_not_in_flight_on_killed_node = failedInLog.slice(0, 20);
+
+const summary = { stats, checks, killed, failures: failures.slice(0, 20).map((f) => ({ ...f, logged: logged.get(f.id) })) };
 console.log(JSON.stringify(summary, null, 2));
-const ok = lost === 0 && reused === 0 && relogged === 0 && replayed === 0
+const ok = lost === 0 && reused === 0 && relogged === 0 && replayed === 0 && resigned === 0
   && statuses.slice(0, 5).every((s) => s === 401) && statuses.slice(5).every((s) => s === 429)
-  // Only requests in flight on the killed node may fail (HAProxy retries the rest).
-  && stats.failed <= workers
-  && registered.length > 0 && usedLoginTokens.length > 0 && ownidReplays.length > 0;
+  // Only requests in flight on the killed node failed (HAProxy retried the others).
+  && untraced.length === 0 && failedInLog.length === 0
+  && unlogged.length === 0
+  && registered.length > 0 && usedLoginTokens.length > 0 && ownidReplays.length > 0
+  && siweSignIns.length > 0;
 process.exit(ok ? 0 : 1);
