@@ -1,4 +1,5 @@
 mod admin;
+mod connections;
 mod mail;
 mod sessions;
 mod signing_keys;
@@ -7,13 +8,14 @@ use std::time::Duration;
 
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use sqlx::postgres::{
     PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo,
 };
 use sqlx::{Connection, PgPool, Postgres, Row};
 
 use crate::metrics::{DatabaseTimer, DbCall, DbTiming};
+use connections::Connections;
 
 use super::queries as q;
 use super::*;
@@ -25,7 +27,10 @@ mod passkeys;
 /// node can serve any request; PostgreSQL runs concurrent writers and groups their
 /// commits itself.
 pub struct PostgresStore {
+    /// Transactions, migrations and leases.
     pool: PgPool,
+    /// Single statements: one round trip each ([`connections`]).
+    statements: Connections,
     timer: DatabaseTimer,
 }
 
@@ -36,14 +41,15 @@ impl PostgresStore {
         let options: PgConnectOptions = url.parse()?;
         reach(&options).await?;
         // No ping before each use of a pooled connection: it was a round trip per
-        // statement. A connection the server dropped fails its statement instead, and
+        // transaction. A connection the server dropped fails its statement instead, and
         // the pool replaces it (sqlx still pings on release, after the answer).
         let pool = PgPoolOptions::new()
             .test_before_acquire(false)
             .max_connections(max_connections.max(1))
             .acquire_timeout(CONNECT_WAIT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let statements = Connections::new(options, max_connections as usize);
         let migrator = sqlx::migrate!("./migrations/postgres");
         let from = schema_version(&pool).await?;
         migrator.run(&pool).await?;
@@ -51,6 +57,7 @@ impl PostgresStore {
         Migrated { from, to }.log();
         Ok(PostgresStore {
             pool,
+            statements,
             timer: DatabaseTimer::default(),
         })
     }
@@ -61,9 +68,10 @@ impl PostgresStore {
         self
     }
 
-    /// The pool, as an executor that times each statement run on it.
+    /// An executor of single statements, each timed, on [`Connections`].
     fn db(&self) -> Timed<'_> {
         Timed {
+            statements: &self.statements,
             pool: &self.pool,
             timer: &self.timer,
         }
@@ -76,12 +84,20 @@ impl PostgresStore {
     }
 }
 
-/// The pool as an [`sqlx::Executor`] whose every statement is timed: the one point
-/// all of this backend's statements outside a transaction go through.
-#[derive(Debug, Clone, Copy)]
+/// Single statements as an [`sqlx::Executor`], each on one of the [`Connections`] and
+/// timed: the one point all of this backend's statements outside a transaction go
+/// through.
+#[derive(Clone, Copy)]
 struct Timed<'a> {
+    statements: &'a Connections,
     pool: &'a PgPool,
     timer: &'a DatabaseTimer,
+}
+
+impl std::fmt::Debug for Timed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Timed")
+    }
 }
 
 impl<'a> sqlx::Executor<'a> for Timed<'a> {
@@ -96,11 +112,19 @@ impl<'a> sqlx::Executor<'a> for Timed<'a> {
         E: 'q + sqlx::Execute<'q, Postgres>,
     {
         let timing = self.timer.start(DbCall::Statement);
-        // Recorded when the stream is dropped: read to its end, or given up.
-        Box::pin(self.pool.fetch_many(query).map(move |item| {
-            let _ = &timing;
-            item
-        }))
+        // Read to its end on the connection, then handed out: every statement here
+        // answers a handful of rows.
+        let run = async move {
+            let mut slot = self.statements.slot().await;
+            let items: Vec<_> = match slot.connection().await {
+                Ok(conn) => conn.fetch_many(query).collect().await,
+                Err(e) => vec![Err(e)],
+            };
+            slot.check(items.iter().find_map(|i| i.as_ref().err()));
+            drop(timing);
+            futures_util::stream::iter(items)
+        };
+        Box::pin(run.flatten_stream())
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, sqlx::Result<Option<PgRow>>>
@@ -109,9 +133,13 @@ impl<'a> sqlx::Executor<'a> for Timed<'a> {
         E: 'q + sqlx::Execute<'q, Postgres>,
     {
         let timing = self.timer.start(DbCall::Statement);
-        let run = self.pool.fetch_optional(query);
         Box::pin(async move {
-            let row = run.await;
+            let mut slot = self.statements.slot().await;
+            let row = match slot.connection().await {
+                Ok(conn) => conn.fetch_optional(query).await,
+                Err(e) => Err(e),
+            };
+            slot.check(row.as_ref().err());
             drop(timing);
             row
         })
@@ -218,6 +246,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.statements.close().await;
         self.pool.close().await;
     }
 

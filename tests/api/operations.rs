@@ -162,3 +162,53 @@ async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
     signal(&child, 15);
     let _ = child.wait();
 }
+
+/// PostgreSQL: a connection the database dropped under a running node (a restart, an
+/// administrator's `pg_terminate_backend`, a proxy's idle cut) costs at most the one
+/// statement that was on it, with an opaque 500; the next statement on its slot opens
+/// a new connection, so the node serves again with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_database_dropped_are_replaced() {
+    let Some(base) = crate::helpers::postgres_url() else {
+        eprintln!("skipped: GATEHOUSE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    // Named, so that only this node's connections are ended.
+    let name = format!("drop_{}", &gatehouse::crypto::random_id()[..12]);
+    let url = format!(
+        "{}&application_name={name}",
+        crate::helpers::fresh_postgres_schema().await
+    );
+    let app = TestApp::spawn_on(&url, |_| {}).await;
+    let token = app.registered(&email(), "password123").await;
+    let (status, me) = read(app.get("/auth/me", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    assert!(!ended.is_empty() && ended.iter().all(|e| *e), "{ended:?}");
+
+    // Sequential requests: each dropped connection fails at most the one statement
+    // that finds it gone (the node opened at most its 4 + 4 connections).
+    let mut failures = 0;
+    loop {
+        let (status, body) = read(app.get("/auth/me", Some(&token)).await).await;
+        if status == StatusCode::OK {
+            assert_eq!(body, me);
+            break;
+        }
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["message"], "Internal server error");
+        failures += 1;
+        assert!(failures <= 8, "still failing after {failures} requests");
+    }
+    let (status, body) = app.login(&email(), "password123").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
