@@ -28,8 +28,9 @@ pub struct Settings {
     /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; unset: SQLite in
     /// `data_dir` (gatehouse.db).
     pub database_url: Option<String>,
-    /// PostgreSQL: the pool's size. SQLite: how many read-only connections (writes
-    /// go through one connection of their own).
+    /// PostgreSQL: how many connections a node opens at most, half for single
+    /// statements and half for transactions (at least one each). SQLite: how many
+    /// read-only connections (writes go through one connection of their own).
     pub database_max_connections: u32,
     /// The HS512 signing secret, used as given (its UTF-8 bytes); at least 32 bytes.
     /// Unset, and no `jwt_secret_file`: `data_dir`/jwt-secret, generated on first start.

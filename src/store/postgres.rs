@@ -43,13 +43,17 @@ impl PostgresStore {
         // No ping before each use of a pooled connection: it was a round trip per
         // transaction. A connection the server dropped fails its statement instead, and
         // the pool replaces it (sqlx still pings on release, after the answer).
+        // `max_connections` in all: half for single statements, half for transactions
+        // (at least one each).
+        let for_transactions = (max_connections / 2).max(1);
+        let for_statements = max_connections.saturating_sub(for_transactions).max(1);
         let pool = PgPoolOptions::new()
             .test_before_acquire(false)
-            .max_connections(max_connections.max(1))
+            .max_connections(for_transactions)
             .acquire_timeout(CONNECT_WAIT)
             .connect_with(options.clone())
             .await?;
-        let statements = Connections::new(options, max_connections as usize);
+        let statements = Connections::new(options, for_statements as usize);
         let migrator = sqlx::migrate!("./migrations/postgres");
         let from = schema_version(&pool).await?;
         migrator.run(&pool).await?;
