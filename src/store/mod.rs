@@ -136,18 +136,29 @@ pub struct ProfilePasskey {
     pub created_at: i64,
 }
 
-impl AccountProfile {
-    fn new(account: Account) -> AccountProfile {
-        AccountProfile {
-            account,
-            wallets: Vec::new(),
-            passkeys: Vec::new(),
-        }
-    }
+/// A profile as its rows come ([`queries::ACCOUNT_PROFILE`], [`queries::LIVE_PROFILE`]),
+/// in any order.
+#[derive(Default)]
+struct ProfileRows {
+    account: Option<Account>,
+    wallets: Vec<WalletSummary>,
+    passkeys: Vec<ProfilePasskey>,
+}
 
-    /// Adds what one row of the profile statement names: its item (column 7), when it
-    /// came (8), its name (9) and its part (10); a row of NULLs (no wallet) adds nothing.
-    fn add(&mut self, part: i64, item: Option<String>, at: Option<i64>, name: Option<String>) {
+impl ProfileRows {
+    /// Adds one row: its part (column 10), the account its part-0 rows carry (read
+    /// once), and its item (7), when it came (8) and its name (9).
+    fn add<E>(
+        &mut self,
+        part: i64,
+        account: impl FnOnce() -> Result<Account, E>,
+        item: Option<String>,
+        at: Option<i64>,
+        name: Option<String>,
+    ) -> Result<(), E> {
+        if part == 0 && self.account.is_none() {
+            self.account = Some(account()?);
+        }
         match (part, item, at, name) {
             (0, Some(address), Some(linked_at), _) => {
                 self.wallets.push(WalletSummary { address, linked_at })
@@ -159,6 +170,23 @@ impl AccountProfile {
             }),
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The profile, wallets and passkeys each oldest first; none without the account.
+    fn finish(self) -> Option<AccountProfile> {
+        let ProfileRows {
+            account,
+            mut wallets,
+            mut passkeys,
+        } = self;
+        wallets.sort_by(|a, b| (a.linked_at, &a.address).cmp(&(b.linked_at, &b.address)));
+        passkeys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Some(AccountProfile {
+            account: account?,
+            wallets,
+            passkeys,
+        })
     }
 }
 
@@ -366,4 +394,54 @@ pub async fn connect(
         anyhow::bail!("database_url: unsupported scheme; use sqlite://PATH or postgres://…");
     };
     Ok(store)
+}
+
+#[cfg(test)]
+mod profile_rows {
+    use super::*;
+
+    fn account() -> Result<Account, ()> {
+        Ok(Account {
+            id: AccountId("a".into()),
+            email: None,
+            email_verified: false,
+            password_hash: None,
+            has_ownid: false,
+            created_at: 1,
+            disabled: false,
+        })
+    }
+
+    fn row(rows: &mut ProfileRows, part: i64, item: &str, at: i64, name: Option<&str>) {
+        let name = name.map(str::to_owned);
+        rows.add(part, account, Some(item.into()), Some(at), name)
+            .unwrap();
+    }
+
+    #[test]
+    fn rows_in_any_order_give_wallets_and_passkeys_oldest_first() {
+        let mut rows = ProfileRows::default();
+        row(&mut rows, 1, "p2", 20, Some("second"));
+        row(&mut rows, 0, "0xb", 10, None);
+        row(&mut rows, 1, "p1", 5, Some("first"));
+        row(&mut rows, 0, "0xa", 10, None);
+        row(&mut rows, 0, "0xc", 3, None);
+        let profile = rows.finish().unwrap();
+        let wallets: Vec<_> = profile.wallets.iter().map(|w| w.address.as_str()).collect();
+        assert_eq!(wallets, ["0xc", "0xa", "0xb"]);
+        let passkeys: Vec<_> = profile.passkeys.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(passkeys, ["first", "second"]);
+        assert_eq!(profile.account.id, AccountId("a".into()));
+    }
+
+    #[test]
+    fn passkeys_without_the_accounts_row_are_no_profile() {
+        let mut rows = ProfileRows::default();
+        row(&mut rows, 1, "p1", 5, Some("first"));
+        assert!(rows.finish().is_none());
+        let mut rows = ProfileRows::default();
+        rows.add(0, account, None, None, None).unwrap();
+        let profile = rows.finish().unwrap();
+        assert!(profile.wallets.is_empty() && profile.passkeys.is_empty());
+    }
 }

@@ -575,19 +575,17 @@ fn insert_wallet<'q>(account: &'q AccountId, w: &'q NewWallet) -> Query<'q> {
 
 /// The profile in the rows of [`q::ACCOUNT_PROFILE`] or [`q::LIVE_PROFILE`].
 fn profile(rows: &[PgRow]) -> Result<Option<AccountProfile>, sqlx::Error> {
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let mut profile = AccountProfile::new(account_from_row(first)?);
+    let mut profile = ProfileRows::default();
     for r in rows {
         profile.add(
             r.try_get::<i32, _>(10)?.into(),
+            || account_from_row(r),
             r.try_get(7)?,
             r.try_get(8)?,
             r.try_get(9)?,
-        );
+        )?;
     }
-    Ok(Some(profile))
+    Ok(profile.finish())
 }
 
 fn account_from_row(r: &PgRow) -> Result<Account, sqlx::Error> {

@@ -18,41 +18,45 @@ pub const ACCOUNT_BY_ID: &str =
             disabled_at IS NOT NULL
      FROM accounts WHERE id = $1";
 
-/// The profile of the account the CTE `acct` selects, in rows of eleven columns: the
-/// account (columns 0–6, as [`ACCOUNT_BY_EMAIL`]) on each; then the item (7), when it
-/// came (8), its name (9) and its part (10). Part 0: one row per wallet (address, linked
-/// at), or one of NULLs when it has none; part 1: one row per passkey (id, created at,
-/// name). No row: no such account.
+/// An account's profile, in rows of eleven columns: part 0, the account (columns 0–6,
+/// as [`ACCOUNT_BY_EMAIL`]) with one wallet per row (address, linked at: 7, 8), or NULLs
+/// for a wallet when it has none; part 1, one passkey per row (id, created at, name: 7,
+/// 8, 9), no account. The part is column 10. `$from_where` selects the account `a` and
+/// joins its wallets `w`; `$account` names the account for the passkeys. No row of
+/// part 0: no such account, whatever passkeys came. No ORDER BY: the rows are put in
+/// order as they are read, which costs SQLite no temporary b-tree.
 macro_rules! profile_of {
-    ($acct:literal) => {
+    ($from_where:literal, $account:literal) => {
         concat!(
-            "WITH acct AS (",
-            $acct,
-            ")
-     SELECT acct.id, acct.email, acct.password_hash, acct.ownid_data IS NOT NULL,
-            acct.created_at, acct.email_verified, acct.disabled_at IS NOT NULL,
-            w.address, w.created_at, CAST(NULL AS TEXT), 0
-     FROM acct LEFT JOIN wallets w ON w.account_id = acct.id
+            "SELECT a.id, a.email, a.password_hash, a.ownid_data IS NOT NULL, a.created_at,
+            a.email_verified, a.disabled_at IS NOT NULL, w.address, w.created_at,
+            CAST(NULL AS TEXT), 0 ",
+            $from_where,
+            "
      UNION ALL
-     SELECT acct.id, acct.email, acct.password_hash, acct.ownid_data IS NOT NULL,
-            acct.created_at, acct.email_verified, acct.disabled_at IS NOT NULL,
-            p.id, p.created_at, p.name, 1
-     FROM acct JOIN passkeys p ON p.account_id = acct.id
-     ORDER BY 11, 9, 8"
+     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, p.id, p.created_at, p.name, 1
+     FROM passkeys p WHERE p.account_id = ",
+            $account
         )
     };
 }
 
 /// The profile of account `$1` (the columns of [`profile_of!`]).
-pub const ACCOUNT_PROFILE: &str = profile_of!("SELECT * FROM accounts WHERE id = $1");
+pub const ACCOUNT_PROFILE: &str = profile_of!(
+    "FROM accounts a LEFT JOIN wallets w ON w.account_id = a.id WHERE a.id = $1",
+    "$1"
+);
 
 /// The profile of account `$2` if its session `$1` lives at `$3` (the columns of
 /// [`profile_of!`]): the session check of an account token and the read of `/auth/me`
-/// in one statement. No row: the session ended, or the account is disabled or gone.
+/// in one statement. No row of part 0: the session ended, or the account is disabled
+/// or gone.
 pub const LIVE_PROFILE: &str = profile_of!(
-    "SELECT a.* FROM sessions s JOIN accounts a ON a.id = s.account_id
+    "FROM sessions s JOIN accounts a ON a.id = s.account_id
+        LEFT JOIN wallets w ON w.account_id = a.id
      WHERE s.id = $1 AND s.account_id = $2 AND s.idle_expires_at > $3
-       AND a.disabled_at IS NULL"
+       AND a.disabled_at IS NULL",
+    "$2"
 );
 
 pub const REPLACE_PASSWORD_HASH: &str =

@@ -526,16 +526,17 @@ fn profile(
 ) -> rusqlite::Result<Option<AccountProfile>> {
     let mut statement = c.prepare_cached(sql)?;
     let mut rows = statement.query(params)?;
-    let Some(first) = rows.next()? else {
-        return Ok(None);
-    };
-    let mut profile = AccountProfile::new(account_from_row(first)?);
-    let mut row = Some(first);
-    while let Some(r) = row {
-        profile.add(r.get(10)?, r.get(7)?, r.get(8)?, r.get(9)?);
-        row = rows.next()?;
+    let mut profile = ProfileRows::default();
+    while let Some(r) = rows.next()? {
+        profile.add(
+            r.get(10)?,
+            || account_from_row(r),
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+        )?;
     }
-    Ok(Some(profile))
+    Ok(profile.finish())
 }
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
