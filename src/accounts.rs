@@ -347,19 +347,6 @@ impl Accounts {
         Ok(self.store.account_profile(id).await?)
     }
 
-    /// Signs in the account with this email (OwnID, which has checked the person).
-    pub async fn sign_in_by_email(
-        &self,
-        email_key: &str,
-        method: Via,
-        device: &Device,
-    ) -> Result<Option<SignIn>, AccountError> {
-        match self.store.account_by_email(email_key).await? {
-            Some(account) => Ok(Some(self.sessions.start(&account, method, device).await?)),
-            None => Ok(None),
-        }
-    }
-
     /// Records that the account's owner proved they receive mail at `email` (they
     /// followed a link sent there): it becomes the account's email, verified. The one
     /// way an email becomes verified, and the one way a wallet's typed-in address

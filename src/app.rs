@@ -18,6 +18,7 @@ use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::sessions::{AccountKeys, SessionPolicy, Sessions};
+use crate::signin::ownid::OwnId;
 use crate::signin::passkeys::Passkeys;
 use crate::signin::siwe::Policy;
 use crate::signing_keys::{KeyPolicy, SigningKeys};
@@ -34,7 +35,9 @@ pub struct App {
     /// Parsed `http.trusted_proxies`.
     pub proxies: Vec<IpNet>,
     /// Checks OwnID's signed requests; holds no secret when OwnID is off.
-    pub ownid: OwnIdVerifier,
+    pub ownid_verifier: OwnIdVerifier,
+    /// What OwnID's calls read and change.
+    pub ownid: OwnId,
     /// Password reset and the other mails; `None` when `mail.enabled` is off.
     pub lifecycle: Option<Lifecycle>,
     pub passkeys: Passkeys,
@@ -124,12 +127,18 @@ impl App {
         .requiring_verified_email(settings.accounts.require_verified_email);
         let proxies = settings.trusted_proxies();
         let o = &settings.ownid;
-        let ownid = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
+        let ownid_verifier = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
             .context("ownid.shared_secrets")?;
-        match ownid.key_count() {
+        match ownid_verifier.key_count() {
             0 => tracing::info!("OwnID: off (no ownid.shared_secrets), its routes answer 404"),
             n => tracing::info!(base = %o.base, secrets = n, "OwnID: on"),
         }
+        let ownid = OwnId::new(
+            Arc::clone(&store),
+            Arc::clone(&sessions),
+            Arc::clone(&metrics),
+            o.max_data_bytes,
+        );
         let lifecycle = Mailer::build(&settings)?.map(|mailer| {
             Lifecycle::new(
                 Arc::clone(&store),
@@ -162,6 +171,7 @@ impl App {
             sessions,
             signing_keys,
             proxies,
+            ownid_verifier,
             ownid,
             passkeys,
             siwe,

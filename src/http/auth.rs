@@ -134,10 +134,7 @@ async fn register(
 ) -> Result<Response, ApiError> {
     let email = Email::parse(&required(req.email, "email")?, "email")?;
     let ownid_data = match req.own_id_data {
-        Some(data) => Some(crate::ownid_data::parse(
-            data,
-            app.settings.ownid.max_data_bytes,
-        )?),
+        Some(data) => Some(app.ownid.parse_data(data)?),
         None => None,
     };
     let password = match (req.password, &ownid_data) {

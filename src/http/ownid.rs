@@ -6,7 +6,8 @@
 //! database until their timestamps leave the window, so it holds across nodes. The
 //! signature does not cover the path, so the guard is keyed by the signature alone: a
 //! captured `getOwnIDDataByLoginId` cannot be replayed as `getSessionByLoginId` either.
-//! Refusals and misses have OwnID's wire format: a status with an empty body.
+//! Refusals and misses have OwnID's wire format: a status with an empty body. What the
+//! calls do is `signin::ownid`'s.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -24,16 +25,13 @@ use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody, NO_ROUTE};
 use super::json;
 use super::sessions::{TokenResponse, token_response};
-use crate::accounts::AccountError;
 use crate::app::App;
-use crate::domain::{Email, unix_now_millis};
-use crate::metrics::{Outcome, SignInMethod};
-use crate::sessions::{Device, Via};
+use crate::domain::unix_now_millis;
 use crate::store::OwnIdLookup;
 
 /// The OwnID routes under `ownid.base`; none when no shared secret is configured.
 pub fn router(app: &App) -> OpenApiRouter<AppState> {
-    if app.ownid.key_count() == 0 {
+    if app.ownid_verifier.key_count() == 0 {
         return OpenApiRouter::new();
     }
     let calls = OpenApiRouter::with_openapi(Calls::openapi()).route("/{name}", post(handle));
@@ -142,7 +140,7 @@ impl FromRequest<AppState> for SignedBody {
             .map_err(|e| ApiError::from(e).into_response())?;
         let now = unix_now_millis();
         let accepted = app
-            .ownid
+            .ownid_verifier
             .verify(&body, &headers.signature, &headers.timestamp, now)
             .map_err(|why| unsigned(&why.to_string()))?;
         let key = format!("ownid:{}", hex::encode(accepted.tag));
@@ -211,14 +209,10 @@ pub struct OwnIdDataResponse {
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn set_data(app: &App, req: OwnIdSetDataRequest) -> Result<Response, ApiError> {
     let login_id = required(req.login_id, "loginId")?;
-    let data = crate::ownid_data::parse(
-        required(req.own_id_data, "ownIdData")?,
-        app.settings.ownid.max_data_bytes,
-    )?;
-    let Some(email) = account_email(&login_id) else {
-        return Ok(no_account(app));
-    };
-    Ok(if app.store.set_ownid_data(email.key(), &data).await? {
+    let data = app
+        .ownid
+        .parse_data(required(req.own_id_data, "ownIdData")?)?;
+    Ok(if app.ownid.set_data(&login_id, &data).await? {
         StatusCode::NO_CONTENT.into_response()
     } else {
         no_account(app)
@@ -238,10 +232,7 @@ async fn set_data(app: &App, req: OwnIdSetDataRequest) -> Result<Response, ApiEr
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn get_data(app: &App, req: OwnIdLoginRequest) -> Result<Response, ApiError> {
     let login_id = required(req.login_id, "loginId")?;
-    let Some(email) = account_email(&login_id) else {
-        return Ok(no_account(app));
-    };
-    Ok(match app.store.ownid_data(email.key()).await? {
+    Ok(match app.ownid.data(&login_id).await? {
         OwnIdLookup::Data(data) => data_response(data),
         OwnIdLookup::NoData if app.settings.ownid.legacy_responses => data_response(String::new()),
         OwnIdLookup::NoData => StatusCode::NO_CONTENT.into_response(),
@@ -261,22 +252,8 @@ async fn get_data(app: &App, req: OwnIdLoginRequest) -> Result<Response, ApiErro
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn get_session(app: &App, req: OwnIdSessionRequest) -> Result<Response, ApiError> {
     let login_id = required(req.login_id, "loginId")?;
-    let Some(email) = account_email(&login_id) else {
-        return Ok(no_account(app));
-    };
-    // The caller is OwnID's server, not the person's device: nothing to record of it.
-    let token = app
-        .accounts
-        .sign_in_by_email(email.key(), Via::Ownid, &Device::default())
-        .await;
-    let outcome = match &token {
-        Ok(Some(_)) => Outcome::Success,
-        Ok(None) => Outcome::Failure,
-        Err(AccountError::Disabled) => Outcome::Disabled,
-        Err(_) => Outcome::Error,
-    };
-    app.metrics.sign_in(SignInMethod::Ownid, outcome);
-    Ok(match token.map_err(account_error)? {
+    let signed_in = app.ownid.sign_in(&login_id).await.map_err(account_error)?;
+    Ok(match signed_in {
         Some(token) => {
             tracing::info!(
                 session_type = req.session_type.as_deref().unwrap_or("unspecified"),
@@ -286,12 +263,6 @@ async fn get_session(app: &App, req: OwnIdSessionRequest) -> Result<Response, Ap
         }
         None => no_account(app),
     })
-}
-
-/// The account a `loginId` names. OwnID may send identifiers other than emails (phone
-/// numbers); no account has those, so they are unknown accounts, not bad requests.
-fn account_email(login_id: &str) -> Option<Email> {
-    Email::parse(login_id, "loginId").ok()
 }
 
 fn data_response(own_id_data: String) -> Response {

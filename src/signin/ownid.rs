@@ -1,0 +1,106 @@
+//! OwnID's rules: the per-account data OwnID's cloud stores and reads back, and the
+//! passwordless sign-in it asks for, each for the account a `loginId` names. Knows
+//! nothing of HTTP or SQL; the signature over the request is checked before any of
+//! this runs (`crypto::ownid_signature`).
+
+use std::sync::Arc;
+
+use crate::accounts::AccountError;
+use crate::domain::{Email, Invalid};
+use crate::metrics::{Metrics, Outcome, SignInMethod};
+use crate::sessions::{Device, Sessions, SignIn, Via};
+use crate::store::{DynStore, OwnIdLookup, StoreResult};
+
+/// OwnID's data of an account, found by the `loginId` OwnID sends.
+pub struct OwnId {
+    store: DynStore,
+    sessions: Arc<Sessions>,
+    metrics: Arc<Metrics>,
+    max_data_bytes: usize,
+}
+
+impl OwnId {
+    /// `max_data_bytes` is `ownid.max_data_bytes`.
+    pub fn new(
+        store: DynStore,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+        max_data_bytes: usize,
+    ) -> OwnId {
+        OwnId {
+            store,
+            sessions,
+            metrics,
+            max_data_bytes,
+        }
+    }
+
+    /// Accepts OwnID data, from OwnID's cloud or at registration: an opaque string,
+    /// stored as received and never logged, non-empty and at most `ownid.max_data_bytes`.
+    pub fn parse_data(&self, data: String) -> Result<String, Invalid> {
+        if data.is_empty() {
+            return Err(Invalid("The 'ownIdData' field must not be empty.".into()));
+        }
+        if data.len() > self.max_data_bytes {
+            return Err(Invalid(format!(
+                "The 'ownIdData' field must be at most {} bytes long.",
+                self.max_data_bytes
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Stores `data` (from [`OwnId::parse_data`]) as the account's OwnID data, in place
+    /// of any before (a new device enrolled). False when no account has that `loginId`.
+    pub async fn set_data(&self, login_id: &str, data: &str) -> StoreResult<bool> {
+        match account_email(login_id) {
+            Some(email) => self.store.set_ownid_data(email.key(), data).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The account's OwnID data, if it has an account and the account has data.
+    pub async fn data(&self, login_id: &str) -> StoreResult<OwnIdLookup> {
+        match account_email(login_id) {
+            Some(email) => self.store.ownid_data(email.key()).await,
+            None => Ok(OwnIdLookup::NoAccount),
+        }
+    }
+
+    /// A session for the account, as a password sign-in starts; `None` when no account
+    /// has that `loginId`. OwnID's cloud vouched for the person, so there is no
+    /// credential to check here. Counted in the sign-in metrics when the `loginId` is
+    /// an email.
+    pub async fn sign_in(&self, login_id: &str) -> Result<Option<SignIn>, AccountError> {
+        let Some(email) = account_email(login_id) else {
+            return Ok(None);
+        };
+        let result = self.sign_in_by_email(&email).await;
+        let outcome = match &result {
+            Ok(Some(_)) => Outcome::Success,
+            Ok(None) => Outcome::Failure,
+            Err(AccountError::Disabled) => Outcome::Disabled,
+            Err(_) => Outcome::Error,
+        };
+        self.metrics.sign_in(SignInMethod::Ownid, outcome);
+        result
+    }
+
+    async fn sign_in_by_email(&self, email: &Email) -> Result<Option<SignIn>, AccountError> {
+        match self.store.account_by_email(email.key()).await? {
+            // The caller is OwnID's server, not the person's device: nothing to record of it.
+            Some(account) => Ok(Some(
+                self.sessions
+                    .start(&account, Via::Ownid, &Device::default())
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The account a `loginId` names. OwnID may send identifiers other than emails (phone
+/// numbers); no account has those, so they are unknown accounts, not bad requests.
+fn account_email(login_id: &str) -> Option<Email> {
+    Email::parse(login_id, "loginId").ok()
+}
