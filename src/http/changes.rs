@@ -17,8 +17,8 @@ use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::lifecycle::{
-    ButtonLink, MessageResponse, PageQuery, SIGN_IN_AGAIN, TokenForm, button_form, button_json,
-    button_page, lifecycle, require_recent_sign_in,
+    ButtonLink, LinkTokenRequest, MessageResponse, PageQuery, SIGN_IN_AGAIN, TokenForm,
+    button_form, button_json, button_page, lifecycle, require_recent_sign_in,
 };
 use super::session::Session;
 use crate::app::App;
@@ -148,13 +148,6 @@ async fn change_email(
         message: EMAIL_CHANGE_SENT.into(),
     };
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct LinkTokenRequest {
-    /// The token of the emailed link.
-    #[schema(value_type = String, required)]
-    token: Option<String>,
 }
 
 /// Confirms an email change with the token mailed to the new address; the old

@@ -103,15 +103,17 @@ async fn send_verification(
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
+/// The body that follows an emailed link (verifying an address, confirming or
+/// reverting a change): the link's token.
 #[derive(Deserialize, ToSchema)]
-pub struct VerifyRequest {
+pub struct LinkTokenRequest {
     /// The token of the emailed link.
     #[schema(value_type = String, required)]
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 /// Verifies the address a verification link was sent to.
-#[utoipa::path(post, path = "/auth/verify-email", tag = "password", request_body = VerifyRequest,
+#[utoipa::path(post, path = "/auth/verify-email", tag = "password", request_body = LinkTokenRequest,
     responses(
         (status = 200, description = "Verified", body = MessageResponse),
         (status = 400, description = "Invalid, used or expired token, or unparsable body", body = ErrorBody),
@@ -119,7 +121,7 @@ pub struct VerifyRequest {
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn verify_email(
     State(app): State<AppState>,
-    JsonBody(req): JsonBody<VerifyRequest>,
+    JsonBody(req): JsonBody<LinkTokenRequest>,
 ) -> Result<Response, ApiError> {
     button_json(&app, req.token, ButtonLink::Verify).await
 }
