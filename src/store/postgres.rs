@@ -53,7 +53,7 @@ impl PostgresStore {
             .acquire_timeout(CONNECT_WAIT)
             .connect_with(options.clone())
             .await?;
-        let statements = Connections::new(options, for_statements as usize);
+        let statements = Connections::new(options, for_statements as usize, CONNECT_WAIT);
         let migrator = sqlx::migrate!("./migrations/postgres");
         let from = schema_version(&pool).await?;
         migrator.run(&pool).await?;

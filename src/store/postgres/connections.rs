@@ -25,6 +25,9 @@ const IDLE_LIMIT: Duration = Duration::from_secs(300);
 
 pub(super) struct Connections {
     options: PgConnectOptions,
+    /// How long opening a connection may take (a server that accepts and never
+    /// answers must not hold a statement until the request times out).
+    connect_wait: Duration,
     slots: Box<[Mutex<Option<Held>>]>,
     next: AtomicUsize,
     closed: AtomicBool,
@@ -42,10 +45,12 @@ pub(super) struct Slot<'a> {
 }
 
 impl Connections {
-    /// At most `size` connections, each opened when a statement first needs it.
-    pub fn new(options: PgConnectOptions, size: usize) -> Connections {
+    /// At most `size` connections, each opened when a statement first needs it,
+    /// within `connect_wait`.
+    pub fn new(options: PgConnectOptions, size: usize, connect_wait: Duration) -> Connections {
         Connections {
             options,
+            connect_wait,
             slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -91,7 +96,12 @@ impl Slot<'_> {
         }
         let connection = match self.held.take() {
             Some(held) => held.connection,
-            None => self.connections.options.connect().await?,
+            None => {
+                let connect = self.connections.options.connect();
+                tokio::time::timeout(self.connections.connect_wait, connect)
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)??
+            }
         };
         let held = self.held.insert(Held {
             connection,
@@ -118,4 +128,42 @@ fn is_broken(e: &sqlx::Error) -> bool {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts and never answers fails the statement within the
+    /// connect wait, and leaves the slot empty for the next statement.
+    #[tokio::test]
+    async fn a_server_that_never_answers_fails_within_the_connect_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let options: PgConnectOptions = format!("postgres://u:p@127.0.0.1:{port}/db")
+            .parse()
+            .unwrap();
+        let connections = Connections::new(options, 1, Duration::from_millis(200));
+        let started = Instant::now();
+        let mut slot = connections.slot().await;
+        let result = slot.connection().await.map(|_| ());
+        assert!(
+            matches!(result, Err(sqlx::Error::PoolTimedOut)),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(slot.held.is_none());
+        drop(slot);
+        connections.close().await;
+        let mut slot = connections.slot().await;
+        let result = slot.connection().await.map(|_| ());
+        assert!(matches!(result, Err(sqlx::Error::PoolClosed)), "{result:?}");
+        held.abort();
+    }
 }
