@@ -17,6 +17,7 @@ use super::sessions::{TokenResponse, signed_in, signed_in_as};
 use crate::accounts::{AccountError, LoginClient};
 use crate::domain::{Email, Invalid, Password, SignInMethod};
 use crate::sessions::Device;
+use crate::store::AccountProfile;
 
 /// Documents the `bearer` scheme that `/auth/me` (and every route taking an account
 /// token) names in its `security`, and the `wallet` scheme of the SelfKey wallet's own
@@ -215,18 +216,22 @@ async fn login(
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn me(signed_in: SessionWithProfile) -> Result<axum::Json<MeResponse>, ApiError> {
     let SessionWithProfile(_, profile) = signed_in;
-    let account = &profile.account;
-    let mut sign_in_methods = account.sign_in_methods(&profile.wallets);
-    sign_in_methods.extend(profile.passkeys.into_iter().map(|p| SignInMethod::Passkey {
+    let AccountProfile {
+        account,
+        wallets,
+        passkeys,
+    } = profile;
+    let mut sign_in_methods = account.sign_in_methods(&wallets);
+    sign_in_methods.extend(passkeys.into_iter().map(|p| SignInMethod::Passkey {
         id: p.id,
         name: p.name,
         created_at: p.created_at,
     }));
     Ok(axum::Json(MeResponse {
-        id: account.id.0.clone(),
-        email: account.email.clone(),
-        email_verified: account.email_verified,
         created_at: rfc3339(account.created_at),
+        email_verified: account.email_verified,
+        id: account.id.0,
+        email: account.email,
         sign_in_methods,
     }))
 }
