@@ -12,6 +12,8 @@
 //! one after the grace, can only come from a copy: the whole session ends, with
 //! whatever successor a concurrent refresh issued, because ending is by session.
 
+mod verified;
+
 use std::sync::Arc;
 
 use crate::accounts::{AccountClaims, account_claims};
@@ -22,6 +24,7 @@ use crate::domain::{Account, AccountId, unix_now};
 use crate::signing_keys::SigningKeys;
 use crate::store::sessions::{NewSession, Refresh, RefreshRules, SessionRecord};
 use crate::store::{AccountProfile, DynStore, StoreError};
+use verified::VerifiedTokens;
 
 /// How long sessions and their tokens live.
 #[derive(Debug, Clone, Copy)]
@@ -200,11 +203,23 @@ impl AccountKeys {
             AccountKeys::Asymmetric(keys) => keys.verify(token, now).await,
         }
     }
+
+    /// Whether a token that verified before still would: with HS512 always (the
+    /// secret does not change while the server runs), asymmetric while its key is
+    /// published and not retired.
+    fn still_verifies(&self, token: &str, now: i64) -> bool {
+        match self {
+            AccountKeys::Hs512(_) => true,
+            AccountKeys::Asymmetric(keys) => keys.still_verifies(token, now),
+        }
+    }
 }
 
 pub struct Sessions {
     store: DynStore,
     tokens: AccountKeys,
+    /// Account tokens whose signature was checked already (see [`verified`]).
+    verified: VerifiedTokens<Claims<AccountClaims>>,
     refresh: RefreshKey,
     policy: SessionPolicy,
 }
@@ -219,6 +234,7 @@ impl Sessions {
         Sessions {
             store,
             tokens,
+            verified: VerifiedTokens::default(),
             refresh,
             policy,
         }
@@ -353,7 +369,19 @@ impl Sessions {
     /// The token's claims, verified at the returned time; its session not yet checked.
     async fn verify(&self, token: &str) -> Result<(Authenticated, i64), SessionError> {
         let now = unix_now();
-        let claims = self.tokens.verify(token, now).await?;
+        let known = self
+            .verified
+            .get(token, now)
+            .filter(|_| self.tokens.still_verifies(token, now));
+        let claims = match known {
+            Some(claims) => claims,
+            None => {
+                let claims = self.tokens.verify(token, now).await?;
+                self.verified
+                    .insert(token, claims.clone(), claims.exp, claims.nbf, now);
+                claims
+            }
+        };
         let authenticated = Authenticated {
             account: AccountId(claims.sub.clone()),
             session: claims.extra.sid.clone(),

@@ -89,6 +89,14 @@ pub struct KeyInfo {
 }
 
 /// The signing key at `now` among `rows` for `algorithm`: the newest whose time came.
+/// Whether key `kid` is retired at `now` in what was last read.
+fn retired(loaded: &Loaded, kid: &str, now: i64) -> bool {
+    loaded
+        .signing_order
+        .iter()
+        .any(|k| k.kid == kid && k.retires_at.is_some_and(|r| r <= now))
+}
+
 fn signing_kid(rows: &[StoredKey], algorithm: Algorithm, now: i64) -> Option<&str> {
     rows.iter()
         .filter(|k| k.algorithm == algorithm.as_str() && k.signs_from <= now)
@@ -298,15 +306,20 @@ impl SigningKeys {
         };
         let claims = key.verify(token, now)?;
         // A key retired since the last read no longer verifies.
-        let retired = self
-            .current()
-            .signing_order
-            .iter()
-            .any(|k| k.kid == kid && k.retires_at.is_some_and(|r| r <= now));
-        if retired {
+        if retired(&self.current(), &kid, now) {
             return Err(TokenError::Signature);
         }
         Ok(claims)
+    }
+
+    /// Whether a token that verified before still would at `now`: the key its `kid`
+    /// names is still loaded, and not retired.
+    pub fn still_verifies(&self, token: &str, now: i64) -> bool {
+        let Some(kid) = kid_of(token) else {
+            return false;
+        };
+        let loaded = self.current();
+        loaded.keys.contains_key(&kid) && !retired(&loaded, &kid, now)
     }
 
     fn may_reload_on_miss(&self) -> bool {
