@@ -57,6 +57,20 @@ pub struct Burst {
     pub server_cpu: f64,
 }
 
+/// How the load driver's one thread waits for answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// In epoll_wait, as a real client does.
+    Sleeps,
+    /// Polling its sockets without blocking, on a core of its own. On loopback, a
+    /// server's write to a sleeping client's socket wakes the client inside the
+    /// server's own system call (the wakeup and its inter-processor interrupt are
+    /// charged to the server), and the slower the route, the more often the client
+    /// sleeps: the cost of the client's wakeups grows with the cost of the route.
+    /// A client on another machine costs the server nothing of the kind.
+    Polls,
+}
+
 pub enum Outcome<T> {
     Done(T),
     /// The route answered 404: not merged on this branch yet.
@@ -107,6 +121,32 @@ impl Bench {
 
     /// Runs `flows` in a closed loop and samples the server around the window.
     async fn measure<F: Flow>(&self, flows: Vec<F>, unit: &'static str) -> Measured {
+        self.measure_with(flows, unit, Driver::Sleeps).await
+    }
+
+    async fn measure_with<F: Flow>(
+        &self,
+        flows: Vec<F>,
+        unit: &'static str,
+        driver: Driver,
+    ) -> Measured {
+        // A task that only yields keeps the driver's one thread runnable, so it polls
+        // its sockets without blocking instead of sleeping in epoll_wait.
+        let poller = (driver == Driver::Polls).then(|| {
+            tokio::spawn(async {
+                loop {
+                    tokio::task::yield_now().await;
+                }
+            })
+        });
+        let measured = self.measure_sampled(flows, unit).await;
+        if let Some(poller) = poller {
+            poller.abort();
+        }
+        measured
+    }
+
+    async fn measure_sampled<F: Flow>(&self, flows: Vec<F>, unit: &'static str) -> Measured {
         let pid = self.server.pid();
         let me = std::process::id();
         let mut marks: Vec<(Usage, Usage)> = Vec::with_capacity(2);
@@ -209,7 +249,7 @@ impl Bench {
 
     /// The HTTP bound that scenario 3 is compared with: `GET /health` (no token, no
     /// database) on the same number of connections.
-    pub async fn health(&self) -> Measured {
+    pub async fn health(&self, driver: Driver) -> Measured {
         let flows = (0..self.me_connections)
             .map(|_| GetFlow {
                 link: Link::new(self.addr()),
@@ -217,11 +257,11 @@ impl Bench {
                 field: "status",
             })
             .collect();
-        self.measure(flows, "req/s").await
+        self.measure_with(flows, "req/s", driver).await
     }
 
     /// Scenario 3: `GET /auth/me` with a valid token, on `me_connections` connections.
-    pub async fn me(&self) -> Measured {
+    pub async fn me(&self, driver: Driver) -> Measured {
         let flows = (0..self.me_connections)
             .map(|i| GetFlow {
                 link: Link::new(self.addr()),
@@ -232,7 +272,7 @@ impl Bench {
                 field: "id",
             })
             .collect();
-        self.measure(flows, "req/s").await
+        self.measure_with(flows, "req/s", driver).await
     }
 
     /// Scenario 4: the whole wallet login, after signing each client's wallet up once.
