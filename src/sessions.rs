@@ -98,7 +98,8 @@ pub struct Authenticated {
     pub account: AccountId,
     /// The session id (`sid`).
     pub session: String,
-    pub claims: Claims<AccountClaims>,
+    /// Shared with the node's [`VerifiedTokens`], which keeps them while the token lives.
+    pub claims: Arc<Claims<AccountClaims>>,
 }
 
 impl Authenticated {
@@ -219,7 +220,7 @@ pub struct Sessions {
     store: DynStore,
     tokens: AccountKeys,
     /// Account tokens whose signature was checked already (see [`verified`]).
-    verified: VerifiedTokens<Claims<AccountClaims>>,
+    verified: VerifiedTokens<Arc<Claims<AccountClaims>>>,
     refresh: RefreshKey,
     policy: SessionPolicy,
 }
@@ -376,9 +377,9 @@ impl Sessions {
         let claims = match known {
             Some(claims) => claims,
             None => {
-                let claims = self.tokens.verify(token, now).await?;
+                let claims = Arc::new(self.tokens.verify(token, now).await?);
                 self.verified
-                    .insert(token, claims.clone(), claims.exp, claims.nbf, now);
+                    .insert(token, Arc::clone(&claims), claims.exp, claims.nbf, now);
                 claims
             }
         };

@@ -11,13 +11,16 @@
 //! takes effect at once as before. (Envoy's JWT filter keeps such a cache for the same
 //! reason.)
 //!
-//! Bounded: at most [`CAPACITY`] tokens. Entries are looked up by the whole token
-//! under a keyed hash (SipHash with a random key), so a token that differs in one byte
-//! is another entry, and nobody can aim tokens at one bucket. Only tokens that
+//! Bounded: at most [`CAPACITY`] tokens. An entry is found by the whole token, so a
+//! token that differs in one byte is another entry. The bucket comes from a keyed hash
+//! (SipHash with a random key) of the token's last [`HASHED_TAIL`] bytes, its
+//! signature, which nobody can choose for a token that verifies. Only tokens that
 //! verified are ever stored, so filling it takes valid tokens; when it is full, the
 //! expired are swept out (at most once a second) and otherwise one entry makes room.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, PoisonError};
 
 /// How many verified tokens are kept: a few MiB (a token and its claims are well
@@ -25,13 +28,17 @@ use std::sync::{Mutex, PoisonError};
 /// most sites.
 pub const CAPACITY: usize = 4096;
 
+/// How much of a token's end is hashed to find its bucket: all of an HS512
+/// signature (86 characters) or most of an EdDSA or ES256 one.
+const HASHED_TAIL: usize = 64;
+
 pub struct VerifiedTokens<C> {
     inner: Mutex<Inner<C>>,
     capacity: usize,
 }
 
 struct Inner<C> {
-    tokens: HashMap<Box<str>, Entry<C>>,
+    tokens: HashMap<Box<str>, Entry<C>, TailHash>,
     /// When the expired were last swept out (Unix seconds).
     swept_at: i64,
 }
@@ -52,7 +59,7 @@ impl<C: Clone> VerifiedTokens<C> {
     pub fn with_capacity(capacity: usize) -> Self {
         VerifiedTokens {
             inner: Mutex::new(Inner {
-                tokens: HashMap::new(),
+                tokens: HashMap::with_hasher(TailHash(RandomState::new())),
                 swept_at: i64::MIN,
             }),
             capacity: capacity.max(1),
@@ -102,6 +109,32 @@ impl<C: Clone> VerifiedTokens<C> {
     }
 }
 
+/// Hashes the last [`HASHED_TAIL`] bytes of each write: a `str` key is one write of
+/// its bytes (and one of a terminator byte).
+#[derive(Clone)]
+struct TailHash(RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = Tail<<RandomState as BuildHasher>::Hasher>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        Tail(self.0.build_hasher())
+    }
+}
+
+struct Tail<H>(H);
+
+impl<H: Hasher> Hasher for Tail<H> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +176,20 @@ mod tests {
             assert!(cache.len() <= 4, "{} entries", cache.len());
         }
         assert_eq!(cache.get("more-99", 1200), Some(6), "the newest is kept");
+    }
+
+    #[test]
+    fn tokens_that_end_alike_are_still_different_entries() {
+        let cache = VerifiedTokens::with_capacity(8);
+        let tail = "s".repeat(HASHED_TAIL);
+        let (a, b) = (format!("a.{tail}"), format!("b.{tail}"));
+        cache.insert(&a, 1, 2000, None, 1000);
+        assert_eq!(cache.get(&b, 1000), None, "same bucket, another token");
+        cache.insert(&b, 2, 2000, None, 1000);
+        assert_eq!(
+            (cache.get(&a, 1000), cache.get(&b, 1000)),
+            (Some(1), Some(2))
+        );
     }
 
     #[test]
