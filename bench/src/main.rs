@@ -650,10 +650,10 @@ impl Targets {
         }
         if let Some((polling, sleeping)) = self.me_share {
             println!(
-                "  {} /auth/me >= 0.6 of /health: {polling:.2} with the driver polling \
-                 ({sleeping:.2} with it sleeping, which bills the server for the driver's \
-                 wakeups: BENCHMARKS.md)",
-                verdict(polling >= 0.6)
+                "  {} /auth/me >= 0.6 of /health: {sleeping:.2} with the driver sleeping \
+                 ({polling:.2} with it polling, which takes the driver's wakeups off the \
+                 server: BENCHMARKS.md)",
+                verdict(sleeping >= 0.6)
             );
         }
         if let Some(rate) = self.refresh {
