@@ -88,7 +88,6 @@ pub struct KeyInfo {
     pub retires_at: Option<i64>,
 }
 
-/// The signing key at `now` among `rows` for `algorithm`: the newest whose time came.
 /// Whether key `kid` is retired at `now` in what was last read.
 fn retired(loaded: &Loaded, kid: &str, now: i64) -> bool {
     loaded
@@ -97,6 +96,7 @@ fn retired(loaded: &Loaded, kid: &str, now: i64) -> bool {
         .any(|k| k.kid == kid && k.retires_at.is_some_and(|r| r <= now))
 }
 
+/// The signing key at `now` among `rows` for `algorithm`: the newest whose time came.
 fn signing_kid(rows: &[StoredKey], algorithm: Algorithm, now: i64) -> Option<&str> {
     rows.iter()
         .filter(|k| k.algorithm == algorithm.as_str() && k.signs_from <= now)

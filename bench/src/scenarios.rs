@@ -119,11 +119,13 @@ impl Bench {
         format!("bench-{}-{tag}-{n}@example.com", self.run_id)
     }
 
-    /// Runs `flows` in a closed loop and samples the server around the window.
+    /// [`Bench::measure_with`] the driver sleeping between answers.
     async fn measure<F: Flow>(&self, flows: Vec<F>, unit: &'static str) -> Measured {
         self.measure_with(flows, unit, Driver::Sleeps).await
     }
 
+    /// Runs `flows` in a closed loop, the driver waiting for answers as `driver` says,
+    /// and samples the server around the window.
     async fn measure_with<F: Flow>(
         &self,
         flows: Vec<F>,
@@ -139,14 +141,6 @@ impl Bench {
                 }
             })
         });
-        let measured = self.measure_sampled(flows, unit).await;
-        if let Some(poller) = poller {
-            poller.abort();
-        }
-        measured
-    }
-
-    async fn measure_sampled<F: Flow>(&self, flows: Vec<F>, unit: &'static str) -> Measured {
         let pid = self.server.pid();
         let me = std::process::id();
         let mut marks: Vec<(Usage, Usage)> = Vec::with_capacity(2);
@@ -157,6 +151,9 @@ impl Bench {
             ));
         })
         .await;
+        if let Some(poller) = poller {
+            poller.abort();
+        }
         let (server_start, driver_start) = marks[0];
         let (server_end, driver_end) = marks[1];
         Measured {
