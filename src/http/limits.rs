@@ -4,8 +4,9 @@
 //!
 //! Not counted: `GET /auth/me` and the other token checks (there is no secret to
 //! guess, and `GET /auth/me` is the hot path; `DELETE /auth/me`, which wipes an
-//! account, is counted like the other lifecycle routes), `/health`, `/ready`, `/openapi.json`, and the OwnID
-//! routes (called only by OwnID's servers, and every request must carry a valid HMAC).
+//! account, is counted like the other lifecycle routes), `/health`, `/ready`,
+//! `/openapi.json`, and the OwnID routes (called only by OwnID's servers, and every
+//! request must carry a valid HMAC).
 
 use std::net::IpAddr;
 
