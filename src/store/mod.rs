@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub mod mail;
+mod ownid;
 mod passkeys;
 mod postgres;
 mod queries;
@@ -19,6 +20,7 @@ use crate::metrics::DatabaseTimer;
 
 pub use admin::{AccountOverview, AdminStore, contains_pattern};
 pub use mail::MailStore;
+pub use ownid::{OwnIdLookup, OwnIdStore};
 pub use passkeys::{
     FORMAT_WEBAUTHN_RS_0_6, NewPasskey, PasskeyRemoval, PasskeyStore, PasskeySummary, PasskeyUse,
     StoredPasskey,
@@ -220,25 +222,6 @@ impl WalletRemoval {
     }
 }
 
-/// OwnID data of an account looked up by email.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnIdLookup {
-    NoAccount,
-    NoData,
-    Data(String),
-}
-
-impl OwnIdLookup {
-    /// From the `ownid_data` column of the account's row, if there is a row.
-    fn from_row(row: Option<Option<String>>) -> OwnIdLookup {
-        match row {
-            None => OwnIdLookup::NoAccount,
-            Some(Some(data)) if !data.is_empty() => OwnIdLookup::Data(data),
-            Some(_) => OwnIdLookup::NoData,
-        }
-    }
-}
-
 /// A counter in a fixed window, after one more hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowCount {
@@ -247,7 +230,7 @@ pub struct WindowCount {
 }
 
 #[async_trait]
-pub trait Store: PasskeyStore + Send + Sync + 'static {
+pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     /// The same database, seen through its mail ([`MailStore`]).
     fn mail(&self) -> &dyn MailStore;
     /// The same database, seen through its sessions ([`SessionStore`]).
@@ -276,10 +259,6 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
         email: &str,
         email_key: &str,
     ) -> StoreResult<bool>;
-
-    /// Sets the OwnID data of the account with this email; false when there is none.
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool>;
-    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup>;
 
     /// The account a wallet belongs to.
     async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>>;

@@ -304,23 +304,6 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
-        let done = sqlx::query(q::SET_OWNID_DATA)
-            .bind(data)
-            .bind(email_key)
-            .execute(self.db())
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
-        let row: Option<(Option<String>,)> = sqlx::query_as(q::OWNID_DATA)
-            .bind(email_key)
-            .fetch_optional(self.db())
-            .await?;
-        Ok(OwnIdLookup::from_row(row.map(|(data,)| data)))
-    }
-
     async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>> {
         let row: Option<(String,)> = sqlx::query_as(q::WALLET_ACCOUNT)
             .bind(address)
@@ -548,6 +531,26 @@ impl Store for PostgresStore {
             .execute(self.db())
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl OwnIdStore for PostgresStore {
+    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+        let done = sqlx::query(q::SET_OWNID_DATA)
+            .bind(data)
+            .bind(email_key)
+            .execute(self.db())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(q::OWNID_DATA)
+            .bind(email_key)
+            .fetch_optional(self.db())
+            .await?;
+        Ok(OwnIdLookup::from_row(row.map(|(data,)| data)))
     }
 }
 

@@ -238,27 +238,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
-        let (email_key, data) = (email_key.to_owned(), data.to_owned());
-        self.writer
-            .write(true, move |c| {
-                let changed = c
-                    .prepare_cached(q::SET_OWNID_DATA)?
-                    .execute(params![data, email_key])?;
-                Ok(changed > 0)
-            })
-            .await
-    }
-
-    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
-        let row = self.readers.read(|c| {
-            c.prepare_cached(q::OWNID_DATA)?
-                .query_row([email_key], |r| r.get::<_, Option<String>>(0))
-                .optional()
-        })?;
-        Ok(OwnIdLookup::from_row(row))
-    }
-
     async fn wallet_account(&self, address: &str) -> StoreResult<Option<AccountId>> {
         let id = self.readers.read(|c| {
             c.prepare_cached(q::WALLET_ACCOUNT)?
@@ -487,6 +466,30 @@ impl Store for SqliteStore {
                 Ok(changed > 0)
             })
             .await
+    }
+}
+
+#[async_trait]
+impl OwnIdStore for SqliteStore {
+    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+        let (email_key, data) = (email_key.to_owned(), data.to_owned());
+        self.writer
+            .write(true, move |c| {
+                let changed = c
+                    .prepare_cached(q::SET_OWNID_DATA)?
+                    .execute(params![data, email_key])?;
+                Ok(changed > 0)
+            })
+            .await
+    }
+
+    async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup> {
+        let row = self.readers.read(|c| {
+            c.prepare_cached(q::OWNID_DATA)?
+                .query_row([email_key], |r| r.get::<_, Option<String>>(0))
+                .optional()
+        })?;
+        Ok(OwnIdLookup::from_row(row))
     }
 }
 
