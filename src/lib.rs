@@ -16,7 +16,6 @@ pub mod lifecycle;
 pub mod lockout;
 pub mod mail;
 pub mod metrics;
-pub mod selfkey;
 pub mod sessions;
 pub mod signin;
 pub mod signing_keys;

@@ -3,4 +3,5 @@
 
 pub mod ownid;
 pub mod passkeys;
+pub mod selfkey;
 pub mod siwe;

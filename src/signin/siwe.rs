@@ -14,10 +14,10 @@ pub mod message;
 
 use time::OffsetDateTime;
 
+use super::selfkey::{self, SelfKeyError};
 use crate::crypto::eth::{self, Address, PublicKey, Signature};
 use crate::crypto::jwt::TokenKeys;
 use crate::domain::{Account, AccountId};
-use crate::selfkey::{self, SelfKeyError};
 use crate::store::{NewAccount, NewWallet, Store, StoreError, Unique};
 pub use message::{GrammarError, Message};
 
@@ -838,7 +838,7 @@ mod tests {
             .await
             .unwrap();
         let settings = crate::config::SelfKeySettings::default();
-        let selfkey = crate::selfkey::SelfKey::new(&store, &tokens, &settings);
+        let selfkey = crate::signin::selfkey::SelfKey::new(&store, &tokens, &settings);
         let (link, _) = selfkey.link_token(&other).await.unwrap();
         assert!(matches!(
             sign_in(Some(link.clone())).await,

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::crypto::jwt::{TokenError, TokenKind, peek_claims};
 use crate::http::error::ApiError;
-use crate::selfkey::SelfKeyError;
+use crate::signin::selfkey::SelfKeyError;
 
 /// The body of every error on the SelfKey routes.
 #[derive(Debug, Serialize, ToSchema)]
@@ -188,7 +188,7 @@ impl From<SelfKeyError> for SelfKeyApiError {
                 "This wallet is the account's last way to sign in: set a password first (POST /auth/password/change, right after signing in) or add a passkey or another wallet.",
             ),
             E::Attributes(e) => {
-                use crate::selfkey::AttributeError as A;
+                use crate::signin::selfkey::AttributeError as A;
                 let code = match e {
                     A::Empty => "no_attributes",
                     A::Missing(_) => "missing_attribute",

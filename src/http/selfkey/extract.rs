@@ -17,8 +17,8 @@ use crate::http::client;
 use crate::http::error::ApiError;
 use crate::http::json::{self, JsonBody};
 use crate::http::session::bearer_token;
-use crate::selfkey::attributes::is_document_ref;
-use crate::selfkey::{Document, SelfKeyError, Submitted, Wallet};
+use crate::signin::selfkey::attributes::is_document_ref;
+use crate::signin::selfkey::{Document, SelfKeyError, Submitted, Wallet};
 
 /// The wallet of `Authorization: Bearer <wallet token>`.
 pub struct WalletSession(pub Wallet);

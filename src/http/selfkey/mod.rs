@@ -27,8 +27,10 @@ use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
 use crate::metrics::{Outcome, SignInMethod};
-use crate::selfkey::{Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted};
 use crate::sessions::{Device, SessionError, Via};
+use crate::signin::selfkey::{
+    Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted,
+};
 pub use error::{SelfKeyApiError, SelfKeyErrorBody};
 use extract::{Body, PublicBase, SecureCookies, WalletSession};
 
@@ -297,7 +299,7 @@ async fn users_token(
 
 async fn login_token(
     app: &App,
-    wallet: &crate::selfkey::Wallet,
+    wallet: &crate::signin::selfkey::Wallet,
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, SelfKeyApiError> {
     let meta = query
