@@ -1,60 +1,10 @@
-//! Email/password (and passwordless) accounts and the account tokens every sign-in
-//! method ends in. Knows nothing of HTTP or SQL.
+//! Accounts: creating one (with a password, OwnID data, or both), its profile, its
+//! verified email, and hashing its passwords. Signing in is `signin`'s; knows nothing
+//! of HTTP or SQL.
 
-use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
-
-use crate::crypto::jwt::{TokenKeys, TokenKind};
 use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
-use crate::lockout::{Client, Lockout, LoginLimit, Refusal};
-use crate::metrics::{Metrics, Outcome, SignInMethod};
-use crate::sessions::{Device, SessionError, Sessions, SignIn, Via};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
-
-/// The claims an account token carries besides the registered ones. As in OpenID
-/// Connect, `email` comes with `email_verified`: whether the account's owner proved
-/// they receive mail there. An account without an email (a wallet's) carries neither.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AccountClaims {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email_verified: Option<bool>,
-    /// The session the token belongs to; the token is refused once it has ended.
-    pub sid: String,
-    /// When the person signed in (Unix seconds); refreshes keep it.
-    pub auth_time: i64,
-}
-
-/// The claims of an account token of session `sid`, signed in at `auth_time`.
-pub fn account_claims(account: &Account, sid: &str, auth_time: i64) -> AccountClaims {
-    let email = TokenEmail::of(account);
-    AccountClaims {
-        email: email.map(|e| e.address.to_owned()),
-        email_verified: email.map(|e| e.verified),
-        sid: sid.to_owned(),
-        auth_time,
-    }
-}
-
-/// The email an account token names, and whether it is verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenEmail<'a> {
-    pub address: &'a str,
-    pub verified: bool,
-}
-
-impl<'a> TokenEmail<'a> {
-    /// The account's email, if it has one.
-    pub fn of(account: &'a Account) -> Option<TokenEmail<'a>> {
-        account.email.as_deref().map(|address| TokenEmail {
-            address,
-            verified: account.email_verified,
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -95,93 +45,19 @@ impl From<StoreError> for AccountError {
     }
 }
 
-impl From<SessionError> for AccountError {
-    fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::AccountDisabled => AccountError::Disabled,
-            other => AccountError::Internal(other.into()),
-        }
-    }
-}
-
-/// Who is signing in: the client's address key and the device token it presents.
-#[derive(Debug, Clone)]
-pub struct LoginClient {
-    pub address: String,
-    pub device_token: Option<String>,
-}
-
-/// A password sign-in: the account token, and a device token that this client
-/// presents on its next logins so that others' failures do not lock it out.
-#[derive(Debug)]
-pub struct SignedIn {
-    pub sign_in: SignIn,
-    pub device_token: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct DeviceClaims {}
-
 pub struct Accounts {
     store: DynStore,
     hasher: PasswordHasher,
-    tokens: Arc<TokenKeys>,
-    sessions: Arc<Sessions>,
-    lockout: Option<Lockout>,
-    device_ttl_secs: i64,
-    metrics: Arc<Metrics>,
-    require_verified_email: bool,
 }
 
 impl Accounts {
-    pub fn new(
-        store: DynStore,
-        hasher: PasswordHasher,
-        tokens: Arc<TokenKeys>,
-        sessions: Arc<Sessions>,
-        login_limit: Option<LoginLimit>,
-        device_ttl_secs: i64,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Accounts {
-            lockout: login_limit.map(|limit| Lockout::new(Arc::clone(&store), limit)),
-            store,
-            hasher,
-            tokens,
-            sessions,
-            device_ttl_secs,
-            metrics,
-            require_verified_email: false,
-        }
-    }
-
-    /// Password sign-ins of accounts whose email is not verified are refused
-    /// (`accounts.require_verified_email`).
-    pub fn requiring_verified_email(mut self, require: bool) -> Self {
-        self.require_verified_email = require;
-        self
+    pub fn new(store: DynStore, hasher: PasswordHasher) -> Self {
+        Accounts { store, hasher }
     }
 
     /// Password hashes waiting for a slot or running.
     pub fn hash_queue_depth(&self) -> usize {
         self.hasher.queue_depth()
-    }
-
-    /// Creates an account with a password, OwnID data, or both, and signs it in.
-    pub async fn register(
-        &self,
-        email: &Email,
-        password: Option<&Password>,
-        ownid_data: Option<String>,
-        device: &Device,
-    ) -> Result<SignIn, AccountError> {
-        let created = self.create(email, password, ownid_data).await?;
-        let method = if created.password_hash.is_some() {
-            Via::Password
-        } else {
-            Via::Ownid
-        };
-        Ok(self.sessions.start(&created, method, device).await?)
     }
 
     /// Creates an account with a password, OwnID data, or both; its email unverified.
@@ -232,115 +108,9 @@ impl Accounts {
         Ok(stored.is_some() && matches!(verified, Verified::Yes { .. }))
     }
 
-    /// Checks an email and password. Unknown emails and passwordless accounts are
-    /// checked against a dummy hash, so all three failures look and time the same.
-    ///
-    /// With a lockout, the attempt is admitted by [`Lockout::admit`] first, counted
-    /// by the device token when it presents one of this account's, else by its
-    /// address and against the account's ceiling. The counts are per email whether
-    /// or not an account has it, so a refusal says nothing about who has an account.
-    pub async fn login(
-        &self,
-        email: &Email,
-        password: &Password,
-        client: &LoginClient,
-        device: &Device,
-    ) -> Result<SignedIn, AccountError> {
-        let result = self.check_password(email, password, client, device).await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Success,
-            Err(AccountError::InvalidCredentials) => Outcome::Failure,
-            Err(AccountError::LockedOut { .. }) => {
-                self.metrics.locked_out();
-                Outcome::LockedOut
-            }
-            Err(AccountError::Busy { .. }) => Outcome::Busy,
-            Err(AccountError::Disabled) => Outcome::Disabled,
-            Err(_) => Outcome::Error,
-        };
-        self.metrics.sign_in(SignInMethod::Password, outcome);
-        result
-    }
-
-    async fn check_password(
-        &self,
-        email: &Email,
-        password: &Password,
-        client: &LoginClient,
-        device: &Device,
-    ) -> Result<SignedIn, AccountError> {
-        let account = self.store.account_by_email(email.key()).await?;
-        let attempt = match &self.lockout {
-            Some(lockout) => {
-                let client = self.lockout_client(client, account.as_ref());
-                match lockout.admit(email, &client).await {
-                    Ok(attempt) => Some(attempt),
-                    Err(Refusal::TooMany { retry_after_secs }) => {
-                        return Err(AccountError::LockedOut { retry_after_secs });
-                    }
-                    Err(Refusal::Store(e)) => return Err(e.into()),
-                }
-            }
-            None => None,
-        };
-        let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
-        let verified = self.hasher.verify(password, stored).await?;
-        let succeeded = matches!((&verified, &account), (Verified::Yes { .. }, Some(_)));
-        if let Some(attempt) = attempt {
-            attempt.finish(succeeded).await?;
-        }
-        match (verified, &account) {
-            (Verified::Yes { .. }, Some(account))
-                if self.require_verified_email && !account.email_verified =>
-            {
-                Err(AccountError::EmailNotVerified)
-            }
-            (Verified::Yes { rehash }, Some(account)) => {
-                if let (Some(new), Some(old)) = (rehash, stored) {
-                    self.store
-                        .replace_password_hash(&account.id, old, &new)
-                        .await?;
-                    tracing::info!(account = %account.id.0, "password rehashed at current parameters");
-                }
-                Ok(SignedIn {
-                    sign_in: self.sessions.start(account, Via::Password, device).await?,
-                    device_token: self.device_token(&account.id),
-                })
-            }
-            _ => Err(AccountError::InvalidCredentials),
-        }
-    }
-
     /// A new password's hash at the current parameters.
     pub async fn hash_password(&self, password: &Password) -> Result<String, AccountError> {
         Ok(self.hasher.hash(password).await?)
-    }
-
-    /// The client as the lockout counts it: by its device token when that is one
-    /// this account was given, else by its address.
-    fn lockout_client(&self, client: &LoginClient, account: Option<&Account>) -> Client {
-        let device = client.device_token.as_deref().and_then(|token| {
-            let claims = self
-                .tokens
-                .verify::<DeviceClaims>(TokenKind::Device, token, unix_now())
-                .ok()?;
-            (Some(claims.sub.as_str()) == account.map(|a| a.id.0.as_str())).then_some(claims.jti)
-        });
-        match device {
-            Some(jti) => Client::Device(jti),
-            None => Client::Address(client.address.clone()),
-        }
-    }
-
-    fn device_token(&self, id: &AccountId) -> String {
-        let (token, _) = self.tokens.issue(
-            TokenKind::Device,
-            &id.0,
-            unix_now(),
-            self.device_ttl_secs,
-            DeviceClaims {},
-        );
-        token
     }
 
     pub async fn profile(&self, id: &AccountId) -> Result<Option<AccountProfile>, AccountError> {

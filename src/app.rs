@@ -18,9 +18,11 @@ use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::sessions::{AccountKeys, SessionPolicy, Sessions};
+use crate::signin::flow::SignInFlow;
 use crate::signin::ownid::OwnId;
 use crate::signin::passkeys::Passkeys;
-use crate::signin::siwe::Policy;
+use crate::signin::password::PasswordSignIn;
+use crate::signin::siwe::{Origin, Policy};
 use crate::signing_keys::{KeyPolicy, SigningKeys};
 use crate::store::{self, DynStore};
 
@@ -30,6 +32,10 @@ pub struct App {
     pub tokens: Arc<TokenKeys>,
     pub accounts: Accounts,
     pub sessions: Arc<Sessions>,
+    /// Where every sign-in method ends: the only starter of a person's session.
+    pub flow: Arc<SignInFlow>,
+    /// Email and password sign-in.
+    pub passwords: PasswordSignIn,
     /// The keys of asymmetric account tokens; `None` with HS512.
     pub signing_keys: Option<Arc<SigningKeys>>,
     /// Parsed `http.trusted_proxies`.
@@ -115,16 +121,20 @@ impl App {
             account_interval_secs: settings.rate_limit.account_interval_secs,
             in_flight_secs: settings.http.request_timeout_secs as i64,
         });
-        let accounts = Accounts::new(
-            Arc::clone(&store),
-            hasher,
-            Arc::clone(&tokens),
+        let flow = Arc::new(SignInFlow::new(
             Arc::clone(&sessions),
+            settings.accounts.require_verified_email,
+        ));
+        let passwords = PasswordSignIn::new(
+            Arc::clone(&store),
+            hasher.clone(),
+            Arc::clone(&tokens),
+            Arc::clone(&flow),
             login_limit,
             settings.rate_limit.device_token_ttl_secs,
             Arc::clone(&metrics),
-        )
-        .requiring_verified_email(settings.accounts.require_verified_email);
+        );
+        let accounts = Accounts::new(Arc::clone(&store), hasher);
         let proxies = settings.trusted_proxies();
         let o = &settings.ownid;
         let ownid_verifier = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
@@ -135,7 +145,7 @@ impl App {
         }
         let ownid = OwnId::new(
             Arc::clone(&store),
-            Arc::clone(&sessions),
+            Arc::clone(&flow),
             Arc::clone(&metrics),
             o.max_data_bytes,
         );
@@ -153,7 +163,7 @@ impl App {
             tracing::info!(rp_id = %p.rp_id, origins = ?p.origins, "passkeys: on");
         }
         let siwe = Policy {
-            origins: settings.siwe_origins(),
+            origins: siwe_origins(&settings),
             chain_ids: settings.siwe.chain_ids.clone(),
             nonce_ttl_secs: settings.siwe.nonce_ttl_secs,
             issued_at_skew_secs: Some(settings.siwe.issued_at_skew_secs),
@@ -169,6 +179,8 @@ impl App {
             tokens,
             accounts,
             sessions,
+            flow,
+            passwords,
             signing_keys,
             proxies,
             ownid_verifier,
@@ -198,6 +210,49 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the mail outbox's depth"),
         }
         self.metrics.render(self.accounts.hash_queue_depth())
+    }
+}
+
+/// The settings' values that only their part can parse, checked as the configuration's
+/// own are (`Settings::load`), with the same messages: the configuration is plain data
+/// and depends on none of the parts that read it.
+pub fn check_parts(settings: &Settings) -> anyhow::Result<()> {
+    let bad = |key: &str, why: &str| Err(anyhow::anyhow!("configuration: {key}: {why}"));
+    if let Some(d) = settings
+        .siwe
+        .domains
+        .iter()
+        .find(|d| Origin::parse(d).is_none())
+    {
+        return bad(
+            "siwe.domains",
+            &format!("{d:?} is not an origin such as https://app.example.com"),
+        );
+    }
+    if settings.passkeys.enabled
+        && let Err(e) = crate::signin::passkeys::relying_party(&settings.passkeys)
+    {
+        return bad("passkeys", &e);
+    }
+    if settings.mail.enabled
+        && let Some(url) = &settings.mail.smtp_url
+        && let Err(e) = crate::mail::transport::SmtpTarget::parse(url.expose())
+    {
+        return bad("mail.smtp_url", &e.to_string());
+    }
+    Ok(())
+}
+
+/// The origins SIWE messages may be for (`siwe.domains`, else `http.public_url`'s).
+fn siwe_origins(settings: &Settings) -> Vec<Origin> {
+    let public_origin = settings.http.public_url.as_deref().and_then(|url| {
+        let (scheme, rest) = url.split_once("://")?;
+        Origin::parse(&format!("{scheme}://{}", rest.split('/').next()?))
+    });
+    match (&settings.siwe.domains[..], public_origin) {
+        ([], Some(origin)) => vec![origin],
+        ([], None) => Origin::parse("http://localhost:8080").into_iter().collect(),
+        (domains, _) => domains.iter().filter_map(|d| Origin::parse(d)).collect(),
     }
 }
 

@@ -187,7 +187,9 @@ pub fn main() -> ExitCode {
         }
         Command::Config(_) => Overrides::default(),
     };
-    let settings = match Settings::load(cli.config.as_deref(), &overrides) {
+    let loaded = Settings::load(cli.config.as_deref(), &overrides)
+        .and_then(|s| crate::app::check_parts(&s).map(|()| s));
+    let settings = match loaded {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gatehouse: {e:#}");

@@ -683,20 +683,6 @@ impl Settings {
         })
     }
 
-    /// The origins SIWE messages may be for (validated at load).
-    pub fn siwe_origins(&self) -> Vec<crate::signin::siwe::Origin> {
-        use crate::signin::siwe::Origin;
-        let public_origin = self.http.public_url.as_deref().and_then(|url| {
-            let (scheme, rest) = url.split_once("://")?;
-            Origin::parse(&format!("{scheme}://{}", rest.split('/').next()?))
-        });
-        match (&self.siwe.domains[..], public_origin) {
-            ([], Some(origin)) => vec![origin],
-            ([], None) => Origin::parse("http://localhost:8080").into_iter().collect(),
-            (domains, _) => domains.iter().filter_map(|d| Origin::parse(d)).collect(),
-        }
-    }
-
     /// Parsed trusted proxy ranges (validated at load).
     pub fn trusted_proxies(&self) -> Vec<IpNet> {
         self.http
@@ -706,6 +692,9 @@ impl Settings {
             .collect()
     }
 
+    /// The checks of values only their part can parse (SIWE origins, the passkeys'
+    /// relying party, the SMTP URL) are that part's: see `app::check_parts`, which runs
+    /// right after this.
     fn validate(&self) -> anyhow::Result<()> {
         let bad = |key: &str, why: &str| Err(anyhow::anyhow!("configuration: {key}: {why}"));
         let url = self.database_url();
@@ -844,16 +833,6 @@ impl Settings {
             return bad("session.refresh_reuse_limit", "must be between 1 and 1000");
         }
         let w = &self.siwe;
-        if let Some(d) = w
-            .domains
-            .iter()
-            .find(|d| crate::signin::siwe::Origin::parse(d).is_none())
-        {
-            return bad(
-                "siwe.domains",
-                &format!("{d:?} is not an origin such as https://app.example.com"),
-            );
-        }
         if w.chain_ids.is_empty() {
             return bad("siwe.chain_ids", "must name at least one chain");
         }
@@ -906,9 +885,6 @@ impl Settings {
         if !p.enabled {
             return Ok(());
         }
-        if let Err(e) = crate::signin::passkeys::relying_party(p) {
-            return bad("passkeys", &e);
-        }
         for (key, secs) in [
             ("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs),
             ("passkeys.recent_sign_in_secs", p.recent_sign_in_secs),
@@ -937,11 +913,6 @@ impl Settings {
                 "mail.from",
                 &format!("not a mailbox such as Name <a@example.com>: {e}"),
             );
-        }
-        if let Some(url) = &m.smtp_url
-            && let Err(e) = crate::mail::transport::SmtpTarget::parse(url.expose())
-        {
-            return bad("mail.smtp_url", &e.to_string());
         }
         if let Some(dir) = &m.templates_dir
             && !dir.is_dir()

@@ -16,7 +16,8 @@ mod verified;
 
 use std::sync::Arc;
 
-use crate::accounts::{AccountClaims, account_claims};
+use serde::{Deserialize, Serialize};
+
 use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
 use crate::crypto::random_id;
 use crate::crypto::refresh::RefreshKey;
@@ -25,6 +26,49 @@ use crate::signing_keys::SigningKeys;
 use crate::store::sessions::{NewSession, Refresh, RefreshRules, SessionRecord};
 use crate::store::{AccountProfile, DynStore, StoreError};
 use verified::VerifiedTokens;
+
+/// The claims an account token carries besides the registered ones. As in OpenID
+/// Connect, `email` comes with `email_verified`: whether the account's owner proved
+/// they receive mail there. An account without an email (a wallet's) carries neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccountClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// The session the token belongs to; the token is refused once it has ended.
+    pub sid: String,
+    /// When the person signed in (Unix seconds); refreshes keep it.
+    pub auth_time: i64,
+}
+
+/// The claims of an account token of session `sid`, signed in at `auth_time`.
+pub fn account_claims(account: &Account, sid: &str, auth_time: i64) -> AccountClaims {
+    let email = TokenEmail::of(account);
+    AccountClaims {
+        email: email.map(|e| e.address.to_owned()),
+        email_verified: email.map(|e| e.verified),
+        sid: sid.to_owned(),
+        auth_time,
+    }
+}
+
+/// The email an account token names, and whether it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenEmail<'a> {
+    pub address: &'a str,
+    pub verified: bool,
+}
+
+impl<'a> TokenEmail<'a> {
+    /// The account's email, if it has one.
+    pub fn of(account: &'a Account) -> Option<TokenEmail<'a>> {
+        account.email.as_deref().map(|address| TokenEmail {
+            address,
+            verified: account.email_verified,
+        })
+    }
+}
 
 /// How long sessions and their tokens live.
 #[derive(Debug, Clone, Copy)]
@@ -245,21 +289,15 @@ impl Sessions {
         &self.policy
     }
 
-    /// Starts a session for `account`, signed in just now by `method`: the one call
-    /// every sign-in method ends in.
+    /// Starts a session for `account`, signed in just now by `method`. Called by the
+    /// sign-in flow ([`crate::signin::flow`]) only, which refused a disabled account
+    /// already; a session started as the account is disabled is refused by every check.
     pub async fn start(
         &self,
         account: &Account,
         method: Via,
         device: &Device,
     ) -> Result<SignIn, SessionError> {
-        // Read with the account by every sign-in method, after its proof was checked,
-        // so only someone who proved they hold the account learns it is disabled. A
-        // session started as the account is disabled is refused by every check.
-        if account.disabled {
-            tracing::info!(account = %account.id.0, method = method.as_str(), "sign-in refused: the account is disabled");
-            return Err(SessionError::AccountDisabled);
-        }
         let now = unix_now();
         let p = &self.policy;
         let expires_at = now + p.absolute_secs;

@@ -13,7 +13,7 @@ use crate::app::{key_policy, load_jwt_secret};
 use crate::config::Settings;
 use crate::crypto::signing::Sealer;
 use crate::domain::unix_now;
-use crate::http::auth::rfc3339;
+use crate::http::reply::rfc3339;
 use crate::signing_keys::{self, KeyInfo};
 
 #[derive(Subcommand)]

@@ -346,5 +346,5 @@ fn methods(a: &AccountOverview) -> Vec<&'static str> {
 
 /// A Unix time as RFC 3339 (UTC), `-` for none.
 fn time(t: Option<i64>) -> String {
-    t.map_or_else(|| "-".to_owned(), crate::http::auth::rfc3339)
+    t.map_or_else(|| "-".to_owned(), crate::http::reply::rfc3339)
 }

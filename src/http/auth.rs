@@ -1,7 +1,7 @@
 //! The seed's Auth Service: `/auth/register`, `/auth/login`, and `/auth/me`.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,11 +12,13 @@ use super::AppState;
 use super::client::{SecureCookies, client_of};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
+use super::reply::{TokenResponse, account_error, required, rfc3339, signed_in, signed_in_as};
 use super::session::SessionWithProfile;
-use super::sessions::{TokenResponse, signed_in, signed_in_as};
-use crate::accounts::{AccountError, LoginClient};
+use crate::accounts::AccountError;
 use crate::domain::{Email, Invalid, Password, SignInMethod};
 use crate::sessions::Device;
+use crate::signin::flow::Proof;
+use crate::signin::password::LoginClient;
 use crate::store::AccountProfile;
 
 /// Documents the `bearer` scheme that `/auth/me` (and every route taking an account
@@ -154,9 +156,9 @@ async fn register(
         };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     }
-    let sign_in = app
+    let created = app
         .accounts
-        .register(&email, password.as_ref(), ownid_data, &device)
+        .create(&email, password.as_ref(), ownid_data)
         .await
         .map_err(|e| match e {
             AccountError::EmailTaken => {
@@ -164,6 +166,16 @@ async fn register(
             }
             other => account_error(other),
         })?;
+    let proof = if created.password_hash.is_some() {
+        Proof::RegisteredWithPassword
+    } else {
+        Proof::RegisteredWithOwnId
+    };
+    let sign_in = app
+        .flow
+        .finish(&created, proof, &device)
+        .await
+        .map_err(|e| account_error(e.into()))?;
     super::lifecycle::after_registration(&app, &email).await;
     Ok(signed_in(&app.settings, secure, sign_in))
 }
@@ -194,7 +206,7 @@ async fn login(
         device_token: req.device_token,
     };
     let done = app
-        .accounts
+        .passwords
         .login(&email, &password, &client, &device)
         .await
         .map_err(account_error)?;
@@ -234,43 +246,4 @@ async fn me(signed_in: SessionWithProfile) -> Result<axum::Json<MeResponse>, Api
         email: account.email,
         sign_in_methods,
     }))
-}
-
-pub fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
-    value.ok_or_else(|| Invalid::missing(field))
-}
-
-pub fn account_error(e: AccountError) -> ApiError {
-    match e {
-        AccountError::InvalidCredentials => ApiError::InvalidCredentials,
-        AccountError::EmailNotVerified => ApiError::Forbidden(
-            "Verify your email address first: follow the link mailed to it.".into(),
-        ),
-        AccountError::NoSuchAccount => ApiError::Unauthorized,
-        AccountError::EmailTaken => {
-            ApiError::Conflict("An account with this email already exists.".into())
-        }
-        AccountError::LockedOut { retry_after_secs } | AccountError::Busy { retry_after_secs } => {
-            ApiError::TooManyRequests { retry_after_secs }
-        }
-        AccountError::Disabled => ApiError::AccountDisabled,
-        AccountError::Internal(e) => ApiError::Internal(e),
-    }
-}
-
-pub fn no_store(res: &mut Response) {
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }

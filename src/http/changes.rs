@@ -13,13 +13,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::lifecycle::{
     ButtonLink, LinkTokenRequest, MessageResponse, PageQuery, SIGN_IN_AGAIN, TokenForm,
     button_form, button_json, button_page, lifecycle, require_recent_sign_in,
 };
+use super::reply::{account_error, no_store, required};
 use super::session::Session;
 use crate::app::App;
 use crate::domain::{Email, Password};

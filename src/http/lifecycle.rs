@@ -18,17 +18,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{account_error, no_store, required};
 use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::{JsonBody, read_body};
+use super::reply::{account_error, no_store, required, signed_in};
 use super::session::Session;
-use super::sessions::signed_in;
 use crate::accounts::AccountError;
 use crate::app::App;
 use crate::domain::{Email, Password, unix_now};
 use crate::lifecycle::{Lifecycle, LinkError};
-use crate::sessions::{Device, Via};
+use crate::sessions::Device;
+use crate::signin::flow::Proof;
 
 pub fn router(app: &App) -> OpenApiRouter<AppState> {
     let always = OpenApiRouter::new().routes(routes!(delete_me));
@@ -360,7 +360,7 @@ async fn forgot(
 /// once; a refused password leaves it usable.
 #[utoipa::path(post, path = "/auth/password/reset", tag = "password", request_body = ResetRequest,
     responses(
-        (status = 200, description = "Password changed; signed in", body = super::sessions::TokenResponse),
+        (status = 200, description = "Password changed; signed in", body = super::reply::TokenResponse),
         (status = 400, description = "Invalid, used or expired token; missing or invalid password; unparsable body", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
@@ -383,10 +383,10 @@ async fn reset(
         .map_err(account_error)?
         .ok_or_else(|| ApiError::BadRequest(INVALID_LINK.into()))?;
     let sign_in = app
-        .sessions
-        .start(&profile.account, Via::Password, &device)
+        .flow
+        .finish(&profile.account, Proof::PasswordReset, &device)
         .await
-        .map_err(super::sessions::session_error)?;
+        .map_err(|e| account_error(e.into()))?;
     Ok(signed_in(&app.settings, secure, sign_in))
 }
 

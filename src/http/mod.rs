@@ -14,6 +14,7 @@ pub mod linger;
 pub mod observe;
 pub mod ownid;
 pub mod passkeys;
+pub mod reply;
 pub mod selfkey;
 pub mod session;
 pub mod sessions;

@@ -21,10 +21,10 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
-use super::auth::{account_error, no_store, required};
 use super::error::{ApiError, ErrorBody, NO_ROUTE};
 use super::json;
-use super::sessions::{TokenResponse, token_response};
+use super::reply::{TokenResponse, token_response};
+use super::reply::{account_error, no_store, required};
 use crate::app::App;
 use crate::domain::unix_now_millis;
 use crate::store::OwnIdLookup;

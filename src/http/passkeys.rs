@@ -14,15 +14,15 @@ use utoipa_axum::routes;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
-use super::auth::{no_store, rfc3339};
 use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
+use super::reply::{TokenResponse, no_store, rfc3339, signed_in};
 use super::session::Session;
-use super::sessions::{TokenResponse, signed_in};
 use crate::domain::{AccountId, unix_now};
 use crate::metrics::{Outcome, SignInMethod};
-use crate::sessions::{Device, SessionError, SignIn, Via};
+use crate::sessions::{Device, SignIn};
+use crate::signin::flow::{Proof, Refused};
 use crate::signin::passkeys::{Begun, PasskeyError};
 use crate::store::PasskeySummary;
 
@@ -328,11 +328,11 @@ async fn sign_in(
         .await
         .map_err(|e| internal(e.into()))?
         .ok_or_else(|| internal(anyhow::anyhow!("a passkey's account is gone")))?;
-    app.sessions
-        .start(&profile.account, Via::Passkey, device)
+    app.flow
+        .finish(&profile.account, Proof::Passkey, device)
         .await
         .map_err(|e| match e {
-            SessionError::AccountDisabled => PasskeyApiError::Api(ApiError::AccountDisabled),
+            Refused::Disabled => PasskeyApiError::Api(ApiError::AccountDisabled),
             other => internal(other.into()),
         })
 }
@@ -365,7 +365,7 @@ async fn default_user_name(
             .accounts
             .profile(id)
             .await
-            .map_err(|e| PasskeyApiError::Api(super::auth::account_error(e)))?
+            .map_err(|e| PasskeyApiError::Api(super::reply::account_error(e)))?
             .and_then(|p| p.account.email),
         None => None,
     };

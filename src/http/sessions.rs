@@ -3,7 +3,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,14 +11,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{no_store, rfc3339};
 use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json;
+use super::reply::{
+    TokenResponse, no_store, refresh_cookie, refresh_cookie_name, rfc3339, signed_in,
+};
 use super::session::Session;
 use crate::config::Settings;
 use crate::domain::Invalid;
-use crate::sessions::{Scope, SessionError, SignIn};
+use crate::sessions::{Scope, SessionError};
 
 /// The header a browser must send with a cookie refresh: a page on another site cannot
 /// add it without a CORS preflight that only listed origins pass.
@@ -30,96 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(list_sessions))
         .routes(routes!(end_session))
-}
-
-/// A signed-in session: the account token, the refresh token, and how long the
-/// account token lives.
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// An account token: an HS512 JWT (or EdDSA/ES256 with `jwt.algorithm`) with
-    /// `sid` and `auth_time` claims.
-    pub token: String,
-    /// Exchanges at `POST /auth/refresh` for the next tokens; single-use.
-    pub refresh_token: String,
-    /// The account token's lifetime, seconds.
-    pub expires_in: i64,
-    /// Always `Bearer`.
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-}
-
-impl From<SignIn> for TokenResponse {
-    fn from(s: SignIn) -> Self {
-        TokenResponse {
-            token: s.token,
-            refresh_token: s.refresh_token,
-            expires_in: s.expires_in,
-            token_type: "Bearer",
-        }
-    }
-}
-
-/// The tokens of a sign-in, `no-store`.
-pub fn token_response(sign_in: SignIn) -> Response {
-    let mut res = axum::Json(TokenResponse::from(sign_in)).into_response();
-    no_store(&mut res);
-    res
-}
-
-/// The answer of a browser-facing sign-in or refresh: the tokens, and in cookie mode
-/// the refresh cookie (`secure`: [`SecureCookies`]).
-pub fn signed_in(settings: &Settings, secure: bool, sign_in: SignIn) -> Response {
-    let refresh_token = sign_in.refresh_token.clone();
-    signed_in_as(
-        settings,
-        secure,
-        &refresh_token,
-        TokenResponse::from(sign_in),
-    )
-}
-
-/// [`signed_in`] with a body of the route's own that carries the tokens.
-pub fn signed_in_as(
-    settings: &Settings,
-    secure: bool,
-    refresh_token: &str,
-    body: impl Serialize,
-) -> Response {
-    let mut res = axum::Json(body).into_response();
-    no_store(&mut res);
-    if settings.session.cookie {
-        let cookie = refresh_cookie(settings, secure, Some(refresh_token));
-        res.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    res
-}
-
-/// The refresh cookie's name. On https (`secure`, [`SecureCookies`]) it is `__Host-`:
-/// the browser then holds it to `Secure`, `Path=/` and no `Domain`, so no other host (a
-/// sibling subdomain) can set or shadow it. On plain http (development) it is scoped
-/// to the `/auth` routes.
-pub fn refresh_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-gatehouse-refresh"
-    } else {
-        "gatehouse-refresh"
-    }
-}
-
-/// `Set-Cookie` for the refresh token, or (`None`) clearing it.
-pub fn refresh_cookie(settings: &Settings, secure: bool, token: Option<&str>) -> HeaderValue {
-    let name = refresh_cookie_name(secure);
-    let scope = if secure {
-        "Path=/; Secure"
-    } else {
-        "Path=/auth"
-    };
-    let (value, max_age) = match token {
-        Some(token) => (token, settings.session.absolute_lifetime_secs),
-        None => ("", 0),
-    };
-    let cookie = format!("{name}={value}; HttpOnly; SameSite=Strict; {scope}; Max-Age={max_age}");
-    HeaderValue::from_str(&cookie).expect("refresh tokens and cookie names are header-safe")
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.

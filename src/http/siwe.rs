@@ -12,17 +12,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::no_store;
 use super::client::SecureCookies;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::reply;
+use super::reply::no_store;
 use super::selfkey::{SelfKeyApiError, SelfKeyErrorBody};
-use super::sessions;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::unix_now;
 use crate::metrics::{Outcome, SignInMethod};
-use crate::sessions::{Device, SessionError, Via};
+use crate::sessions::Device;
+use crate::signin::flow::{Proof, Refused};
 use crate::signin::siwe::{SignedIn, Siwe, SiweError};
 
 /// The SIWE routes; none when `siwe.enabled` is off. The page calls them from the
@@ -77,7 +78,7 @@ pub struct SignInRequest {
 /// Verifies a signed message and signs its address in: to the account it is a wallet
 /// of, to the link token's account (which it joins), or to a new account.
 #[utoipa::path(post, path = "/auth/siwe", tag = "siwe", request_body = SignInRequest,
-    responses((status = 200, description = "Signed in: an account token", body = super::sessions::TokenResponse),
+    responses((status = 200, description = "Signed in: an account token", body = super::reply::TokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_message` (not EIP-4361; the message says which line), `invalid_signature` (not hex), `contract_wallet_unsupported` (EIP-1271/6492)", body = SelfKeyErrorBody),
         (status = 401, description = "`domain_mismatch`, `scheme_mismatch`, `uri_mismatch`, `chain_not_allowed`, `issued_at_out_of_range`, `expired`, `not_yet_valid`, `signature_mismatch`, `invalid_nonce`, `invalid_link_token`", body = SelfKeyErrorBody),
         (status = 409, description = "`wallet_linked`: with a link token, the address belongs to another account", body = SelfKeyErrorBody),
@@ -132,14 +133,14 @@ async fn session(
     signed_in: &SignedIn,
 ) -> Result<Response, SiweError> {
     let sign_in = app
-        .sessions
-        .start(&signed_in.account, Via::Siwe, device)
+        .flow
+        .finish(&signed_in.account, Proof::Siwe, device)
         .await
         .map_err(|e| match e {
-            SessionError::AccountDisabled => SiweError::AccountDisabled,
+            Refused::Disabled => SiweError::AccountDisabled,
             other => SiweError::Internal(other.into()),
         })?;
-    Ok(sessions::signed_in(&app.settings, secure, sign_in))
+    Ok(reply::signed_in(&app.settings, secure, sign_in))
 }
 
 fn siwe_error(e: SiweError) -> SelfKeyApiError {

@@ -1,7 +1,18 @@
-//! Sign-in methods that have a home of their own: each knows its protocol's rules and
-//! the account an identity signs in to, nothing of HTTP or SQL.
+//! Signing in: one home per method, each knowing its protocol's rules and the account
+//! an identity signs in to, and the flow every method ends in. Nothing here knows HTTP
+//! or SQL.
+//!
+//! - [`flow`]: from "a first factor was proven for this account" to a session; the
+//!   only starter of a person's session.
+//! - [`password`]: email and password, the lockout, device tokens.
+//! - [`selfkey`]: Login with SelfKey (wallet challenges, login tokens, attributes).
+//! - [`ownid`]: OwnID's data and the sign-in its cloud asks for.
+//! - [`passkeys`]: WebAuthn ceremonies.
+//! - [`siwe`]: Sign-In with Ethereum.
 
+pub mod flow;
 pub mod ownid;
 pub mod passkeys;
+pub mod password;
 pub mod selfkey;
 pub mod siwe;

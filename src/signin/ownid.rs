@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 
+use super::flow::{Proof, SignInFlow};
 use crate::accounts::AccountError;
 use crate::domain::{Email, Invalid};
 use crate::metrics::{Metrics, Outcome, SignInMethod};
-use crate::sessions::{Device, Sessions, SignIn, Via};
+use crate::sessions::{Device, SignIn};
 use crate::store::{DynStore, OwnIdLookup, StoreResult};
 
 /// OwnID's data of an account, found by the `loginId` OwnID sends.
 pub struct OwnId {
     store: DynStore,
-    sessions: Arc<Sessions>,
+    flow: Arc<SignInFlow>,
     metrics: Arc<Metrics>,
     max_data_bytes: usize,
 }
@@ -23,13 +24,13 @@ impl OwnId {
     /// `max_data_bytes` is `ownid.max_data_bytes`.
     pub fn new(
         store: DynStore,
-        sessions: Arc<Sessions>,
+        flow: Arc<SignInFlow>,
         metrics: Arc<Metrics>,
         max_data_bytes: usize,
     ) -> OwnId {
         OwnId {
             store,
-            sessions,
+            flow,
             metrics,
             max_data_bytes,
         }
@@ -90,8 +91,8 @@ impl OwnId {
         match self.store.account_by_email(email.key()).await? {
             // The caller is OwnID's server, not the person's device: nothing to record of it.
             Some(account) => Ok(Some(
-                self.sessions
-                    .start(&account, Via::Ownid, &Device::default())
+                self.flow
+                    .finish(&account, Proof::Ownid, &Device::default())
                     .await?,
             )),
             None => Ok(None),

@@ -239,7 +239,7 @@ async fn per_address_limit_covers_the_auth_routes_and_the_selfkey_mount(b: Backe
 
 async fn per_address_limit_leaves_token_checks_and_operations_alone(b: Backend) {
     let app = TestApp::spawn_with(b, per_address(2)).await;
-    let claims = gatehouse::accounts::AccountClaims {
+    let claims = gatehouse::sessions::AccountClaims {
         email: None,
         email_verified: None,
         sid: gatehouse::crypto::random_id(),
@@ -296,7 +296,7 @@ async fn per_address_limit_counts_account_deletion(b: Backend) {
         }
     };
     // The second request from this address: a token of no account, refused but counted.
-    let claims = gatehouse::accounts::AccountClaims {
+    let claims = gatehouse::sessions::AccountClaims {
         email: None,
         email_verified: None,
         sid: gatehouse::crypto::random_id(),

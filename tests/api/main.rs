@@ -26,6 +26,7 @@ mod proxy;
 mod selfkey;
 mod session_cookies;
 mod sessions;
+mod signin_flow;
 mod signing_keys;
 mod siwe;
 mod token_attacks;

@@ -415,7 +415,7 @@ async fn adding_a_passkey_needs_a_recent_sign_in(backend: Backend) {
             &account,
             signed_in,
             3600,
-            gatehouse::accounts::AccountClaims {
+            gatehouse::sessions::AccountClaims {
                 email: None,
                 email_verified: None,
                 sid,

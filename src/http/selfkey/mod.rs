@@ -16,10 +16,10 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::no_store;
 use super::error::ApiError;
+use super::reply;
+use super::reply::no_store;
 use super::session::{Session, bearer_token};
-use super::sessions;
 use crate::app::App;
 use crate::config::Settings;
 use crate::crypto::eth::{Address, Did, PublicKey, Signature};
@@ -27,7 +27,8 @@ use crate::crypto::jwt::TokenKind;
 use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
 use crate::metrics::{Outcome, SignInMethod};
-use crate::sessions::{Device, SessionError, Via};
+use crate::sessions::Device;
+use crate::signin::flow::{Proof, Refused};
 use crate::signin::selfkey::{
     Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted,
 };
@@ -369,8 +370,8 @@ async fn login(
     })?;
     let started = match service(&app).redeem_login_token(&token).await {
         Ok(account) => app
-            .sessions
-            .start(&account, Via::Selfkey, &device)
+            .flow
+            .finish(&account, Proof::Selfkey, &device)
             .await
             .map_err(Started::Session),
         Err(e) => Err(Started::Redeem(e)),
@@ -379,9 +380,9 @@ async fn login(
         Ok(_) => Outcome::Success,
         Err(
             Started::Redeem(SelfKeyError::Internal(_))
-            | Started::Session(SessionError::Internal(_)),
+            | Started::Session(Refused::Internal(_) | Refused::EmailNotVerified),
         ) => Outcome::Error,
-        Err(Started::Session(SessionError::AccountDisabled)) => Outcome::Disabled,
+        Err(Started::Session(Refused::Disabled)) => Outcome::Disabled,
         Err(_) => Outcome::Failure,
     };
     app.metrics.sign_in(SignInMethod::Selfkey, outcome);
@@ -391,7 +392,7 @@ async fn login(
                 SelfKeyApiError::token_refused("invalid_token", TokenKind::Login, &token, e)
             }
             Started::Redeem(other) => other.into(),
-            Started::Session(SessionError::AccountDisabled) => SelfKeyApiError::account_disabled(),
+            Started::Session(Refused::Disabled) => SelfKeyApiError::account_disabled(),
             Started::Session(e) => SelfKeyApiError::internal(e.into()),
         })
     })?;
@@ -401,7 +402,7 @@ async fn login(
         .settings
         .session
         .cookie
-        .then(|| sessions::refresh_cookie(&app.settings, secure, Some(&sign_in.refresh_token)));
+        .then(|| reply::refresh_cookie(&app.settings, secure, Some(&sign_in.refresh_token)));
     let mut res = created(LoginResponse {
         redirect_to: settings.redirect_to.clone(),
         redirect_url: settings.redirect_to.clone(),
@@ -642,5 +643,5 @@ async fn remove_wallet(
 /// Where a SelfKey login failed: its login token, or starting the session.
 enum Started {
     Redeem(SelfKeyError),
-    Session(SessionError),
+    Session(Refused),
 }

@@ -1,0 +1,143 @@
+//! What the surfaces answer alike: a sign-in's tokens (and the refresh cookie), the
+//! `no-store` headers, a required field, an account error's status, a date. Each
+//! surface uses these; none borrows them from another.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::accounts::AccountError;
+use crate::config::Settings;
+use crate::domain::Invalid;
+use crate::sessions::SignIn;
+
+/// A signed-in session: the account token, the refresh token, and how long the
+/// account token lives.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// An account token: an HS512 JWT (or EdDSA/ES256 with `jwt.algorithm`) with
+    /// `sid` and `auth_time` claims.
+    pub token: String,
+    /// Exchanges at `POST /auth/refresh` for the next tokens; single-use.
+    pub refresh_token: String,
+    /// The account token's lifetime, seconds.
+    pub expires_in: i64,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+}
+
+impl From<SignIn> for TokenResponse {
+    fn from(s: SignIn) -> Self {
+        TokenResponse {
+            token: s.token,
+            refresh_token: s.refresh_token,
+            expires_in: s.expires_in,
+            token_type: "Bearer",
+        }
+    }
+}
+
+/// The tokens of a sign-in, `no-store`.
+pub fn token_response(sign_in: SignIn) -> Response {
+    let mut res = axum::Json(TokenResponse::from(sign_in)).into_response();
+    no_store(&mut res);
+    res
+}
+
+/// The answer of a browser-facing sign-in or refresh: the tokens, and in cookie mode
+/// the refresh cookie (`secure`: [`SecureCookies`](super::client::SecureCookies)).
+pub fn signed_in(settings: &Settings, secure: bool, sign_in: SignIn) -> Response {
+    let refresh_token = sign_in.refresh_token.clone();
+    signed_in_as(
+        settings,
+        secure,
+        &refresh_token,
+        TokenResponse::from(sign_in),
+    )
+}
+
+/// [`signed_in`] with a body of the route's own that carries the tokens.
+pub fn signed_in_as(
+    settings: &Settings,
+    secure: bool,
+    refresh_token: &str,
+    body: impl Serialize,
+) -> Response {
+    let mut res = axum::Json(body).into_response();
+    no_store(&mut res);
+    if settings.session.cookie {
+        let cookie = refresh_cookie(settings, secure, Some(refresh_token));
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    res
+}
+
+/// The refresh cookie's name. On https (`secure`, [`SecureCookies`](super::client::SecureCookies)) it is `__Host-`:
+/// the browser then holds it to `Secure`, `Path=/` and no `Domain`, so no other host (a
+/// sibling subdomain) can set or shadow it. On plain http (development) it is scoped
+/// to the `/auth` routes.
+pub fn refresh_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-gatehouse-refresh"
+    } else {
+        "gatehouse-refresh"
+    }
+}
+
+/// `Set-Cookie` for the refresh token, or (`None`) clearing it.
+pub fn refresh_cookie(settings: &Settings, secure: bool, token: Option<&str>) -> HeaderValue {
+    let name = refresh_cookie_name(secure);
+    let scope = if secure {
+        "Path=/; Secure"
+    } else {
+        "Path=/auth"
+    };
+    let (value, max_age) = match token {
+        Some(token) => (token, settings.session.absolute_lifetime_secs),
+        None => ("", 0),
+    };
+    let cookie = format!("{name}={value}; HttpOnly; SameSite=Strict; {scope}; Max-Age={max_age}");
+    HeaderValue::from_str(&cookie).expect("refresh tokens and cookie names are header-safe")
+}
+
+pub fn required(value: Option<String>, field: &str) -> Result<String, Invalid> {
+    value.ok_or_else(|| Invalid::missing(field))
+}
+
+pub fn account_error(e: AccountError) -> ApiError {
+    match e {
+        AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+        AccountError::EmailNotVerified => ApiError::Forbidden(
+            "Verify your email address first: follow the link mailed to it.".into(),
+        ),
+        AccountError::NoSuchAccount => ApiError::Unauthorized,
+        AccountError::EmailTaken => {
+            ApiError::Conflict("An account with this email already exists.".into())
+        }
+        AccountError::LockedOut { retry_after_secs } | AccountError::Busy { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+        }
+        AccountError::Disabled => ApiError::AccountDisabled,
+        AccountError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+pub fn no_store(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
