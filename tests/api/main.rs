@@ -4,6 +4,7 @@ mod helpers;
 mod smtp;
 
 mod admin;
+mod architecture;
 mod auth;
 mod backup;
 mod bounds;
