@@ -21,6 +21,7 @@ use super::lifecycle::{
     button_form, button_json, button_page, lifecycle, require_recent_sign_in,
 };
 use super::session::Session;
+use crate::accounts::LoginClient;
 use crate::app::App;
 use crate::domain::{Email, Password};
 use crate::lifecycle::email_change::EmailChangeError;
@@ -63,10 +64,11 @@ pub struct PasswordChangeRequest {
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
         (status = 403, description = "`account_disabled`: the account is disabled; or the current password is wrong, or (a first password) the sign-in is too old", body = ErrorBody),
         (status = 409, description = "The password changed meanwhile; nothing was changed", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords (the login lockout, as /auth/login: then even the right one is refused until Retry-After), too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
+    parts: axum::http::request::Parts,
     session: Session,
     JsonBody(req): JsonBody<PasswordChangeRequest>,
 ) -> Result<Response, ApiError> {
@@ -82,8 +84,14 @@ async fn change_password(
         lifecycle: app.lifecycle.as_ref(),
         reauth_window_secs: app.settings.accounts.reauth_window_secs,
     };
+    // Counted by the lockout as a login from this client's address would be.
+    let ip = super::client::client_of(&parts, &app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let client = LoginClient {
+        address: super::limits::bucket(ip),
+        device_token: None,
+    };
     change
-        .change(&session, current.as_ref(), &new)
+        .change(&session, &client, current.as_ref(), &new)
         .await
         .map_err(|e| match e {
             ChangeError::WrongPassword => wrong_password(),

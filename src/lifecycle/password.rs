@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{EMAIL_CHANGE, Lifecycle, PASSWORD_RESET, notice};
-use crate::accounts::{AccountError, Accounts};
+use crate::accounts::{AccountError, Accounts, LoginClient};
 use crate::domain::{Password, unix_now};
 use crate::mail::MailKind;
 use crate::sessions::Authenticated;
@@ -38,13 +38,16 @@ pub struct PasswordChange<'a> {
 
 impl PasswordChange<'_> {
     /// Sets `new` as the password of the signed-in account. An account with a password
-    /// must give it as `current`; one without may set a first password within
+    /// must give it as `current`, checked under the login lockout as from `client`
+    /// (`LockedOut` once over it, even for the right one); one without may set a first
+    /// password within
     /// the re-authentication window of its sign-in. The other sessions of the account
     /// end and its reset links and pending email changes are voided, in the same
     /// transaction, and only if the password is still the one checked.
     pub async fn change(
         &self,
         session: &Authenticated,
+        client: &LoginClient,
         current: Option<&Password>,
         new: &Password,
     ) -> Result<(), ChangeError> {
@@ -56,7 +59,11 @@ impl PasswordChange<'_> {
         let stored = profile.account.password_hash.as_deref();
         match (stored, current) {
             (Some(_), Some(current)) => {
-                if !self.accounts.password_matches(current, stored).await? {
+                if !self
+                    .accounts
+                    .password_matches(&profile.account, current, client)
+                    .await?
+                {
                     return Err(ChangeError::WrongPassword);
                 }
             }
