@@ -359,21 +359,17 @@ impl Lifecycle {
         Ok(account)
     }
 
-    /// The mail counters kept for the account and for each of `addresses`.
-    fn mail_counters(&self, account: &Account, addresses: &[Email]) -> Vec<String> {
-        let names: Vec<String> = addresses
+    /// The mail counters kept for the account itself. Those kept for an address (under
+    /// its keyed hash) are not among them: they outlive any account that named it and
+    /// expire with their own windows, or deleting an account that named someone
+    /// else's address (a pending email change) would reset that person's limit.
+    fn mail_counters(&self, account: &Account) -> Vec<String> {
+        ["reset", "verify", "change", "attempt"]
             .iter()
-            .map(|e| self.key.name_of("address", e.key()))
-            .collect();
-        let mut keys = Vec::new();
-        for purpose in ["reset", "verify", "change", "attempt"] {
-            keys.push(format!("mail:{purpose}:account:{}", account.id.0));
-            for name in &names {
-                keys.push(format!("mail:{purpose}:address:{name}"));
-            }
-        }
-        keys.iter()
-            .flat_map(|k| [format!("{k}:m"), format!("{k}:h")])
+            .flat_map(|purpose| {
+                let key = format!("mail:{purpose}:account:{}", account.id.0);
+                [format!("{key}:m"), format!("{key}:h")]
+            })
             .collect()
     }
 
@@ -389,40 +385,24 @@ impl Lifecycle {
 
 /// Deletes the account and everything of it: sessions, passkeys, wallets, OwnID data,
 /// link tokens, queued mail, the single-use values issued to it, and the counters kept
-/// for it (its login lockout, and, when mail is on, its mail limits and those of every
-/// address its live links were sent to: the pending new one of an email change, the
-/// old one a revert would put back). Every token of its sessions is refused from then
-/// on. False if it was already gone.
+/// for it (its login lockout, and, when mail is on, its own mail limits). The mail
+/// limits of addresses, its own included, stay until their windows pass: they belong
+/// to the address, not to the account (an account that named another person's address
+/// must not be able to reset that person's limit by going). Every token of its
+/// sessions is refused from then on. False if it was already gone.
 pub async fn delete_account(
     store: &DynStore,
     lifecycle: Option<&Lifecycle>,
     account: &Account,
 ) -> Result<bool, AccountError> {
-    let email = account
-        .email
-        .as_deref()
-        .and_then(|e| Email::parse(e, "email").ok());
-    let mut counters = match lifecycle {
-        Some(l) => {
-            let mut addresses: Vec<Email> = email.iter().cloned().collect();
-            for address in store.mail().token_addresses(&account.id).await? {
-                if let Ok(address) = Email::parse(&address, "email")
-                    && !addresses.iter().any(|a| a.key() == address.key())
-                {
-                    addresses.push(address);
-                }
-            }
-            l.mail_counters(account, &addresses)
-        }
-        None => Vec::new(),
-    };
-    let mut prefixes = Vec::new();
-    if let Some(email) = &email {
-        let own = crate::lockout::account_key(email);
-        // The per-client counters are `<account key>|<client>`.
-        prefixes.extend([format!("{own}|"), format!("pending:{own}|")]);
-        counters.extend([format!("pending:{own}"), own]);
-    }
+    let mut counters = lifecycle
+        .map(|l| l.mail_counters(account))
+        .unwrap_or_default();
+    // Its lockout's counters: by its email, or by the account when it has none.
+    let own = crate::lockout::Subject::account(account).ceiling_key();
+    // The per-client counters are `<ceiling key>|<client>`.
+    let prefixes = [format!("{own}|"), format!("pending:{own}|")];
+    counters.extend([format!("pending:{own}"), own]);
     let deleted = store
         .mail()
         .delete_account(&account.id, &counters, &prefixes)

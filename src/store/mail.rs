@@ -128,11 +128,6 @@ pub trait MailStore: Send + Sync + 'static {
         change: &AccountChange,
     ) -> StoreResult<bool>;
 
-    /// The details of the account's live link tokens: the addresses they were issued
-    /// for (one being verified, the new one of a pending email change, the old one a
-    /// revert puts back), whose mail counters go with the account.
-    async fn token_addresses(&self, account: &AccountId) -> StoreResult<Vec<String>>;
-
     /// Deletes an account and everything of it, in one transaction: its sessions,
     /// passkeys, wallets, link tokens and queued mail (by the foreign keys), the
     /// single-use values issued to it, the counters named in `counters` and those whose
@@ -192,9 +187,6 @@ pub(crate) mod sql {
         WHERE hash = $1 AND purpose = $2 AND expires_at > $3
         RETURNING account_id, detail";
 
-    pub const TOKEN_DETAILS: &str =
-        "SELECT DISTINCT detail FROM mail_tokens WHERE account_id = $1 AND detail IS NOT NULL";
-
     pub const DELETE_ONE_TIME_OF: &str = "DELETE FROM one_time_tokens WHERE subject = $1";
     pub const DELETE_COUNTER: &str = "DELETE FROM rate_counters WHERE key = $1";
     /// By prefix without `LIKE`, so `%` and `_` in an address match only themselves.
@@ -251,7 +243,6 @@ pub(crate) mod sql {
         SET_PASSWORD,
         SET_PASSWORD_IF,
         PEEK_TOKEN,
-        TOKEN_DETAILS,
         DELETE_ONE_TIME_OF,
         DELETE_COUNTER,
         DELETE_COUNTERS_UNDER,

@@ -109,13 +109,6 @@ impl MailStore for PostgresStore {
         Ok(true)
     }
 
-    async fn token_addresses(&self, account: &AccountId) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(sql::TOKEN_DETAILS)
-            .bind(&account.0)
-            .fetch_all(self.db())
-            .await?)
-    }
-
     async fn delete_account(
         &self,
         id: &AccountId,

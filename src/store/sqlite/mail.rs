@@ -107,14 +107,6 @@ impl MailStore for SqliteStore {
             .await
     }
 
-    async fn token_addresses(&self, account: &AccountId) -> StoreResult<Vec<String>> {
-        self.readers.read(|c| {
-            c.prepare_cached(sql::TOKEN_DETAILS)?
-                .query_map([&account.0], |r| r.get(0))?
-                .collect()
-        })
-    }
-
     async fn delete_account(
         &self,
         id: &AccountId,
