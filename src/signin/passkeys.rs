@@ -10,7 +10,9 @@
 //!   accepted (synced passkeys). Once a counter is above 0, each use must raise it: a
 //!   counter that stays or goes back means a cloned authenticator may be in use, and
 //!   that sign-in is refused (`counter_regressed`); the stored counter is left as it
-//!   was, so the genuine authenticator goes on working, and the event is logged.
+//!   was, so the genuine authenticator goes on working, and the event is logged. The
+//!   counter moves by a compare-and-set in the database: of concurrent sign-ins with
+//!   one counter exactly one is accepted, the others are refused the same way.
 //! - A credential id belongs to one account only (a unique column).
 
 use base64::Engine;
@@ -319,18 +321,24 @@ impl Passkeys {
         // The columns hold what changes with use; the stored form what does not.
         cred.counter = u32::try_from(stored.sign_count).unwrap_or(u32::MAX);
         cred.backup_state = stored.backup_state;
+        let regressed = || {
+            tracing::warn!(account = %stored.account.0, passkey = %stored.id, "passkey sign-in refused: the signature counter did not increase (a cloned authenticator?)");
+            PasskeyError::CounterRegressed
+        };
         let result = match webauthn.finish_discoverable_authentication_v2(credential, state, &cred)
         {
             Ok(result) => result,
             Err(e) => {
-                let e = PasskeyError::from(e);
-                if matches!(e, PasskeyError::CounterRegressed) {
-                    tracing::warn!(account = %stored.account.0, passkey = %stored.id, "passkey sign-in refused: the signature counter did not increase (a cloned authenticator?)");
-                }
-                return Err(e);
+                return Err(match PasskeyError::from(e) {
+                    PasskeyError::CounterRegressed => regressed(),
+                    e => e,
+                });
             }
         };
-        self.store
+        // The check above read the counter before; the database moves it only if no
+        // concurrent sign-in took this counter meanwhile, so exactly one of them wins.
+        let recorded = self
+            .store
             .record_passkey_use(
                 &stored.id,
                 PasskeyUse {
@@ -340,6 +348,9 @@ impl Passkeys {
                 },
             )
             .await?;
+        if !recorded {
+            return Err(regressed());
+        }
         Ok(stored.account)
     }
 

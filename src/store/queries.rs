@@ -116,8 +116,12 @@ pub const PASSKEYS: &str = "SELECT id, credential_id, name, aaguid, transports,
         backup_eligible, backup_state, created_at, last_used_at
      FROM passkeys WHERE account_id = $1 ORDER BY created_at, id";
 
-pub const RECORD_PASSKEY_USE: &str =
-    "UPDATE passkeys SET sign_count = $1, backup_state = $2, last_used_at = $3 WHERE id = $4";
+/// The signature counter's compare-and-set: the use is recorded only if the new
+/// counter is above the stored one, or both are 0 (an authenticator that keeps no
+/// counter), so of concurrent sign-ins that present one counter exactly one moves it.
+pub const RECORD_PASSKEY_USE: &str = "UPDATE passkeys
+    SET sign_count = $1, backup_state = $2, last_used_at = $3
+    WHERE id = $4 AND (sign_count < $1 OR (sign_count = 0 AND $1 = 0))";
 
 pub const RENAME_PASSKEY: &str = "UPDATE passkeys SET name = $1 WHERE id = $2 AND account_id = $3";
 

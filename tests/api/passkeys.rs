@@ -21,6 +21,7 @@ crate::on_every_backend!(
     the_last_way_in_cannot_be_removed,
     passkeys_are_renamed_and_listed_per_account,
     a_counter_that_goes_back_is_refused,
+    concurrent_sign_ins_with_one_counter_accept_exactly_one,
     a_credential_belongs_to_one_account,
     a_ceremony_finishes_on_another_node,
     concurrent_finishes_of_one_ceremony_sign_in_once,
@@ -583,6 +584,58 @@ async fn a_counter_that_goes_back_is_refused(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, body) = app.passkey_login(&mut counting).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `n` sign-ins sent at once, each by a copy of `authenticator` as it is now (so with
+/// the same counter), each over a ceremony of its own.
+async fn concurrent_sign_ins(
+    app: &TestApp,
+    authenticator: &Authenticator,
+    n: usize,
+) -> Vec<(StatusCode, Value)> {
+    let mut bodies = Vec::new();
+    for _ in 0..n {
+        let (ceremony, options) = app.login_options().await;
+        let credential = authenticator.clone().get(&options);
+        bodies.push(json!({"ceremony": ceremony, "credential": credential}));
+    }
+    let attempts = bodies
+        .iter()
+        .map(|body| app.post_json("/auth/passkeys/login", body));
+    futures::future::join_all(attempts).await
+}
+
+async fn concurrent_sign_ins_with_one_counter_accept_exactly_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut counting = Authenticator::new(ORIGIN);
+    counting.counts = true;
+    app.passkey_account(&mut counting).await;
+    let (status, body) = app.passkey_login(&mut counting).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Eight assertions with counter 2, at once: one is the genuine one, the others
+    // can only be clones, and are refused as the sequential case is.
+    let results = concurrent_sign_ins(&app, &counting, 8).await;
+    let won = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(won, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(error_code(body), "counter_regressed", "{body}");
+    }
+    // The counter stands at 2: the authenticator, at 3 next, goes on.
+    counting.credentials[0].counter = 2;
+    let (status, body) = app.passkey_login(&mut counting).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string(), "{body}");
+
+    // An authenticator that keeps no counter (always 0) signs in concurrently too.
+    let mut synced = Authenticator::new(ORIGIN);
+    app.passkey_account(&mut synced).await;
+    let results = concurrent_sign_ins(&app, &synced, 8).await;
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert!(body["token"].is_string(), "{body}");
+    }
 }
 
 async fn a_credential_belongs_to_one_account(backend: Backend) {
