@@ -68,6 +68,7 @@ impl App {
             absolute_secs: se.absolute_lifetime_secs,
             reuse_grace_secs: se.refresh_reuse_grace_secs,
             max_replays: se.refresh_reuse_limit,
+            max_per_account: se.max_per_account,
         };
         let signing_keys = match settings.jwt.asymmetric() {
             Some(algorithm) => {

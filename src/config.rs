@@ -124,6 +124,11 @@ pub struct SessionSettings {
     pub refresh_reuse_grace_secs: i64,
     /// How many times, at most, a rotated refresh token is answered within the grace.
     pub refresh_reuse_limit: i64,
+    /// The most sessions one account keeps. A sign-in beyond it ends the account's
+    /// least recently used sessions (by their last refresh, or their sign-in if never
+    /// refreshed), in the write that starts the new one; their tokens are refused
+    /// from then on.
+    pub max_per_account: i64,
     /// Also send the refresh token as an HttpOnly cookie, which `/auth/refresh`
     /// accepts from `http.public_url`'s origin or one of `http.cors_origins` with an
     /// `X-Gatehouse-CSRF` header; `/auth/logout` clears it.
@@ -507,6 +512,7 @@ impl Default for SessionSettings {
             absolute_lifetime_secs: 30 * 24 * 3600,
             refresh_reuse_grace_secs: 30,
             refresh_reuse_limit: 100,
+            max_per_account: 100,
             cookie: false,
         }
     }
@@ -842,6 +848,9 @@ impl Settings {
         }
         if !(1..=1000).contains(&se.refresh_reuse_limit) {
             return bad("session.refresh_reuse_limit", "must be between 1 and 1000");
+        }
+        if !(1..=100_000).contains(&se.max_per_account) {
+            return bad("session.max_per_account", "must be between 1 and 100000");
         }
         let w = &self.siwe;
         if let Some(d) = w

@@ -39,6 +39,9 @@ pub struct SessionPolicy {
     pub reuse_grace_secs: i64,
     /// How many times, at most, per rotation.
     pub max_replays: i64,
+    /// The most sessions an account keeps; a sign-in beyond ends the least recently
+    /// used.
+    pub max_per_account: i64,
 }
 
 /// How a session began.
@@ -272,9 +275,13 @@ impl Sessions {
             now,
             idle_expires_at: (now + p.idle_secs).min(expires_at),
             expires_at,
+            max_per_account: p.max_per_account,
         };
-        self.store.sessions().create_session(&session).await?;
+        let ended = self.store.sessions().create_session(&session).await?;
         tracing::info!(account = %account.id.0, session = %session.id, method = method.as_str(), "session started");
+        if ended > 0 {
+            tracing::info!(account = %account.id.0, ended, "sessions over session.max_per_account ended, least recently used first");
+        }
         self.sign_in(account, &session.id, 0, now, now)
     }
 
