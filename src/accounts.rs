@@ -232,7 +232,9 @@ impl Accounts {
         client: &LoginClient,
     ) -> Result<bool, AccountError> {
         let stored = account.password_hash.as_deref();
-        let attempt = self.admit(&Subject::account(account), client, Some(account)).await?;
+        let attempt = self
+            .admit(&Subject::account(account), client, Some(account))
+            .await?;
         let verified = self.hasher.verify(password, stored).await?;
         let matches = stored.is_some() && matches!(verified, Verified::Yes { .. });
         if let Some(attempt) = attempt {

@@ -203,12 +203,17 @@ mod tests {
         ] {
             let err = Email::parse(bad, "new_email").unwrap_err();
             assert!(
-                err.0.starts_with("The 'new_email' field must be a plain email address"),
+                err.0
+                    .starts_with("The 'new_email' field must be a plain email address"),
                 "{bad:?}: {}",
                 err.0
             );
         }
-        for good in ["o'brien+tag@example.com", "a.b-c_d@example.com", "{x}|~@example.com"] {
+        for good in [
+            "o'brien+tag@example.com",
+            "a.b-c_d@example.com",
+            "{x}|~@example.com",
+        ] {
             assert!(Email::parse(good, "email").is_ok(), "{good:?}");
         }
     }

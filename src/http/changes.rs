@@ -85,7 +85,8 @@ async fn change_password(
         reauth_window_secs: app.settings.accounts.reauth_window_secs,
     };
     // Counted by the lockout as a login from this client's address would be.
-    let ip = super::client::client_of(&parts, &app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let ip =
+        super::client::client_of(&parts, &app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let client = LoginClient {
         address: super::limits::bucket(ip),
         device_token: None,

@@ -252,7 +252,11 @@ async fn an_address_the_mailer_cannot_take_is_refused_at_the_door(b: Backend) {
     let message = "The 'email' field must be a plain email address: the part before the @ \
                    may hold letters, digits and !#$%&'*+-/=?^_`{|}~ with single dots between \
                    them (no quotes, commas, spaces or brackets).";
-    for addr in ["\"a,b\"@example.com", "\"joe\"@example.com", "a,b@example.com"] {
+    for addr in [
+        "\"a,b\"@example.com",
+        "\"joe\"@example.com",
+        "a,b@example.com",
+    ] {
         let (status, body) = app.register(addr, "password123").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{addr}: {body}");
         assert_eq!(body, json!({ "message": message }), "{addr}");
@@ -264,7 +268,11 @@ async fn an_address_the_mailer_cannot_take_is_refused_at_the_door(b: Backend) {
         .await
         .into_iter()
         .find(|(table, _)| table == "accounts");
-    assert_eq!(accounts, Some(("accounts".to_owned(), 0)), "no account created");
+    assert_eq!(
+        accounts,
+        Some(("accounts".to_owned(), 0)),
+        "no account created"
+    );
 }
 
 async fn failed_registrations_leave_nothing_behind(b: Backend) {

@@ -637,7 +637,8 @@ async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
                     .unwrap()
                     .to_owned();
                 assert!(
-                    keys.iter().all(|k| !k.contains(&id) && !k.contains(&address)),
+                    keys.iter()
+                        .all(|k| !k.contains(&id) && !k.contains(&address)),
                     "{keys:?}"
                 );
             }
