@@ -137,7 +137,7 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&sessions),
             Arc::clone(&metrics),
-            o.max_data_bytes,
+            (ownid_verifier.key_count() > 0).then_some(o.max_data_bytes),
         );
         let lifecycle = Mailer::build(&settings)?.map(|mailer| {
             Lifecycle::new(
