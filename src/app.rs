@@ -147,9 +147,10 @@ impl App {
                 &settings.mail,
             )
         });
-        let passkeys = Passkeys::new(&settings.passkeys, Arc::clone(&store))?;
+        let passkeys_in_force = settings.passkeys_in_force();
+        let passkeys = Passkeys::new(&passkeys_in_force, Arc::clone(&store))?;
         if settings.passkeys.enabled {
-            let p = &settings.passkeys;
+            let p = &passkeys_in_force;
             tracing::info!(rp_id = %p.rp_id, origins = ?p.origins, "passkeys: on");
         }
         let siwe = Policy {
