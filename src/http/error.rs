@@ -94,7 +94,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unauthorized => return bearer_challenge("Bearer"),
             ApiError::InvalidToken { expired: true } => return bearer_challenge(EXPIRED_CHALLENGE),
-            ApiError::InvalidToken { expired: false } => return bearer_challenge(INVALID_CHALLENGE),
+            ApiError::InvalidToken { expired: false } => {
+                return bearer_challenge(INVALID_CHALLENGE);
+            }
             ApiError::Refused(m) => (StatusCode::UNAUTHORIZED, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
             ApiError::AccountDisabled => (

@@ -555,7 +555,10 @@ mod tests {
         // Configured origins are taken as they are.
         let mut settings = crate::config::Settings::default();
         settings.passkeys.origins = vec!["http://localhost:3000".into()];
-        assert_eq!(settings.passkeys_in_force().origins, ["http://localhost:3000"]);
+        assert_eq!(
+            settings.passkeys_in_force().origins,
+            ["http://localhost:3000"]
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Brute force and flooding: the per-account login lockout and the per-address limit
 //! on the auth routes, both counted in the database.
 
-
 use gatehouse::domain::{Email, unix_now};
 use gatehouse::lockout::{Client, failures_key};
 use reqwest::StatusCode;

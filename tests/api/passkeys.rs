@@ -366,13 +366,25 @@ async fn while_off_no_passkey_route_answers(backend: Backend) {
         (reqwest::Method::GET, "/auth/passkeys", None),
         (reqwest::Method::PATCH, &path, Some(&rename)),
         (reqwest::Method::DELETE, &path, None),
-        (reqwest::Method::POST, "/auth/passkeys/register/options", Some(&empty)),
-        (reqwest::Method::POST, "/auth/passkeys/login/options", Some(&empty)),
+        (
+            reqwest::Method::POST,
+            "/auth/passkeys/register/options",
+            Some(&empty),
+        ),
+        (
+            reqwest::Method::POST,
+            "/auth/passkeys/login/options",
+            Some(&empty),
+        ),
     ];
     for (method, path, body) in calls {
         let (status, answer) = off.send_as(method.clone(), path, &token, body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
-        assert_eq!(answer, json!({"message": "No such route."}), "{method} {path}");
+        assert_eq!(
+            answer,
+            json!({"message": "No such route."}),
+            "{method} {path}"
+        );
     }
     // Nothing changed: the node with passkeys on still has it, under its name.
     let passkeys = on.passkeys_of(&token).await;

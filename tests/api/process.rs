@@ -192,7 +192,9 @@ async fn serve_with_no_configuration_but_the_port_uses_the_documented_defaults()
     assert!(reference.status.success());
     let reference = String::from_utf8(reference.stdout).unwrap();
     assert!(
-        reference.lines().any(|l| l == "listen = \"127.0.0.1:8080\""),
+        reference
+            .lines()
+            .any(|l| l == "listen = \"127.0.0.1:8080\""),
         "{reference}"
     );
 }
@@ -211,9 +213,8 @@ fn decoy() -> (u16, Arc<AtomicUsize>) {
             counted.fetch_add(1, Ordering::SeqCst);
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-            );
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     (port, hits)
@@ -248,7 +249,11 @@ async fn another_server_answering_health_is_never_taken_for_the_child() {
     assert!(body["token"].is_string(), "{body}");
     sigterm(&child);
     assert!(wait_exit(&mut child).success());
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the other server was called");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the other server was called"
+    );
 }
 
 /// The journal mode recorded in the database file header (bytes 18-19 are 2 in WAL).
@@ -552,8 +557,12 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     // Expensive hashing, so a registration is still in flight when the signal lands.
     let mut cmd = gatehouse(dir.path());
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--argon2-memory-kib", "65536", "--argon2-iterations", "8"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args([
+        "--argon2-memory-kib",
+        "65536",
+        "--argon2-iterations",
+        "8",
+    ]);
     let (mut child, base) = start(&mut cmd, &dir.path().join("log.txt")).await;
     let client = reqwest::Client::new();
     let in_flight = tokio::spawn({

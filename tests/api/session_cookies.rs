@@ -310,7 +310,10 @@ async fn a_cookie_refresh_without_the_cookie_is_refused_naming_it(b: Backend) {
     for (what, cookie) in [
         ("no Cookie header", None),
         ("other cookies only", Some("theme=dark".to_string())),
-        ("the https cookie on http", Some(format!("{HTTPS_NAME}={token}"))),
+        (
+            "the https cookie on http",
+            Some(format!("{HTTPS_NAME}={token}")),
+        ),
     ] {
         let mut req = app
             .client

@@ -336,7 +336,10 @@ async fn expired_premature_and_foreign_issuer_tokens_are_refused(b: Backend) {
     let forged = format!("{input}.{first}{}", &signature[1..]);
     assert_refused(&app, "expired with a bad signature", &forged).await;
     let cases = [
-        ("expired by another issuer", json!({"iss": "https://evil.example", "exp": now - 60})),
+        (
+            "expired by another issuer",
+            json!({"iss": "https://evil.example", "exp": now - 60}),
+        ),
         ("nbf in an hour", json!({"nbf": now + 3600})),
         ("another issuer", json!({"iss": "https://evil.example"})),
         ("issuer in another case", json!({"iss": "Gatehouse"})),
