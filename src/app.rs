@@ -138,7 +138,7 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&sessions),
             Arc::clone(&metrics),
-            o.max_data_bytes,
+            (ownid_verifier.key_count() > 0).then_some(o.max_data_bytes),
         );
         let lifecycle = Mailer::build(&settings)?.map(|mailer| {
             Lifecycle::new(
@@ -148,9 +148,10 @@ impl App {
                 &settings.mail,
             )
         });
-        let passkeys = Passkeys::new(&settings.passkeys, Arc::clone(&store))?;
+        let passkeys_in_force = settings.passkeys_in_force();
+        let passkeys = Passkeys::new(&passkeys_in_force, Arc::clone(&store))?;
         if settings.passkeys.enabled {
-            let p = &settings.passkeys;
+            let p = &passkeys_in_force;
             tracing::info!(rp_id = %p.rp_id, origins = ?p.origins, "passkeys: on");
         }
         let siwe = Policy {

@@ -301,7 +301,7 @@ pub struct SiweSettings {
     /// The sites messages may be for, as origins (`https://app.example.com`): a
     /// message's domain (and its scheme, when it names one) must be one of them, and
     /// its URI must be on one of them. Never taken from the request. Empty: the origin
-    /// of `http.public_url`, else `http://localhost:8080`.
+    /// of `http.public_url`, else `http://localhost:<the port of listen>`.
     #[serde(deserialize_with = "list")]
     pub domains: Vec<String>,
     /// The EIP-155 chain ids a message may name.
@@ -454,7 +454,7 @@ pub struct PasskeySettings {
     /// The name authenticators show beside the passkey.
     pub rp_name: String,
     /// The web origins allowed to run ceremonies (`https://example.com`); a port is
-    /// part of an origin.
+    /// part of an origin. Empty: `http://localhost:<the port of listen>`.
     #[serde(deserialize_with = "list")]
     pub origins: Vec<String>,
     /// How long a begun ceremony can be finished, seconds.
@@ -469,7 +469,7 @@ impl Default for PasskeySettings {
             enabled: true,
             rp_id: "localhost".into(),
             rp_name: "Gatehouse".into(),
-            origins: vec!["http://localhost:8080".into()],
+            origins: Vec::new(),
             ceremony_ttl_secs: 300,
             recent_sign_in_secs: 300,
         }
@@ -698,9 +698,25 @@ impl Settings {
         });
         match (&self.siwe.domains[..], public_origin) {
             ([], Some(origin)) => vec![origin],
-            ([], None) => Origin::parse("http://localhost:8080").into_iter().collect(),
+            ([], None) => Origin::parse(&self.local_origin()).into_iter().collect(),
             (domains, _) => domains.iter().filter_map(|d| Origin::parse(d)).collect(),
         }
+    }
+
+    /// `passkeys`, its origins filled in when none are configured: the origin of a
+    /// browser on this machine, `http://localhost:<the port of listen>`.
+    pub fn passkeys_in_force(&self) -> PasskeySettings {
+        let mut p = self.passkeys.clone();
+        if p.origins.is_empty() {
+            p.origins = vec![self.local_origin()];
+        }
+        p
+    }
+
+    /// `http://localhost:<the port of listen>`: the embedded default site of passkeys
+    /// and SIWE, so they work out of the box on whatever port the server listens on.
+    fn local_origin(&self) -> String {
+        format!("http://localhost:{}", self.listen.port())
     }
 
     /// Parsed trusted proxy ranges (validated at load).
@@ -915,7 +931,7 @@ impl Settings {
         if !p.enabled {
             return Ok(());
         }
-        if let Err(e) = crate::signin::passkeys::relying_party(p) {
+        if let Err(e) = crate::signin::passkeys::relying_party(&self.passkeys_in_force()) {
             return bad("passkeys", &e);
         }
         for (key, secs) in [

@@ -151,13 +151,17 @@ impl From<StoreError> for SessionError {
     }
 }
 
+/// The reason of [`SessionError::Refused`] for a genuine token past its `exp` (only a
+/// token whose signature verified can be called expired).
+pub const EXPIRED: &str = "expired";
+
 impl From<TokenError> for SessionError {
     fn from(e: TokenError) -> Self {
         SessionError::Refused(match e {
             TokenError::Malformed => "malformed",
             TokenError::Algorithm => "algorithm",
             TokenError::Signature => "signature",
-            TokenError::Expired => "expired",
+            TokenError::Expired => EXPIRED,
             TokenError::NotYetValid => "not yet valid",
             TokenError::Issuer => "issuer",
             TokenError::Kind => "kind",

@@ -25,6 +25,14 @@ pub const ACCOUNT_DISABLED: &str = "This account is disabled.";
 /// The message of every unknown route.
 pub const NO_ROUTE: &str = "No such route.";
 
+/// `WWW-Authenticate` of an expired account token (RFC 6750 §3.1).
+pub const EXPIRED_CHALLENGE: &str =
+    r#"Bearer error="invalid_token", error_description="The access token expired""#;
+
+/// `WWW-Authenticate` of any other refused account token.
+pub const INVALID_CHALLENGE: &str =
+    r#"Bearer error="invalid_token", error_description="The access token is invalid""#;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A field is missing or invalid.
@@ -35,9 +43,13 @@ pub enum ApiError {
     Unparsable(String),
     #[error("Invalid credentials")]
     InvalidCredentials,
-    /// No valid account token.
+    /// No account token (`WWW-Authenticate: Bearer`, RFC 6750 §3.1: no error code).
     #[error("unauthorized")]
     Unauthorized,
+    /// An account token was sent and refused: `error="invalid_token"`, its
+    /// description saying whether it expired (then a refresh gets a fresh one).
+    #[error("invalid token")]
+    InvalidToken { expired: bool },
     /// A credential other than a bearer token (a refresh token) was refused: 401.
     #[error("{0}")]
     Refused(String),
@@ -80,15 +92,10 @@ impl IntoResponse for ApiError {
                 "Invalid credentials".to_string(),
                 None,
             ),
-            ApiError::Unauthorized => {
-                let body = ErrorBody {
-                    message: "A valid bearer token is required.".into(),
-                    error: None,
-                };
-                let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return res;
+            ApiError::Unauthorized => return bearer_challenge("Bearer"),
+            ApiError::InvalidToken { expired: true } => return bearer_challenge(EXPIRED_CHALLENGE),
+            ApiError::InvalidToken { expired: false } => {
+                return bearer_challenge(INVALID_CHALLENGE);
             }
             ApiError::Refused(m) => (StatusCode::UNAUTHORIZED, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
@@ -128,4 +135,18 @@ impl IntoResponse for ApiError {
         };
         (status, axum::Json(ErrorBody { message, error })).into_response()
     }
+}
+
+/// 401 with `challenge` as `WWW-Authenticate`; the body is the same whatever the reason.
+fn bearer_challenge(challenge: &'static str) -> Response {
+    let body = ErrorBody {
+        message: "A valid bearer token is required.".into(),
+        error: None,
+    };
+    let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    res
 }

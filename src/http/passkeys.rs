@@ -446,7 +446,7 @@ impl IntoResponse for PasskeyApiError {
         use PasskeyError as E;
         let (status, code, message): (StatusCode, &str, String) = match self {
             PasskeyApiError::SignIn(
-                e @ (E::UserNotVerified | E::WrongOrigin | E::Refused(_)),
+                e @ (E::UserNotVerified | E::WrongOrigin { .. } | E::Refused(_)),
             ) => {
                 let mut res = PasskeyApiError::Passkey(e).into_response();
                 *res.status_mut() = StatusCode::UNAUTHORIZED;
@@ -481,10 +481,10 @@ impl IntoResponse for PasskeyApiError {
                     "user_not_verified",
                     "The authenticator did not verify the user (PIN or biometrics); user verification is required.".into(),
                 ),
-                E::WrongOrigin => (
+                E::WrongOrigin { seen, allowed } => (
                     StatusCode::BAD_REQUEST,
                     "wrong_origin",
-                    "The credential was made for an origin this server does not serve.".into(),
+                    format!("The credential was made on {seen}, which is not one of this server's passkeys.origins ({allowed})."),
                 ),
                 E::CounterRegressed => (
                     StatusCode::UNAUTHORIZED,

@@ -66,7 +66,9 @@ fn refused(e: SessionError) -> ApiError {
     match e {
         SessionError::Refused(reason) => {
             tracing::debug!(reason, "account token refused");
-            ApiError::Unauthorized
+            ApiError::InvalidToken {
+                expired: reason == crate::sessions::EXPIRED,
+            }
         }
         SessionError::AccountDisabled => ApiError::AccountDisabled,
         SessionError::Internal(e) => ApiError::Internal(e),

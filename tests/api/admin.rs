@@ -76,7 +76,7 @@ async fn refresh(app: &TestApp, refresh_token: &Value) -> (StatusCode, Value) {
 }
 
 async fn every_command_answers_with_its_exit_status(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let (alice, bob) = (email(), email());
     let account = register(&app, &alice).await;
     let token = account["token"].as_str().unwrap();

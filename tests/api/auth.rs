@@ -371,7 +371,7 @@ async fn login_returns_a_token_for_the_right_password(b: Backend) {
 }
 
 async fn login_failures_are_indistinguishable(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let known = email();
     app.registered(&known, "password123").await;
     let passwordless = email();
@@ -540,7 +540,7 @@ async fn an_account_hashed_before_normalization_signs_in_as_typed_then_either_wa
 }
 
 async fn me_returns_the_account_and_its_sign_in_methods(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let addr = email();
     let token = app.registered(&addr, "password123").await;
     let (status, me) = app.me(&token).await;

@@ -336,7 +336,11 @@ async fn a_new_request_voids_the_older_link(backend: Backend) {
 
 async fn forgot_answers_alike_for_every_address_and_mails_only_the_owner(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let app = TestApp::spawn_with(backend, |s| {
+        with_mail(&smtp)(s);
+        crate::ownid::with_secrets(&[crate::ownid::SECRET])(s);
+    })
+    .await;
     let known = email();
     app.registered(&known, "old-password-1").await;
     let passwordless = email();

@@ -34,6 +34,8 @@ pub struct SelfKeyApiError {
     message: Cow<'static, str>,
     redirect_to: Option<String>,
     cause: Option<anyhow::Error>,
+    /// `WWW-Authenticate` of a 401.
+    challenge: &'static str,
 }
 
 impl SelfKeyApiError {
@@ -48,6 +50,7 @@ impl SelfKeyApiError {
             message: message.into(),
             redirect_to: None,
             cause: None,
+            challenge: "Bearer",
         }
     }
 
@@ -132,6 +135,14 @@ impl From<ApiError> for SelfKeyApiError {
         match e {
             ApiError::AccountDisabled => Self::account_disabled(),
             ApiError::Internal(cause) => Self::internal(cause),
+            ApiError::InvalidToken { expired } => SelfKeyApiError {
+                challenge: if expired {
+                    crate::http::error::EXPIRED_CHALLENGE
+                } else {
+                    crate::http::error::INVALID_CHALLENGE
+                },
+                ..Self::not_signed_in()
+            },
             _ => Self::not_signed_in(),
         }
     }
@@ -219,8 +230,10 @@ impl IntoResponse for SelfKeyApiError {
         };
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(self.challenge),
+            );
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read: the connection cannot carry
