@@ -172,19 +172,20 @@ pub struct Server {
 
 impl Server {
     pub async fn build(settings: Settings) -> anyhow::Result<Server> {
+        // The addresses first: a busy port stops the start before anything is created.
         let listen = settings.listen;
-        let app = Arc::new(App::build(settings).await?);
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("listen: cannot bind {listen}: {e}"))?;
-        let metrics_listener = match app.settings.metrics.listen {
-            Some(addr) if app.settings.metrics.enabled => Some(
+        let metrics_listener = match settings.metrics.listen {
+            Some(addr) if settings.metrics.enabled => Some(
                 TcpListener::bind(addr)
                     .await
                     .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?,
             ),
             _ => None,
         };
+        let app = Arc::new(App::build(settings).await?);
         Ok(Server {
             listener,
             metrics_listener,
