@@ -86,6 +86,15 @@ pub struct JwtSettings {
     /// The JWKS's `Cache-Control: max-age`, seconds; `gatehouse keys rotate` publishes
     /// the next key this long before it signs.
     pub jwks_max_age_secs: i64,
+    /// Secrets that signed before `jwt_secret` (each at least 32 bytes), for rotating
+    /// it without ending every session: what they signed (account, refresh and device
+    /// tokens) still verifies until it expires; nothing new is signed with them. Put the
+    /// old secret here when you set a new one, on every node, and remove it once
+    /// `session.absolute_lifetime_secs` has passed. Emailed links and, with EdDSA/ES256,
+    /// the signing keys do not carry over (README, Rotating the JWT secret).
+    #[serde(deserialize_with = "secret_list")]
+    #[schema(value_type = Vec<String>)]
+    pub previous_secrets: Vec<Secret<String>>,
 }
 
 impl Default for JwtSettings {
@@ -93,6 +102,7 @@ impl Default for JwtSettings {
         JwtSettings {
             algorithm: "HS512".into(),
             jwks_max_age_secs: 300,
+            previous_secrets: Vec::new(),
         }
     }
 }
@@ -746,7 +756,13 @@ impl Settings {
         if let Some(secret) = &self.jwt_secret
             && secret.expose().len() < 32
         {
-            return bad("jwt_secret", "must be at least 32 bytes long");
+            return bad(
+                "jwt_secret (GATEHOUSE_JWT_SECRET, or jwt_secret in --config)",
+                &format!(
+                    "must be at least 32 bytes long, it has {}; e.g. openssl rand -hex 32",
+                    secret.expose().len()
+                ),
+            );
         }
         if !(60..=30 * 24 * 3600).contains(&self.token_lifetime_secs) {
             return bad(
@@ -894,6 +910,15 @@ impl Settings {
         let j = &self.jwt;
         if j.algorithm != "HS512" && j.asymmetric().is_none() {
             return bad("jwt.algorithm", "must be HS512, EdDSA or ES256");
+        }
+        if let Some(short) = j.previous_secrets.iter().find(|s| s.expose().len() < 32) {
+            return bad(
+                "jwt.previous_secrets (GATEHOUSE_JWT__PREVIOUS_SECRETS)",
+                &format!(
+                    "each must be at least 32 bytes long, one has {}",
+                    short.expose().len()
+                ),
+            );
         }
         if !(1..=24 * 3600).contains(&j.jwks_max_age_secs) {
             return bad(

@@ -181,7 +181,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `listen` first: the defaults that derive from it (the passkey and SIWE
+    /// Binds every address first: a busy port stops the start before anything is
+    /// created, and the defaults that derive from `listen` (the passkey and SIWE
     /// origins, `http://localhost:<port>`) take the port really bound, so
     /// `--listen 127.0.0.1:0` works as well as any other.
     pub async fn build(mut settings: Settings) -> anyhow::Result<Server> {
@@ -190,15 +191,15 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("listen: cannot bind {listen}: {e}"))?;
         settings.listen = listener.local_addr()?;
-        let app = Arc::new(App::build(settings).await?);
-        let metrics_listener = match app.settings.metrics.listen {
-            Some(addr) if app.settings.metrics.enabled => Some(
+        let metrics_listener = match settings.metrics.listen {
+            Some(addr) if settings.metrics.enabled => Some(
                 TcpListener::bind(addr)
                     .await
                     .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?,
             ),
             _ => None,
         };
+        let app = Arc::new(App::build(settings).await?);
         Ok(Server {
             listener,
             metrics_listener,

@@ -138,12 +138,14 @@ impl Mailer {
             .trim_end_matches('/')
             .to_owned();
         let templates = Templates::load(m.templates_dir.as_deref())?;
+        let from = m.from.parse().context("mail.from")?;
+        // Last: it may create the outbox directory.
         let transport = Transport::build(m, settings.data_dir.join("outbox"))?;
         tracing::info!(links = %public_url, "mail: on, {}", transport.describe(m));
         Ok(Some(Arc::new(Mailer {
             templates,
             transport,
-            from: m.from.parse().context("mail.from")?,
+            from,
             site_name: m.site_name.clone(),
             public_url,
             links: m.links.clone(),

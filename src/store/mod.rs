@@ -349,6 +349,9 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// The log target of "the schema is up to date".
+pub const SCHEMA_LOG: &str = "gatehouse::store::schema";
+
 /// What opening a database did to its schema (versions are migration numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migrated {
@@ -358,11 +361,12 @@ pub struct Migrated {
 
 impl Migrated {
     /// Says in the log what happened to the schema, so `gatehouse migrate` tells what
-    /// it did.
+    /// it did. "Up to date" has a target of its own, [`SCHEMA_LOG`]: the operator's
+    /// commands leave it out unless the log is at debug; a change is always said.
     fn log(self) {
         let Migrated { from, to } = self;
         if from == to {
-            tracing::info!("database schema: at version {to}, up to date");
+            tracing::info!(target: SCHEMA_LOG, "database schema: at version {to}, up to date");
         } else if from == 0 {
             tracing::info!("database schema: created (version {to})");
         } else {

@@ -51,13 +51,18 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            crate::files::create_private_dir(dir)?;
+            crate::files::create_private_dir(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the directory {}: {e}", dir.display())
+            })?;
         }
-        for file in crate::files::private_sqlite_files(&path)? {
+        let tightened = crate::files::private_sqlite_files(&path)
+            .map_err(|e| anyhow::anyhow!("cannot create or open {}: {e}", path.display()))?;
+        for file in tightened {
             tracing::warn!(file = %file.display(), "made the database file readable by its owner only (0600)");
         }
         let (writer, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut writer = open(&path, false)?;
+            let mut writer = open(&path, false)
+                .map_err(|e| anyhow::anyhow!("cannot open {} to write: {e:#}", path.display()))?;
             migrations::run(&mut writer)?.log();
             let writer = Writer::start(writer)?;
             let readers = (0..readers.max(1))
