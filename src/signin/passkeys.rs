@@ -165,7 +165,6 @@ pub struct Passkeys {
     webauthn: Option<Webauthn>,
     store: DynStore,
     ceremony_ttl_secs: i64,
-    pub recent_sign_in_secs: i64,
 }
 
 impl Passkeys {
@@ -179,7 +178,6 @@ impl Passkeys {
             webauthn,
             store,
             ceremony_ttl_secs: settings.ceremony_ttl_secs,
-            recent_sign_in_secs: settings.recent_sign_in_secs,
         })
     }
 

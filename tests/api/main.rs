@@ -23,6 +23,7 @@ mod ownid;
 mod passkeys;
 mod process;
 mod proxy;
+mod reauth;
 mod selfkey;
 mod session_cookies;
 mod sessions;
