@@ -457,7 +457,6 @@ pub struct PasskeySettings {
     /// Deprecated alias: when set and shorter than `accounts.reauth_window_secs`, it
     /// is the one window of every change to how an account is reached (unset: that
     /// window alone).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_sign_in_secs: Option<i64>,
 }
 
