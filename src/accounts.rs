@@ -378,7 +378,7 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         match self
             .store
-            .set_verified_email(id, email.as_str(), email.key())
+            .set_verified_email(id, email.as_str(), email.key(), crate::domain::unix_now())
             .await
         {
             Ok(true) => {

@@ -148,9 +148,9 @@ pub struct SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccountsSettings {
-    /// How recent a sign-in must be, seconds (the session's `auth_time`), for deleting
-    /// the account, changing its email, or setting a first password on an account
-    /// without one.
+    /// How recent a sign-in must be, seconds (the session's `auth_time`), for every
+    /// change to how the account is reached: adding or removing a passkey or a wallet,
+    /// a wallet link token, a first password, an email change, deleting the account.
     pub reauth_window_secs: i64,
     /// Registration answers `202 {"message"}` alike for a new and a registered email
     /// (the owner of the registered one is mailed that someone tried), and a password
@@ -469,8 +469,10 @@ pub struct PasskeySettings {
     pub origins: Vec<String>,
     /// How long a begun ceremony can be finished, seconds.
     pub ceremony_ttl_secs: i64,
-    /// Adding a passkey to an account needs a sign-in at most this old, seconds.
-    pub recent_sign_in_secs: i64,
+    /// Deprecated alias: when set and shorter than `accounts.reauth_window_secs`, it
+    /// is the one window of every change to how an account is reached (unset: that
+    /// window alone).
+    pub recent_sign_in_secs: Option<i64>,
 }
 
 impl Default for PasskeySettings {
@@ -481,7 +483,7 @@ impl Default for PasskeySettings {
             rp_name: "Gatehouse".into(),
             origins: Vec::new(),
             ceremony_ttl_secs: 300,
-            recent_sign_in_secs: 300,
+            recent_sign_in_secs: None,
         }
     }
 }
@@ -959,10 +961,13 @@ impl Settings {
         if let Err(e) = crate::signin::passkeys::relying_party(&self.passkeys_in_force()) {
             return bad("passkeys", &e);
         }
-        for (key, secs) in [
-            ("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs),
-            ("passkeys.recent_sign_in_secs", p.recent_sign_in_secs),
-        ] {
+        let alias = p
+            .recent_sign_in_secs
+            .map(|s| ("passkeys.recent_sign_in_secs", s));
+        for (key, secs) in [("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs)]
+            .into_iter()
+            .chain(alias)
+        {
             if !(1..=24 * 3600).contains(&secs) {
                 return bad(key, "must be between 1 and 86400 seconds");
             }

@@ -8,6 +8,12 @@
 //! value was accepted, atomically with every change it makes; a new request, a reset,
 //! or a password or email change voids the older tokens of that purpose; a reset and
 //! a revert end every session; links come from the configuration.
+//!
+//! A reset or a revert also removes every way in (wallet, passkey, OwnID data) added
+//! since the address was last proven — a verification, a reset link, or an email
+//! change's confirmation followed; never, for an address registered and not verified
+//! — voids the account's wallet link tokens, and mails the owner what went: whoever
+//! held a stolen session, or registered the address before its owner, keeps nothing.
 
 pub mod email_change;
 pub mod password;
@@ -24,7 +30,9 @@ use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::mail::{LinkPage, MailKind, Mailer};
 use crate::store::DynStore;
 use crate::store::StoreError;
-use crate::store::mail::{AccountChange, EndSessions, LinkUse, NewLinkToken, NewMail};
+use crate::store::mail::{
+    AccountChange, EndSessions, LinkUse, NewLinkToken, NewMail, Proof, Unproven,
+};
 
 /// The purpose of password-reset tokens.
 pub const PASSWORD_RESET: &str = "password-reset";
@@ -61,6 +69,12 @@ impl From<StoreError> for LinkError {
             e => LinkError::Account(e.into()),
         }
     }
+}
+
+/// The notice that lists the ways in a reset or a revert removed (the store adds the
+/// list as `removed`), to the account's address once the change is made.
+fn removal_notice() -> NewMail {
+    notice(MailKind::WaysInRemoved, None, json!({}))
 }
 
 /// A notice (no token in it) about the change's account, to `recipient` (`None`: the
@@ -179,8 +193,10 @@ impl Lifecycle {
     /// Sets a new password with a reset token. The password is checked and hashed
     /// first, so a refused password leaves the link usable; then one transaction
     /// consumes the token, sets the hash, ends every session of the account (every
-    /// token issued before is refused from then on), voids its other reset tokens and
-    /// pending email changes, and queues a notice to the owner.
+    /// token issued before is refused from then on), removes the ways in added since
+    /// the address was last proven, records it proven now (and so verified), voids its
+    /// other reset tokens, pending email changes and wallet link tokens, and queues
+    /// notices to the owner. A disabled account is refused and nothing changes.
     pub async fn reset_password(
         &self,
         accounts: &Accounts,
@@ -194,8 +210,12 @@ impl Lifecycle {
         let password_hash = accounts.hash_password(password).await?;
         let change = AccountChange {
             password_hash: Some(password_hash),
+            proof: Proof::Set(Some(unix_now())),
             void: vec![PASSWORD_RESET, EMAIL_CHANGE],
+            void_one_time: vec![crate::selfkey::LINK_PURPOSE],
             end_sessions: EndSessions::All,
+            remove: Unproven::SinceProof,
+            removal_notice: Some(removal_notice()),
             mails: vec![notice(MailKind::PasswordChanged, None, json!({}))],
             ..AccountChange::default()
         };
@@ -218,8 +238,9 @@ impl Lifecycle {
             .await?
         {
             LinkUse::Refused => Err(LinkError::InvalidToken),
+            LinkUse::AccountDisabled => Err(AccountError::Disabled.into()),
             LinkUse::Done { account } => {
-                if !change.mails.is_empty() {
+                if !change.mails.is_empty() || change.removal_notice.is_some() {
                     self.mailer.queued();
                 }
                 Ok(account)
@@ -227,17 +248,17 @@ impl Lifecycle {
         }
     }
 
-    /// The account and detail of a live token, not used yet.
+    /// The account, detail and recorded proof time of a live token, not used yet.
     async fn peek(
         &self,
         purpose: &str,
         token: &str,
-    ) -> Result<(String, AccountId, Email), LinkError> {
+    ) -> Result<(String, AccountId, Email, Option<i64>), LinkError> {
         let hash = self
             .key
             .hash_of(purpose, token)
             .ok_or(LinkError::InvalidToken)?;
-        let (account, detail) = self
+        let (account, detail, proven_at) = self
             .store
             .mail()
             .peek_link(&hash, purpose, unix_now())
@@ -247,7 +268,7 @@ impl Lifecycle {
             .as_deref()
             .and_then(|d| Email::parse(d, "email").ok())
             .ok_or(LinkError::InvalidToken)?;
-        Ok((hash, account, email))
+        Ok((hash, account, email, proven_at))
     }
 
     /// A registration when `accounts.require_verified_email` is on: creates the account
@@ -348,9 +369,10 @@ impl Lifecycle {
     /// account's verified email (atomically: an address another account has taken
     /// meanwhile leaves the token unused).
     pub async fn verify_email(&self, token: &str) -> Result<AccountId, LinkError> {
-        let (hash, _, email) = self.peek(VERIFY_EMAIL, token).await?;
+        let (hash, _, email, _) = self.peek(VERIFY_EMAIL, token).await?;
         let change = AccountChange {
             email: Some((email.as_str().to_owned(), email.key().to_owned())),
+            proof: Proof::Set(Some(unix_now())),
             void: vec![VERIFY_EMAIL],
             ..AccountChange::default()
         };

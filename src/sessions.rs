@@ -113,6 +113,35 @@ impl Authenticated {
     }
 }
 
+/// The one rule for every change to how an account is reached — adding or removing a
+/// way in (a passkey, a wallet, a link token that adds one, a first password), changing
+/// its address, deleting it: the session must come from a sign-in (not a refresh)
+/// within the window. A stale stolen session can use the account, not take it over.
+/// A second factor, later, tightens this one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUp {
+    pub window_secs: i64,
+}
+
+impl StepUp {
+    /// `accounts.reauth_window_secs`, or the older `passkeys.recent_sign_in_secs` when
+    /// that is set and shorter (kept as an alias: one window for every route).
+    pub fn of(settings: &crate::config::Settings) -> StepUp {
+        let window = settings.accounts.reauth_window_secs;
+        StepUp {
+            window_secs: settings
+                .passkeys
+                .recent_sign_in_secs
+                .map_or(window, |alias| alias.min(window)),
+        }
+    }
+
+    /// True if `session` may change how its account is reached at `now`.
+    pub fn allows(&self, session: &Authenticated, now: i64) -> bool {
+        session.signed_in_within(self.window_secs, now)
+    }
+}
+
 /// True if a sign-in at `auth_time` was within `secs` seconds of `now` (and not in the
 /// future, which no honest clock gives).
 pub fn signed_in_recently(auth_time: i64, secs: i64, now: i64) -> bool {

@@ -22,6 +22,11 @@ pub const UNPARSABLE: &str = "Unable to parse JSON request";
 /// The one answer to a disabled account, whatever it tried (`error`: `account_disabled`).
 pub const ACCOUNT_DISABLED: &str = "This account is disabled.";
 
+/// The answer to a change to how the account is reached from a session whose sign-in
+/// is too old, on every surface (`error` or, on the SelfKey routes, `code`).
+pub const RECENT_SIGN_IN_REQUIRED: &str = "recent_sign_in_required";
+pub const SIGN_IN_AGAIN: &str = "Sign in again to do this: your last sign-in is too long ago.";
+
 /// The message of every unknown route.
 pub const NO_ROUTE: &str = "No such route.";
 
@@ -55,6 +60,10 @@ pub enum ApiError {
     Refused(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The session's sign-in is too old for a change to how the account is reached
+    /// ([`crate::sessions::StepUp`]): `403`, `error`: `recent_sign_in_required`.
+    #[error("a recent sign-in is required")]
+    SignInAgain,
     /// The account is disabled: its sign-ins, refreshes and tokens are refused.
     #[error("the account is disabled")]
     AccountDisabled,
@@ -99,6 +108,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Refused(m) => (StatusCode::UNAUTHORIZED, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
+            ApiError::SignInAgain => (
+                StatusCode::FORBIDDEN,
+                SIGN_IN_AGAIN.to_string(),
+                Some(RECENT_SIGN_IN_REQUIRED.to_string()),
+            ),
             ApiError::AccountDisabled => (
                 StatusCode::FORBIDDEN,
                 ACCOUNT_DISABLED.to_string(),

@@ -10,7 +10,8 @@ use axum::http::request::Parts;
 use super::AppState;
 use super::client;
 use super::error::ApiError;
-use crate::sessions::{Authenticated, Device, SessionError};
+use crate::domain::unix_now;
+use crate::sessions::{Authenticated, Device, SessionError, StepUp};
 use crate::store::AccountProfile;
 
 /// The signed-in account, from `Authorization: Bearer <account token>`; its fields
@@ -38,6 +39,42 @@ impl FromRequestParts<AppState> for Session {
             Ok(authenticated) => Ok(Session(authenticated)),
             Err(e) => Err(refused(e)),
         }
+    }
+}
+
+/// A [`Session`] allowed to change how its account is reached (add or remove a way in,
+/// change the address, delete the account): every such route takes this, or calls
+/// [`RecentSession::check`], so the rule ([`StepUp`]) is applied in one place.
+/// Refused with `403 recent_sign_in_required`.
+#[derive(Debug)]
+pub struct RecentSession(pub Session);
+
+impl RecentSession {
+    pub fn check(app: &AppState, session: Session) -> Result<RecentSession, ApiError> {
+        if !StepUp::of(&app.settings).allows(&session, unix_now()) {
+            return Err(ApiError::SignInAgain);
+        }
+        Ok(RecentSession(session))
+    }
+}
+
+impl Deref for RecentSession {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for RecentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, app).await?;
+        RecentSession::check(app, session)
     }
 }
 

@@ -7,7 +7,7 @@ use super::{EMAIL_CHANGE, Lifecycle, PASSWORD_RESET, notice};
 use crate::accounts::{AccountError, Accounts, LoginClient};
 use crate::domain::{Password, unix_now};
 use crate::mail::MailKind;
-use crate::sessions::Authenticated;
+use crate::sessions::{Authenticated, StepUp};
 use crate::store::DynStore;
 use crate::store::mail::{AccountChange, EndSessions};
 
@@ -32,8 +32,8 @@ pub struct PasswordChange<'a> {
     pub accounts: &'a Accounts,
     /// For the notice mail, when mail is on.
     pub lifecycle: Option<&'a Lifecycle>,
-    /// `accounts.reauth_window_secs`.
-    pub reauth_window_secs: i64,
+    /// Who may set a first password.
+    pub step_up: StepUp,
 }
 
 impl PasswordChange<'_> {
@@ -69,7 +69,7 @@ impl PasswordChange<'_> {
             }
             (Some(_), None) => return Err(ChangeError::WrongPassword),
             (None, _) => {
-                if !session.signed_in_within(self.reauth_window_secs, unix_now()) {
+                if !self.step_up.allows(session, unix_now()) {
                     return Err(ChangeError::SignInAgain);
                 }
             }

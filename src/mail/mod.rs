@@ -35,16 +35,19 @@ pub enum MailKind {
     EmailChanged,
     /// To a registered address someone tried to register again.
     RegisterAttempt,
+    /// To the account's address after a reset or a revert: the ways in it removed.
+    WaysInRemoved,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] = [
+    pub const ALL: [MailKind; 7] = [
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
         MailKind::VerifyEmail,
         MailKind::EmailChange,
         MailKind::EmailChanged,
         MailKind::RegisterAttempt,
+        MailKind::WaysInRemoved,
     ];
 
     /// Its name in the outbox and its templates' file names.
@@ -56,6 +59,7 @@ impl MailKind {
             MailKind::EmailChange => "email_change",
             MailKind::EmailChanged => "email_changed",
             MailKind::RegisterAttempt => "register_attempt",
+            MailKind::WaysInRemoved => "ways_in_removed",
         }
     }
 
@@ -73,6 +77,11 @@ impl MailKind {
             "expires_in_hours": 24,
             "expires_in_days": 7,
             "new_email": "someone.else@example.com",
+            "removed": [
+                {"kind": "wallet", "name": "0x0000000000000000000000000000000000000001"},
+                {"kind": "passkey", "name": "Phone"},
+                {"kind": "ownid", "name": ""},
+            ],
         })
     }
 }

@@ -63,7 +63,10 @@ impl OwnId {
     /// of any before (a new device enrolled). False when no account has that `loginId`.
     pub async fn set_data(&self, login_id: &str, data: &str) -> StoreResult<bool> {
         match account_email(login_id) {
-            Some(email) => self.store.set_ownid_data(email.key(), data).await,
+            Some(email) => {
+                let now = crate::domain::unix_now();
+                self.store.set_ownid_data(email.key(), data, now).await
+            }
             None => Ok(false),
         }
     }

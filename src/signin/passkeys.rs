@@ -187,7 +187,6 @@ pub struct Passkeys {
     origins: String,
     store: DynStore,
     ceremony_ttl_secs: i64,
-    pub recent_sign_in_secs: i64,
 }
 
 impl Passkeys {
@@ -202,7 +201,6 @@ impl Passkeys {
             origins: settings.origins.join(", "),
             store,
             ceremony_ttl_secs: settings.ceremony_ttl_secs,
-            recent_sign_in_secs: settings.recent_sign_in_secs,
         })
     }
 

@@ -200,6 +200,16 @@ pub struct WalletRecord {
     pub updated_at: i64,
 }
 
+/// What linking a wallet to an existing account did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletAdded {
+    Added,
+    /// Refused: the account is disabled (or gone).
+    AccountDisabled,
+    /// Refused: the session that asked for the link has ended.
+    SessionEnded,
+}
+
 /// What removing a wallet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalletRemoval {
@@ -275,10 +285,12 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
         id: &AccountId,
         email: &str,
         email_key: &str,
+        now: i64,
     ) -> StoreResult<bool>;
 
-    /// Sets the OwnID data of the account with this email; false when there is none.
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool>;
+    /// Sets the OwnID data of the account with this email (added at `now`); false when
+    /// there is none.
+    async fn set_ownid_data(&self, email_key: &str, data: &str, now: i64) -> StoreResult<bool>;
     async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup>;
 
     /// The account a wallet belongs to.
@@ -289,8 +301,15 @@ pub trait Store: PasskeyStore + Send + Sync + 'static {
         account: &NewAccount,
         wallet: &NewWallet,
     ) -> StoreResult<()>;
-    /// Links a wallet to an existing account; `Conflict(Wallet)` if it is linked already.
-    async fn add_wallet(&self, account: &AccountId, wallet: &NewWallet) -> StoreResult<()>;
+    /// Links a wallet to an existing account if it is enabled and, with `session`, that
+    /// session (the one that asked for the link) still lives, checked in the write
+    /// itself; `Conflict(Wallet)` if it is linked already.
+    async fn add_wallet(
+        &self,
+        account: &AccountId,
+        wallet: &NewWallet,
+        session: Option<&str>,
+    ) -> StoreResult<WalletAdded>;
     /// Replaces the attributes of a wallet of this account; false if it is not there.
     async fn update_wallet_attributes(
         &self,

@@ -230,26 +230,27 @@ impl Store for SqliteStore {
         id: &AccountId,
         email: &str,
         email_key: &str,
+        now: i64,
     ) -> StoreResult<bool> {
         let (id, email, key) = (id.0.clone(), email.to_owned(), email_key.to_owned());
         self.writer
             .write(true, move |c| {
                 let changed = c
                     .prepare_cached(q::SET_VERIFIED_EMAIL)?
-                    .execute(params![email, key, id])
+                    .execute(params![email, key, now, id])
                     .map_err(on_unique)?;
                 Ok(changed > 0)
             })
             .await
     }
 
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+    async fn set_ownid_data(&self, email_key: &str, data: &str, now: i64) -> StoreResult<bool> {
         let (email_key, data) = (email_key.to_owned(), data.to_owned());
         self.writer
             .write(true, move |c| {
                 let changed = c
                     .prepare_cached(q::SET_OWNID_DATA)?
-                    .execute(params![data, email_key])?;
+                    .execute(params![data, now, email_key])?;
                 Ok(changed > 0)
             })
             .await
@@ -283,10 +284,33 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
-        let (account, w) = (account.clone(), w.clone());
+    async fn add_wallet(
+        &self,
+        account: &AccountId,
+        w: &NewWallet,
+        session: Option<&str>,
+    ) -> StoreResult<WalletAdded> {
+        let (account, w, session) = (account.clone(), w.clone(), session.map(str::to_owned));
+        // The writer runs alone: nothing ends the session or disables the account
+        // between these checks and the insert.
         self.writer
-            .write(true, move |c| insert_wallet(c, &account, &w))
+            .write(true, move |c| {
+                let enabled = c
+                    .prepare_cached(crate::store::mail::sql::LOCK_ENABLED_ACCOUNT)?
+                    .execute([&account.0])?;
+                if enabled == 0 {
+                    return Ok(WalletAdded::AccountDisabled);
+                }
+                if let Some(session) = &session
+                    && c.prepare_cached(q::HOLD_LIVE_SESSION)?
+                        .execute(params![session, account.0, w.now])?
+                        == 0
+                {
+                    return Ok(WalletAdded::SessionEnded);
+                }
+                insert_wallet(c, &account, &w)?;
+                Ok(WalletAdded::Added)
+            })
             .await
     }
 

@@ -24,6 +24,7 @@ mod ownid;
 mod passkeys;
 mod process;
 mod proxy;
+mod reauth;
 mod rotation;
 mod selfkey;
 mod session_cookies;

@@ -70,7 +70,7 @@ impl TestApp {
     }
 
     /// A whole registration; returns the status and body of the finish.
-    async fn register_passkey(
+    pub(crate) async fn register_passkey(
         &self,
         authenticator: &mut Authenticator,
         token: Option<&str>,
@@ -472,7 +472,7 @@ async fn a_ceremony_begun_signed_in_needs_that_account(backend: Backend) {
 }
 
 async fn adding_a_passkey_needs_a_recent_sign_in(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.passkeys.recent_sign_in_secs = 60).await;
+    let app = TestApp::spawn_with(backend, |s| s.passkeys.recent_sign_in_secs = Some(60)).await;
     let token = app.registered(&email(), "correct horse").await;
     let account = sub(&token);
     // A token of the same live session whose sign-in was two minutes ago.

@@ -28,7 +28,11 @@ crate::on_every_backend!(
 const SITE: &str = "localhost:8080";
 
 /// The message a page builds for `wallet` with `nonce`; `edit` changes lines.
-fn message(wallet: &TestWallet, nonce: &str, edit: impl FnOnce(String) -> String) -> String {
+pub(crate) fn message(
+    wallet: &TestWallet,
+    nonce: &str,
+    edit: impl FnOnce(String) -> String,
+) -> String {
     edit(message_for(SITE, wallet, nonce))
 }
 
@@ -52,7 +56,7 @@ fn eip55(address: &str) -> String {
         .to_eip55()
 }
 
-async fn nonce(app: &TestApp) -> String {
+pub(crate) async fn nonce(app: &TestApp) -> String {
     let (status, body) = read(app.get("/auth/siwe/nonce", None).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["nonce"].as_str().unwrap().to_string()
@@ -63,7 +67,7 @@ async fn submit(app: &TestApp, body: &Value) -> (StatusCode, Value) {
 }
 
 /// Signs `text` with `wallet` and submits it.
-async fn signed(app: &TestApp, wallet: &TestWallet, text: &str) -> (StatusCode, Value) {
+pub(crate) async fn signed(app: &TestApp, wallet: &TestWallet, text: &str) -> (StatusCode, Value) {
     submit(
         app,
         &json!({"message": text, "signature": wallet.sign(text, false)}),

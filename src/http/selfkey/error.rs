@@ -134,6 +134,11 @@ impl From<ApiError> for SelfKeyApiError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::AccountDisabled => Self::account_disabled(),
+            ApiError::SignInAgain => Self::new(
+                StatusCode::FORBIDDEN,
+                crate::http::error::RECENT_SIGN_IN_REQUIRED,
+                crate::http::error::SIGN_IN_AGAIN,
+            ),
             ApiError::Internal(cause) => Self::internal(cause),
             ApiError::InvalidToken { expired } => SelfKeyApiError {
                 challenge: if expired {
@@ -198,6 +203,7 @@ impl From<SelfKeyError> for SelfKeyApiError {
                 "last_sign_in_method",
                 "This wallet is the account's last way to sign in: set a password first (POST /auth/password/change, right after signing in) or add a passkey or another wallet.",
             ),
+            E::AccountDisabled => Self::account_disabled(),
             E::Attributes(e) => {
                 use crate::selfkey::AttributeError as A;
                 let code = match e {
