@@ -22,15 +22,19 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Starts node $1 on its recorded port; records its pid.
+# Starts node $1 on its recorded port; records its pid, and where its log stood (so
+# node_ready reads only what this run logs).
 start_node() {
   local i=$1 port
   port=$(cat "$state/node$i.port")
+  touch "$state/node$i.log"
+  wc -c <"$state/node$i.log" >"$state/node$i.offset"
   # shellcheck disable=SC2046
   env $(env | sed -n 's/^\(GATEHOUSE_[A-Za-z0-9_]*\)=.*/-u \1/p') \
     GATEHOUSE_DATABASE_URL="$(cat "$state/database_url")" \
     GATEHOUSE_JWT_SECRET="$(cat "$state/jwt_secret")" \
     GATEHOUSE_OWNID__SHARED_SECRETS="$(cat "$state/ownid_secret")" \
+    GATEHOUSE_SIWE__DOMAINS=http://localhost:8080 \
     GATEHOUSE_HTTP__DRAIN_SECS=2 \
     GATEHOUSE_HTTP__TRUSTED_PROXIES=127.0.0.1 \
     GATEHOUSE_RATE_LIMIT__PER_ADDRESS=1000000 \
@@ -40,6 +44,26 @@ start_node() {
     "$bin" serve --listen "127.0.0.1:$port" --data-dir "$state/node$i" \
     >>"$state/node$i.log" 2>&1 &
   echo $! >"$state/node$i.pid"
+}
+
+# Waits until node $1 itself says it listens on its port (its own "listening" line,
+# and it still runs), then until it is ready: a port some other process answers on is
+# never taken for the node.
+node_ready() {
+  local i=$1 port pid offset
+  port=$(cat "$state/node$i.port")
+  pid=$(cat "$state/node$i.pid")
+  offset=$(cat "$state/node$i.offset")
+  for _ in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || { echo "node$i exited:" >&2; tail -c +$((offset + 1)) "$state/node$i.log" >&2; return 1; }
+    if tail -c +$((offset + 1)) "$state/node$i.log" | grep -q "listening.*address=127\.0\.0\.1:$port\b"; then
+      wait_ready "http://127.0.0.1:$port"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "node$i did not say it listens on $port" >&2
+  return 1
 }
 
 wait_ready() {
@@ -78,9 +102,9 @@ start() {
   done
   # The first node migrates the schema; the others start once it is ready.
   start_node 1
-  wait_ready "http://127.0.0.1:$(cat "$state/node1.port")"
+  node_ready 1
   for i in $(seq 2 "$n"); do start_node "$i"; done
-  for i in $(seq 2 "$n"); do wait_ready "http://127.0.0.1:$(cat "$state/node$i.port")"; done
+  for i in $(seq 2 "$n"); do node_ready "$i"; done
   local port; port=$(free_port)
   # Every request is logged (to haproxy.log) with the id the client sent as
   # X-Request-Id, the server that handled it, its status, when it began (the accept
@@ -177,7 +201,7 @@ cluster_test() {
   sleep 2
   echo "cluster: restarting node2"
   start_node 2
-  wait_ready "http://127.0.0.1:$(cat "$state/node2.port")"
+  node_ready 2
   local status=0
   wait "$load" || status=$?
   cat "$state/summary.json"

@@ -22,13 +22,14 @@ Standard library only.
 """
 
 import argparse
+import base64
 import http.client
 import json
 import os
 import random
+import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,38 +42,48 @@ KINDS = ("unknown email", "wrong password", "passwordless")
 REFUSED = {"message": "Invalid credentials"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def listening_port(path):
+    """The port of the server's own "listening ... address=127.0.0.1:PORT" line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            found = re.search(r"listening.*address=127\.0\.0\.1:(\d+)", line)
+            if found:
+                return int(found.group(1))
+    return None
 
 
 def start_server(binary, mail=False):
     data = tempfile.mkdtemp(prefix="gatehouse-timing-")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env["GATEHOUSE_JWT_SECRET"] = secrets.token_hex(32)
     env["GATEHOUSE_RATE_LIMIT__ENABLED"] = "false"
-    env["GATEHOUSE_LOG"] = "warn"
+    # The passwordless accounts are registered with OwnID data: OwnID must be on.
+    env["GATEHOUSE_OWNID__SHARED_SECRETS"] = base64.b64encode(secrets.token_bytes(32)).decode()
+    # Warnings only, but the line that says where it listens.
+    env["GATEHOUSE_LOG"] = "warn,gatehouse::cli=info"
     if mail:
         env["GATEHOUSE_MAIL__ENABLED"] = "true"
         env["GATEHOUSE_HTTP__PUBLIC_URL"] = "https://gatehouse.example"
     log = open(os.path.join(data, "server.log"), "wb")
+    # Port 0, then the port the server itself says it bound: a server already running
+    # on some port (a `gatehouse serve` on 8080) is never the one measured.
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
-    url = f"http://127.0.0.1:{port}"
+    port = None
     for _ in range(200):
         if proc.poll() is not None:
             sys.exit(f"the server exited: see {log.name}")
+        port = port or listening_port(log.name)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return proc, url, data
+            if port:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return proc, f"http://127.0.0.1:{port}", data
         except OSError:
             pass
         time.sleep(0.1)

@@ -2,7 +2,7 @@
 //! verified email, and hashing its passwords. Signing in is `signin`'s; knows nothing
 //! of HTTP or SQL.
 
-use crate::crypto::passwords::{HashError, PasswordHasher, Verified};
+use crate::crypto::passwords::{HashError, PasswordHasher};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::store::{AccountProfile, DynStore, NewAccount, StoreError, Unique};
 
@@ -97,17 +97,6 @@ impl Accounts {
         })
     }
 
-    /// Whether `password` is the one of hash `stored`; with none, checked against a
-    /// dummy hash so the answer takes the same time.
-    pub async fn password_matches(
-        &self,
-        password: &Password,
-        stored: Option<&str>,
-    ) -> Result<bool, AccountError> {
-        let verified = self.hasher.verify(password, stored).await?;
-        Ok(stored.is_some() && matches!(verified, Verified::Yes { .. }))
-    }
-
     /// A new password's hash at the current parameters.
     pub async fn hash_password(&self, password: &Password) -> Result<String, AccountError> {
         Ok(self.hasher.hash(password).await?)
@@ -128,7 +117,7 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         match self
             .store
-            .set_verified_email(id, email.as_str(), email.key())
+            .set_verified_email(id, email.as_str(), email.key(), crate::domain::unix_now())
             .await
         {
             Ok(true) => {

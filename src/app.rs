@@ -56,8 +56,17 @@ pub struct App {
 
 impl App {
     /// Opens (and migrates) the database, loads the signing secret and sets up hashing.
+    ///
+    /// What can refuse the configuration comes first (a secret file, the mail
+    /// templates, OwnID's secrets): nothing is created, not the database nor the
+    /// generated secret, before all of it passed.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let metrics = Arc::new(Metrics::new());
+        let existing_secret = existing_jwt_secret(&settings)?;
+        let o = &settings.ownid;
+        let ownid_verifier = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
+            .context("ownid.shared_secrets")?;
+        let mailer = Mailer::build(&settings)?;
         let store = store::connect(
             &settings.database_url(),
             settings.database_max_connections,
@@ -65,8 +74,24 @@ impl App {
         )
         .await
         .context("database_url: could not open the database")?;
-        let secret = load_jwt_secret(&settings)?;
-        let tokens = Arc::new(TokenKeys::new(secret.expose().as_bytes(), &settings.issuer));
+        let secret = match existing_secret {
+            Some(secret) => secret,
+            None => generate_jwt_secret(&settings)?,
+        };
+        let previous = || {
+            let secrets = &settings.jwt.previous_secrets;
+            secrets.iter().map(|s| s.expose().as_bytes())
+        };
+        if !settings.jwt.previous_secrets.is_empty() {
+            tracing::info!(
+                count = settings.jwt.previous_secrets.len(),
+                "JWT signing secret: tokens of jwt.previous_secrets still verify"
+            );
+        }
+        let tokens = Arc::new(
+            TokenKeys::new(secret.expose().as_bytes(), &settings.issuer)
+                .accepting_previous(previous()),
+        );
         let se = &settings.session;
         let policy = SessionPolicy {
             access_ttl_secs: settings.token_lifetime_secs,
@@ -74,6 +99,7 @@ impl App {
             absolute_secs: se.absolute_lifetime_secs,
             reuse_grace_secs: se.refresh_reuse_grace_secs,
             max_replays: se.refresh_reuse_limit,
+            max_per_account: se.max_per_account,
         };
         let signing_keys = match settings.jwt.asymmetric() {
             Some(algorithm) => {
@@ -101,7 +127,7 @@ impl App {
         let sessions = Arc::new(Sessions::new(
             Arc::clone(&store),
             account_keys,
-            RefreshKey::new(secret.expose().as_bytes()),
+            RefreshKey::new(secret.expose().as_bytes()).accepting_previous(previous()),
             policy,
         ));
         let a = &settings.argon2;
@@ -136,9 +162,6 @@ impl App {
         );
         let accounts = Accounts::new(Arc::clone(&store), hasher);
         let proxies = settings.trusted_proxies();
-        let o = &settings.ownid;
-        let ownid_verifier = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
-            .context("ownid.shared_secrets")?;
         match ownid_verifier.key_count() {
             0 => tracing::info!("OwnID: off (no ownid.shared_secrets), its routes answer 404"),
             n => tracing::info!(base = %o.base, secrets = n, "OwnID: on"),
@@ -147,9 +170,9 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&flow),
             Arc::clone(&metrics),
-            o.max_data_bytes,
+            (ownid_verifier.key_count() > 0).then_some(o.max_data_bytes),
         );
-        let lifecycle = Mailer::build(&settings)?.map(|mailer| {
+        let lifecycle = mailer.map(|mailer| {
             Lifecycle::new(
                 Arc::clone(&store),
                 mailer,
@@ -157,9 +180,10 @@ impl App {
                 &settings.mail,
             )
         });
-        let passkeys = Passkeys::new(&settings.passkeys, Arc::clone(&store))?;
+        let passkeys_in_force = settings.passkeys_in_force();
+        let passkeys = Passkeys::new(&passkeys_in_force, Arc::clone(&store))?;
         if settings.passkeys.enabled {
-            let p = &settings.passkeys;
+            let p = &passkeys_in_force;
             tracing::info!(rp_id = %p.rp_id, origins = ?p.origins, "passkeys: on");
         }
         let siwe = Policy {
@@ -230,7 +254,7 @@ pub fn check_parts(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     if settings.passkeys.enabled
-        && let Err(e) = crate::signin::passkeys::relying_party(&settings.passkeys)
+        && let Err(e) = crate::signin::passkeys::relying_party(&settings.passkeys_in_force())
     {
         return bad("passkeys", &e);
     }
@@ -251,7 +275,9 @@ fn siwe_origins(settings: &Settings) -> Vec<Origin> {
     });
     match (&settings.siwe.domains[..], public_origin) {
         ([], Some(origin)) => vec![origin],
-        ([], None) => Origin::parse("http://localhost:8080").into_iter().collect(),
+        ([], None) => Origin::parse(&settings.local_origin())
+            .into_iter()
+            .collect(),
         (domains, _) => domains.iter().filter_map(|d| Origin::parse(d)).collect(),
     }
 }
@@ -270,23 +296,38 @@ pub fn key_policy(settings: &Settings, algorithm: crate::crypto::signing::Algori
 /// `jwt-secret` in the data directory, generated (64 random bytes, hex) on first start
 /// with mode 0600. Logs where it came from, never what it is.
 pub fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
+    match existing_jwt_secret(settings)? {
+        Some(secret) => Ok(secret),
+        None => generate_jwt_secret(settings),
+    }
+}
+
+/// The signing secret the configuration names or the data directory holds; `None`
+/// when it is to be generated. Reads, creates nothing.
+fn existing_jwt_secret(settings: &Settings) -> anyhow::Result<Option<Secret<String>>> {
     if let Some(secret) = &settings.jwt_secret {
         tracing::info!("JWT signing secret: from the configuration (jwt_secret)");
-        return Ok(secret.clone());
+        return Ok(Some(secret.clone()));
     }
     if let Some(path) = &settings.jwt_secret_file {
         let secret = read_secret_file(path)
             .with_context(|| format!("jwt_secret_file: {}", path.display()))?;
         tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
-        return Ok(secret);
+        return Ok(Some(secret));
     }
     let path = settings.data_dir.join("jwt-secret");
     if path.exists() {
         let secret = read_secret_file(&path)
             .with_context(|| format!("the JWT secret {}", path.display()))?;
         tracing::info!(path = %path.display(), "JWT signing secret: loaded from file");
-        return Ok(secret);
+        return Ok(Some(secret));
     }
+    Ok(None)
+}
+
+/// Generates the secret into `data_dir`/jwt-secret (see [`load_jwt_secret`]).
+fn generate_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
+    let path = settings.data_dir.join("jwt-secret");
     crate::files::create_private_dir(&settings.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", settings.data_dir.display()))?;
     let secret = hex::encode(crate::crypto::random_bytes::<64>());

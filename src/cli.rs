@@ -26,7 +26,13 @@ configuration is invalid (the message names the key); 1 anything else failed (th
 database, the listening address, the JWT secret file, a backup), said once on stderr.";
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "An authentication server: email/password, Login with SelfKey and OwnID on one user store.", after_help = CONFIG_HELP)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An authentication server: email/password, passkeys, Sign-In with Ethereum, Login \
+             with SelfKey and OwnID on one user store.",
+    after_help = CONFIG_HELP
+)]
 pub struct Cli {
     /// A TOML configuration file.
     #[arg(long, global = true, value_name = "FILE")]
@@ -83,10 +89,11 @@ struct BackupArgs {
 #[derive(Args)]
 pub(crate) struct DatabaseArgs {
     /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB.
-    #[arg(long, value_name = "URL")]
+    // Global: `users list --data-dir D` and `users --data-dir D list` alike.
+    #[arg(long, value_name = "URL", global = true)]
     database_url: Option<String>,
     /// Directory for the embedded database and the generated JWT secret.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -200,7 +207,9 @@ pub fn main() -> ExitCode {
         print!("{}", crate::config::reference::render(&settings));
         return ExitCode::SUCCESS;
     }
-    init_logging(&settings.log, settings.log_format);
+    // Only the server and `migrate` say that the schema is up to date (or at debug).
+    let quiet_schema = !matches!(cli.command, Command::Serve(_) | Command::Migrate(_));
+    init_logging(&settings.log, settings.log_format, quiet_schema);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(async_workers())
         .enable_all()
@@ -255,8 +264,17 @@ fn async_workers() -> usize {
 
 /// Logs to stderr, as text or as one JSON object a line. In JSON each line carries
 /// the fields of the request it belongs to (`span`: id, method, path) at the top.
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+fn init_logging(filter: &str, format: LogFormat, quiet_schema: bool) {
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    if quiet_schema
+        && filter
+            .max_level_hint()
+            .is_none_or(|max| max < tracing::level_filters::LevelFilter::DEBUG)
+    {
+        let directive = format!("{}=warn", crate::store::SCHEMA_LOG);
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

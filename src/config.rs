@@ -86,6 +86,15 @@ pub struct JwtSettings {
     /// The JWKS's `Cache-Control: max-age`, seconds; `gatehouse keys rotate` publishes
     /// the next key this long before it signs.
     pub jwks_max_age_secs: i64,
+    /// Secrets that signed before `jwt_secret` (each at least 32 bytes), for rotating
+    /// it without ending every session: what they signed (account, refresh and device
+    /// tokens) still verifies until it expires; nothing new is signed with them. Put the
+    /// old secret here when you set a new one, on every node, and remove it once
+    /// `session.absolute_lifetime_secs` has passed. Emailed links and, with EdDSA/ES256,
+    /// the signing keys do not carry over (README, Rotating the JWT secret).
+    #[serde(deserialize_with = "secret_list")]
+    #[schema(value_type = Vec<String>)]
+    pub previous_secrets: Vec<Secret<String>>,
 }
 
 impl Default for JwtSettings {
@@ -93,6 +102,7 @@ impl Default for JwtSettings {
         JwtSettings {
             algorithm: "HS512".into(),
             jwks_max_age_secs: 300,
+            previous_secrets: Vec::new(),
         }
     }
 }
@@ -124,6 +134,11 @@ pub struct SessionSettings {
     pub refresh_reuse_grace_secs: i64,
     /// How many times, at most, a rotated refresh token is answered within the grace.
     pub refresh_reuse_limit: i64,
+    /// The most sessions one account keeps. A sign-in beyond it ends the account's
+    /// least recently used sessions (by their last refresh, or their sign-in if never
+    /// refreshed), in the write that starts the new one; their tokens are refused
+    /// from then on.
+    pub max_per_account: i64,
     /// Also send the refresh token as an HttpOnly cookie, which `/auth/refresh`
     /// accepts from `http.public_url`'s origin or one of `http.cors_origins` with an
     /// `X-Gatehouse-CSRF` header; `/auth/logout` clears it.
@@ -133,9 +148,9 @@ pub struct SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccountsSettings {
-    /// How recent a sign-in must be, seconds (the session's `auth_time`), for deleting
-    /// the account, changing its email, or setting a first password on an account
-    /// without one.
+    /// How recent a sign-in must be, seconds (the session's `auth_time`), for every
+    /// change to how the account is reached: adding or removing a passkey or a wallet,
+    /// a wallet link token, a first password, an email change, deleting the account.
     pub reauth_window_secs: i64,
     /// Registration answers `202 {"message"}` alike for a new and a registered email
     /// (the owner of the registered one is mailed that someone tried), and a password
@@ -296,7 +311,7 @@ pub struct SiweSettings {
     /// The sites messages may be for, as origins (`https://app.example.com`): a
     /// message's domain (and its scheme, when it names one) must be one of them, and
     /// its URI must be on one of them. Never taken from the request. Empty: the origin
-    /// of `http.public_url`, else `http://localhost:8080`.
+    /// of `http.public_url`, else `http://localhost:<the port of listen>`.
     #[serde(deserialize_with = "list")]
     pub domains: Vec<String>,
     /// The EIP-155 chain ids a message may name.
@@ -449,13 +464,15 @@ pub struct PasskeySettings {
     /// The name authenticators show beside the passkey.
     pub rp_name: String,
     /// The web origins allowed to run ceremonies (`https://example.com`); a port is
-    /// part of an origin.
+    /// part of an origin. Empty: `http://localhost:<the port of listen>`.
     #[serde(deserialize_with = "list")]
     pub origins: Vec<String>,
     /// How long a begun ceremony can be finished, seconds.
     pub ceremony_ttl_secs: i64,
-    /// Adding a passkey to an account needs a sign-in at most this old, seconds.
-    pub recent_sign_in_secs: i64,
+    /// Deprecated alias: when set and shorter than `accounts.reauth_window_secs`, it
+    /// is the one window of every change to how an account is reached (unset: that
+    /// window alone).
+    pub recent_sign_in_secs: Option<i64>,
 }
 
 impl Default for PasskeySettings {
@@ -464,9 +481,9 @@ impl Default for PasskeySettings {
             enabled: true,
             rp_id: "localhost".into(),
             rp_name: "Gatehouse".into(),
-            origins: vec!["http://localhost:8080".into()],
+            origins: Vec::new(),
             ceremony_ttl_secs: 300,
-            recent_sign_in_secs: 300,
+            recent_sign_in_secs: None,
         }
     }
 }
@@ -507,6 +524,7 @@ impl Default for SessionSettings {
             absolute_lifetime_secs: 30 * 24 * 3600,
             refresh_reuse_grace_secs: 30,
             refresh_reuse_limit: 100,
+            max_per_account: 100,
             cookie: false,
         }
     }
@@ -683,6 +701,22 @@ impl Settings {
         })
     }
 
+    /// `passkeys`, its origins filled in when none are configured: the origin of a
+    /// browser on this machine, `http://localhost:<the port of listen>`.
+    pub fn passkeys_in_force(&self) -> PasskeySettings {
+        let mut p = self.passkeys.clone();
+        if p.origins.is_empty() {
+            p.origins = vec![self.local_origin()];
+        }
+        p
+    }
+
+    /// `http://localhost:<the port of listen>`: the embedded default site of passkeys
+    /// and SIWE, so they work out of the box on whatever port the server listens on.
+    pub fn local_origin(&self) -> String {
+        format!("http://localhost:{}", self.listen.port())
+    }
+
     /// Parsed trusted proxy ranges (validated at load).
     pub fn trusted_proxies(&self) -> Vec<IpNet> {
         self.http
@@ -713,7 +747,13 @@ impl Settings {
         if let Some(secret) = &self.jwt_secret
             && secret.expose().len() < 32
         {
-            return bad("jwt_secret", "must be at least 32 bytes long");
+            return bad(
+                "jwt_secret (GATEHOUSE_JWT_SECRET, or jwt_secret in --config)",
+                &format!(
+                    "must be at least 32 bytes long, it has {}; e.g. openssl rand -hex 32",
+                    secret.expose().len()
+                ),
+            );
         }
         if !(60..=30 * 24 * 3600).contains(&self.token_lifetime_secs) {
             return bad(
@@ -832,6 +872,9 @@ impl Settings {
         if !(1..=1000).contains(&se.refresh_reuse_limit) {
             return bad("session.refresh_reuse_limit", "must be between 1 and 1000");
         }
+        if !(1..=100_000).contains(&se.max_per_account) {
+            return bad("session.max_per_account", "must be between 1 and 100000");
+        }
         let w = &self.siwe;
         if w.chain_ids.is_empty() {
             return bad("siwe.chain_ids", "must name at least one chain");
@@ -848,6 +891,15 @@ impl Settings {
         let j = &self.jwt;
         if j.algorithm != "HS512" && j.asymmetric().is_none() {
             return bad("jwt.algorithm", "must be HS512, EdDSA or ES256");
+        }
+        if let Some(short) = j.previous_secrets.iter().find(|s| s.expose().len() < 32) {
+            return bad(
+                "jwt.previous_secrets (GATEHOUSE_JWT__PREVIOUS_SECRETS)",
+                &format!(
+                    "each must be at least 32 bytes long, one has {}",
+                    short.expose().len()
+                ),
+            );
         }
         if !(1..=24 * 3600).contains(&j.jwks_max_age_secs) {
             return bad(
@@ -885,10 +937,13 @@ impl Settings {
         if !p.enabled {
             return Ok(());
         }
-        for (key, secs) in [
-            ("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs),
-            ("passkeys.recent_sign_in_secs", p.recent_sign_in_secs),
-        ] {
+        let alias = p
+            .recent_sign_in_secs
+            .map(|s| ("passkeys.recent_sign_in_secs", s));
+        for (key, secs) in [("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs)]
+            .into_iter()
+            .chain(alias)
+        {
             if !(1..=24 * 3600).contains(&secs) {
                 return bad(key, "must be between 1 and 86400 seconds");
             }

@@ -15,6 +15,22 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Creates `dir` (and missing parents) as [`create_private_dir`] does, and makes it
+/// owner-only if it existed: for a directory that is Gatehouse's alone (the outbox),
+/// not one the operator may have made on purpose.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    create_private_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `path` readable by its owner only; fails if it exists (another node or a
 /// concurrent start won the race: better to stop than to overwrite its secret).
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {

@@ -8,6 +8,12 @@
 //! value was accepted, atomically with every change it makes; a new request, a reset,
 //! or a password or email change voids the older tokens of that purpose; a reset and
 //! a revert end every session; links come from the configuration.
+//!
+//! A reset or a revert also removes every way in (wallet, passkey, OwnID data) added
+//! since the address was last proven — a verification, a reset link, or an email
+//! change's confirmation followed; never, for an address registered and not verified
+//! — voids the account's wallet link tokens, and mails the owner what went: whoever
+//! held a stolen session, or registered the address before its owner, keeps nothing.
 
 pub mod email_change;
 pub mod password;
@@ -24,7 +30,9 @@ use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::mail::{LinkPage, MailKind, Mailer};
 use crate::store::DynStore;
 use crate::store::StoreError;
-use crate::store::mail::{AccountChange, EndSessions, LinkUse, NewLinkToken, NewMail};
+use crate::store::mail::{
+    AccountChange, EndSessions, LinkUse, NewLinkToken, NewMail, Proof, Unproven,
+};
 
 /// The purpose of password-reset tokens.
 pub const PASSWORD_RESET: &str = "password-reset";
@@ -61,6 +69,12 @@ impl From<StoreError> for LinkError {
             e => LinkError::Account(e.into()),
         }
     }
+}
+
+/// The notice that lists the ways in a reset or a revert removed (the store adds the
+/// list as `removed`), to the account's address once the change is made.
+fn removal_notice() -> NewMail {
+    notice(MailKind::WaysInRemoved, None, json!({}))
 }
 
 /// A notice (no token in it) about the change's account, to `recipient` (`None`: the
@@ -179,8 +193,10 @@ impl Lifecycle {
     /// Sets a new password with a reset token. The password is checked and hashed
     /// first, so a refused password leaves the link usable; then one transaction
     /// consumes the token, sets the hash, ends every session of the account (every
-    /// token issued before is refused from then on), voids its other reset tokens and
-    /// pending email changes, and queues a notice to the owner.
+    /// token issued before is refused from then on), removes the ways in added since
+    /// the address was last proven, records it proven now (and so verified), voids its
+    /// other reset tokens, pending email changes and wallet link tokens, and queues
+    /// notices to the owner. A disabled account is refused and nothing changes.
     pub async fn reset_password(
         &self,
         accounts: &Accounts,
@@ -194,8 +210,12 @@ impl Lifecycle {
         let password_hash = accounts.hash_password(password).await?;
         let change = AccountChange {
             password_hash: Some(password_hash),
+            proof: Proof::Set(Some(unix_now())),
             void: vec![PASSWORD_RESET, EMAIL_CHANGE],
+            void_one_time: vec![crate::signin::selfkey::LINK_PURPOSE],
             end_sessions: EndSessions::All,
+            remove: Unproven::SinceProof,
+            removal_notice: Some(removal_notice()),
             mails: vec![notice(MailKind::PasswordChanged, None, json!({}))],
             ..AccountChange::default()
         };
@@ -218,8 +238,9 @@ impl Lifecycle {
             .await?
         {
             LinkUse::Refused => Err(LinkError::InvalidToken),
+            LinkUse::AccountDisabled => Err(AccountError::Disabled.into()),
             LinkUse::Done { account } => {
-                if !change.mails.is_empty() {
+                if !change.mails.is_empty() || change.removal_notice.is_some() {
                     self.mailer.queued();
                 }
                 Ok(account)
@@ -227,17 +248,17 @@ impl Lifecycle {
         }
     }
 
-    /// The account and detail of a live token, not used yet.
+    /// The account, detail and recorded proof time of a live token, not used yet.
     async fn peek(
         &self,
         purpose: &str,
         token: &str,
-    ) -> Result<(String, AccountId, Email), LinkError> {
+    ) -> Result<(String, AccountId, Email, Option<i64>), LinkError> {
         let hash = self
             .key
             .hash_of(purpose, token)
             .ok_or(LinkError::InvalidToken)?;
-        let (account, detail) = self
+        let (account, detail, proven_at) = self
             .store
             .mail()
             .peek_link(&hash, purpose, unix_now())
@@ -247,7 +268,7 @@ impl Lifecycle {
             .as_deref()
             .and_then(|d| Email::parse(d, "email").ok())
             .ok_or(LinkError::InvalidToken)?;
-        Ok((hash, account, email))
+        Ok((hash, account, email, proven_at))
     }
 
     /// A registration when `accounts.require_verified_email` is on: creates the account
@@ -348,9 +369,10 @@ impl Lifecycle {
     /// account's verified email (atomically: an address another account has taken
     /// meanwhile leaves the token unused).
     pub async fn verify_email(&self, token: &str) -> Result<AccountId, LinkError> {
-        let (hash, _, email) = self.peek(VERIFY_EMAIL, token).await?;
+        let (hash, _, email, _) = self.peek(VERIFY_EMAIL, token).await?;
         let change = AccountChange {
             email: Some((email.as_str().to_owned(), email.key().to_owned())),
+            proof: Proof::Set(Some(unix_now())),
             void: vec![VERIFY_EMAIL],
             ..AccountChange::default()
         };
@@ -359,21 +381,17 @@ impl Lifecycle {
         Ok(account)
     }
 
-    /// The mail counters kept for the account and for each of `addresses`.
-    fn mail_counters(&self, account: &Account, addresses: &[Email]) -> Vec<String> {
-        let names: Vec<String> = addresses
+    /// The mail counters kept for the account itself. Those kept for an address (under
+    /// its keyed hash) are not among them: they outlive any account that named it and
+    /// expire with their own windows, or deleting an account that named someone
+    /// else's address (a pending email change) would reset that person's limit.
+    fn mail_counters(&self, account: &Account) -> Vec<String> {
+        ["reset", "verify", "change", "attempt"]
             .iter()
-            .map(|e| self.key.name_of("address", e.key()))
-            .collect();
-        let mut keys = Vec::new();
-        for purpose in ["reset", "verify", "change", "attempt"] {
-            keys.push(format!("mail:{purpose}:account:{}", account.id.0));
-            for name in &names {
-                keys.push(format!("mail:{purpose}:address:{name}"));
-            }
-        }
-        keys.iter()
-            .flat_map(|k| [format!("{k}:m"), format!("{k}:h")])
+            .flat_map(|purpose| {
+                let key = format!("mail:{purpose}:account:{}", account.id.0);
+                [format!("{key}:m"), format!("{key}:h")]
+            })
             .collect()
     }
 
@@ -389,40 +407,24 @@ impl Lifecycle {
 
 /// Deletes the account and everything of it: sessions, passkeys, wallets, OwnID data,
 /// link tokens, queued mail, the single-use values issued to it, and the counters kept
-/// for it (its login lockout, and, when mail is on, its mail limits and those of every
-/// address its live links were sent to: the pending new one of an email change, the
-/// old one a revert would put back). Every token of its sessions is refused from then
-/// on. False if it was already gone.
+/// for it (its login lockout, and, when mail is on, its own mail limits). The mail
+/// limits of addresses, its own included, stay until their windows pass: they belong
+/// to the address, not to the account (an account that named another person's address
+/// must not be able to reset that person's limit by going). Every token of its
+/// sessions is refused from then on. False if it was already gone.
 pub async fn delete_account(
     store: &DynStore,
     lifecycle: Option<&Lifecycle>,
     account: &Account,
 ) -> Result<bool, AccountError> {
-    let email = account
-        .email
-        .as_deref()
-        .and_then(|e| Email::parse(e, "email").ok());
-    let mut counters = match lifecycle {
-        Some(l) => {
-            let mut addresses: Vec<Email> = email.iter().cloned().collect();
-            for address in store.mail().token_addresses(&account.id).await? {
-                if let Ok(address) = Email::parse(&address, "email")
-                    && !addresses.iter().any(|a| a.key() == address.key())
-                {
-                    addresses.push(address);
-                }
-            }
-            l.mail_counters(account, &addresses)
-        }
-        None => Vec::new(),
-    };
-    let mut prefixes = Vec::new();
-    if let Some(email) = &email {
-        let own = crate::lockout::account_key(email);
-        // The per-client counters are `<account key>|<client>`.
-        prefixes.extend([format!("{own}|"), format!("pending:{own}|")]);
-        counters.extend([format!("pending:{own}"), own]);
-    }
+    let mut counters = lifecycle
+        .map(|l| l.mail_counters(account))
+        .unwrap_or_default();
+    // Its lockout's counters: by its email, or by the account when it has none.
+    let own = crate::lockout::Subject::account(account).ceiling_key();
+    // The per-client counters are `<ceiling key>|<client>`.
+    let prefixes = [format!("{own}|"), format!("pending:{own}|")];
+    counters.extend([format!("pending:{own}"), own]);
     let deleted = store
         .mail()
         .delete_account(&account.id, &counters, &prefixes)

@@ -1,6 +1,8 @@
 //! The password-login lockout: guessing is stopped without giving strangers a switch
 //! that locks an account's owner out. Knows nothing of HTTP; counts in the store, so
-//! every node sees the same counts.
+//! every node sees the same counts. Every place a password is checked goes through it
+//! with the same counters: a login, and the current password of a password change
+//! (where a stolen session would otherwise guess without limit).
 //!
 //! Failures are counted per account *and* client (OWASP's device-cookie pattern):
 //! - a client that signed in to the account before presents the device token it was
@@ -19,7 +21,7 @@
 
 use std::time::Duration;
 
-use crate::domain::{Email, unix_now};
+use crate::domain::{Account, Email, unix_now};
 use crate::store::{DynStore, StoreError};
 
 /// The lockout's figures (`rate_limit.*`).
@@ -55,14 +57,49 @@ impl Client {
     }
 }
 
+/// Whose password an attempt checks, as the counters name it: an email (whether or
+/// not an account has it), or an account without one (a wallet's that set a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject(String);
+
+impl Subject {
+    pub fn email(email: &Email) -> Subject {
+        Subject(email.key().to_owned())
+    }
+
+    /// An account's: its email's when it has one, so that every place its password is
+    /// checked (a login, a password change) counts against the same limits.
+    pub fn account(account: &Account) -> Subject {
+        match account
+            .email
+            .as_deref()
+            .and_then(|e| Email::parse(e, "email").ok())
+        {
+            Some(email) => Subject::email(&email),
+            None => Subject(format!("account:{}", account.id.0)),
+        }
+    }
+
+    /// The failure counter of this subject and one client.
+    pub fn failures_key(&self, client: &Client) -> String {
+        format!("login-failures:{}|{}", self.0, client.key())
+    }
+
+    /// The subject's ceiling for clients without a device token; the per-client
+    /// counters are named by this and `|`.
+    pub fn ceiling_key(&self) -> String {
+        format!("login-failures:{}", self.0)
+    }
+}
+
 /// The failure counter of one account and client.
 pub fn failures_key(email: &Email, client: &Client) -> String {
-    format!("login-failures:{}|{}", email.key(), client.key())
+    Subject::email(email).failures_key(client)
 }
 
 /// The account's ceiling for clients without a device token.
 pub fn account_key(email: &Email) -> String {
-    format!("login-failures:{}", email.key())
+    Subject::email(email).ceiling_key()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,10 +242,10 @@ impl Lockout {
         Lockout { store, limit }
     }
 
-    fn gates(&self, email: &Email, client: &Client) -> Vec<Gate> {
+    fn gates(&self, subject: &Subject, client: &Client) -> Vec<Gate> {
         let l = self.limit;
         let own = Gate::new(
-            failures_key(email, client),
+            subject.failures_key(client),
             Budget::Window {
                 max: l.max_failures,
                 window_secs: l.window_secs,
@@ -219,7 +256,7 @@ impl Lockout {
             Client::Address(_) => vec![
                 own,
                 Gate::new(
-                    account_key(email),
+                    subject.ceiling_key(),
                     Budget::Rate {
                         burst: l.account_burst,
                         interval_secs: l.account_interval_secs,
@@ -232,8 +269,8 @@ impl Lockout {
     /// Admits an attempt to check a password, or refuses it while its client (or
     /// the account's ceiling) is over the limit. Waits, at most half the in-flight
     /// bound, while the limit is taken up by attempts still in flight.
-    pub async fn admit(&self, email: &Email, client: &Client) -> Result<Attempt, Refusal> {
-        let gates = self.gates(email, client);
+    pub async fn admit(&self, subject: &Subject, client: &Client) -> Result<Attempt, Refusal> {
+        let gates = self.gates(subject, client);
         let store = &self.store;
         let patience = Duration::from_secs(self.limit.in_flight_secs.max(2) as u64 / 2);
         let deadline = tokio::time::Instant::now() + patience;

@@ -248,7 +248,7 @@ impl Metrics {
         let lockouts = Counter::default();
         registry.register(
             "login_lockouts",
-            "Logins refused (429) by the failed-login lockout",
+            "Password checks (logins, password changes) refused (429) by the failed-login lockout",
             lockouts.clone(),
         );
         let hash_queue = HashQueueMetrics {
@@ -321,7 +321,7 @@ impl Metrics {
         self.refusals.get_or_create(&LimitLabels { limit }).inc();
     }
 
-    /// A login refused by the failed-login lockout.
+    /// A password check (a login, a password change) refused by the lockout.
     pub fn locked_out(&self) {
         self.lockouts.inc();
     }

@@ -83,6 +83,9 @@ pub struct SessionPolicy {
     pub reuse_grace_secs: i64,
     /// How many times, at most, per rotation.
     pub max_replays: i64,
+    /// The most sessions an account keeps; a sign-in beyond ends the least recently
+    /// used.
+    pub max_per_account: i64,
 }
 
 /// How a session began.
@@ -154,6 +157,35 @@ impl Authenticated {
     }
 }
 
+/// The one rule for every change to how an account is reached — adding or removing a
+/// way in (a passkey, a wallet, a link token that adds one, a first password), changing
+/// its address, deleting it: the session must come from a sign-in (not a refresh)
+/// within the window. A stale stolen session can use the account, not take it over.
+/// A second factor, later, tightens this one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUp {
+    pub window_secs: i64,
+}
+
+impl StepUp {
+    /// `accounts.reauth_window_secs`, or the older `passkeys.recent_sign_in_secs` when
+    /// that is set and shorter (kept as an alias: one window for every route).
+    pub fn of(settings: &crate::config::Settings) -> StepUp {
+        let window = settings.accounts.reauth_window_secs;
+        StepUp {
+            window_secs: settings
+                .passkeys
+                .recent_sign_in_secs
+                .map_or(window, |alias| alias.min(window)),
+        }
+    }
+
+    /// True if `session` may change how its account is reached at `now`.
+    pub fn allows(&self, session: &Authenticated, now: i64) -> bool {
+        session.signed_in_within(self.window_secs, now)
+    }
+}
+
 /// True if a sign-in at `auth_time` was within `secs` seconds of `now` (and not in the
 /// future, which no honest clock gives).
 pub fn signed_in_recently(auth_time: i64, secs: i64, now: i64) -> bool {
@@ -192,13 +224,17 @@ impl From<StoreError> for SessionError {
     }
 }
 
+/// The reason of [`SessionError::Refused`] for a genuine token past its `exp` (only a
+/// token whose signature verified can be called expired).
+pub const EXPIRED: &str = "expired";
+
 impl From<TokenError> for SessionError {
     fn from(e: TokenError) -> Self {
         SessionError::Refused(match e {
             TokenError::Malformed => "malformed",
             TokenError::Algorithm => "algorithm",
             TokenError::Signature => "signature",
-            TokenError::Expired => "expired",
+            TokenError::Expired => EXPIRED,
             TokenError::NotYetValid => "not yet valid",
             TokenError::Issuer => "issuer",
             TokenError::Kind => "kind",
@@ -310,9 +346,13 @@ impl Sessions {
             now,
             idle_expires_at: (now + p.idle_secs).min(expires_at),
             expires_at,
+            max_per_account: p.max_per_account,
         };
-        self.store.sessions().create_session(&session).await?;
+        let ended = self.store.sessions().create_session(&session).await?;
         tracing::info!(account = %account.id.0, session = %session.id, method = method.as_str(), "session started");
+        if ended > 0 {
+            tracing::info!(account = %account.id.0, ended, "sessions over session.max_per_account ended, least recently used first");
+        }
         self.sign_in(account, &session.id, 0, now, now)
     }
 

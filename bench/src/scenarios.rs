@@ -318,9 +318,9 @@ impl Bench {
     }
 
     /// Scenario 7: passkey sign-in (options, the authenticator's signature, finish),
-    /// after registering one passkey-only account per client. The server runs on its
-    /// defaults: RP ID localhost, origin http://localhost:8080, as the software
-    /// authenticator reports it.
+    /// after registering one passkey-only account per client. The server runs with RP ID
+    /// localhost and origin http://localhost:8080 (set by `Server::start`), as the
+    /// software authenticator reports it.
     pub async fn passkey(&self) -> anyhow::Result<Outcome<Measured>> {
         let mut link = Link::new(self.addr());
         let probe = link
@@ -360,8 +360,8 @@ impl Bench {
 
     /// Scenario 8: the whole SIWE sign-in: a nonce, the EIP-4361 message signed
     /// (EIP-191), the session; each client's address signed in once before, so the
-    /// measured flows sign in to an existing account. The server runs on its
-    /// defaults: the site http://localhost:8080, chain 1.
+    /// measured flows sign in to an existing account. The server runs with the site
+    /// http://localhost:8080 (set by `Server::start`) and chain 1.
     pub async fn siwe(&self) -> anyhow::Result<Outcome<Measured>> {
         let mut link = Link::new(self.addr());
         let probe = link

@@ -102,6 +102,10 @@ impl Server {
                 "GATEHOUSE_ARGON2__PARALLELISM",
                 ARGON2_PARALLELISM.to_string(),
             )
+            // The scenarios sign passkeys and SIWE messages for the site of a server on
+            // 8080 (the defaults would follow the port this one listens on).
+            .env("GATEHOUSE_PASSKEYS__ORIGINS", "http://localhost:8080")
+            .env("GATEHOUSE_SIWE__DOMAINS", "http://localhost:8080")
             .envs(config.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -130,7 +134,10 @@ impl Server {
             if let Some(status) = self.child.try_wait()? {
                 bail!("the server exited ({status}):\n{}", self.log_tail());
             }
-            if let Ok(mut conn) = Conn::connect(self.addr).await
+            // Only once this child says it listens there: another process that took the
+            // port in between must not be measured.
+            if self.log_says_listening()
+                && let Ok(mut conn) = Conn::connect(self.addr).await
                 && let Ok(res) = conn.call(&health).await
                 && res.status == 200
             {
@@ -142,6 +149,14 @@ impl Server {
             "the server did not answer /health within 60 s:\n{}",
             self.log_tail()
         )
+    }
+
+    /// The server's log has its `listening` line for `addr` (text or JSON).
+    fn log_says_listening(&self) -> bool {
+        let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let addr = self.addr.to_string();
+        log.lines()
+            .any(|l| l.contains("listening") && l.contains(&addr))
     }
 
     pub fn log_tail(&self) -> String {

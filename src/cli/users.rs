@@ -3,7 +3,8 @@
 //! `GATEHOUSE_*` layering as `serve`), on any node, while the servers run.
 //!
 //! Exit status: 0 done, 1 no such account (or the database failed), 2 bad usage.
-//! `--json` prints one JSON document on stdout for scripts; the text form is for people.
+//! `--json` prints one JSON document on stdout for scripts, its times in RFC 3339 (UTC)
+//! as the HTTP API gives them; the text form is for people.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::domain::{AccountId, Email, unix_now};
+use crate::http::reply::rfc3339;
 use crate::store::{AccountOverview, DynStore, contains_pattern};
 
 #[derive(Args)]
@@ -178,17 +180,20 @@ async fn show(store: &DynStore, target: &Target) -> anyhow::Result<Done> {
         let mut v = overview_json(&a);
         v["wallets"] = wallets
             .iter()
-            .map(|w| json!({"address": w.address, "linked_at": w.linked_at}))
+            .map(|w| json!({"address": w.address, "linked_at": rfc3339(w.linked_at)}))
             .collect();
         v["passkeys"] = passkeys
             .iter()
-            .map(|p| json!({"id": p.id, "name": p.name, "created_at": p.created_at, "last_used_at": p.last_used_at}))
+            .map(|p| {
+                json!({"id": p.id, "name": p.name, "created_at": rfc3339(p.created_at),
+                "last_used_at": p.last_used_at.map(rfc3339)})
+            })
             .collect();
         v["sessions"] = sessions
             .iter()
             .map(|s| {
-                json!({"id": s.id, "method": s.method, "auth_time": s.auth_time,
-                "last_used_at": s.last_used_at, "ip": s.ip, "user_agent": s.user_agent})
+                json!({"id": s.id, "method": s.method, "auth_time": rfc3339(s.auth_time),
+                "last_used_at": rfc3339(s.last_used_at), "ip": s.ip, "user_agent": s.user_agent})
             })
             .collect();
         println!("{v}");
@@ -310,9 +315,9 @@ fn overview_json(a: &AccountOverview) -> Value {
         "email": a.email,
         "email_verified": a.email_verified,
         "disabled": a.disabled_at.is_some(),
-        "disabled_at": a.disabled_at,
-        "created_at": a.created_at,
-        "last_sign_in_at": a.last_sign_in_at,
+        "disabled_at": a.disabled_at.map(rfc3339),
+        "created_at": rfc3339(a.created_at),
+        "last_sign_in_at": a.last_sign_in_at.map(rfc3339),
         "sign_in_methods": methods(a),
         "sessions": a.sessions,
     })
@@ -346,5 +351,5 @@ fn methods(a: &AccountOverview) -> Vec<&'static str> {
 
 /// A Unix time as RFC 3339 (UTC), `-` for none.
 fn time(t: Option<i64>) -> String {
-    t.map_or_else(|| "-".to_owned(), crate::http::reply::rfc3339)
+    t.map_or_else(|| "-".to_owned(), rfc3339)
 }

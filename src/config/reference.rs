@@ -29,10 +29,51 @@ const HEADER: &str = "\
 /// The reference for these settings' values (the defaults, or the values in force).
 pub fn render(settings: &Settings) -> String {
     let schemas = Schemas::new();
-    let value = serde_json::to_value(settings).expect("settings serialise to JSON");
+    let mut value = serde_json::to_value(settings).expect("settings serialise to JSON");
+    if let Some(url) = &settings.database_url {
+        value["database_url"] = redact_url_password(url).into();
+    }
     let mut out = String::from(HEADER);
     schemas.section(&mut out, &[], schemas.root(), &value);
     out
+}
+
+/// A URL with its password as `[redacted]`: in its user-info (`postgres://u:PASS@h/db`)
+/// and in a `password=` query parameter (`postgres://u@h/db?password=PASS`), the two
+/// places PostgreSQL's URLs take one. User, host, database and the rest stay.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:[redacted]@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, format!("#{f}")),
+                None => (query, String::new()),
+            };
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=[redacted]")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}{fragment}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Every key that has no doc comment (`section.key`); the tests require none.
@@ -287,5 +328,39 @@ mod tests {
         let text = render(&settings);
         assert!(text.contains("jwt_secret = \"[redacted]\""), "{text}");
         assert!(!text.contains(&"s".repeat(40)));
+    }
+
+    #[test]
+    fn the_database_password_in_force_is_redacted() {
+        let settings = Settings {
+            database_url: Some("postgres://gatehouse:pg-pass-w0rd@db.internal:5432/auth".into()),
+            ..Settings::default()
+        };
+        let text = render(&settings);
+        assert!(
+            text.lines()
+                .any(|l| l
+                    == "database_url = \"postgres://gatehouse:[redacted]@db.internal:5432/auth\""),
+            "{text}"
+        );
+        assert!(!text.contains("pg-pass-w0rd"), "{text}");
+        for (url, redacted) in [
+            (
+                "postgres://u:p%40ss@h/db?sslmode=require",
+                "postgres://u:[redacted]@h/db?sslmode=require",
+            ),
+            (
+                "postgresql://u@h/db?sslmode=require&password=secret",
+                "postgresql://u@h/db?sslmode=require&password=[redacted]",
+            ),
+            ("postgres://u:a:b@c@h", "postgres://u:[redacted]@h"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "sqlite:///var/lib/gatehouse/g.db",
+                "sqlite:///var/lib/gatehouse/g.db",
+            ),
+        ] {
+            assert_eq!(redact_url_password(url), redacted, "{url}");
+        }
     }
 }

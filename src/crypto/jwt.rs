@@ -117,6 +117,9 @@ pub struct TokenKeys {
     /// two of the six SHA-512 blocks that checking an account token costs, so it is
     /// done once here rather than on every request. Indexed by [`TokenKind::index`].
     keyed: [HmacSha512; 6],
+    /// The same for each of `jwt.previous_secrets`: tokens they signed still verify
+    /// (until they expire), nothing is signed with them.
+    previous: Vec<[HmacSha512; 6]>,
     issuer: String,
 }
 
@@ -124,21 +127,19 @@ impl TokenKeys {
     /// `secret` is used as the HMAC key exactly as given (its bytes), as `jwt-simple`
     /// uses the string an integrator passes it.
     pub fn new(secret: &[u8], issuer: &str) -> Self {
-        let keyed = |key: &[u8]| HmacSha512::new_from_slice(key).expect("any key length");
-        let derive = |kind: TokenKind| {
-            if kind == TokenKind::Account {
-                return keyed(secret);
-            }
-            let mut mac = keyed(secret);
-            mac.update(b"gatehouse token kind: ");
-            mac.update(kind.name().as_bytes());
-            let key = Secret::new(mac.finalize().into_bytes());
-            keyed(key.expose())
-        };
         TokenKeys {
-            keyed: TokenKind::ALL.map(derive),
+            keyed: keys_of(secret),
+            previous: Vec::new(),
             issuer: issuer.to_string(),
         }
+    }
+
+    /// Also accepts tokens signed with these secrets (`jwt.previous_secrets`), so the
+    /// secret can be replaced without ending every session: tokens are signed with the
+    /// current secret only.
+    pub fn accepting_previous<'a>(mut self, secrets: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        self.previous = secrets.into_iter().map(keys_of).collect();
+        self
     }
 
     pub fn issuer(&self) -> &str {
@@ -215,9 +216,14 @@ impl TokenKeys {
         }
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
         let signing_input = &token[..token.len() - signature_len(token)];
-        self.mac(kind, signing_input.as_bytes())
-            .verify_slice(&signature)
-            .map_err(|_| TokenError::Signature)?;
+        let verifies = |keyed: &[HmacSha512; 6]| {
+            let mut mac = keyed[kind.index()].clone();
+            mac.update(signing_input.as_bytes());
+            mac.verify_slice(&signature).is_ok()
+        };
+        if !verifies(&self.keyed) && !self.previous.iter().any(verifies) {
+            return Err(TokenError::Signature);
+        }
         let claims: Claims<T> = decode_json(payload)?;
         let expected_kind = (kind != TokenKind::Account).then(|| kind.name());
         if claims.kind.as_deref() != expected_kind {
@@ -234,6 +240,22 @@ impl TokenKeys {
         }
         Ok(claims)
     }
+}
+
+/// One HMAC per kind, keyed: the account kind with the secret as given, every other
+/// kind with a key derived from it for that kind alone.
+fn keys_of(secret: &[u8]) -> [HmacSha512; 6] {
+    let keyed = |key: &[u8]| HmacSha512::new_from_slice(key).expect("any key length");
+    TokenKind::ALL.map(|kind| {
+        if kind == TokenKind::Account {
+            return keyed(secret);
+        }
+        let mut mac = keyed(secret);
+        mac.update(b"gatehouse token kind: ");
+        mac.update(kind.name().as_bytes());
+        let key = Secret::new(mac.finalize().into_bytes());
+        keyed(key.expose())
+    })
 }
 
 /// The length of the last part and its dot.
@@ -268,6 +290,48 @@ mod tests {
             b"a-test-secret-that-is-long-enough-for-hs512",
             "gatehouse-test",
         )
+    }
+
+    #[test]
+    fn tokens_of_a_previous_secret_verify_and_are_never_signed() {
+        let (a, b) = (
+            b"secret-a-that-is-long-enough-for-hs512".as_slice(),
+            b"secret-b-that-is-long-enough-for-hs512".as_slice(),
+        );
+        let old = TokenKeys::new(a, "gatehouse-test");
+        let rotated = TokenKeys::new(b, "gatehouse-test").accepting_previous([a]);
+        let without = TokenKeys::new(b, "gatehouse-test");
+        for kind in TokenKind::ALL {
+            let (t, _) = old.issue(kind, "acc-1", 1000, 60, Extra { email: None });
+            let claims = rotated.verify::<Extra>(kind, &t, 1001).unwrap();
+            assert_eq!(claims.sub, "acc-1");
+            assert_eq!(
+                without.verify::<Extra>(kind, &t, 1001).unwrap_err(),
+                TokenError::Signature
+            );
+            assert_eq!(
+                rotated.verify::<Extra>(kind, &t, 1060).unwrap_err(),
+                TokenError::Expired,
+                "until it expires"
+            );
+            let (new, _) = rotated.issue(kind, "acc-1", 1000, 60, Extra { email: None });
+            assert!(
+                without.verify::<Extra>(kind, &new, 1001).is_ok(),
+                "signed with B"
+            );
+            assert_eq!(
+                old.verify::<Extra>(kind, &new, 1001).unwrap_err(),
+                TokenError::Signature
+            );
+        }
+        // A previous secret keeps its kinds apart too.
+        let (t, _) = old.issue(TokenKind::Link, "acc-1", 1000, 60, Extra { email: None });
+        assert_eq!(
+            rotated
+                .verify::<Extra>(TokenKind::Login, &t, 1001)
+                .unwrap_err(),
+            TokenError::Signature
+        );
     }
 
     #[test]

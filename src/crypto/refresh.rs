@@ -27,16 +27,23 @@ pub struct RefreshClaim {
 
 pub struct RefreshKey {
     keyed: HmacSha256,
+    /// The keys of `jwt.previous_secrets`: their tokens still open (and refresh to a
+    /// token of the current key), none is built with them.
+    previous: Vec<HmacSha256>,
 }
 
 impl RefreshKey {
     pub fn new(secret: &[u8]) -> Self {
-        let mut derive = Hmac::<Sha512>::new_from_slice(secret).expect("any key length");
-        derive.update(b"gatehouse refresh token");
-        let key = Secret::new(derive.finalize().into_bytes());
         RefreshKey {
-            keyed: HmacSha256::new_from_slice(key.expose()).expect("any key length"),
+            keyed: key_of(secret),
+            previous: Vec::new(),
         }
+    }
+
+    /// Also opens tokens built under these secrets (`jwt.previous_secrets`).
+    pub fn accepting_previous<'a>(mut self, secrets: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        self.previous = secrets.into_iter().map(key_of).collect();
+        self
     }
 
     fn tag(&self, body: &str) -> HmacSha256 {
@@ -71,12 +78,27 @@ impl RefreshKey {
             return None;
         }
         let tag = B64.decode(tag).ok()?;
-        self.tag(body).verify_slice(&tag).ok()?;
+        let verifies = |keyed: &HmacSha256| {
+            let mut mac = keyed.clone();
+            mac.update(body.as_bytes());
+            mac.verify_slice(&tag).is_ok()
+        };
+        if !verifies(&self.keyed) && !self.previous.iter().any(verifies) {
+            return None;
+        }
         Some(RefreshClaim {
             session: session.to_owned(),
             generation: generation.parse().ok()?,
         })
     }
+}
+
+/// The refresh tokens' key, derived from a signing secret for this use alone.
+fn key_of(secret: &[u8]) -> HmacSha256 {
+    let mut derive = Hmac::<Sha512>::new_from_slice(secret).expect("any key length");
+    derive.update(b"gatehouse refresh token");
+    let key = Secret::new(derive.finalize().into_bytes());
+    HmacSha256::new_from_slice(key.expose()).expect("any key length")
 }
 
 #[cfg(test)]
@@ -138,6 +160,20 @@ mod tests {
         ] {
             assert_eq!(key().open(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_previous_secrets_tokens_open_and_new_ones_are_the_current_secrets() {
+        let old = key();
+        let rotated = RefreshKey::new(b"another-secret-that-is-long-enough-for-hs512")
+            .accepting_previous([b"a-test-secret-that-is-long-enough-for-hs512".as_slice()]);
+        let t = old.token(SID, 4);
+        let claim = rotated.open(&t).expect("opens with the previous secret");
+        assert_eq!(claim.generation, 4);
+        let next = rotated.token(SID, 5);
+        assert_eq!(old.open(&next), None, "built with the current secret");
+        let without = RefreshKey::new(b"another-secret-that-is-long-enough-for-hs512");
+        assert_eq!(without.open(&t), None);
     }
 
     proptest! {

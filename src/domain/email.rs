@@ -44,6 +44,13 @@ impl Email {
         if local.is_empty() || local.len() > 64 || !plain_ascii(local) || !visible(domain) {
             return Err(invalid());
         }
+        if !is_dot_atom(local) {
+            return Err(Invalid(format!(
+                "The '{field}' field must be a plain email address: the part before the @ \
+                 may hold letters, digits and {ATEXT_SPECIALS} with single dots between \
+                 them (no quotes, commas, spaces or brackets)."
+            )));
+        }
         let a_label = idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3)
             .map_err(|_| invalid())?;
         let key = format!("{}@{a_label}", local.to_ascii_lowercase());
@@ -68,6 +75,23 @@ impl Email {
     pub fn key(&self) -> &str {
         &self.key
     }
+}
+
+/// The characters besides letters and digits an unquoted local part may hold (RFC
+/// 5322's `atext`).
+const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+
+/// An unquoted local part (RFC 5322's `dot-atom`): `atext` runs joined by single dots.
+/// Quoted local parts (`"a,b"@example.com`) are valid addresses, but mailers and mail
+/// libraries (lettre's mailbox parser among them) refuse many, and such a mail would
+/// be retried until it expired: they are refused here, at the door.
+fn is_dot_atom(local: &str) -> bool {
+    local.split('.').all(|atom| {
+        !atom.is_empty()
+            && atom
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ATEXT_SPECIALS.contains(c))
+    })
 }
 
 /// A domain of at least two labels of letters, digits and inner hyphens.
@@ -161,7 +185,53 @@ mod tests {
         );
     }
 
+    #[test]
+    fn quoted_and_unusual_local_parts_are_refused_with_a_message_that_says_so() {
+        for bad in [
+            "\"a,b\"@example.com",
+            "\"joe\"@example.com",
+            "a,b@example.com",
+            "a(b)@example.com",
+            "a<b>@example.com",
+            "a[b]@example.com",
+            "a:b@example.com",
+            "a;b@example.com",
+            "a\\b@example.com",
+            ".joe@example.com",
+            "joe.@example.com",
+            "jo..e@example.com",
+        ] {
+            let err = Email::parse(bad, "new_email").unwrap_err();
+            assert!(
+                err.0
+                    .starts_with("The 'new_email' field must be a plain email address"),
+                "{bad:?}: {}",
+                err.0
+            );
+        }
+        for good in [
+            "o'brien+tag@example.com",
+            "a.b-c_d@example.com",
+            "{x}|~@example.com",
+        ] {
+            assert!(Email::parse(good, "email").is_ok(), "{good:?}");
+        }
+    }
+
     proptest! {
+        /// What is accepted, the mailer can address: lettre parses it as a mailbox.
+        #[test]
+        fn every_accepted_address_is_one_the_mailer_takes(
+            local in "[a-zA-Z0-9!#$%&'*+/=?^_`{|}~.\"(),:;<>@\\\\ \\[\\]-]{1,24}",
+            domain in "(example\\.com|bücher\\.example|ＢÜCHER\\.example)",
+        ) {
+            let raw = format!("{local}@{domain}");
+            if let Ok(e) = Email::parse(&raw, "email") {
+                prop_assert!(e.as_str().parse::<lettre::message::Mailbox>().is_ok(), "{}", raw);
+                prop_assert!(e.key().parse::<lettre::Address>().is_ok(), "{}", raw);
+            }
+        }
+
         #[test]
         fn never_panics_and_accepted_values_are_canonical(s in "\\PC{0,80}") {
             if let Ok(e) = Email::parse(&s, "email") {

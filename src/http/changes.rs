@@ -16,15 +16,16 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::lifecycle::{
-    ButtonLink, LinkTokenRequest, MessageResponse, PageQuery, SIGN_IN_AGAIN, TokenForm,
-    button_form, button_json, button_page, lifecycle, require_recent_sign_in,
+    ButtonLink, LinkTokenRequest, MessageResponse, PageQuery, TokenForm, button_form, button_json,
+    button_page, lifecycle,
 };
 use super::reply::{account_error, no_store, required};
-use super::session::Session;
+use super::session::{RecentSession, Session};
 use crate::app::App;
 use crate::domain::{Email, Password};
 use crate::lifecycle::email_change::EmailChangeError;
 use crate::lifecycle::password::{ChangeError, PasswordChange};
+use crate::signin::password::LoginClient;
 
 pub fn router(app: &App) -> OpenApiRouter<AppState> {
     let always = OpenApiRouter::new().routes(routes!(change_password));
@@ -61,12 +62,13 @@ pub struct PasswordChangeRequest {
         (status = 200, description = "Changed; the other sessions ended", body = MessageResponse),
         (status = 400, description = "Missing or invalid password, or unparsable body", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled; or the current password is wrong, or (a first password) the sign-in is too old", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the current password is wrong; or (a first password) `recent_sign_in_required`", body = ErrorBody),
         (status = 409, description = "The password changed meanwhile; nothing was changed", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords (the login lockout, as /auth/login: then even the right one is refused until Retry-After), too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
+    parts: axum::http::request::Parts,
     session: Session,
     JsonBody(req): JsonBody<PasswordChangeRequest>,
 ) -> Result<Response, ApiError> {
@@ -79,15 +81,23 @@ async fn change_password(
     let change = PasswordChange {
         store: &app.store,
         accounts: &app.accounts,
+        passwords: &app.passwords,
         lifecycle: app.lifecycle.as_ref(),
-        reauth_window_secs: app.settings.accounts.reauth_window_secs,
+        step_up: crate::sessions::StepUp::of(&app.settings),
+    };
+    // Counted by the lockout as a login from this client's address would be.
+    let ip =
+        super::client::client_of(&parts, &app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let client = LoginClient {
+        address: super::limits::bucket(ip),
+        device_token: None,
     };
     change
-        .change(&session, current.as_ref(), &new)
+        .change(&session, &client, current.as_ref(), &new)
         .await
         .map_err(|e| match e {
             ChangeError::WrongPassword => wrong_password(),
-            ChangeError::SignInAgain => ApiError::Forbidden(SIGN_IN_AGAIN.into()),
+            ChangeError::SignInAgain => ApiError::SignInAgain,
             ChangeError::Raced => ApiError::Conflict(
                 "The password was changed meanwhile. Sign in again and retry.".into(),
             ),
@@ -120,15 +130,14 @@ pub struct EmailChangeRequest {
         (status = 202, description = "A confirmation link is on its way to the new address", body = MessageResponse),
         (status = 400, description = "Missing or invalid email, the account's address already, or unparsable body", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or `recent_sign_in_required`: the sign-in is older than accounts.reauth_window_secs", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn change_email(
     State(app): State<AppState>,
-    session: Session,
+    session: RecentSession,
     JsonBody(req): JsonBody<EmailChangeRequest>,
 ) -> Result<Response, ApiError> {
     let new = Email::parse(&required(req.new_email, "new_email")?, "new_email")?;
-    require_recent_sign_in(&app, &session)?;
     let profile = app
         .accounts
         .profile(&session.account)

@@ -22,8 +22,21 @@ pub const UNPARSABLE: &str = "Unable to parse JSON request";
 /// The one answer to a disabled account, whatever it tried (`error`: `account_disabled`).
 pub const ACCOUNT_DISABLED: &str = "This account is disabled.";
 
+/// The answer to a change to how the account is reached from a session whose sign-in
+/// is too old, on every surface (`error` or, on the SelfKey routes, `code`).
+pub const RECENT_SIGN_IN_REQUIRED: &str = "recent_sign_in_required";
+pub const SIGN_IN_AGAIN: &str = "Sign in again to do this: your last sign-in is too long ago.";
+
 /// The message of every unknown route.
 pub const NO_ROUTE: &str = "No such route.";
+
+/// `WWW-Authenticate` of an expired account token (RFC 6750 §3.1).
+pub const EXPIRED_CHALLENGE: &str =
+    r#"Bearer error="invalid_token", error_description="The access token expired""#;
+
+/// `WWW-Authenticate` of any other refused account token.
+pub const INVALID_CHALLENGE: &str =
+    r#"Bearer error="invalid_token", error_description="The access token is invalid""#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,14 +48,22 @@ pub enum ApiError {
     Unparsable(String),
     #[error("Invalid credentials")]
     InvalidCredentials,
-    /// No valid account token.
+    /// No account token (`WWW-Authenticate: Bearer`, RFC 6750 §3.1: no error code).
     #[error("unauthorized")]
     Unauthorized,
+    /// An account token was sent and refused: `error="invalid_token"`, its
+    /// description saying whether it expired (then a refresh gets a fresh one).
+    #[error("invalid token")]
+    InvalidToken { expired: bool },
     /// A credential other than a bearer token (a refresh token) was refused: 401.
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The session's sign-in is too old for a change to how the account is reached
+    /// ([`crate::sessions::StepUp`]): `403`, `error`: `recent_sign_in_required`.
+    #[error("a recent sign-in is required")]
+    SignInAgain,
     /// The account is disabled: its sign-ins, refreshes and tokens are refused.
     #[error("the account is disabled")]
     AccountDisabled,
@@ -80,18 +101,18 @@ impl IntoResponse for ApiError {
                 "Invalid credentials".to_string(),
                 None,
             ),
-            ApiError::Unauthorized => {
-                let body = ErrorBody {
-                    message: "A valid bearer token is required.".into(),
-                    error: None,
-                };
-                let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return res;
+            ApiError::Unauthorized => return bearer_challenge("Bearer"),
+            ApiError::InvalidToken { expired: true } => return bearer_challenge(EXPIRED_CHALLENGE),
+            ApiError::InvalidToken { expired: false } => {
+                return bearer_challenge(INVALID_CHALLENGE);
             }
             ApiError::Refused(m) => (StatusCode::UNAUTHORIZED, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
+            ApiError::SignInAgain => (
+                StatusCode::FORBIDDEN,
+                SIGN_IN_AGAIN.to_string(),
+                Some(RECENT_SIGN_IN_REQUIRED.to_string()),
+            ),
             ApiError::AccountDisabled => (
                 StatusCode::FORBIDDEN,
                 ACCOUNT_DISABLED.to_string(),
@@ -128,4 +149,18 @@ impl IntoResponse for ApiError {
         };
         (status, axum::Json(ErrorBody { message, error })).into_response()
     }
+}
+
+/// 401 with `challenge` as `WWW-Authenticate`; the body is the same whatever the reason.
+fn bearer_challenge(challenge: &'static str) -> Response {
+    let body = ErrorBody {
+        message: "A valid bearer token is required.".into(),
+        error: None,
+    };
+    let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    res
 }

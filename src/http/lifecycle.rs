@@ -22,10 +22,10 @@ use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::{JsonBody, read_body};
 use super::reply::{account_error, no_store, required, signed_in};
-use super::session::Session;
+use super::session::{RecentSession, Session};
 use crate::accounts::AccountError;
 use crate::app::App;
-use crate::domain::{Email, Password, unix_now};
+use crate::domain::{Email, Password};
 use crate::lifecycle::{Lifecycle, LinkError};
 use crate::sessions::Device;
 use crate::signin::flow::Proof;
@@ -47,17 +47,6 @@ pub fn router(app: &App) -> OpenApiRouter<AppState> {
 const VERIFY_SENT: &str =
     "If the account's address is not verified yet, a link to verify it is on its way.";
 const VERIFIED: &str = "Your email address is verified.";
-pub(super) const SIGN_IN_AGAIN: &str =
-    "Sign in again to do this: your last sign-in is too long ago.";
-
-/// The account's owner signed in (not refreshed: authenticated) within
-/// `accounts.reauth_window_secs`, by the session's `auth_time`.
-pub(super) fn require_recent_sign_in(app: &App, session: &Session) -> Result<(), ApiError> {
-    if !session.signed_in_within(app.settings.accounts.reauth_window_secs, unix_now()) {
-        return Err(ApiError::Forbidden(SIGN_IN_AGAIN.into()));
-    }
-    Ok(())
-}
 
 /// After a registration: the verification mail, when mail is on. A failure is logged;
 /// the account exists either way and its owner can ask again.
@@ -241,6 +230,11 @@ pub(super) async fn button_form(app: &App, req: Request, link: ButtonLink) -> Re
         Err(LinkError::Account(AccountError::EmailTaken)) => {
             page(StatusCode::CONFLICT, app, &message_html(EMAIL_TAKEN))
         }
+        Err(LinkError::Account(AccountError::Disabled)) => page(
+            StatusCode::FORBIDDEN,
+            app,
+            &message_html(super::error::ACCOUNT_DISABLED),
+        ),
         Err(e) => {
             tracing::error!(error = %e, ?link, "a link's page failed");
             page(
@@ -282,10 +276,12 @@ async fn verify_form(State(app): State<AppState>, req: Request) -> Response {
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is older than accounts.reauth_window_secs: sign in again", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or `recent_sign_in_required`: the sign-in is older than accounts.reauth_window_secs", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
-async fn delete_me(State(app): State<AppState>, session: Session) -> Result<Response, ApiError> {
-    require_recent_sign_in(&app, &session)?;
+async fn delete_me(
+    State(app): State<AppState>,
+    session: RecentSession,
+) -> Result<Response, ApiError> {
     let profile = app
         .accounts
         .profile(&session.account)

@@ -109,7 +109,9 @@ pub fn router(app: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
         }))
-        .layer(cors(&app.settings.http.cors_origins))
+        .layer(tower::util::option_layer(cors(
+            &app.settings.http.cors_origins,
+        )))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: queries can carry tokens (`?meta=`), headers credentials.
             let id = req.extensions().get::<observe::RequestId>();
@@ -140,21 +142,29 @@ fn metrics_router(app: AppState) -> Router {
 /// errors included. Outside the rate limit, so a
 /// preflight costs nobody a request. Origins are checked at start ([`Settings`]); the
 /// wallet's `Origin: IDW` is not a browser origin and simply gets no CORS headers.
-fn cors(origins: &[String]) -> CorsLayer {
+/// With no origins configured there is no CORS layer at all: no
+/// `access-control-allow-credentials` on every answer, and a preflight is the `405` of
+/// any other `OPTIONS`. The methods are every method a route answers (`PATCH` renames
+/// a passkey).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
     let origins = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok());
-    CorsLayer::new()
+    let layer = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             header::HeaderName::from_static(sessions::CSRF_HEADER),
         ])
-        .expose_headers([header::RETRY_AFTER])
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
         .allow_credentials(true)
-        .max_age(Duration::from_secs(600))
+        .max_age(Duration::from_secs(600));
+    Some(layer)
 }
 
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
@@ -172,20 +182,25 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn build(settings: Settings) -> anyhow::Result<Server> {
+    /// Binds every address first: a busy port stops the start before anything is
+    /// created, and the defaults that derive from `listen` (the passkey and SIWE
+    /// origins, `http://localhost:<port>`) take the port really bound, so
+    /// `--listen 127.0.0.1:0` works as well as any other.
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Server> {
         let listen = settings.listen;
-        let app = Arc::new(App::build(settings).await?);
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("listen: cannot bind {listen}: {e}"))?;
-        let metrics_listener = match app.settings.metrics.listen {
-            Some(addr) if app.settings.metrics.enabled => Some(
+        settings.listen = listener.local_addr()?;
+        let metrics_listener = match settings.metrics.listen {
+            Some(addr) if settings.metrics.enabled => Some(
                 TcpListener::bind(addr)
                     .await
                     .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?,
             ),
             _ => None,
         };
+        let app = Arc::new(App::build(settings).await?);
         Ok(Server {
             listener,
             metrics_listener,

@@ -18,8 +18,8 @@ use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use super::reply::{TokenResponse, no_store, rfc3339, signed_in};
-use super::session::Session;
-use crate::domain::{AccountId, unix_now};
+use super::session::{RecentSession, Session};
+use crate::domain::AccountId;
 use crate::metrics::{Outcome, SignInMethod};
 use crate::sessions::{Device, SignIn};
 use crate::signin::flow::{Proof, Refused};
@@ -147,10 +147,7 @@ async fn register_options(
     } else {
         super::json::parse(&body)?
     };
-    let account = match &session.0 {
-        Some(s) => Some(recent_sign_in(&app, s)?),
-        None => None,
-    };
+    let account = recent_account(&app, session)?;
     let user_name = match req.user_name {
         Some(name) => bounded_user_name(&name)?,
         None => default_user_name(&app, account.as_ref()).await?,
@@ -170,7 +167,7 @@ async fn register_options(
         (status = 201, description = "Registered", body = RegisteredResponse),
         (status = 400, description = "Unknown, used or expired ceremony, a refused credential (error: user_not_verified, wrong_origin, credential_refused, ceremony_unknown), or an invalid body", body = ErrorBody),
         (status = 401, description = "The ceremony was begun signed in and this request has no valid token", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled; or another account's ceremony, or the sign-in is not recent", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or another account's ceremony; or `recent_sign_in_required`", body = ErrorBody),
         (status = 404, description = "Passkeys are off", body = ErrorBody),
         (status = 409, description = "This passkey is registered already (error: credential_taken)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
@@ -180,10 +177,7 @@ async fn register(
     device: Device,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Response, PasskeyApiError> {
-    let account = match &session.0 {
-        Some(s) => Some(recent_sign_in(&app, s)?),
-        None => None,
-    };
+    let account = recent_account(&app, session)?;
     let registered = app
         .passkeys
         .finish_registration(&req.ceremony, &req.credential, req.name, account.as_ref())
@@ -301,17 +295,16 @@ async fn rename(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is not recent enough", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the sign-in is not recent enough (error: recent_sign_in_required)", body = ErrorBody),
         (status = 404, description = "No such passkey on this account", body = ErrorBody),
         (status = 409, description = "The account's last way to sign in (error: last_sign_in_method)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn remove(
     State(app): State<AppState>,
-    session: Session,
+    session: RecentSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, PasskeyApiError> {
-    let account = recent_sign_in(&app, &session)?;
-    app.passkeys.remove(&account, &id).await?;
+    app.passkeys.remove(&session.account, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -337,13 +330,16 @@ async fn sign_in(
         })
 }
 
-/// The session's account if it signed in recently enough to change how it signs in
-/// (its `auth_time`, which a refresh does not move).
-fn recent_sign_in(app: &AppState, session: &Session) -> Result<AccountId, PasskeyApiError> {
-    if !session.signed_in_within(app.passkeys.recent_sign_in_secs, unix_now()) {
-        return Err(PasskeyApiError::RecentSignInRequired);
+/// The account a signed-in ceremony adds a passkey to, if its session may
+/// ([`RecentSession`]); `None` signed out (a new account).
+fn recent_account(
+    app: &AppState,
+    session: MaybeSession,
+) -> Result<Option<AccountId>, PasskeyApiError> {
+    match session.0 {
+        Some(s) => Ok(Some(RecentSession::check(app, s)?.account.clone())),
+        None => Ok(None),
     }
-    Ok(session.account.clone())
 }
 
 fn bounded_user_name(name: &str) -> Result<String, PasskeyApiError> {
@@ -424,7 +420,6 @@ pub enum PasskeyApiError {
     Passkey(PasskeyError),
     /// As `Passkey`, in a sign-in: a credential that does not verify is a 401 there.
     SignIn(PasskeyError),
-    RecentSignInRequired,
     BadRequest(String),
     Api(ApiError),
 }
@@ -446,7 +441,7 @@ impl IntoResponse for PasskeyApiError {
         use PasskeyError as E;
         let (status, code, message): (StatusCode, &str, String) = match self {
             PasskeyApiError::SignIn(
-                e @ (E::UserNotVerified | E::WrongOrigin | E::Refused(_)),
+                e @ (E::UserNotVerified | E::WrongOrigin { .. } | E::Refused(_)),
             ) => {
                 let mut res = PasskeyApiError::Passkey(e).into_response();
                 *res.status_mut() = StatusCode::UNAUTHORIZED;
@@ -455,11 +450,6 @@ impl IntoResponse for PasskeyApiError {
             PasskeyApiError::SignIn(e) => return PasskeyApiError::Passkey(e).into_response(),
             PasskeyApiError::Api(e) => return e.into_response(),
             PasskeyApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
-            PasskeyApiError::RecentSignInRequired => (
-                StatusCode::FORBIDDEN,
-                "recent_sign_in_required",
-                "Sign in again to change how this account signs in.".into(),
-            ),
             PasskeyApiError::Passkey(e) => match e {
                 E::Internal(cause) => return ApiError::Internal(cause).into_response(),
                 E::Disabled => return ApiError::NotFound(super::error::NO_ROUTE.into()).into_response(),
@@ -481,10 +471,10 @@ impl IntoResponse for PasskeyApiError {
                     "user_not_verified",
                     "The authenticator did not verify the user (PIN or biometrics); user verification is required.".into(),
                 ),
-                E::WrongOrigin => (
+                E::WrongOrigin { seen, allowed } => (
                     StatusCode::BAD_REQUEST,
                     "wrong_origin",
-                    "The credential was made for an origin this server does not serve.".into(),
+                    format!("The credential was made on {seen}, which is not one of this server's passkeys.origins ({allowed})."),
                 ),
                 E::CounterRegressed => (
                     StatusCode::UNAUTHORIZED,

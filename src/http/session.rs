@@ -10,7 +10,8 @@ use axum::http::request::Parts;
 use super::AppState;
 use super::client;
 use super::error::ApiError;
-use crate::sessions::{Authenticated, Device, SessionError};
+use crate::domain::unix_now;
+use crate::sessions::{Authenticated, Device, SessionError, StepUp};
 use crate::store::AccountProfile;
 
 /// The signed-in account, from `Authorization: Bearer <account token>`; its fields
@@ -41,6 +42,42 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// A [`Session`] allowed to change how its account is reached (add or remove a way in,
+/// change the address, delete the account): every such route takes this, or calls
+/// [`RecentSession::check`], so the rule ([`StepUp`]) is applied in one place.
+/// Refused with `403 recent_sign_in_required`.
+#[derive(Debug)]
+pub struct RecentSession(pub Session);
+
+impl RecentSession {
+    pub fn check(app: &AppState, session: Session) -> Result<RecentSession, ApiError> {
+        if !StepUp::of(&app.settings).allows(&session, unix_now()) {
+            return Err(ApiError::SignInAgain);
+        }
+        Ok(RecentSession(session))
+    }
+}
+
+impl Deref for RecentSession {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for RecentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, app).await?;
+        RecentSession::check(app, session)
+    }
+}
+
 /// The signed-in account with its profile, for `/auth/me`: the session check and the
 /// profile's read are one database call.
 #[derive(Debug)]
@@ -66,7 +103,9 @@ fn refused(e: SessionError) -> ApiError {
     match e {
         SessionError::Refused(reason) => {
             tracing::debug!(reason, "account token refused");
-            ApiError::Unauthorized
+            ApiError::InvalidToken {
+                expired: reason == crate::sessions::EXPIRED,
+            }
         }
         SessionError::AccountDisabled => ApiError::AccountDisabled,
         SessionError::Internal(e) => ApiError::Internal(e),

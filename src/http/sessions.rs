@@ -92,8 +92,8 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/auth/refresh", tag = "sessions", request_body = RefreshRequest,
     responses(
         (status = 200, description = "The next tokens", body = TokenResponse),
-        (status = 400, description = "No refresh token, or an unparsable body", body = ErrorBody),
-        (status = 401, description = "Unknown, expired or revoked refresh token", body = ErrorBody),
+        (status = 400, description = "No refresh token (without session.cookie), or an unparsable body", body = ErrorBody),
+        (status = 401, description = "Unknown, expired or revoked refresh token; in cookie mode, no body and no refresh cookie", body = ErrorBody),
         (status = 403, description = "A cookie refresh without the CSRF defence", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn refresh(
@@ -106,8 +106,8 @@ async fn refresh(
     let token = match body_token(req, settings).await? {
         Some(token) => token,
         None if settings.session.cookie => {
-            let token = cookie(&headers, refresh_cookie_name(secure))
-                .ok_or_else(|| Invalid::missing("refresh_token"))?;
+            let name = refresh_cookie_name(secure);
+            let token = cookie(&headers, name).ok_or_else(|| no_refresh_cookie(name))?;
             if !csrf_checked(settings, &headers) {
                 return Err(ApiError::Forbidden(
                     "A refresh by cookie needs an allowed Origin and the X-Gatehouse-CSRF header."
@@ -129,6 +129,17 @@ async fn refresh(
         Err(SessionError::AccountDisabled) => Err(ApiError::AccountDisabled),
         Err(SessionError::Internal(e)) => Err(ApiError::Internal(e)),
     }
+}
+
+/// A cookie refresh that came without the cookie: a `401` that names it, and why a
+/// browser may not have sent it (`SameSite=Strict`: only on same-site requests; on
+/// plain http only under `/auth`).
+fn no_refresh_cookie(name: &str) -> ApiError {
+    ApiError::Refused(format!(
+        "No refresh token: the request has no {name} cookie and no refresh_token in its \
+         body. Browsers send the cookie (SameSite=Strict) only with requests from the \
+         same site as this server, with credentials: 'include'."
+    ))
 }
 
 /// The body's `refresh_token`; `None` for an empty body (a cookie refresh) or none given.
@@ -285,7 +296,9 @@ async fn end_session(
 /// A session error as this surface answers it.
 pub(super) fn session_error(e: SessionError) -> ApiError {
     match e {
-        SessionError::Refused(_) => ApiError::Unauthorized,
+        SessionError::Refused(reason) => ApiError::InvalidToken {
+            expired: reason == crate::sessions::EXPIRED,
+        },
         SessionError::AccountDisabled => ApiError::AccountDisabled,
         SessionError::Internal(e) => ApiError::Internal(e),
     }

@@ -11,11 +11,12 @@ use serde_json::json;
 
 use super::{
     EMAIL_CHANGE, EMAIL_REVERT, Lifecycle, LinkError, PASSWORD_RESET, VERIFY_EMAIL, notice,
+    removal_notice,
 };
 use crate::accounts::AccountError;
 use crate::domain::{Account, AccountId, Email, unix_now};
 use crate::mail::{LinkPage, MailKind};
-use crate::store::mail::{AccountChange, EndSessions, NewLinkToken, NewMail};
+use crate::store::mail::{AccountChange, EndSessions, NewLinkToken, NewMail, Proof, Unproven};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailChangeError {
@@ -91,7 +92,7 @@ impl Lifecycle {
     /// (if any) gets a notice with a revert link. `EmailTaken` when another account
     /// has the new address (the token stays unused).
     pub async fn confirm_email_change(&self, token: &str) -> Result<AccountId, LinkError> {
-        let (hash, account, new) = self.peek(EMAIL_CHANGE, token).await?;
+        let (hash, account, new, _) = self.peek(EMAIL_CHANGE, token).await?;
         let old = self
             .store
             .account_profile(&account)
@@ -100,6 +101,7 @@ impl Lifecycle {
         let now = unix_now();
         let mut change = AccountChange {
             email: Some((new.as_str().to_owned(), new.key().to_owned())),
+            proof: Proof::Set(Some(now)),
             void: vec![EMAIL_CHANGE, PASSWORD_RESET, VERIFY_EMAIL],
             ..AccountChange::default()
         };
@@ -132,15 +134,21 @@ impl Lifecycle {
     }
 
     /// Reverts an email change with the token mailed to the old address: the old
-    /// address is the account's again, verified; every session ends; pending changes,
-    /// reset links (which went to the new address) and the other revert links are
-    /// voided. `EmailTaken` when another account has the old address now.
+    /// address is the account's again, with the verification it had (the revert link
+    /// recorded when it was last proven); every session ends; every way in added since
+    /// then is removed and the owner told; pending changes, reset links (which went to
+    /// the new address), the other revert links and wallet link tokens are voided.
+    /// `EmailTaken` when another account has the old address now.
     pub async fn revert_email_change(&self, token: &str) -> Result<AccountId, LinkError> {
-        let (hash, _, old) = self.peek(EMAIL_REVERT, token).await?;
+        let (hash, _, old, proven_at) = self.peek(EMAIL_REVERT, token).await?;
         let change = AccountChange {
             email: Some((old.as_str().to_owned(), old.key().to_owned())),
+            proof: Proof::Set(proven_at),
             void: vec![EMAIL_CHANGE, EMAIL_REVERT, PASSWORD_RESET, VERIFY_EMAIL],
+            void_one_time: vec![crate::signin::selfkey::LINK_PURPOSE],
             end_sessions: EndSessions::All,
+            remove: Unproven::Since(proven_at),
+            removal_notice: Some(removal_notice()),
             ..AccountChange::default()
         };
         let account = self.use_link(&hash, EMAIL_REVERT, &change).await?;

@@ -7,7 +7,8 @@ use super::{EMAIL_CHANGE, Lifecycle, PASSWORD_RESET, notice};
 use crate::accounts::{AccountError, Accounts};
 use crate::domain::{Password, unix_now};
 use crate::mail::MailKind;
-use crate::sessions::Authenticated;
+use crate::sessions::{Authenticated, StepUp};
+use crate::signin::password::{LoginClient, PasswordSignIn};
 use crate::store::DynStore;
 use crate::store::mail::{AccountChange, EndSessions};
 
@@ -30,21 +31,26 @@ pub enum ChangeError {
 pub struct PasswordChange<'a> {
     pub store: &'a DynStore,
     pub accounts: &'a Accounts,
+    /// Checks the current password, under the login lockout.
+    pub passwords: &'a PasswordSignIn,
     /// For the notice mail, when mail is on.
     pub lifecycle: Option<&'a Lifecycle>,
-    /// `accounts.reauth_window_secs`.
-    pub reauth_window_secs: i64,
+    /// Who may set a first password.
+    pub step_up: StepUp,
 }
 
 impl PasswordChange<'_> {
     /// Sets `new` as the password of the signed-in account. An account with a password
-    /// must give it as `current`; one without may set a first password within
+    /// must give it as `current`, checked under the login lockout as from `client`
+    /// (`LockedOut` once over it, even for the right one); one without may set a first
+    /// password within
     /// the re-authentication window of its sign-in. The other sessions of the account
     /// end and its reset links and pending email changes are voided, in the same
     /// transaction, and only if the password is still the one checked.
     pub async fn change(
         &self,
         session: &Authenticated,
+        client: &LoginClient,
         current: Option<&Password>,
         new: &Password,
     ) -> Result<(), ChangeError> {
@@ -56,13 +62,17 @@ impl PasswordChange<'_> {
         let stored = profile.account.password_hash.as_deref();
         match (stored, current) {
             (Some(_), Some(current)) => {
-                if !self.accounts.password_matches(current, stored).await? {
+                if !self
+                    .passwords
+                    .password_matches(&profile.account, current, client)
+                    .await?
+                {
                     return Err(ChangeError::WrongPassword);
                 }
             }
             (Some(_), None) => return Err(ChangeError::WrongPassword),
             (None, _) => {
-                if !session.signed_in_within(self.reauth_window_secs, unix_now()) {
+                if !self.step_up.allows(session, unix_now()) {
                     return Err(ChangeError::SignInAgain);
                 }
             }

@@ -35,16 +35,19 @@ pub enum MailKind {
     EmailChanged,
     /// To a registered address someone tried to register again.
     RegisterAttempt,
+    /// To the account's address after a reset or a revert: the ways in it removed.
+    WaysInRemoved,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] = [
+    pub const ALL: [MailKind; 7] = [
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
         MailKind::VerifyEmail,
         MailKind::EmailChange,
         MailKind::EmailChanged,
         MailKind::RegisterAttempt,
+        MailKind::WaysInRemoved,
     ];
 
     /// Its name in the outbox and its templates' file names.
@@ -56,6 +59,7 @@ impl MailKind {
             MailKind::EmailChange => "email_change",
             MailKind::EmailChanged => "email_changed",
             MailKind::RegisterAttempt => "register_attempt",
+            MailKind::WaysInRemoved => "ways_in_removed",
         }
     }
 
@@ -73,6 +77,11 @@ impl MailKind {
             "expires_in_hours": 24,
             "expires_in_days": 7,
             "new_email": "someone.else@example.com",
+            "removed": [
+                {"kind": "wallet", "name": "0x0000000000000000000000000000000000000001"},
+                {"kind": "passkey", "name": "Phone"},
+                {"kind": "ownid", "name": ""},
+            ],
         })
     }
 }
@@ -138,12 +147,14 @@ impl Mailer {
             .trim_end_matches('/')
             .to_owned();
         let templates = Templates::load(m.templates_dir.as_deref())?;
+        let from = m.from.parse().context("mail.from")?;
+        // Last: it may create the outbox directory.
         let transport = Transport::build(m, settings.data_dir.join("outbox"))?;
         tracing::info!(links = %public_url, "mail: on, {}", transport.describe(m));
         Ok(Some(Arc::new(Mailer {
             templates,
             transport,
-            from: m.from.parse().context("mail.from")?,
+            from,
             site_name: m.site_name.clone(),
             public_url,
             links: m.links.clone(),

@@ -104,6 +104,11 @@ fn builtin(kind: MailKind, part: &str) -> &'static str {
         }
         (MailKind::RegisterAttempt, "txt") => include_str!("templates/register_attempt.txt"),
         (MailKind::RegisterAttempt, _) => include_str!("templates/register_attempt.html"),
+        (MailKind::WaysInRemoved, "subject.txt") => {
+            include_str!("templates/ways_in_removed.subject.txt")
+        }
+        (MailKind::WaysInRemoved, "txt") => include_str!("templates/ways_in_removed.txt"),
+        (MailKind::WaysInRemoved, _) => include_str!("templates/ways_in_removed.html"),
     }
 }
 

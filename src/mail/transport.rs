@@ -1,5 +1,9 @@
 //! Where mails go: an SMTP server through lettre (rustls, pooled connections), or,
 //! with no server configured, `.eml` files in a directory.
+//!
+//! The `.eml` files carry live links (a password reset is an account), so the outbox
+//! directory is `0700` and each file `0600`, whatever the data directory's mode and
+//! the umask: lettre's own file transport leaves both to the umask (`0644`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +12,7 @@ use anyhow::Context;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::MailSettings;
 
@@ -85,23 +89,21 @@ impl SmtpTarget {
 
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
+    /// The outbox directory, private.
+    Files(PathBuf),
 }
 
 impl Transport {
     /// The transport the settings name; `outbox_dir` when there is no SMTP server.
     pub fn build(m: &MailSettings, outbox_dir: PathBuf) -> anyhow::Result<Transport> {
         let Some(url) = &m.smtp_url else {
-            std::fs::create_dir_all(&outbox_dir).with_context(|| {
+            crate::files::private_dir(&outbox_dir).with_context(|| {
                 format!(
                     "mail: cannot create the outbox directory {}",
                     outbox_dir.display()
                 )
             })?;
-            return Ok(Transport::Files(
-                AsyncFileTransport::new(&outbox_dir),
-                outbox_dir,
-            ));
+            return Ok(Transport::Files(outbox_dir));
         };
         let target = SmtpTarget::parse(url.expose()).context("mail.smtp_url")?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&target.host)
@@ -128,7 +130,7 @@ impl Transport {
     /// For the start log: where mail goes, without credentials.
     pub fn describe(&self, m: &MailSettings) -> String {
         match self {
-            Transport::Files(_, dir) => format!(
+            Transport::Files(dir) => format!(
                 "no mail.smtp_url: every mail is written as an .eml file in {}",
                 dir.display()
             ),
@@ -150,8 +152,11 @@ impl Transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await?;
             }
-            Transport::Files(files, _) => {
-                files.send(message).await?;
+            Transport::Files(dir) => {
+                let path = dir.join(format!("{}.eml", uuid::Uuid::new_v4()));
+                let content = message.formatted();
+                tokio::task::spawn_blocking(move || crate::files::write_private(&path, &content))
+                    .await??;
             }
         }
         Ok(())

@@ -17,16 +17,18 @@ pub struct OwnId {
     store: DynStore,
     flow: Arc<SignInFlow>,
     metrics: Arc<Metrics>,
-    max_data_bytes: usize,
+    /// `ownid.max_data_bytes`; `None` while OwnID is off (no `ownid.shared_secrets`).
+    max_data_bytes: Option<usize>,
 }
 
 impl OwnId {
-    /// `max_data_bytes` is `ownid.max_data_bytes`.
+    /// `max_data_bytes` is `ownid.max_data_bytes`, or `None` when OwnID is off: then
+    /// no OwnID data is accepted, not even at registration.
     pub fn new(
         store: DynStore,
         flow: Arc<SignInFlow>,
         metrics: Arc<Metrics>,
-        max_data_bytes: usize,
+        max_data_bytes: Option<usize>,
     ) -> OwnId {
         OwnId {
             store,
@@ -38,14 +40,21 @@ impl OwnId {
 
     /// Accepts OwnID data, from OwnID's cloud or at registration: an opaque string,
     /// stored as received and never logged, non-empty and at most `ownid.max_data_bytes`.
+    /// While OwnID is off it accepts nothing: an account made with OwnID data could
+    /// never sign in, and would hold its address.
     pub fn parse_data(&self, data: String) -> Result<String, Invalid> {
+        let Some(max_data_bytes) = self.max_data_bytes else {
+            return Err(Invalid(
+                "OwnID sign-in is off on this server: the 'ownIdData' field is not accepted."
+                    .into(),
+            ));
+        };
         if data.is_empty() {
             return Err(Invalid("The 'ownIdData' field must not be empty.".into()));
         }
-        if data.len() > self.max_data_bytes {
+        if data.len() > max_data_bytes {
             return Err(Invalid(format!(
-                "The 'ownIdData' field must be at most {} bytes long.",
-                self.max_data_bytes
+                "The 'ownIdData' field must be at most {max_data_bytes} bytes long."
             )));
         }
         Ok(data)
@@ -55,7 +64,10 @@ impl OwnId {
     /// of any before (a new device enrolled). False when no account has that `loginId`.
     pub async fn set_data(&self, login_id: &str, data: &str) -> StoreResult<bool> {
         match account_email(login_id) {
-            Some(email) => self.store.set_ownid_data(email.key(), data).await,
+            Some(email) => {
+                let now = crate::domain::unix_now();
+                self.store.set_ownid_data(email.key(), data, now).await
+            }
             None => Ok(false),
         }
     }

@@ -10,7 +10,9 @@
 //!   accepted (synced passkeys). Once a counter is above 0, each use must raise it: a
 //!   counter that stays or goes back means a cloned authenticator may be in use, and
 //!   that sign-in is refused (`counter_regressed`); the stored counter is left as it
-//!   was, so the genuine authenticator goes on working, and the event is logged.
+//!   was, so the genuine authenticator goes on working, and the event is logged. The
+//!   counter moves by a compare-and-set in the database: of concurrent sign-ins with
+//!   one counter exactly one is accepted, the others are refused the same way.
 //! - A credential id belongs to one account only (a unique column).
 
 use base64::Engine;
@@ -47,8 +49,10 @@ pub enum PasskeyError {
     SignInRequired,
     #[error("the user was not verified")]
     UserNotVerified,
-    #[error("the origin is not one of the configured origins")]
-    WrongOrigin,
+    /// The credential was made on `seen` (its client data's origin, as sent), which
+    /// is not one of `allowed` (`passkeys.origins` in force).
+    #[error("the credential was made on {seen}, not one of passkeys.origins ({allowed})")]
+    WrongOrigin { seen: String, allowed: String },
     #[error("the signature counter did not increase")]
     CounterRegressed,
     #[error("this passkey is registered already")]
@@ -78,7 +82,10 @@ impl From<WebauthnError> for PasskeyError {
         match e {
             WebauthnError::UserNotVerified => PasskeyError::UserNotVerified,
             WebauthnError::InvalidRPOrigin | WebauthnError::CredentialCrossOrigin => {
-                PasskeyError::WrongOrigin
+                PasskeyError::WrongOrigin {
+                    seen: "another origin".into(),
+                    allowed: "passkeys.origins".into(),
+                }
             }
             WebauthnError::CredentialPossibleCompromise => PasskeyError::CounterRegressed,
             other => PasskeyError::Refused(other.to_string()),
@@ -139,6 +146,19 @@ fn origin(text: &str, rp_id: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// The `origin` of a credential's client data, as the browser wrote it (at most 200
+/// characters: it is the client's text), or `an unreadable origin`.
+fn origin_in(client_data_json: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ClientData {
+        origin: String,
+    }
+    match serde_json::from_slice::<ClientData>(client_data_json) {
+        Ok(data) => data.origin.chars().take(200).collect(),
+        Err(_) => "an unreadable origin".into(),
+    }
+}
+
 /// A begun ceremony: its id and the options for the browser (`publicKey`).
 pub struct Begun {
     pub ceremony: String,
@@ -163,9 +183,10 @@ struct RegistrationCeremony {
 
 pub struct Passkeys {
     webauthn: Option<Webauthn>,
+    /// `passkeys.origins` in force, for the message of a refused origin.
+    origins: String,
     store: DynStore,
     ceremony_ttl_secs: i64,
-    pub recent_sign_in_secs: i64,
 }
 
 impl Passkeys {
@@ -177,14 +198,31 @@ impl Passkeys {
         };
         Ok(Passkeys {
             webauthn,
+            origins: settings.origins.join(", "),
             store,
             ceremony_ttl_secs: settings.ceremony_ttl_secs,
-            recent_sign_in_secs: settings.recent_sign_in_secs,
         })
     }
 
     fn webauthn(&self) -> Result<&Webauthn, PasskeyError> {
         self.webauthn.as_ref().ok_or(PasskeyError::Disabled)
+    }
+
+    /// A finish refused by webauthn-rs; a wrong origin names the origin the
+    /// credential was made on (from its client data) and the origins allowed, and is
+    /// logged: it is most often a configuration that does not match the site.
+    fn refused(&self, e: WebauthnError, client_data_json: &[u8]) -> PasskeyError {
+        match PasskeyError::from(e) {
+            PasskeyError::WrongOrigin { .. } => {
+                let seen = origin_in(client_data_json);
+                tracing::warn!(origin = ?seen, allowed = %self.origins, "passkey ceremony refused: the credential was made on an origin not in passkeys.origins");
+                PasskeyError::WrongOrigin {
+                    seen,
+                    allowed: self.origins.clone(),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Begins registering a passkey: on `account` (signed in) or, with `None`, on a new
@@ -249,7 +287,9 @@ impl Passkeys {
             (true, Some(_)) => return Err(PasskeyError::OtherAccount),
             _ => {}
         }
-        let passkey = webauthn.finish_passkey_registration(credential, &ceremony.state)?;
+        let passkey = webauthn
+            .finish_passkey_registration(credential, &ceremony.state)
+            .map_err(|e| self.refused(e, &credential.response.client_data_json))?;
         let now = unix_now();
         let new = new_passkey(passkey, credential, name, now)?;
         let stored = if ceremony.new_account {
@@ -319,18 +359,26 @@ impl Passkeys {
         // The columns hold what changes with use; the stored form what does not.
         cred.counter = u32::try_from(stored.sign_count).unwrap_or(u32::MAX);
         cred.backup_state = stored.backup_state;
+        let regressed = || {
+            tracing::warn!(account = %stored.account.0, passkey = %stored.id, "passkey sign-in refused: the signature counter did not increase (a cloned authenticator?)");
+            PasskeyError::CounterRegressed
+        };
         let result = match webauthn.finish_discoverable_authentication_v2(credential, state, &cred)
         {
             Ok(result) => result,
             Err(e) => {
-                let e = PasskeyError::from(e);
-                if matches!(e, PasskeyError::CounterRegressed) {
-                    tracing::warn!(account = %stored.account.0, passkey = %stored.id, "passkey sign-in refused: the signature counter did not increase (a cloned authenticator?)");
-                }
-                return Err(e);
+                return Err(
+                    match self.refused(e, &credential.response.client_data_json) {
+                        PasskeyError::CounterRegressed => regressed(),
+                        e => e,
+                    },
+                );
             }
         };
-        self.store
+        // The check above read the counter before; the database moves it only if no
+        // concurrent sign-in took this counter meanwhile, so exactly one of them wins.
+        let recorded = self
+            .store
             .record_passkey_use(
                 &stored.id,
                 PasskeyUse {
@@ -340,10 +388,15 @@ impl Passkeys {
                 },
             )
             .await?;
+        if !recorded {
+            return Err(regressed());
+        }
         Ok(stored.account)
     }
 
+    /// The account's passkeys. Like every call here, refused while passkeys are off.
     pub async fn list(&self, account: &AccountId) -> Result<Vec<PasskeySummary>, PasskeyError> {
+        self.webauthn()?;
         Ok(self.store.passkeys(account).await?)
     }
 
@@ -353,6 +406,7 @@ impl Passkeys {
         id: &str,
         name: Option<String>,
     ) -> Result<PasskeySummary, PasskeyError> {
+        self.webauthn()?;
         let name = parse_name(name)?;
         if !self.store.rename_passkey(account, id, &name).await? {
             return Err(PasskeyError::NotFound);
@@ -366,6 +420,7 @@ impl Passkeys {
     }
 
     pub async fn remove(&self, account: &AccountId, id: &str) -> Result<(), PasskeyError> {
+        self.webauthn()?;
         match self.store.remove_passkey(account, id).await? {
             PasskeyRemoval::Removed => {
                 tracing::info!(account = %account.0, passkey = %id, "passkey removed");
@@ -493,14 +548,28 @@ mod tests {
     }
 
     #[test]
-    fn the_default_relying_party_is_localhost_on_8080() {
-        let webauthn = relying_party(&PasskeySettings::default()).unwrap();
-        let origins: Vec<String> = webauthn
-            .get_allowed_origins()
-            .iter()
-            .map(|u| u.origin().ascii_serialization())
-            .collect();
-        assert_eq!(origins, ["http://localhost:8080"]);
+    fn the_default_relying_party_is_localhost_on_the_listening_port() {
+        let origins_of = |listen: &str| -> Vec<String> {
+            let settings = crate::config::Settings {
+                listen: listen.parse().unwrap(),
+                ..Default::default()
+            };
+            relying_party(&settings.passkeys_in_force())
+                .unwrap()
+                .get_allowed_origins()
+                .iter()
+                .map(|u| u.origin().ascii_serialization())
+                .collect()
+        };
+        assert_eq!(origins_of("127.0.0.1:8080"), ["http://localhost:8080"]);
+        assert_eq!(origins_of("0.0.0.0:9000"), ["http://localhost:9000"]);
+        // Configured origins are taken as they are.
+        let mut settings = crate::config::Settings::default();
+        settings.passkeys.origins = vec!["http://localhost:3000".into()];
+        assert_eq!(
+            settings.passkeys_in_force().origins,
+            ["http://localhost:3000"]
+        );
     }
 
     #[test]

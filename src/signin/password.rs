@@ -13,7 +13,7 @@ use crate::accounts::AccountError;
 use crate::crypto::jwt::{TokenKeys, TokenKind};
 use crate::crypto::passwords::{PasswordHasher, Verified};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
-use crate::lockout::{Client, Lockout, LoginLimit, Refusal};
+use crate::lockout::{Attempt, Client, Lockout, LoginLimit, Refusal, Subject};
 use crate::metrics::{Metrics, Outcome, SignInMethod};
 use crate::sessions::{Device, SignIn};
 use crate::store::DynStore;
@@ -85,10 +85,7 @@ impl PasswordSignIn {
         let outcome = match &result {
             Ok(_) => Outcome::Success,
             Err(AccountError::InvalidCredentials) => Outcome::Failure,
-            Err(AccountError::LockedOut { .. }) => {
-                self.metrics.locked_out();
-                Outcome::LockedOut
-            }
+            Err(AccountError::LockedOut { .. }) => Outcome::LockedOut,
             Err(AccountError::Busy { .. }) => Outcome::Busy,
             Err(AccountError::Disabled) => Outcome::Disabled,
             Err(_) => Outcome::Error,
@@ -105,19 +102,9 @@ impl PasswordSignIn {
         device: &Device,
     ) -> Result<SignedIn, AccountError> {
         let account = self.store.account_by_email(email.key()).await?;
-        let attempt = match &self.lockout {
-            Some(lockout) => {
-                let client = self.lockout_client(client, account.as_ref());
-                match lockout.admit(email, &client).await {
-                    Ok(attempt) => Some(attempt),
-                    Err(Refusal::TooMany { retry_after_secs }) => {
-                        return Err(AccountError::LockedOut { retry_after_secs });
-                    }
-                    Err(Refusal::Store(e)) => return Err(e.into()),
-                }
-            }
-            None => None,
-        };
+        let attempt = self
+            .admit(&Subject::email(email), client, account.as_ref())
+            .await?;
         let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
         let verified = self.hasher.verify(password, stored).await?;
         let succeeded = matches!((&verified, &account), (Verified::Yes { .. }, Some(_)));
@@ -138,6 +125,50 @@ impl PasswordSignIn {
                 })
             }
             _ => Err(AccountError::InvalidCredentials),
+        }
+    }
+
+    /// Whether `password` is the signed-in account's, for a change that asks for it:
+    /// admitted by the lockout and counted like a login from `client` (by its address,
+    /// and against the account's ceiling), so a stolen session cannot guess more than
+    /// a login could. `LockedOut` once over the limit, whatever the password.
+    pub async fn password_matches(
+        &self,
+        account: &Account,
+        password: &Password,
+        client: &LoginClient,
+    ) -> Result<bool, AccountError> {
+        let stored = account.password_hash.as_deref();
+        let attempt = self
+            .admit(&Subject::account(account), client, Some(account))
+            .await?;
+        let verified = self.hasher.verify(password, stored).await?;
+        let matches = stored.is_some() && matches!(verified, Verified::Yes { .. });
+        if let Some(attempt) = attempt {
+            attempt.finish(matches).await?;
+        }
+        Ok(matches)
+    }
+
+    /// An attempt to check `subject`'s password admitted by the lockout (none without
+    /// one), or `LockedOut`.
+    async fn admit(
+        &self,
+        subject: &Subject,
+        client: &LoginClient,
+        account: Option<&Account>,
+    ) -> Result<Option<Attempt>, AccountError> {
+        let Some(lockout) = &self.lockout else {
+            return Ok(None);
+        };
+        let client = self.lockout_client(client, account);
+        match lockout.admit(subject, &client).await {
+            Ok(attempt) => Ok(Some(attempt)),
+            Err(Refusal::TooMany { retry_after_secs }) => {
+                self.metrics.locked_out();
+                Err(AccountError::LockedOut { retry_after_secs })
+            }
+            Err(Refusal::Store(e)) => Err(e.into()),
         }
     }
 

@@ -16,13 +16,17 @@ use crate::config::SelfKeySettings;
 use crate::crypto::eth::{self, Address, Did, PublicKey, Signature};
 use crate::crypto::jwt::{TokenError, TokenKeys, TokenKind};
 use crate::domain::{Account, AccountId, WalletSummary, unix_now};
-use crate::store::{NewAccount, NewWallet, Store, StoreError, Unique, WalletRecord, WalletRemoval};
+use crate::store::{
+    NewAccount, NewWallet, Store, StoreError, Unique, WalletAdded, WalletRecord, WalletRemoval,
+};
 
 pub use attributes::{AttributeError, Attributes, Document, Submitted};
 
 const CHALLENGE_PURPOSE: &str = "selfkey-challenge";
 const LOGIN_PURPOSE: &str = "selfkey-login";
-const LINK_PURPOSE: &str = "selfkey-link";
+/// The purpose of wallet link tokens among the single-use values; a reset or a revert
+/// voids the account's.
+pub const LINK_PURPOSE: &str = "selfkey-link";
 
 /// Who may answer a challenge: the holder of one key, of a `did:eth` address, or
 /// (the seed's bare `GET /auth/challenge`) whoever signs it.
@@ -112,6 +116,13 @@ struct WalletClaims {
 #[derive(Debug, Serialize, Deserialize)]
 struct NoClaims {}
 
+/// A link token's: the session that asked for it, which must still live when it is
+/// used.
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkClaims {
+    sid: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SelfKeyError {
     /// A challenge, wallet or login token did not verify as its kind.
@@ -139,6 +150,8 @@ pub enum SelfKeyError {
     WalletNotFound,
     #[error("the wallet is the account's last way to sign in")]
     LastSignInMethod,
+    #[error("the account is disabled")]
+    AccountDisabled,
     #[error(transparent)]
     Attributes(#[from] AttributeError),
     #[error(transparent)]
@@ -156,6 +169,8 @@ pub struct Link {
     jti: String,
     /// The signed-in account the token was issued to.
     pub account: AccountId,
+    /// The session that asked for it: the link holds only while it lives.
+    pub session: String,
 }
 
 /// Verifies a link token as such, not whether it was used already: that is decided
@@ -163,22 +178,39 @@ pub struct Link {
 /// addresses with the same tokens.
 pub fn verify_link(tokens: &TokenKeys, token: &str) -> Result<Link, SelfKeyError> {
     let claims = tokens
-        .verify::<NoClaims>(TokenKind::Link, token, unix_now())
+        .verify::<LinkClaims>(TokenKind::Link, token, unix_now())
         .map_err(|_| SelfKeyError::InvalidLinkToken)?;
     Ok(Link {
         jti: claims.jti,
         account: AccountId(claims.sub),
+        session: claims.extra.sid,
     })
 }
 
-/// Consumes a verified link token: of concurrent callers, exactly one gets its account.
-pub async fn consume_link(store: &dyn Store, link: Link) -> Result<AccountId, SelfKeyError> {
+/// Consumes a verified link token and links `wallet` to its account: of concurrent
+/// callers exactly one gets the token, and the wallet joins only an enabled account
+/// whose asking session still lives (checked in the write that links it). The account.
+pub async fn link_with(
+    store: &dyn Store,
+    link: Link,
+    wallet: &NewWallet,
+) -> Result<AccountId, SelfKeyError> {
     match store
         .take_one_time(&link.jti, LINK_PURPOSE, unix_now())
         .await?
     {
-        Some(account) if account == link.account.0 => Ok(link.account),
-        _ => Err(SelfKeyError::InvalidLinkToken),
+        Some(account) if account == link.account.0 => {}
+        _ => return Err(SelfKeyError::InvalidLinkToken),
+    }
+    match store
+        .add_wallet(&link.account, wallet, Some(&link.session))
+        .await
+    {
+        Ok(WalletAdded::Added) => Ok(link.account),
+        Ok(WalletAdded::AccountDisabled) => Err(SelfKeyError::AccountDisabled),
+        Ok(WalletAdded::SessionEnded) => Err(SelfKeyError::InvalidLinkToken),
+        Err(StoreError::Conflict(Unique::Wallet)) => Err(SelfKeyError::WalletTaken),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -329,8 +361,7 @@ impl<'a> SelfKey<'a> {
             };
         }
         if let Some(link) = link {
-            let account = consume_link(self.store, link).await?;
-            self.add_wallet(&account, &new_wallet).await?;
+            let account = link_with(self.store, link, &new_wallet).await?;
             tracing::info!(account = %account.0, wallet = %new_wallet.address, "wallet linked with a link token");
             return Ok(Registration::Linked);
         }
@@ -340,7 +371,12 @@ impl<'a> SelfKey<'a> {
             if !self.settings.trust_wallet_email {
                 return Err(SelfKeyError::AccountExists);
             }
-            self.add_wallet(&existing.id, &new_wallet).await?;
+            match self.store.add_wallet(&existing.id, &new_wallet, None).await {
+                Ok(WalletAdded::Added) => {}
+                Ok(_) => return Err(SelfKeyError::AccountDisabled),
+                Err(StoreError::Conflict(Unique::Wallet)) => return Err(SelfKeyError::WalletTaken),
+                Err(e) => return Err(e.into()),
+            }
             tracing::info!(account = %existing.id.0, wallet = %new_wallet.address, "wallet linked by its email attribute (trust_wallet_email)");
             return Ok(Registration::Linked);
         }
@@ -418,12 +454,24 @@ impl<'a> SelfKey<'a> {
         Ok(profile.account)
     }
 
-    /// A single-use token proving the holder is signed in to `account`, for the page
-    /// to pass through the wallet (`meta.linkToken`). Returns it and its lifetime.
-    pub async fn link_token(&self, account: &AccountId) -> Result<(String, i64), SelfKeyError> {
+    /// A single-use token proving the holder is signed in to `account` in `session`,
+    /// for the page to pass through the wallet (`meta.linkToken`); it dies with the
+    /// session. Returns it and its lifetime.
+    pub async fn link_token(
+        &self,
+        account: &AccountId,
+        session: &str,
+    ) -> Result<(String, i64), SelfKeyError> {
         let ttl = self.settings.link_token_ttl_secs;
-        let token = self
-            .single_use(TokenKind::Link, LINK_PURPOSE, account, ttl)
+        let now = unix_now();
+        let claims = LinkClaims {
+            sid: session.to_owned(),
+        };
+        let (token, jti) = self
+            .tokens
+            .issue(TokenKind::Link, &account.0, now, ttl, claims);
+        self.store
+            .put_one_time(&jti, LINK_PURPOSE, &account.0, now + ttl)
             .await?;
         Ok((token, ttl))
     }
@@ -477,16 +525,5 @@ impl<'a> SelfKey<'a> {
             .put_one_time(&jti, purpose, &account.0, now + ttl)
             .await?;
         Ok(token)
-    }
-
-    async fn add_wallet(
-        &self,
-        account: &AccountId,
-        wallet: &NewWallet,
-    ) -> Result<(), SelfKeyError> {
-        match self.store.add_wallet(account, wallet).await {
-            Err(StoreError::Conflict(Unique::Wallet)) => Err(SelfKeyError::WalletTaken),
-            other => Ok(other?),
-        }
     }
 }

@@ -124,6 +124,7 @@ impl From<SelfKeyError> for SiweError {
         match e {
             SelfKeyError::InvalidLinkToken => SiweError::InvalidLinkToken,
             SelfKeyError::WalletTaken => SiweError::WalletLinked,
+            SelfKeyError::AccountDisabled => SiweError::AccountDisabled,
             other => SiweError::Internal(other.into()),
         }
     }
@@ -315,13 +316,7 @@ impl<'a> Siwe<'a> {
         let (account, outcome) = match (owner, link) {
             (Some(owner), _) => (owner, Outcome::SignedIn),
             (None, Some(link)) => {
-                let account = selfkey::consume_link(self.store, link).await?;
-                match self.store.add_wallet(&account, &new_wallet).await {
-                    Err(StoreError::Conflict(Unique::Wallet)) => {
-                        return Err(SiweError::WalletLinked);
-                    }
-                    other => other?,
-                }
+                let account = selfkey::link_with(self.store, link, &new_wallet).await?;
                 tracing::info!(account = %account.0, wallet = %new_wallet.address, "address linked through SIWE");
                 (account, Outcome::Linked)
             }
@@ -839,7 +834,20 @@ mod tests {
             .unwrap();
         let settings = crate::config::SelfKeySettings::default();
         let selfkey = crate::signin::selfkey::SelfKey::new(&store, &tokens, &settings);
-        let (link, _) = selfkey.link_token(&other).await.unwrap();
+        // A link holds while the session that asked for it lives.
+        let session = crate::store::sessions::NewSession {
+            id: "s1".into(),
+            account: other.clone(),
+            method: "password".into(),
+            user_agent: None,
+            ip: None,
+            now: now.unix_timestamp(),
+            idle_expires_at: now.unix_timestamp() + 3600,
+            expires_at: now.unix_timestamp() + 3600,
+            max_per_account: 100,
+        };
+        store.sessions().create_session(&session).await.unwrap();
+        let (link, _) = selfkey.link_token(&other, "s1").await.unwrap();
         assert!(matches!(
             sign_in(Some(link.clone())).await,
             Err(SiweError::WalletLinked)

@@ -55,6 +55,8 @@ pub enum LinkUse {
     /// No live token of that purpose has this hash (never issued, used, voided or
     /// expired).
     Refused,
+    /// The token's account is disabled: nothing changed, the token is left as it was.
+    AccountDisabled,
     Done {
         account: AccountId,
     },
@@ -70,22 +72,74 @@ pub enum EndSessions {
     Others(String),
 }
 
+/// What a change does to when the account's address was last proven.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Proof {
+    #[default]
+    Unchanged,
+    /// Proven at this time (the address is verified), or, `None`, never (unverified).
+    Set(Option<i64>),
+}
+
+/// Which ways in (wallets, passkeys, OwnID data) a change removes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unproven {
+    #[default]
+    Keep,
+    /// Those added since the account's address was last proven (as it stood before
+    /// the change), every one if it never was.
+    SinceProof,
+    /// Those added at or after this time; every one with `None`.
+    Since(Option<i64>),
+}
+
+/// A way in a change removed, as the owner's notice lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RemovedWayIn {
+    /// `wallet`, `passkey` or `ownid`.
+    pub kind: &'static str,
+    /// The wallet's address, the passkey's name; empty for OwnID.
+    pub name: String,
+}
+
 /// What using a link token, or a signed-in change, does to its account: all of it in
 /// the one transaction that uses the token (or checks the password).
 #[derive(Debug, Clone, Default)]
 pub struct AccountChange {
     /// The new password's hash.
     pub password_hash: Option<String>,
-    /// The account's email becomes this `(address, key)`, verified.
+    /// The account's email becomes this `(address, key)`; whether it is verified is
+    /// `proof`'s.
     pub email: Option<(String, String)>,
+    pub proof: Proof,
     /// The account's live tokens of these purposes are voided.
     pub void: Vec<&'static str>,
+    /// The account's single-use values of these purposes (wallet link tokens) are
+    /// voided.
+    pub void_one_time: Vec<&'static str>,
     pub end_sessions: EndSessions,
     /// A token issued with the change (the revert link of an email change), for the
-    /// change's account.
+    /// change's account; it keeps when the account's address had last been proven
+    /// before the change.
     pub issue: Option<NewLinkToken>,
+    pub remove: Unproven,
+    /// Queued when `remove` removed something, with the list under `removed`.
+    pub removal_notice: Option<NewMail>,
     /// Mails queued with the change, about the change's account.
     pub mails: Vec<NewMail>,
+}
+
+/// `mail` with `removed` added to its template's values.
+pub(crate) fn with_removed(mail: &NewMail, removed: &[RemovedWayIn]) -> NewMail {
+    let mut context: serde_json::Value =
+        serde_json::from_str(&mail.context).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(values) = context.as_object_mut() {
+        values.insert("removed".into(), serde_json::json!(removed));
+    }
+    NewMail {
+        context: context.to_string(),
+        ..mail.clone()
+    }
 }
 
 #[async_trait]
@@ -97,18 +151,18 @@ pub trait MailStore: Send + Sync + 'static {
     /// stores the new one, and queues the mail that carries it.
     async fn issue_link(&self, token: &NewLinkToken, mail: &NewMail) -> StoreResult<()>;
 
-    /// The account and detail of the live token of `purpose` with this hash, without
-    /// using it.
+    /// The account, detail and recorded proof time of the live token of `purpose` with
+    /// this hash, without using it.
     async fn peek_link(
         &self,
         token_hash: &str,
         purpose: &str,
         now: i64,
-    ) -> StoreResult<Option<(AccountId, Option<String>)>>;
+    ) -> StoreResult<Option<(AccountId, Option<String>, Option<i64>)>>;
 
     /// In one transaction: consumes the live token of `purpose` with this hash and
-    /// makes `change` to its account. Of concurrent callers with one token exactly one
-    /// gets `Done`. `Err(Conflict(Email))` when the new email is another account's:
+    /// makes `change` to its account, unless the account is disabled. Of concurrent
+    /// callers with one token exactly one gets `Done`. `Err(Conflict(Email))` when the new email is another account's:
     /// then nothing changed, and the token still works.
     async fn use_link(
         &self,
@@ -127,11 +181,6 @@ pub trait MailStore: Send + Sync + 'static {
         password_was: Option<&str>,
         change: &AccountChange,
     ) -> StoreResult<bool>;
-
-    /// The details of the account's live link tokens: the addresses they were issued
-    /// for (one being verified, the new one of a pending email change, the old one a
-    /// revert puts back), whose mail counters go with the account.
-    async fn token_addresses(&self, account: &AccountId) -> StoreResult<Vec<String>>;
 
     /// Deletes an account and everything of it, in one transaction: its sessions,
     /// passkeys, wallets, link tokens and queued mail (by the foreign keys), the
@@ -184,16 +233,39 @@ pub(crate) mod sql {
     pub const VOID_TOKENS: &str = "DELETE FROM mail_tokens WHERE account_id = $1 AND purpose = $2";
 
     pub const INSERT_TOKEN: &str =
-        "INSERT INTO mail_tokens (hash, purpose, account_id, detail, expires_at)
-         VALUES ($1, $2, $3, $4, $5)";
+        "INSERT INTO mail_tokens (hash, purpose, account_id, detail, expires_at, proven_at)
+         VALUES ($1, $2, $3, $4, $5, $6)";
+
+    pub const PROVEN_AT: &str = "SELECT email_proven_at FROM accounts WHERE id = $1";
+
+    /// The account's address was proven at `$1` (verified), or never (`NULL`).
+    pub const SET_PROOF: &str = "UPDATE accounts
+        SET email_proven_at = $1, email_verified = ($1 IS NOT NULL) WHERE id = $2";
+
+    pub const SET_EMAIL: &str = "UPDATE accounts SET email = $1, email_key = $2 WHERE id = $3";
+
+    /// Locks the account row (PostgreSQL) until the transaction ends, if it is enabled:
+    /// a change lands only on an account that stays enabled until it commits.
+    pub const LOCK_ENABLED_ACCOUNT: &str =
+        "UPDATE accounts SET created_at = created_at WHERE id = $1 AND disabled_at IS NULL";
+
+    pub const VOID_ONE_TIME: &str =
+        "DELETE FROM one_time_tokens WHERE subject = $1 AND purpose = $2";
+
+    /// The ways in added at or after `$2` (every one when `$2` is NULL).
+    pub const REMOVE_WALLETS_SINCE: &str = "DELETE FROM wallets
+        WHERE account_id = $1 AND ($2 IS NULL OR created_at >= $2) RETURNING address";
+    pub const REMOVE_PASSKEYS_SINCE: &str = "DELETE FROM passkeys
+        WHERE account_id = $1 AND ($2 IS NULL OR created_at >= $2) RETURNING name";
+    pub const REMOVE_OWNID_SINCE: &str =
+        "UPDATE accounts SET ownid_data = NULL, ownid_added_at = NULL
+        WHERE id = $1 AND ownid_data IS NOT NULL
+          AND ($2 IS NULL OR ownid_added_at IS NULL OR ownid_added_at >= $2) RETURNING id";
 
     /// One statement, so of concurrent consumers exactly one gets the row.
     pub const TAKE_TOKEN: &str = "DELETE FROM mail_tokens
         WHERE hash = $1 AND purpose = $2 AND expires_at > $3
         RETURNING account_id, detail";
-
-    pub const TOKEN_DETAILS: &str =
-        "SELECT DISTINCT detail FROM mail_tokens WHERE account_id = $1 AND detail IS NOT NULL";
 
     pub const DELETE_ONE_TIME_OF: &str = "DELETE FROM one_time_tokens WHERE subject = $1";
     pub const DELETE_COUNTER: &str = "DELETE FROM rate_counters WHERE key = $1";
@@ -209,7 +281,7 @@ pub(crate) mod sql {
     pub const SET_PASSWORD_IF: &str = "UPDATE accounts SET password_hash = $1
         WHERE id = $2 AND COALESCE(password_hash, '') = $3";
 
-    pub const PEEK_TOKEN: &str = "SELECT account_id, detail FROM mail_tokens
+    pub const PEEK_TOKEN: &str = "SELECT account_id, detail, proven_at FROM mail_tokens
         WHERE hash = $1 AND purpose = $2 AND expires_at > $3";
 
     /// The lease: the due rows nobody holds, oldest first. PostgreSQL's form locks the
@@ -247,11 +319,18 @@ pub(crate) mod sql {
         INSERT_MAIL_TO_ACCOUNT,
         VOID_TOKENS,
         INSERT_TOKEN,
+        PROVEN_AT,
+        SET_PROOF,
+        SET_EMAIL,
+        LOCK_ENABLED_ACCOUNT,
+        VOID_ONE_TIME,
+        REMOVE_WALLETS_SINCE,
+        REMOVE_PASSKEYS_SINCE,
+        REMOVE_OWNID_SINCE,
         TAKE_TOKEN,
         SET_PASSWORD,
         SET_PASSWORD_IF,
         PEEK_TOKEN,
-        TOKEN_DETAILS,
         DELETE_ONE_TIME_OF,
         DELETE_COUNTER,
         DELETE_COUNTERS_UNDER,

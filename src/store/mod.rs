@@ -202,6 +202,16 @@ pub struct WalletRecord {
     pub updated_at: i64,
 }
 
+/// What linking a wallet to an existing account did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletAdded {
+    Added,
+    /// Refused: the account is disabled (or gone).
+    AccountDisabled,
+    /// Refused: the session that asked for the link has ended.
+    SessionEnded,
+}
+
 /// What removing a wallet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalletRemoval {
@@ -258,6 +268,7 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
         id: &AccountId,
         email: &str,
         email_key: &str,
+        now: i64,
     ) -> StoreResult<bool>;
 
     /// The account a wallet belongs to.
@@ -268,8 +279,15 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
         account: &NewAccount,
         wallet: &NewWallet,
     ) -> StoreResult<()>;
-    /// Links a wallet to an existing account; `Conflict(Wallet)` if it is linked already.
-    async fn add_wallet(&self, account: &AccountId, wallet: &NewWallet) -> StoreResult<()>;
+    /// Links a wallet to an existing account if it is enabled and, with `session`, that
+    /// session (the one that asked for the link) still lives, checked in the write
+    /// itself; `Conflict(Wallet)` if it is linked already.
+    async fn add_wallet(
+        &self,
+        account: &AccountId,
+        wallet: &NewWallet,
+        session: Option<&str>,
+    ) -> StoreResult<WalletAdded>;
     /// Replaces the attributes of a wallet of this account; false if it is not there.
     async fn update_wallet_attributes(
         &self,
@@ -328,6 +346,9 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// The log target of "the schema is up to date".
+pub const SCHEMA_LOG: &str = "gatehouse::store::schema";
+
 /// What opening a database did to its schema (versions are migration numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migrated {
@@ -337,11 +358,12 @@ pub struct Migrated {
 
 impl Migrated {
     /// Says in the log what happened to the schema, so `gatehouse migrate` tells what
-    /// it did.
+    /// it did. "Up to date" has a target of its own, [`SCHEMA_LOG`]: the operator's
+    /// commands leave it out unless the log is at debug; a change is always said.
     fn log(self) {
         let Migrated { from, to } = self;
         if from == to {
-            tracing::info!("database schema: at version {to}, up to date");
+            tracing::info!(target: SCHEMA_LOG, "database schema: at version {to}, up to date");
         } else if from == 0 {
             tracing::info!("database schema: created (version {to})");
         } else {

@@ -26,7 +26,8 @@ impl OwnIdLookup {
 
 #[async_trait]
 pub trait OwnIdStore {
-    /// Sets the OwnID data of the account with this email; false when there is none.
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool>;
+    /// Sets the OwnID data of the account with this email (added at `now`); false when
+    /// there is none.
+    async fn set_ownid_data(&self, email_key: &str, data: &str, now: i64) -> StoreResult<bool>;
     async fn ownid_data(&self, email_key: &str) -> StoreResult<OwnIdLookup>;
 }

@@ -87,7 +87,10 @@ pub trait PasskeyStore: Send + Sync {
         credential_id: &str,
     ) -> StoreResult<Option<StoredPasskey>>;
     async fn passkeys(&self, account: &AccountId) -> StoreResult<Vec<PasskeySummary>>;
-    async fn record_passkey_use(&self, id: &str, used: PasskeyUse) -> StoreResult<()>;
+    /// Records a sign-in's use if its counter is above the stored one, or both are 0,
+    /// in one statement (a compare-and-set); false when it is not (a concurrent use
+    /// took that counter first: a possible clone), or the passkey is gone.
+    async fn record_passkey_use(&self, id: &str, used: PasskeyUse) -> StoreResult<bool>;
     /// Renames a passkey of this account; false if it has none with this id.
     async fn rename_passkey(&self, account: &AccountId, id: &str, name: &str) -> StoreResult<bool>;
     /// Removes a passkey unless it is the account's last way to sign in; atomic

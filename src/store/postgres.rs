@@ -293,10 +293,12 @@ impl Store for PostgresStore {
         id: &AccountId,
         email: &str,
         email_key: &str,
+        now: i64,
     ) -> StoreResult<bool> {
         let done = sqlx::query(q::SET_VERIFIED_EMAIL)
             .bind(email)
             .bind(email_key)
+            .bind(now)
             .bind(&id.0)
             .execute(self.db())
             .await
@@ -326,12 +328,39 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
+    async fn add_wallet(
+        &self,
+        account: &AccountId,
+        w: &NewWallet,
+        session: Option<&str>,
+    ) -> StoreResult<WalletAdded> {
+        let (mut tx, _timing) = self.begin().await?;
+        // Both rows stay locked until the commit: a disable or a sign-out waits for
+        // the link, or the link finds them gone and drops the transaction.
+        let enabled = sqlx::query(crate::store::mail::sql::LOCK_ENABLED_ACCOUNT)
+            .bind(&account.0)
+            .execute(&mut *tx)
+            .await?;
+        if enabled.rows_affected() == 0 {
+            return Ok(WalletAdded::AccountDisabled);
+        }
+        if let Some(session) = session {
+            let live = sqlx::query(q::HOLD_LIVE_SESSION)
+                .bind(session)
+                .bind(&account.0)
+                .bind(w.now)
+                .execute(&mut *tx)
+                .await?;
+            if live.rows_affected() == 0 {
+                return Ok(WalletAdded::SessionEnded);
+            }
+        }
         insert_wallet(account, w)
-            .execute(self.db())
+            .execute(&mut *tx)
             .await
             .map_err(on_unique)?;
-        Ok(())
+        tx.commit().await?;
+        Ok(WalletAdded::Added)
     }
 
     async fn update_wallet_attributes(
@@ -536,9 +565,10 @@ impl Store for PostgresStore {
 
 #[async_trait]
 impl OwnIdStore for PostgresStore {
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+    async fn set_ownid_data(&self, email_key: &str, data: &str, now: i64) -> StoreResult<bool> {
         let done = sqlx::query(q::SET_OWNID_DATA)
             .bind(data)
+            .bind(now)
             .bind(email_key)
             .execute(self.db())
             .await?;

@@ -3,9 +3,9 @@
 //! backend runs these same statements through its own driver; a placeholder's number
 //! is its position in the driver's argument list (the test below holds SQLite to that).
 
-pub const INSERT_ACCOUNT: &str =
-    "INSERT INTO accounts (id, email, email_key, password_hash, ownid_data, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+pub const INSERT_ACCOUNT: &str = "INSERT INTO accounts
+        (id, email, email_key, password_hash, ownid_data, created_at, ownid_added_at)
+     VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 IS NULL THEN NULL ELSE $6 END)";
 
 pub const ACCOUNT_BY_EMAIL: &str =
     "SELECT id, email, password_hash, ownid_data IS NOT NULL, created_at, email_verified,
@@ -62,14 +62,20 @@ pub const LIVE_PROFILE: &str = profile_of!(
 pub const REPLACE_PASSWORD_HASH: &str =
     "UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3";
 
-/// The account's email becomes `$1` (key `$2`), verified: its owner proved they
-/// receive mail there.
-pub const SET_VERIFIED_EMAIL: &str =
-    "UPDATE accounts SET email = $1, email_key = $2, email_verified = TRUE WHERE id = $3";
+/// The account's email becomes `$1` (key `$2`), verified: its owner proved at `$3`
+/// they receive mail there.
+pub const SET_VERIFIED_EMAIL: &str = "UPDATE accounts
+     SET email = $1, email_key = $2, email_verified = TRUE, email_proven_at = $3 WHERE id = $4";
 
-pub const SET_OWNID_DATA: &str = "UPDATE accounts SET ownid_data = $1 WHERE email_key = $2";
+/// OwnID data, a way in, added at `$2`.
+pub const SET_OWNID_DATA: &str =
+    "UPDATE accounts SET ownid_data = $1, ownid_added_at = $2 WHERE email_key = $3";
 
 pub const OWNID_DATA: &str = "SELECT ownid_data FROM accounts WHERE email_key = $1";
+
+/// Locks the session's row (PostgreSQL) until the transaction ends, if it lives.
+pub const HOLD_LIVE_SESSION: &str = "UPDATE sessions SET last_used_at = last_used_at
+     WHERE id = $1 AND account_id = $2 AND idle_expires_at > $3";
 
 pub const WALLET_ACCOUNT: &str = "SELECT account_id FROM wallets WHERE address = $1";
 
@@ -116,8 +122,12 @@ pub const PASSKEYS: &str = "SELECT id, credential_id, name, aaguid, transports,
         backup_eligible, backup_state, created_at, last_used_at
      FROM passkeys WHERE account_id = $1 ORDER BY created_at, id";
 
-pub const RECORD_PASSKEY_USE: &str =
-    "UPDATE passkeys SET sign_count = $1, backup_state = $2, last_used_at = $3 WHERE id = $4";
+/// The signature counter's compare-and-set: the use is recorded only if the new
+/// counter is above the stored one, or both are 0 (an authenticator that keeps no
+/// counter), so of concurrent sign-ins that present one counter exactly one moves it.
+pub const RECORD_PASSKEY_USE: &str = "UPDATE passkeys
+    SET sign_count = $1, backup_state = $2, last_used_at = $3
+    WHERE id = $4 AND (sign_count < $1 OR (sign_count = 0 AND $1 = 0))";
 
 pub const RENAME_PASSKEY: &str = "UPDATE passkeys SET name = $1 WHERE id = $2 AND account_id = $3";
 
@@ -204,6 +214,7 @@ pub const ALL: &[&str] = &[
     REPLACE_PASSWORD_HASH,
     SET_VERIFIED_EMAIL,
     SET_OWNID_DATA,
+    HOLD_LIVE_SESSION,
     OWNID_DATA,
     WALLET_ACCOUNT,
     INSERT_WALLET,

@@ -23,6 +23,8 @@ pub struct NewSession {
     /// `now` + idle timeout, no later than `expires_at`.
     pub idle_expires_at: i64,
     pub expires_at: i64,
+    /// The most sessions the account keeps, this one included.
+    pub max_per_account: i64,
 }
 
 /// A live session, as listed to its account.
@@ -75,7 +77,11 @@ pub enum Refresh {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    /// Starts the session and, in the same write, ends the account's least recently
+    /// used others (by last use, then start) beyond `max_per_account`: how many
+    /// ended. Concurrent sign-ins of one account on PostgreSQL may leave one more each
+    /// for a moment; the next sign-in ends them.
+    async fn create_session(&self, session: &NewSession) -> StoreResult<u64>;
     /// True while the session lives, belongs to `account` and the account is not
     /// disabled: the check on every request that carries an account token (one read by
     /// primary keys, no write).
@@ -110,6 +116,23 @@ pub(super) mod sql {
         "INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
         method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at)
      VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8)";
+
+    /// After [`INSERT`] of session `$2`: ends the account's (`$1`) other sessions but
+    /// the `$3` most recently used (last use, then start; the id breaks a tie).
+    pub const END_OVER_CAP: &str = "DELETE FROM sessions WHERE account_id = $1 AND id <> $2
+        AND id NOT IN (SELECT id FROM sessions WHERE account_id = $1 AND id <> $2
+                       ORDER BY last_used_at DESC, created_at DESC, id DESC LIMIT $3)";
+
+    /// [`INSERT`] and [`END_OVER_CAP`] as one statement (one round trip, atomic):
+    /// the DELETE does not see the row the INSERT adds, so `$9` others are kept.
+    pub const INSERT_CAPPED_POSTGRES: &str = "WITH started AS (
+        INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
+            method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at,
+            expires_at)
+        VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8))
+     DELETE FROM sessions WHERE account_id = $2
+        AND id NOT IN (SELECT id FROM sessions WHERE account_id = $2
+                       ORDER BY last_used_at DESC, created_at DESC, id DESC LIMIT $9)";
 
     /// Live, and its account not disabled: a session that a sign-in started just as
     /// its account was being disabled is refused too.
@@ -152,6 +175,7 @@ pub(super) mod sql {
     #[cfg(test)]
     pub const ALL: &[&str] = &[
         INSERT,
+        END_OVER_CAP,
         IS_LIVE,
         ROTATE,
         REPLAY,

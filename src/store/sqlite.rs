@@ -51,13 +51,18 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            crate::files::create_private_dir(dir)?;
+            crate::files::create_private_dir(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the directory {}: {e}", dir.display())
+            })?;
         }
-        for file in crate::files::private_sqlite_files(&path)? {
+        let tightened = crate::files::private_sqlite_files(&path)
+            .map_err(|e| anyhow::anyhow!("cannot create or open {}: {e}", path.display()))?;
+        for file in tightened {
             tracing::warn!(file = %file.display(), "made the database file readable by its owner only (0600)");
         }
         let (writer, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut writer = open(&path, false)?;
+            let mut writer = open(&path, false)
+                .map_err(|e| anyhow::anyhow!("cannot open {} to write: {e:#}", path.display()))?;
             migrations::run(&mut writer)?.log();
             let writer = Writer::start(writer)?;
             let readers = (0..readers.max(1))
@@ -225,13 +230,14 @@ impl Store for SqliteStore {
         id: &AccountId,
         email: &str,
         email_key: &str,
+        now: i64,
     ) -> StoreResult<bool> {
         let (id, email, key) = (id.0.clone(), email.to_owned(), email_key.to_owned());
         self.writer
             .write(true, move |c| {
                 let changed = c
                     .prepare_cached(q::SET_VERIFIED_EMAIL)?
-                    .execute(params![email, key, id])
+                    .execute(params![email, key, now, id])
                     .map_err(on_unique)?;
                 Ok(changed > 0)
             })
@@ -257,10 +263,33 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn add_wallet(&self, account: &AccountId, w: &NewWallet) -> StoreResult<()> {
-        let (account, w) = (account.clone(), w.clone());
+    async fn add_wallet(
+        &self,
+        account: &AccountId,
+        w: &NewWallet,
+        session: Option<&str>,
+    ) -> StoreResult<WalletAdded> {
+        let (account, w, session) = (account.clone(), w.clone(), session.map(str::to_owned));
+        // The writer runs alone: nothing ends the session or disables the account
+        // between these checks and the insert.
         self.writer
-            .write(true, move |c| insert_wallet(c, &account, &w))
+            .write(true, move |c| {
+                let enabled = c
+                    .prepare_cached(crate::store::mail::sql::LOCK_ENABLED_ACCOUNT)?
+                    .execute([&account.0])?;
+                if enabled == 0 {
+                    return Ok(WalletAdded::AccountDisabled);
+                }
+                if let Some(session) = &session
+                    && c.prepare_cached(q::HOLD_LIVE_SESSION)?
+                        .execute(params![session, account.0, w.now])?
+                        == 0
+                {
+                    return Ok(WalletAdded::SessionEnded);
+                }
+                insert_wallet(c, &account, &w)?;
+                Ok(WalletAdded::Added)
+            })
             .await
     }
 
@@ -471,13 +500,13 @@ impl Store for SqliteStore {
 
 #[async_trait]
 impl OwnIdStore for SqliteStore {
-    async fn set_ownid_data(&self, email_key: &str, data: &str) -> StoreResult<bool> {
+    async fn set_ownid_data(&self, email_key: &str, data: &str, now: i64) -> StoreResult<bool> {
         let (email_key, data) = (email_key.to_owned(), data.to_owned());
         self.writer
             .write(true, move |c| {
                 let changed = c
                     .prepare_cached(q::SET_OWNID_DATA)?
-                    .execute(params![data, email_key])?;
+                    .execute(params![data, now, email_key])?;
                 Ok(changed > 0)
             })
             .await

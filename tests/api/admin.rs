@@ -76,7 +76,7 @@ async fn refresh(app: &TestApp, refresh_token: &Value) -> (StatusCode, Value) {
 }
 
 async fn every_command_answers_with_its_exit_status(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let (alice, bob) = (email(), email());
     let account = register(&app, &alice).await;
     let token = account["token"].as_str().unwrap();
@@ -124,8 +124,20 @@ async fn every_command_answers_with_its_exit_status(b: Backend) {
     assert_eq!(shown["id"], alice_id.as_str());
     assert_eq!(shown["sessions"].as_array().unwrap().len(), 1);
     assert_eq!(shown["sessions"][0]["method"], "password");
-    assert!(shown["last_sign_in_at"].as_i64().unwrap() > 0, "{shown}");
-    assert!(shown["created_at"].as_i64().unwrap() > 0, "{shown}");
+    // Times in RFC 3339, as the HTTP API gives them.
+    for time in [
+        &shown["last_sign_in_at"],
+        &shown["created_at"],
+        &shown["sessions"][0]["auth_time"],
+        &shown["sessions"][0]["last_used_at"],
+        &a["created_at"],
+    ] {
+        let text = time.as_str().unwrap_or_else(|| panic!("{time} in {shown}"));
+        let parsed =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(parsed.unix_timestamp() > 1_700_000_000, "{text}");
+    }
     let run = cli(&app, &["users", "show", &alice_id]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(

@@ -14,6 +14,7 @@ crate::on_every_backend!(
     unparsable_bodies_get_a_json_400,
     an_undeclared_body_over_the_limit_is_cut_off,
     failed_registrations_leave_nothing_behind,
+    an_address_the_mailer_cannot_take_is_refused_at_the_door,
     concurrent_registrations_of_one_email_create_one_account,
     login_returns_a_token_for_the_right_password,
     login_failures_are_indistinguishable,
@@ -244,6 +245,36 @@ async fn an_undeclared_body_over_the_limit_is_cut_off(b: Backend) {
     );
 }
 
+/// A quoted local part is a valid address, but the mailer refuses it: a mail to it
+/// would be retried until it expired. It is refused when it is typed.
+async fn an_address_the_mailer_cannot_take_is_refused_at_the_door(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let message = "The 'email' field must be a plain email address: the part before the @ \
+                   may hold letters, digits and !#$%&'*+-/=?^_`{|}~ with single dots between \
+                   them (no quotes, commas, spaces or brackets).";
+    for addr in [
+        "\"a,b\"@example.com",
+        "\"joe\"@example.com",
+        "a,b@example.com",
+    ] {
+        let (status, body) = app.register(addr, "password123").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{addr}: {body}");
+        assert_eq!(body, json!({ "message": message }), "{addr}");
+        let (status, body) = app.login(addr, "password123").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{addr}: {body}");
+        assert_eq!(body, json!({ "message": message }), "{addr}");
+    }
+    let accounts = crate::mail::row_counts(&app)
+        .await
+        .into_iter()
+        .find(|(table, _)| table == "accounts");
+    assert_eq!(
+        accounts,
+        Some(("accounts".to_owned(), 0)),
+        "no account created"
+    );
+}
+
 async fn failed_registrations_leave_nothing_behind(b: Backend) {
     let app = TestApp::spawn(b).await;
     let addr = email();
@@ -340,7 +371,7 @@ async fn login_returns_a_token_for_the_right_password(b: Backend) {
 }
 
 async fn login_failures_are_indistinguishable(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let known = email();
     app.registered(&known, "password123").await;
     let passwordless = email();
@@ -509,7 +540,7 @@ async fn an_account_hashed_before_normalization_signs_in_as_typed_then_either_wa
 }
 
 async fn me_returns_the_account_and_its_sign_in_methods(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let addr = email();
     let token = app.registered(&addr, "password123").await;
     let (status, me) = app.me(&token).await;

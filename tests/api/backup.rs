@@ -2,7 +2,6 @@
 //! registrations, the copy holds every account acknowledged before the backup began,
 //! and a server started on the copy signs each of them in.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,33 +9,33 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::read;
-use crate::process::{free_port, gatehouse, sigterm, wait_exit, wait_healthy};
+use crate::process::{gatehouse, sigterm, start, wait_exit};
 
 const PASSWORD: &str = "backup-password-1";
 
-fn server(dir: &std::path::Path, args: &[&str], port: u16) -> std::process::Child {
-    gatehouse(dir)
-        .arg("serve")
+/// A server on a port of its own, with `args`; the child and its base URL.
+async fn server(dir: &std::path::Path, args: &[&str], log: &str) -> (std::process::Child, String) {
+    let mut cmd = gatehouse(dir);
+    cmd.arg("serve")
         .args(args)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .env("GATEHOUSE_JWT_SECRET", crate::helpers::JWT_SECRET)
         .env("GATEHOUSE_RATE_LIMIT__ENABLED", "false")
         .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
-        .env("GATEHOUSE_ARGON2__ITERATIONS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .env("GATEHOUSE_ARGON2__ITERATIONS", "1");
+    start(&mut cmd, &dir.join(log)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_under_write_load_restores_every_acknowledged_account() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = server(dir.path(), &["--data-dir", data.to_str().unwrap()], port);
-    wait_healthy(&base, &mut child).await;
+    let (mut child, base) = server(
+        dir.path(),
+        &["--data-dir", data.to_str().unwrap()],
+        "first.log",
+    )
+    .await;
 
     // Four writers register accounts until told to stop; each acknowledged email is
     // recorded with the moment its 200 arrived.
@@ -127,11 +126,9 @@ async fn a_backup_under_write_load_restores_every_acknowledged_account() {
     );
 
     // Restore: a server on the copy signs in every account acknowledged before it.
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let restored = dir.path().join("restored");
     let url = format!("sqlite://{}", copy.display());
-    let mut child = server(
+    let (mut child, base) = server(
         dir.path(),
         &[
             "--data-dir",
@@ -139,9 +136,9 @@ async fn a_backup_under_write_load_restores_every_acknowledged_account() {
             "--database-url",
             &url,
         ],
-        port,
-    );
-    wait_healthy(&base, &mut child).await;
+        "restored.log",
+    )
+    .await;
     for email in &before {
         let res = client
             .post(format!("{base}/auth/login"))

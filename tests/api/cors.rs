@@ -10,6 +10,8 @@ use crate::selfkey::MOUNT;
 crate::on_every_backend!(
     every_page_route_answers_its_preflight,
     linking_calls_from_a_page_carry_cors_headers,
+    without_cors_origins_no_cors_header_is_sent,
+    a_page_reads_why_its_token_was_refused,
 );
 
 const SITE: &str = "https://shop.example";
@@ -52,6 +54,9 @@ async fn every_page_route_answers_its_preflight(b: Backend) {
         ("/auth/me".to_string(), "GET"),
         ("/auth/login".to_string(), "POST"),
         ("/auth/register".to_string(), "POST"),
+        ("/auth/refresh".to_string(), "POST"),
+        ("/auth/passkeys/some-id".to_string(), "PATCH"),
+        ("/auth/passkeys/some-id".to_string(), "DELETE"),
     ] {
         let res = preflight(&app, &path, method, SITE).await;
         let allow_origin = header(&res, "access-control-allow-origin");
@@ -133,4 +138,71 @@ async fn linking_calls_from_a_page_carry_cors_headers(b: Backend) {
     let (status, body) = read(res).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["id"].is_string(), "{body}");
+}
+
+/// No `http.cors_origins`: no answer carries a CORS header, and a preflight is the
+/// `405` of any `OPTIONS` (`access-control-allow-credentials: true` alone grants
+/// nothing, but it says CORS is set up when it is not).
+async fn without_cors_origins_no_cors_header_is_sent(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let cors_headers = |res: &reqwest::Response| -> Vec<String> {
+        res.headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| k.starts_with("access-control-"))
+            .collect()
+    };
+    let res = preflight(&app, "/auth/me", "GET", SITE).await;
+    assert_eq!(cors_headers(&res), Vec::<String>::new());
+    assert_eq!(
+        read(res).await,
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"message": "Method not allowed on this route."})
+        )
+    );
+    let res = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("origin", SITE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cors_headers(&res), Vec::<String>::new());
+    assert_eq!(
+        read(res).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "A valid bearer token is required."})
+        )
+    );
+}
+
+/// A page on a listed origin can read `WWW-Authenticate` (exposed), so it knows an
+/// expired token from a bad one without guessing.
+async fn a_page_reads_why_its_token_was_refused(b: Backend) {
+    let app = spawn(b).await;
+    let res = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("origin", SITE)
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&res, "access-control-allow-origin"), SITE);
+    let exposed = header(&res, "access-control-expose-headers");
+    assert!(exposed.contains("www-authenticate"), "{exposed}");
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    assert_eq!(
+        header(&res, "www-authenticate"),
+        r#"bearer error="invalid_token", error_description="the access token is invalid""#
+    );
+    assert_eq!(
+        read(res).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "A valid bearer token is required."})
+        )
+    );
 }

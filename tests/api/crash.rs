@@ -3,7 +3,7 @@
 //! 200 can sign in, and no account row is half-written.
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, JWT_SECRET, fresh_postgres_schema, read};
-use crate::process::{gatehouse, wait_healthy};
+use crate::process::{gatehouse, start};
 
 crate::on_every_backend!(acknowledged_registrations_survive_sigkill);
 
@@ -24,32 +24,18 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(
-        dir: &Path,
-        database_url: &str,
-        env: &[(&str, &str)],
-        stderr: Stdio,
-    ) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = gatehouse(dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+    /// A server on a port of its own (its log in `dir`).
+    pub async fn start(dir: &Path, database_url: &str, env: &[(&str, &str)]) -> Server {
+        let mut cmd = gatehouse(dir);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir)
             .env("GATEHOUSE_DATABASE_URL", database_url)
             .env("GATEHOUSE_JWT_SECRET", JWT_SECRET)
             .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
             .env("GATEHOUSE_ARGON2__ITERATIONS", "1")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        wait_healthy(&base, &mut child).await;
+            .envs(env.iter().copied());
+        let (child, base) = start(&mut cmd, &dir.join("server.log")).await;
         Server { child, base }
     }
 
@@ -78,7 +64,7 @@ async fn acknowledged_registrations_survive_sigkill(b: Backend) {
         Backend::Postgres => fresh_postgres_schema().await,
     };
     let env = [("GATEHOUSE_RATE_LIMIT__ENABLED", "false")];
-    let mut server = Server::start(dir.path(), &url, &env, Stdio::null()).await;
+    let mut server = Server::start(dir.path(), &url, &env).await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,7 +117,7 @@ async fn acknowledged_registrations_survive_sigkill(b: Backend) {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= BEFORE_KILL);
 
-    let server = Server::start(dir.path(), &url, &env, Stdio::null()).await;
+    let server = Server::start(dir.path(), &url, &env).await;
     for (email, password) in &acknowledged {
         let res = client
             .post(format!("{}/auth/login", server.base))

@@ -81,6 +81,10 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     };
     s.argon2.memory_kib = 256;
     s.argon2.iterations = 1;
+    // The passkey and SIWE tests sign for the site of a server on 8080, the embedded
+    // default's; this one listens on a port of its own, which the defaults would follow.
+    s.passkeys.origins = vec!["http://localhost:8080".into()];
+    s.siwe.domains = vec!["http://localhost:8080".into()];
     s
 }
 

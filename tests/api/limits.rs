@@ -1,8 +1,6 @@
 //! Brute force and flooding: the per-account login lockout and the per-address limit
 //! on the auth routes, both counted in the database.
 
-use std::process::Stdio;
-
 use gatehouse::domain::{Email, unix_now};
 use gatehouse::lockout::{Client, failures_key};
 use reqwest::StatusCode;
@@ -79,7 +77,7 @@ async fn five_failures_lock_an_account_until_its_window_ends(b: Backend) {
 }
 
 async fn unknown_and_passwordless_emails_lock_exactly_like_known_ones(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    let app = crate::ownid::spawn(b).await;
     let known = email();
     app.registered(&known, "password123").await;
     let passwordless = email();
@@ -393,7 +391,6 @@ async fn rate_limits_can_be_switched_off(b: Backend) {
 #[tokio::test]
 async fn the_environment_switch_turns_the_limits_off() {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("log.txt")).unwrap();
     let mut server = crate::crash::Server::start(
         dir.path(),
         &format!("sqlite://{}", dir.path().join("db.sqlite").display()),
@@ -404,7 +401,6 @@ async fn the_environment_switch_turns_the_limits_off() {
             // The test harness's own variables (as CI sets them) are not configuration.
             ("GATEHOUSE_TEST_REQUIRE_POSTGRES", "1"),
         ],
-        Stdio::from(log),
     )
     .await;
     let client = reqwest::Client::new();

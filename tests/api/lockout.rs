@@ -15,6 +15,7 @@ crate::on_every_backend!(
     guessers_spread_over_twenty_addresses_stay_under_the_accounts_ceiling,
     a_device_token_is_counted_alone_and_only_for_its_own_account,
     six_concurrent_correct_logins_all_succeed,
+    a_stolen_session_guesses_the_current_password_no_more_than_a_login,
 );
 
 /// The defaults (`rate_limit.*`): 5 per account and client in 15 minutes; for the
@@ -257,4 +258,58 @@ async fn six_concurrent_correct_logins_all_succeed(b: Backend) {
             }
         }
     }
+}
+
+/// `POST /auth/password/change` from `address` with a session's token.
+async fn change_password(
+    app: &TestApp,
+    address: &str,
+    token: &str,
+    current: &str,
+) -> (StatusCode, Value) {
+    let res = app
+        .client
+        .post(app.url("/auth/password/change"))
+        .header("x-forwarded-for", address)
+        .bearer_auth(token)
+        .json(&json!({"current_password": current, "new_password": "the-thiefs-own-1"}))
+        .send()
+        .await
+        .unwrap();
+    if res.status() == StatusCode::TOO_MANY_REQUESTS {
+        let retry: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1, "Retry-After {retry}");
+    }
+    read(res).await
+}
+
+async fn a_stolen_session_guesses_the_current_password_no_more_than_a_login(b: Backend) {
+    let app = behind_proxy(b).await;
+    let owner = email();
+    app.registered(&owner, "password123").await;
+    let (status, stolen) = login(&app, "198.51.100.1", &owner, "password123", None).await;
+    assert_eq!(status, StatusCode::OK, "{stolen}");
+    let stolen = stolen["token"].as_str().unwrap();
+
+    // The thief, from A, guesses the current password: as many tries as a login has.
+    for i in 0..PER_CLIENT {
+        let (status, body) =
+            change_password(&app, "198.51.100.7", stolen, &format!("wrong-guess-{i}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body, json!({"message": "The current password is wrong."}));
+    }
+    // Then refused as /auth/login refuses, the right password too, and nothing changes.
+    for _ in 0..3 {
+        assert_too_many(&change_password(&app, "198.51.100.7", stolen, "password123").await);
+    }
+    // The same counters as a login's: A's logins are refused as well.
+    assert_too_many(&login(&app, "198.51.100.7", &owner, "password123", None).await);
+    // The owner, elsewhere, still signs in with the unchanged password.
+    assert_signed_in(&login(&app, "203.0.113.9", &owner, "password123", None).await);
+    let (status, body) = login(&app, "203.0.113.9", &owner, "the-thiefs-own-1", None).await;
+    assert_invalid(&(status, body));
 }

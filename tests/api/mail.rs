@@ -336,7 +336,11 @@ async fn a_new_request_voids_the_older_link(backend: Backend) {
 
 async fn forgot_answers_alike_for_every_address_and_mails_only_the_owner(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let app = TestApp::spawn_with(backend, |s| {
+        with_mail(&smtp)(s);
+        crate::ownid::with_secrets(&[crate::ownid::SECRET])(s);
+    })
+    .await;
     let known = email();
     app.registered(&known, "old-password-1").await;
     let passwordless = email();
@@ -620,13 +624,27 @@ async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(body, Value::Null);
 
-    // Only the per-client-address counter of the rate limit is left: it counts the
-    // test's own address, no account.
+    // Left are counters of addresses, none of the account: the rate limit's of the
+    // test's own client address, and the mail limits of the addresses mailed (under a
+    // keyed hash), which outlive any account that named them.
     for (table, rows) in row_counts(&app).await {
         match table.as_str() {
             "rate_counters" => {
                 let keys = counter_keys(&app).await;
-                assert!(keys.iter().all(|k| k.starts_with("address:")), "{keys:?}");
+                assert!(
+                    keys.iter().all(|k| k.starts_with("address:")
+                        || (k.starts_with("mail:") && k.contains(":address:"))),
+                    "{keys:?}"
+                );
+                let id = crate::helpers::jwt_parts(&first_token).1["sub"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(
+                    keys.iter()
+                        .all(|k| !k.contains(&id) && !k.contains(&address)),
+                    "{keys:?}"
+                );
             }
             // The purge's lease names a node, no account.
             "_sqlx_migrations" | "leases" => {}
@@ -662,6 +680,55 @@ async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "the address is free again: {body}");
 }
 
+/// Register, ask to change the address to the victim's, delete, again and again: each
+/// new account would be within its own limits, but the victim's address is mailed
+/// within its limit only (`mail.per_minute`, 1), whatever accounts came and went.
+async fn deleting_accounts_does_not_reset_another_address_mail_limit(backend: Backend) {
+    const CONFIRM_PAGE: &str = "https://auth.example.test/auth/pages/confirm-email?token=";
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let victim = email();
+    for round in 1..=4 {
+        let attacker = email();
+        let signed_up = app.signed_up(&attacker, "attacker-password-1").await;
+        let token = signed_up["token"].as_str().unwrap();
+        let res = app
+            .client
+            .post(app.url("/auth/email/change"))
+            .bearer_auth(token)
+            .json(&json!({ "new_email": victim }))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(
+            body["message"],
+            "A link to confirm the new address is on its way to it. Nothing changes until it is followed."
+        );
+        // A reset mail to the attacker's own address, queued after the change's: once
+        // it arrived, the change's mail (had there been one) went out before the
+        // account, and its queued mail, were deleted.
+        let (status, body) = forgot(&app, &attacker).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        links(&smtp, RESET_PAGE, round).await;
+        let res = app
+            .client
+            .delete(app.url("/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        assert_eq!(body, Value::Null);
+    }
+    let received = smtp.received();
+    let to_victim = to(&received, &victim);
+    assert_eq!(to_victim.len(), 1, "one a minute");
+    assert!(to_victim[0].link(CONFIRM_PAGE).is_some());
+}
+
 async fn deleting_needs_a_recent_sign_in(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.accounts.reauth_window_secs = 1).await;
     let address = email();
@@ -695,6 +762,7 @@ async fn deleting_needs_a_recent_sign_in(backend: Backend) {
 on_every_backend!(
     verify_an_address_by_mail,
     deleting_an_account_leaves_no_row_of_it,
+    deleting_accounts_does_not_reset_another_address_mail_limit,
     deleting_needs_a_recent_sign_in,
     reset_password_by_mail_as_a_person_would,
     reset_through_the_api_signs_in_and_spends_the_token,

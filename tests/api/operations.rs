@@ -3,14 +3,13 @@
 //! 0, nothing acknowledged lost).
 
 use std::io::{Read, Write};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, email, read};
-use crate::process::{gatehouse, signal, wait_healthy};
+use crate::process::{gatehouse, signal, start};
 
 crate::on_every_backend!(one_node_at_a_time_holds_the_purge_lease);
 
@@ -72,26 +71,18 @@ async fn one_node_at_a_time_holds_the_purge_lease(b: Backend) {
 #[tokio::test]
 async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("log.txt");
     let serve = || {
-        gatehouse(dir.path())
-            .arg("serve")
-            .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+        let mut cmd = gatehouse(dir.path());
+        cmd.arg("serve")
+            .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
             .env("GATEHOUSE_HTTP__DRAIN_SECS", "2")
             .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
-            .env("GATEHOUSE_ARGON2__ITERATIONS", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+            .env("GATEHOUSE_ARGON2__ITERATIONS", "1");
+        cmd
     };
-    let mut child = serve();
-    wait_healthy(&base, &mut child).await;
+    let (mut child, base) = start(&mut serve(), &log).await;
+    let bound = base.trim_start_matches("http://").to_owned();
     let client = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         client.post(format!("{base}{path}")).json(&body).send()
@@ -104,7 +95,7 @@ async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
     // A login in flight: its headers and half its body sent before the signal.
     let body = credentials.to_string();
     let (first, rest) = body.split_at(body.len() / 2);
-    let mut in_flight = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut in_flight = std::net::TcpStream::connect(bound.as_str()).unwrap();
     write!(
         in_flight,
         "POST /auth/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
@@ -135,7 +126,7 @@ async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
     // After the drain the listener closes; the request in flight still finishes.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        std::net::TcpStream::connect(bound.as_str()).is_err(),
         "no longer listening after the drain"
     );
     in_flight.write_all(rest.as_bytes()).unwrap();
@@ -154,10 +145,14 @@ async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
     };
     assert_eq!(status.code(), Some(0));
 
-    // Restarted on the same data: what was acknowledged is there.
-    let mut child = serve();
-    wait_healthy(&base, &mut child).await;
-    let (status, body) = read(post("/auth/login", credentials).await.unwrap()).await;
+    // Restarted on the same data (on a port of its own): what was acknowledged is there.
+    let (mut child, base) = start(&mut serve(), &log).await;
+    let res = client
+        .post(format!("{base}/auth/login"))
+        .json(&credentials)
+        .send()
+        .await;
+    let (status, body) = read(res.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     signal(&child, 15);
     let _ = child.wait();

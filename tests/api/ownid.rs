@@ -27,6 +27,7 @@ crate::on_every_backend!(
     every_configured_secret_is_accepted_while_rotating,
     legacy_responses_answer_200_with_error_objects,
     the_routes_are_off_without_a_shared_secret,
+    registration_refuses_ownid_data_while_ownid_is_off,
     the_routes_follow_the_base_and_the_openapi_document_shows_them,
 );
 
@@ -783,9 +784,11 @@ async fn legacy_responses_answer_200_with_error_objects(b: Backend) {
 }
 
 async fn the_routes_are_off_without_a_shared_secret(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    // The account is made on a node with OwnID on; this node, beside it, has it off.
+    let on = spawn(b).await;
     let addr = email();
-    app.registered_passwordless(&addr, "device").await;
+    on.registered_passwordless(&addr, "device").await;
+    let app = on.spawn_beside(|s| s.ownid.shared_secrets = vec![]).await;
     for path in [SET, GET, SESSION] {
         let body = json!({"loginId": addr, "ownIdData": "changed"});
         call(&app, path, body).await.assert_json(
@@ -800,6 +803,29 @@ async fn the_routes_are_off_without_a_shared_secret(b: Backend) {
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.keys().all(|p| !p.contains("ownid")), "{paths:?}");
     assert!(paths.contains_key("/auth/register"));
+}
+
+/// OwnID off: `/auth/register` takes no `ownIdData` either. An account made with it
+/// could never sign in (OwnID's routes answer 404) and would hold the address.
+async fn registration_refuses_ownid_data_while_ownid_is_off(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let addr = email();
+    let refused = json!({
+        "message": "OwnID sign-in is off on this server: the 'ownIdData' field is not accepted."
+    });
+    for body in [
+        json!({"email": addr, "ownIdData": "device"}),
+        json!({"email": addr, "password": "password123", "ownIdData": "device"}),
+    ] {
+        let (status, answer) = app.post_json("/auth/register", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer, refused, "{body}");
+    }
+    // Nothing was made: the address is free for its owner.
+    let token = app.registered(&addr, "password123").await;
+    let (status, me) = app.me(&token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["sign_in_methods"], json!([{"method": "password"}]));
 }
 
 async fn the_routes_follow_the_base_and_the_openapi_document_shows_them(b: Backend) {

@@ -21,10 +21,13 @@ crate::on_every_backend!(
     the_last_way_in_cannot_be_removed,
     passkeys_are_renamed_and_listed_per_account,
     a_counter_that_goes_back_is_refused,
+    concurrent_sign_ins_with_one_counter_accept_exactly_one,
     a_credential_belongs_to_one_account,
     a_ceremony_finishes_on_another_node,
     concurrent_finishes_of_one_ceremony_sign_in_once,
     bad_requests_get_clear_errors,
+    with_no_origins_the_origin_is_localhost_on_the_listening_port,
+    while_off_no_passkey_route_answers,
 );
 
 impl TestApp {
@@ -67,7 +70,7 @@ impl TestApp {
     }
 
     /// A whole registration; returns the status and body of the finish.
-    async fn register_passkey(
+    pub(crate) async fn register_passkey(
         &self,
         authenticator: &mut Authenticator,
         token: Option<&str>,
@@ -298,14 +301,14 @@ async fn another_origin_is_refused(backend: Backend) {
         let mut elsewhere = Authenticator::new(origin);
         let (status, body) = app.register_passkey(&mut elsewhere, None, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{origin}: {body}");
-        assert_eq!(error_code(&body), "wrong_origin", "{origin}");
+        assert_eq!(body, wrong_origin(origin, ORIGIN), "{origin}");
     }
     let mut authenticator = Authenticator::new(ORIGIN);
     app.passkey_account(&mut authenticator).await;
     authenticator.origin = "http://localhost:9999".into();
     let (status, body) = app.passkey_login(&mut authenticator).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(error_code(&body), "wrong_origin");
+    assert_eq!(body, wrong_origin("http://localhost:9999", ORIGIN));
 
     // The RP is the configuration's, whatever Host the request names.
     let res = app
@@ -320,6 +323,74 @@ async fn another_origin_is_refused(backend: Backend) {
     let (status, body) = read(res).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["publicKey"]["rp"]["id"], "localhost");
+}
+
+/// The answer to a credential made on `seen` by a server that allows `allowed`: both
+/// named, so whoever integrates sees what to set.
+fn wrong_origin(seen: &str, allowed: &str) -> Value {
+    json!({
+        "message": format!("The credential was made on {seen}, which is not one of this server's passkeys.origins ({allowed})."),
+        "error": "wrong_origin",
+    })
+}
+
+/// No `passkeys.origins`: passkeys work on `localhost` at the port the server listens
+/// on (here one the system chose), and not on 8080.
+async fn with_no_origins_the_origin_is_localhost_on_the_listening_port(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.passkeys.origins = vec![]).await;
+    let port = app.base.rsplit(':').next().unwrap();
+    assert_ne!(port, "8080");
+    let here = format!("http://localhost:{port}");
+    let mut authenticator = Authenticator::new(&here);
+    let (token, _) = app.passkey_account(&mut authenticator).await;
+    let (status, body) = app.passkey_login(&mut authenticator).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(sub(body["token"].as_str().unwrap()), sub(&token));
+    let mut on_8080 = Authenticator::new(ORIGIN);
+    let (status, body) = app.register_passkey(&mut on_8080, None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body, wrong_origin(ORIGIN, &here));
+}
+
+/// With `passkeys.enabled = false` every passkey route answers 404, as documented:
+/// a node with passkeys off neither lists, renames nor removes the passkeys another
+/// node registered.
+async fn while_off_no_passkey_route_answers(backend: Backend) {
+    let on = TestApp::spawn(backend).await;
+    let mut authenticator = Authenticator::new(ORIGIN);
+    let (token, id) = on.passkey_account(&mut authenticator).await;
+    let off = on.spawn_beside(|s| s.passkeys.enabled = false).await;
+    let path = format!("/auth/passkeys/{id}");
+    let rename = json!({"name": "renamed"});
+    let empty = json!({});
+    let calls: [(reqwest::Method, &str, Option<&Value>); 5] = [
+        (reqwest::Method::GET, "/auth/passkeys", None),
+        (reqwest::Method::PATCH, &path, Some(&rename)),
+        (reqwest::Method::DELETE, &path, None),
+        (
+            reqwest::Method::POST,
+            "/auth/passkeys/register/options",
+            Some(&empty),
+        ),
+        (
+            reqwest::Method::POST,
+            "/auth/passkeys/login/options",
+            Some(&empty),
+        ),
+    ];
+    for (method, path, body) in calls {
+        let (status, answer) = off.send_as(method.clone(), path, &token, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        assert_eq!(
+            answer,
+            json!({"message": "No such route."}),
+            "{method} {path}"
+        );
+    }
+    // Nothing changed: the node with passkeys on still has it, under its name.
+    let passkeys = on.passkeys_of(&token).await;
+    assert_eq!(passkeys.len(), 1);
+    assert_ne!(passkeys[0]["name"], "renamed");
 }
 
 async fn a_password_account_adds_a_passkey(backend: Backend) {
@@ -401,7 +472,7 @@ async fn a_ceremony_begun_signed_in_needs_that_account(backend: Backend) {
 }
 
 async fn adding_a_passkey_needs_a_recent_sign_in(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.passkeys.recent_sign_in_secs = 60).await;
+    let app = TestApp::spawn_with(backend, |s| s.passkeys.recent_sign_in_secs = Some(60)).await;
     let token = app.registered(&email(), "correct horse").await;
     let account = sub(&token);
     // A token of the same live session whose sign-in was two minutes ago.
@@ -583,6 +654,58 @@ async fn a_counter_that_goes_back_is_refused(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, body) = app.passkey_login(&mut counting).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `n` sign-ins sent at once, each by a copy of `authenticator` as it is now (so with
+/// the same counter), each over a ceremony of its own.
+async fn concurrent_sign_ins(
+    app: &TestApp,
+    authenticator: &Authenticator,
+    n: usize,
+) -> Vec<(StatusCode, Value)> {
+    let mut bodies = Vec::new();
+    for _ in 0..n {
+        let (ceremony, options) = app.login_options().await;
+        let credential = authenticator.clone().get(&options);
+        bodies.push(json!({"ceremony": ceremony, "credential": credential}));
+    }
+    let attempts = bodies
+        .iter()
+        .map(|body| app.post_json("/auth/passkeys/login", body));
+    futures::future::join_all(attempts).await
+}
+
+async fn concurrent_sign_ins_with_one_counter_accept_exactly_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut counting = Authenticator::new(ORIGIN);
+    counting.counts = true;
+    app.passkey_account(&mut counting).await;
+    let (status, body) = app.passkey_login(&mut counting).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Eight assertions with counter 2, at once: one is the genuine one, the others
+    // can only be clones, and are refused as the sequential case is.
+    let results = concurrent_sign_ins(&app, &counting, 8).await;
+    let won = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(won, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(error_code(body), "counter_regressed", "{body}");
+    }
+    // The counter stands at 2: the authenticator, at 3 next, goes on.
+    counting.credentials[0].counter = 2;
+    let (status, body) = app.passkey_login(&mut counting).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string(), "{body}");
+
+    // An authenticator that keeps no counter (always 0) signs in concurrently too.
+    let mut synced = Authenticator::new(ORIGIN);
+    app.passkey_account(&mut synced).await;
+    let results = concurrent_sign_ins(&app, &synced, 8).await;
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert!(body["token"].is_string(), "{body}");
+    }
 }
 
 async fn a_credential_belongs_to_one_account(backend: Backend) {

@@ -1,8 +1,11 @@
 //! The `gatehouse` binary itself: zero-config start, the generated secret, config
 //! errors, `migrate`, `--help`, and shutdown on SIGTERM.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -24,8 +27,61 @@ pub fn gatehouse(dir: &Path) -> Command {
     cmd
 }
 
-/// Waits until `GET {base}/health` answers.
-pub async fn wait_healthy(base: &str, child: &mut Child) {
+/// Spawns `cmd`, a `gatehouse serve` told to listen on port 0 (`127.0.0.1:0`), with its
+/// log (stderr) written to `log`, and returns it with its base URL once it answers
+/// `/health`. The address is the one this child logs as bound (its `listening` line),
+/// never a fixed port: a server already running elsewhere (`cargo run -- serve` on
+/// 8080) is neither in the way nor ever talked to.
+pub async fn start(cmd: &mut Command, log: &Path) -> (Child, String) {
+    match try_start(cmd, log).await {
+        Ok(started) => started,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// [`start`], or why the child did not come up (its log).
+pub async fn try_start(cmd: &mut Command, log: &Path) -> Result<(Child, String), String> {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(address) = listening_address(&text) {
+            break address;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return Err(format!("the server exited before listening:\n{text}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("the server did not say where it listens:\n{text}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let base = format!("http://{address}");
+    wait_healthy(&base, &mut child).await;
+    Ok((child, base))
+}
+
+/// The address of a log's `listening` line (`address=…` in text, `"address":"…"` in
+/// JSON).
+pub fn listening_address(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("listening"))?;
+    let (_, rest) = line
+        .split_once("address=")
+        .or_else(|| line.split_once("\"address\":\""))?;
+    let address: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    (!address.is_empty()).then_some(address)
+}
+
+/// Waits until `GET {base}/health` answers; `base` is the child's own address.
+async fn wait_healthy(base: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(res) = reqwest::get(format!("{base}/health")).await
@@ -64,21 +120,19 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Everything but the port left to the defaults: the port is the system's choice, so
+/// the test never meets a server the README's `cargo run --release -- serve` started
+/// on the default 8080 (`listen`'s default is checked below, in the reference).
 #[tokio::test]
-async fn serve_with_no_configuration_uses_the_documented_defaults() {
+async fn serve_with_no_configuration_but_the_port_uses_the_documented_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.txt");
-    let spawn = || {
-        gatehouse(dir.path())
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap()
+    let serve = || {
+        let mut cmd = gatehouse(dir.path());
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd
     };
-    let base = "http://127.0.0.1:8080";
-    let mut child = spawn();
-    wait_healthy(base, &mut child).await;
+    let (mut child, base) = start(&mut serve(), &log).await;
     let client = reqwest::Client::new();
     let res = client
         .post(format!("{base}/auth/register"))
@@ -117,8 +171,7 @@ async fn serve_with_no_configuration_uses_the_documented_defaults() {
     assert!(!text.contains(&token), "the log never shows a token");
 
     // A restart reuses the secret: the first token still works.
-    let mut child = spawn();
-    wait_healthy(base, &mut child).await;
+    let (mut child, base) = start(&mut serve(), &log).await;
     let res = client
         .get(format!("{base}/auth/me"))
         .bearer_auth(&token)
@@ -131,6 +184,76 @@ async fn serve_with_no_configuration_uses_the_documented_defaults() {
     assert_eq!(std::fs::read_to_string(&secret_path).unwrap(), secret);
     sigterm(&child);
     assert!(wait_exit(&mut child).success());
+
+    let reference = gatehouse(dir.path())
+        .args(["config", "--defaults"])
+        .output()
+        .unwrap();
+    assert!(reference.status.success());
+    let reference = String::from_utf8(reference.stdout).unwrap();
+    assert!(
+        reference
+            .lines()
+            .any(|l| l == "listen = \"127.0.0.1:8080\""),
+        "{reference}"
+    );
+}
+
+/// A plain HTTP server on a free port that answers `200 ok` to every request (`/health`
+/// included) and counts the connections it gets: a stand-in for a server the developer
+/// left running.
+fn decoy() -> (u16, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (port, hits)
+}
+
+/// With another server answering `/health` on a port, a test server told to take that
+/// port fails and is reported as failed (it does not pass for the other one), and one on
+/// port 0 comes up beside it; the other server gets no request at all.
+#[tokio::test]
+async fn another_server_answering_health_is_never_taken_for_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, hits) = decoy();
+    let log = dir.path().join("log.txt");
+    let mut taken = gatehouse(dir.path());
+    taken.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    let why = try_start(&mut taken, &log).await.unwrap_err();
+    assert!(why.contains("listen: cannot bind"), "{why}");
+
+    let mut free = gatehouse(dir.path());
+    free.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256");
+    let (mut child, base) = start(&mut free, &log).await;
+    assert!(!base.ends_with(&format!(":{port}")), "{base}");
+    let res = reqwest::Client::new()
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": "beside@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string(), "{body}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the other server was called"
+    );
 }
 
 /// The journal mode recorded in the database file header (bytes 18-19 are 2 in WAL).
@@ -384,13 +507,12 @@ async fn flags_beat_environment_beats_file_beats_defaults() {
         format!("listen = \"127.0.0.1:{file_port}\"\nissuer = \"from-file\"\ntoken_lifetime_secs = 120\n"),
     )
     .unwrap();
-    let start = |with_flag: bool| {
+    let log = dir.path().join("log.txt");
+    let serve = |with_flag: bool| {
         let mut cmd = gatehouse(dir.path());
         cmd.args(["--config", file.to_str().unwrap(), "serve"])
             .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{env_port}"))
-            .env("GATEHOUSE_ISSUER", "from-env")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .env("GATEHOUSE_ISSUER", "from-env");
         if with_flag {
             cmd.args([
                 "--listen",
@@ -399,15 +521,15 @@ async fn flags_beat_environment_beats_file_beats_defaults() {
                 "from-flag",
             ]);
         }
-        cmd.spawn().unwrap()
+        cmd
     };
     for (with_flag, port, issuer) in [
         (false, env_port, "from-env"),
         (true, flag_port, "from-flag"),
     ] {
-        let mut child = start(with_flag);
-        let base = format!("http://127.0.0.1:{port}");
-        wait_healthy(&base, &mut child).await;
+        let (mut child, base) = start(&mut serve(with_flag), &log).await;
+        // The child itself says it bound the port of the layer that wins.
+        assert_eq!(base, format!("http://127.0.0.1:{port}"));
         let res = reqwest::Client::new()
             .post(format!("{base}/auth/register"))
             .json(
@@ -433,17 +555,15 @@ async fn flags_beat_environment_beats_file_beats_defaults() {
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     // Expensive hashing, so a registration is still in flight when the signal lands.
-    let mut child = gatehouse(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--argon2-memory-kib", "65536", "--argon2-iterations", "8"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_healthy(&base, &mut child).await;
+    let mut cmd = gatehouse(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args([
+        "--argon2-memory-kib",
+        "65536",
+        "--argon2-iterations",
+        "8",
+    ]);
+    let (mut child, base) = start(&mut cmd, &dir.path().join("log.txt")).await;
     let client = reqwest::Client::new();
     let in_flight = tokio::spawn({
         let client = client.clone();

@@ -14,6 +14,7 @@ crate::on_every_backend!(
     on_https_the_cookie_is_host_prefixed_and_secure,
     without_cookie_mode_no_cookie_is_set,
     a_refresh_by_cookie_needs_an_allowed_origin_and_the_csrf_header,
+    a_cookie_refresh_without_the_cookie_is_refused_naming_it,
     a_page_on_a_listed_origin_may_send_the_csrf_header,
     a_refresh_token_in_the_body_needs_no_csrf_defence_and_wins_over_the_cookie,
     logout_clears_the_cookie_and_the_cleared_session_refreshes_no_more,
@@ -284,11 +285,60 @@ async fn a_refresh_by_cookie_needs_an_allowed_origin_and_the_csrf_header(b: Back
     )
     .await;
     let (status, body) = read(res).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(
-        body,
-        json!({"message": "The 'refresh_token' field is required and was not provided."})
-    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body, json!({"message": no_cookie(HTTPS_NAME)}));
+}
+
+/// The answer to a cookie refresh that came without the cookie named `name`.
+fn no_cookie(name: &str) -> String {
+    format!(
+        "No refresh token: the request has no {name} cookie and no refresh_token in its \
+         body. Browsers send the cookie (SameSite=Strict) only with requests from the same \
+         site as this server, with credentials: 'include'."
+    )
+}
+
+/// A cookie refresh whose browser sent no cookie (another site, or no `credentials`):
+/// `401` naming the cookie, not a `400` about a JSON field the page never meant to send.
+async fn a_cookie_refresh_without_the_cookie_is_refused_naming_it(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| {
+        s.session.cookie = true;
+        s.http.cors_origins = vec![PAGE.into()];
+    })
+    .await;
+    let (_, token) = signed_up(&app, HTTP_NAME).await;
+    for (what, cookie) in [
+        ("no Cookie header", None),
+        ("other cookies only", Some("theme=dark".to_string())),
+        (
+            "the https cookie on http",
+            Some(format!("{HTTPS_NAME}={token}")),
+        ),
+    ] {
+        let mut req = app
+            .client
+            .post(app.url("/auth/refresh"))
+            .header("origin", PAGE)
+            .header("x-gatehouse-csrf", "1");
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        let res = req.send().await.unwrap();
+        assert!(set_cookies(&res).is_empty(), "{what}");
+        let (status, body) = read(res).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body, json!({"message": no_cookie(HTTP_NAME)}), "{what}");
+    }
+    // The cookie it asked for works.
+    let res = refresh_by_cookie(
+        &app,
+        &format!("{HTTP_NAME}={token}"),
+        &[("origin", PAGE), ("x-gatehouse-csrf", "1")],
+    )
+    .await;
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
 }
 
 async fn a_page_on_a_listed_origin_may_send_the_csrf_header(b: Backend) {

@@ -30,6 +30,7 @@ crate::on_every_backend!(
     the_absolute_lifetime_ends_a_session_that_keeps_refreshing,
     timed_out_sessions_are_purged,
     revoke_all_ends_every_session_of_the_account_in_one_call,
+    a_sign_in_over_the_cap_ends_the_least_recently_used_sessions,
 );
 
 const REFUSED: &str = "The refresh token is invalid, expired or revoked.";
@@ -606,4 +607,49 @@ async fn a_revocation_on_one_node_takes_effect_on_the_other_at_once() {
     let (status, body) = a.refresh(refresh_token(&second)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a grandparent: {body}");
     assert_ended(&b, "the successor, on the other node", &after).await;
+}
+
+async fn a_sign_in_over_the_cap_ends_the_least_recently_used_sessions(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.session.max_per_account = 3).await;
+    let address = email();
+    // Times are kept to the second: a pause between sign-ins orders them.
+    let pause = || tokio::time::sleep(Duration::from_millis(1100));
+    let first = app.signed_up(&address, "password123").await;
+    let mut later = Vec::new();
+    for _ in 0..2 {
+        pause().await;
+        let (status, body) = app.login(&address, "password123").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        later.push(body);
+    }
+    let (second, third) = (later[0].clone(), later[1].clone());
+    // The first session is used again: now the second is the least recently used.
+    pause().await;
+    let (status, first) = app.refresh(refresh_token(&first)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    pause().await;
+    let (status, fourth) = app.login(&address, "password123").await;
+    assert_eq!(status, StatusCode::OK, "{fourth}");
+    assert_ended(&app, "the least recently used", &second).await;
+    for (what, s) in [("refreshed", &first), ("third", &third), ("new", &fourth)] {
+        assert_live(&app, what, s).await;
+    }
+    pause().await;
+    let (status, fifth) = app.login(&address, "password123").await;
+    assert_eq!(status, StatusCode::OK, "{fifth}");
+    assert_ended(&app, "the next least recently used", &third).await;
+
+    let (status, body) = read(app.get("/auth/sessions", Some(token(&fifth))).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed: HashSet<String> = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        HashSet::from([sid(&first), sid(&fourth), sid(&fifth)]),
+        "{body}"
+    );
 }

@@ -20,6 +20,7 @@ crate::on_every_backend!(
     a_signed_in_person_links_an_address_with_a_link_token,
     concurrent_submissions_of_one_message_make_one_session,
     siwe_can_be_off,
+    with_no_domains_the_site_is_localhost_on_the_listening_port,
     the_siwe_routes_are_rate_limited_per_address,
 );
 
@@ -27,17 +28,25 @@ crate::on_every_backend!(
 const SITE: &str = "localhost:8080";
 
 /// The message a page builds for `wallet` with `nonce`; `edit` changes lines.
-fn message(wallet: &TestWallet, nonce: &str, edit: impl FnOnce(String) -> String) -> String {
+pub(crate) fn message(
+    wallet: &TestWallet,
+    nonce: &str,
+    edit: impl FnOnce(String) -> String,
+) -> String {
+    edit(message_for(SITE, wallet, nonce))
+}
+
+/// The message a page on `site` (`host:port`) builds for `wallet` with `nonce`.
+fn message_for(site: &str, wallet: &TestWallet, nonce: &str) -> String {
     let issued_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let text = format!(
-        "{SITE} wants you to sign in with your Ethereum account:\n{}\n\n\
-         Sign in to Gatehouse\n\nURI: http://{SITE}/login\nVersion: 1\nChain ID: 1\n\
+    format!(
+        "{site} wants you to sign in with your Ethereum account:\n{}\n\n\
+         Sign in to Gatehouse\n\nURI: http://{site}/login\nVersion: 1\nChain ID: 1\n\
          Nonce: {nonce}\nIssued At: {issued_at}",
         eip55(&wallet.address())
-    );
-    edit(text)
+    )
 }
 
 /// The EIP-55 form of a lower-case `0x` address.
@@ -47,7 +56,7 @@ fn eip55(address: &str) -> String {
         .to_eip55()
 }
 
-async fn nonce(app: &TestApp) -> String {
+pub(crate) async fn nonce(app: &TestApp) -> String {
     let (status, body) = read(app.get("/auth/siwe/nonce", None).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["nonce"].as_str().unwrap().to_string()
@@ -58,7 +67,7 @@ async fn submit(app: &TestApp, body: &Value) -> (StatusCode, Value) {
 }
 
 /// Signs `text` with `wallet` and submits it.
-async fn signed(app: &TestApp, wallet: &TestWallet, text: &str) -> (StatusCode, Value) {
+pub(crate) async fn signed(app: &TestApp, wallet: &TestWallet, text: &str) -> (StatusCode, Value) {
     submit(
         app,
         &json!({"message": text, "signature": wallet.sign(text, false)}),
@@ -560,6 +569,23 @@ async fn siwe_can_be_off(b: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = submit(&app, &json!({"message": "", "signature": ""})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// No `siwe.domains` and no `http.public_url`: the site is `localhost` on the port the
+/// server listens on (here one the system chose), not 8080.
+async fn with_no_domains_the_site_is_localhost_on_the_listening_port(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.siwe.domains = vec![]).await;
+    let port = app.base.rsplit(':').next().unwrap();
+    assert_ne!(port, "8080");
+    let wallet = TestWallet::random();
+    let text = message_for(&format!("localhost:{port}"), &wallet, &nonce(&app).await);
+    let (status, body) = signed(&app, &wallet, &text).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let text = message_for("localhost:8080", &wallet, &nonce(&app).await);
+    let (status, body) = signed(&app, &wallet, &text).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "domain_mismatch", "{body}");
 }
 
 async fn the_siwe_routes_are_rate_limited_per_address(b: Backend) {

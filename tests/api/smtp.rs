@@ -1,6 +1,7 @@
 //! A real SMTP server on a loopback port, for the tests: it speaks enough ESMTP for
-//! lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), keeps every message it accepts,
-//! and can be stopped and started again on the same port, connections and all.
+//! lettre (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT), keeps every message
+//! and every AUTH it accepts, and can be stopped and started again on the same port,
+//! connections and all.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ impl Received {
 #[derive(Default)]
 struct Inbox {
     messages: Mutex<Vec<Received>>,
+    /// The initial responses of `AUTH PLAIN` (base64 of `\0user\0password`), as sent.
+    auths: Mutex<Vec<String>>,
     arrived: Notify,
 }
 
@@ -126,6 +129,11 @@ impl SmtpServer {
         self.running = Some(tasks);
     }
 
+    /// What each `AUTH PLAIN` carried, as sent (base64).
+    pub fn auths(&self) -> Vec<String> {
+        self.inbox.auths.lock().unwrap().clone()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inbox.messages.lock().unwrap().clone()
     }
@@ -183,7 +191,14 @@ async fn session(stream: TcpStream, inbox: Arc<Inbox>) {
             .unwrap_or_default()
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            "EHLO" => b"250-localhost\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8\r\n",
+            "AUTH" => match command.split(' ').collect::<Vec<_>>()[..] {
+                [_, mechanism, response] if mechanism.eq_ignore_ascii_case("PLAIN") => {
+                    inbox.auths.lock().unwrap().push(response.to_owned());
+                    b"235 2.7.0 Authentication successful\r\n"
+                }
+                _ => b"504 5.5.4 Unrecognized authentication type\r\n",
+            },
             "HELO" | "NOOP" => b"250 OK\r\n",
             "RSET" => {
                 (from, to) = (String::new(), Vec::new());

@@ -1,5 +1,7 @@
 //! Forged, tampered, foreign and malformed tokens on `/auth/me`: every one is refused
-//! with 401, `WWW-Authenticate: Bearer` and the same JSON body. Forgeries are signed
+//! with 401 and the same JSON body; `WWW-Authenticate` says `Bearer` with no token,
+//! `error="invalid_token"` with one, and only a genuine expired token is called expired
+//! (RFC 6750 §3.1), so a page knows when a refresh helps. Forgeries are signed
 //! for real (with our secret where the attack calls for it), and each group has a
 //! control that the same construction with the right parameters is accepted, so a
 //! refusal is the defence at work and not a broken forgery.
@@ -76,7 +78,18 @@ async fn account(app: &TestApp) -> (String, Value) {
     (token, claims)
 }
 
+/// `WWW-Authenticate` of a refused token that is not a genuine expired one.
+const INVALID: &str =
+    r#"Bearer error="invalid_token", error_description="The access token is invalid""#;
+/// `WWW-Authenticate` of a genuine token past its `exp`.
+const EXPIRED: &str =
+    r#"Bearer error="invalid_token", error_description="The access token expired""#;
+
 async fn assert_refused(app: &TestApp, what: &str, token: &str) {
+    assert_refused_with(app, what, token, INVALID).await;
+}
+
+async fn assert_refused_with(app: &TestApp, what: &str, token: &str, expected: &str) {
     let res = app.get("/auth/me", Some(token)).await;
     let challenge = res.headers().get("www-authenticate").cloned();
     let (status, body) = read(res).await;
@@ -85,7 +98,7 @@ async fn assert_refused(app: &TestApp, what: &str, token: &str) {
         StatusCode::UNAUTHORIZED,
         "{what} was accepted: {token}"
     );
-    assert_eq!(challenge.unwrap(), "Bearer", "{what}");
+    assert_eq!(challenge.unwrap(), expected, "{what}");
     assert_eq!(
         body,
         json!({"message": "A valid bearer token is required."}),
@@ -111,7 +124,6 @@ async fn missing_and_non_bearer_credentials_are_refused(b: Backend) {
         Some(format!("Basic {token}")),
         Some(format!("Token {token}")),
         Some(token.clone()),
-        Some(format!("Bearer {token} {token}")),
     ] {
         let mut req = app.client.get(app.url("/auth/me"));
         if let Some(h) = &header {
@@ -126,6 +138,8 @@ async fn missing_and_non_bearer_credentials_are_refused(b: Backend) {
             json!({"message": "A valid bearer token is required."})
         );
     }
+    // A bearer token was sent, and it is not one: refused as a token.
+    assert_refused(&app, "two tokens", &format!("{token} {token}")).await;
 }
 
 async fn other_algorithms_are_refused_even_when_signed_with_our_secret(b: Backend) {
@@ -301,12 +315,31 @@ async fn expired_premature_and_foreign_issuer_tokens_are_refused(b: Backend) {
     // Control: a token we forge with a later nbf that has passed is fine.
     let fine = with(json!({"nbf": now - 60}));
     assert_accepted(&app, "nbf in the past", &hs512(HS512, &fine), &claims).await;
-    let cases = [
+    let expired = [
         (
             "expired an hour ago",
             json!({"iat": now - 7200, "exp": now - 3600}),
         ),
         ("expired a minute ago", json!({"exp": now - 60})),
+    ];
+    for (what, changes) in expired {
+        assert_refused_with(&app, what, &hs512(HS512, &with(changes)), EXPIRED).await;
+    }
+    // Expired, but not ours: a forgery is never told it merely expired.
+    let forged = signed(
+        Sha512,
+        &b64(HS512),
+        &b64(with(json!({"exp": now - 60})).to_string()),
+    );
+    let (input, signature) = forged.rsplit_once('.').unwrap();
+    let first = if signature.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{input}.{first}{}", &signature[1..]);
+    assert_refused(&app, "expired with a bad signature", &forged).await;
+    let cases = [
+        (
+            "expired by another issuer",
+            json!({"iss": "https://evil.example", "exp": now - 60}),
+        ),
         ("nbf in an hour", json!({"nbf": now + 3600})),
         ("another issuer", json!({"iss": "https://evil.example"})),
         ("issuer in another case", json!({"iss": "Gatehouse"})),

@@ -170,7 +170,7 @@ async function ownid() {
 
 // SIWE: the nonce from one node directly, the signed message verified through HAProxy
 // (any node), then replayed straight to the other node: one use, across nodes. The
-// nodes' default siwe.domains (no http.public_url): http://localhost:8080.
+// nodes' siwe.domains (scripts/cluster.sh sets it): http://localhost:8080.
 const direct = (process.env.CLUSTER_NODES || '').split(' ').filter(Boolean);
 const siweSite = { scheme: 'http', domain: 'localhost:8080', uri: 'http://localhost:8080/login' };
 const siweSignIns = []; // { message, signature } accepted once

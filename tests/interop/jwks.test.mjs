@@ -7,7 +7,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRemoteJWKSet, jwtVerify, generateKeyPair, SignJWT, errors } from 'jose';
@@ -18,42 +17,39 @@ if (!bin) throw new Error('GATEHOUSE_BIN must be set (scripts/interop.sh sets it
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** The server's environment: only the settings given (none of the caller's GATEHOUSE_*). */
 function environment(settings) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_')));
   return { ...env, ...settings };
 }
 
+/**
+ * Starts the binary on port 0 and waits for its own "listening … address=…" line: the
+ * port it bound, so a server already answering elsewhere is never taken for it.
+ */
 async function startServer(algorithm) {
   const data = mkdtempSync(join(tmpdir(), 'gatehouse-jwks-'));
-  const port = await freePort();
   const env = environment({
     GATEHOUSE_JWT__ALGORITHM: algorithm,
     GATEHOUSE_JWT__JWKS_MAX_AGE_SECS: '2',
     GATEHOUSE_RATE_LIMIT__ENABLED: 'false',
     GATEHOUSE_ARGON2__MEMORY_KIB: '4096',
   });
-  const child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', data], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', data], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (chunk) => { log += chunk; });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch { /* not up yet */ }
+  let base;
+  for (let i = 0; i < 100 && child.exitCode === null; i++) {
+    const address = /listening.*address=(127\.0\.0\.1:\d+)/.exec(log)?.[1];
+    if (address) {
+      base = `http://${address}`;
+      try {
+        if ((await fetch(`${base}/health`)).ok) break;
+      } catch { /* not up yet */ }
+    }
     await sleep(100);
   }
+  if (!base) throw new Error(`the server did not say where it listens:\n${log}`);
   const keys = (command) => execFileSync(bin, ['keys', command, '--data-dir', data], { env, encoding: 'utf8' });
   const stop = () => { child.kill('SIGTERM'); rmSync(data, { recursive: true, force: true }); };
   return { base, keys, stop, log: () => log };

@@ -9,7 +9,7 @@ import { Wallet } from 'ethers';
 import { SiweMessage } from 'siwe';
 import { base, secret, post } from './lib.mjs';
 
-// The server's default siwe.domains: http://localhost:8080 (no http.public_url).
+// The server's siwe.domains (scripts/interop.sh sets it): http://localhost:8080.
 const site = { scheme: 'http', domain: 'localhost:8080', uri: 'http://localhost:8080/login' };
 
 async function nonce() {

@@ -34,6 +34,8 @@ pub struct SelfKeyApiError {
     message: Cow<'static, str>,
     redirect_to: Option<String>,
     cause: Option<anyhow::Error>,
+    /// `WWW-Authenticate` of a 401.
+    challenge: &'static str,
 }
 
 impl SelfKeyApiError {
@@ -48,6 +50,7 @@ impl SelfKeyApiError {
             message: message.into(),
             redirect_to: None,
             cause: None,
+            challenge: "Bearer",
         }
     }
 
@@ -131,7 +134,20 @@ impl From<ApiError> for SelfKeyApiError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::AccountDisabled => Self::account_disabled(),
+            ApiError::SignInAgain => Self::new(
+                StatusCode::FORBIDDEN,
+                crate::http::error::RECENT_SIGN_IN_REQUIRED,
+                crate::http::error::SIGN_IN_AGAIN,
+            ),
             ApiError::Internal(cause) => Self::internal(cause),
+            ApiError::InvalidToken { expired } => SelfKeyApiError {
+                challenge: if expired {
+                    crate::http::error::EXPIRED_CHALLENGE
+                } else {
+                    crate::http::error::INVALID_CHALLENGE
+                },
+                ..Self::not_signed_in()
+            },
             _ => Self::not_signed_in(),
         }
     }
@@ -187,6 +203,7 @@ impl From<SelfKeyError> for SelfKeyApiError {
                 "last_sign_in_method",
                 "This wallet is the account's last way to sign in: set a password first (POST /auth/password/change, right after signing in) or add a passkey or another wallet.",
             ),
+            E::AccountDisabled => Self::account_disabled(),
             E::Attributes(e) => {
                 use crate::signin::selfkey::AttributeError as A;
                 let code = match e {
@@ -219,8 +236,10 @@ impl IntoResponse for SelfKeyApiError {
         };
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(self.challenge),
+            );
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read: the connection cannot carry

@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::reply;
 use super::reply::no_store;
-use super::session::{Session, bearer_token};
+use super::session::{RecentSession, Session, bearer_token};
 use crate::app::App;
 use crate::config::Settings;
 use crate::crypto::eth::{Address, Did, PublicKey, Signature};
@@ -522,18 +522,21 @@ pub struct LinkTokenResponse {
 }
 
 /// A link token for the signed-in account: a wallet that signs up with it in its
-/// `meta` joins this account.
+/// `meta` joins this account. Needs a recent sign-in, as any new way in does; the
+/// token dies with the session that asked for it.
 #[utoipa::path(post, path = "/link-token", tag = "selfkey",
     security(("bearer" = [])),
     responses((status = 201, description = "A link token", body = LinkTokenResponse),
         (status = 401, description = "`invalid_token`: no valid account token", body = SelfKeyErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled", body = SelfKeyErrorBody)))]
+        (status = 403, description = "`account_disabled`: the account is disabled; `recent_sign_in_required`: the sign-in is older than accounts.reauth_window_secs", body = SelfKeyErrorBody)))]
 async fn create_link_token(
     State(app): State<AppState>,
-    session: Result<Session, ApiError>,
+    session: Result<RecentSession, ApiError>,
 ) -> Result<Response, SelfKeyApiError> {
     let session = session?;
-    let (link_token, expires_in) = service(&app).link_token(&session.account).await?;
+    let (link_token, expires_in) = service(&app)
+        .link_token(&session.account, &session.session)
+        .await?;
     Ok(created(LinkTokenResponse {
         link_token,
         expires_in,
@@ -624,12 +627,12 @@ fn wallet_address(path: Result<Path<String>, PathRejection>) -> Result<Address, 
     responses((status = 200, description = "Removed; the wallets left", body = WalletList),
         (status = 400, description = "`invalid_address`", body = SelfKeyErrorBody),
         (status = 401, description = "`invalid_token`", body = SelfKeyErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled", body = SelfKeyErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; `recent_sign_in_required`: the sign-in is older than accounts.reauth_window_secs", body = SelfKeyErrorBody),
         (status = 404, description = "`wallet_not_found`", body = SelfKeyErrorBody),
         (status = 409, description = "`last_sign_in_method`", body = SelfKeyErrorBody)))]
 async fn remove_wallet(
     State(app): State<AppState>,
-    session: Result<Session, ApiError>,
+    session: Result<RecentSession, ApiError>,
     address: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<WalletList>, SelfKeyApiError> {
     let session = session?;

@@ -9,7 +9,8 @@ use super::PostgresStore;
 use crate::domain::AccountId;
 use crate::store::StoreResult;
 use crate::store::mail::{
-    AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql,
+    AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, Proof, QueuedMail,
+    RemovedWayIn, Unproven, sql, with_removed,
 };
 use crate::store::sessions::sql as sessions_sql;
 
@@ -35,6 +36,7 @@ impl MailStore for PostgresStore {
             .bind(&t.account.0)
             .bind(t.detail.as_deref())
             .bind(t.expires_at)
+            .bind(None::<i64>)
             .execute(&mut *tx)
             .await?;
         insert_mail(&mut tx, mail).await?;
@@ -47,14 +49,14 @@ impl MailStore for PostgresStore {
         token_hash: &str,
         purpose: &str,
         now: i64,
-    ) -> StoreResult<Option<(AccountId, Option<String>)>> {
-        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::PEEK_TOKEN)
+    ) -> StoreResult<Option<(AccountId, Option<String>, Option<i64>)>> {
+        let row: Option<(String, Option<String>, Option<i64>)> = sqlx::query_as(sql::PEEK_TOKEN)
             .bind(token_hash)
             .bind(purpose)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(account, detail)| (AccountId(account), detail)))
+        Ok(row.map(|(account, detail, proven)| (AccountId(account), detail, proven)))
     }
 
     async fn use_link(
@@ -74,6 +76,15 @@ impl MailStore for PostgresStore {
         let Some((account, _)) = row else {
             return Ok(LinkUse::Refused);
         };
+        // Locked until the commit: a disable waits for this change, or this change
+        // finds the account disabled and drops the transaction, token and all.
+        let enabled = sqlx::query(sql::LOCK_ENABLED_ACCOUNT)
+            .bind(&account)
+            .execute(&mut *tx)
+            .await?;
+        if enabled.rows_affected() == 0 {
+            return Ok(LinkUse::AccountDisabled);
+        }
         let account = AccountId(account);
         // An error drops the transaction: the token's use is rolled back with it.
         apply(&mut tx, &account, change).await?;
@@ -107,13 +118,6 @@ impl MailStore for PostgresStore {
         apply(&mut tx, account, &rest).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn token_addresses(&self, account: &AccountId) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(sql::TOKEN_DETAILS)
-            .bind(&account.0)
-            .fetch_all(self.db())
-            .await?)
     }
 
     async fn delete_account(
@@ -230,6 +234,11 @@ async fn apply(
     change: &AccountChange,
 ) -> StoreResult<()> {
     let id = &account.0;
+    let proven_before: Option<i64> = sqlx::query_scalar(sql::PROVEN_AT)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .flatten();
     if let Some(hash) = &change.password_hash {
         sqlx::query(sql::SET_PASSWORD)
             .bind(hash)
@@ -238,7 +247,7 @@ async fn apply(
             .await?;
     }
     if let Some((address, key)) = &change.email {
-        sqlx::query(crate::store::queries::SET_VERIFIED_EMAIL)
+        sqlx::query(sql::SET_EMAIL)
             .bind(address)
             .bind(key)
             .bind(id)
@@ -246,12 +255,60 @@ async fn apply(
             .await
             .map_err(super::on_unique)?;
     }
+    if let Proof::Set(at) = change.proof {
+        sqlx::query(sql::SET_PROOF)
+            .bind(at)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
     for purpose in &change.void {
         sqlx::query(sql::VOID_TOKENS)
             .bind(id)
             .bind(purpose)
             .execute(&mut **tx)
             .await?;
+    }
+    for purpose in &change.void_one_time {
+        sqlx::query(sql::VOID_ONE_TIME)
+            .bind(id)
+            .bind(purpose)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let since = match change.remove {
+        Unproven::Keep => None,
+        Unproven::SinceProof => Some(proven_before),
+        Unproven::Since(at) => Some(at),
+    };
+    if let Some(since) = since {
+        let mut removed = Vec::new();
+        for (statement, kind) in [
+            (sql::REMOVE_WALLETS_SINCE, "wallet"),
+            (sql::REMOVE_PASSKEYS_SINCE, "passkey"),
+            (sql::REMOVE_OWNID_SINCE, "ownid"),
+        ] {
+            let names: Vec<String> = sqlx::query_scalar(statement)
+                .bind(id)
+                .bind(since)
+                .fetch_all(&mut **tx)
+                .await?;
+            removed.extend(names.into_iter().map(|name| RemovedWayIn {
+                kind,
+                name: if kind == "ownid" { String::new() } else { name },
+            }));
+        }
+        if let Some(notice) = change
+            .removal_notice
+            .as_ref()
+            .filter(|_| !removed.is_empty())
+        {
+            let notice = NewMail {
+                account: Some(account.clone()),
+                ..with_removed(notice, &removed)
+            };
+            insert_mail(tx, &notice).await?;
+        }
     }
     match &change.end_sessions {
         EndSessions::None => {}
@@ -276,6 +333,7 @@ async fn apply(
             .bind(id)
             .bind(t.detail.as_deref())
             .bind(t.expires_at)
+            .bind(proven_before)
             .execute(&mut **tx)
             .await?;
     }

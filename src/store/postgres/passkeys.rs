@@ -61,15 +61,15 @@ impl PasskeyStore for PostgresStore {
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
-    async fn record_passkey_use(&self, id: &str, used: PasskeyUse) -> StoreResult<()> {
-        sqlx::query(q::RECORD_PASSKEY_USE)
+    async fn record_passkey_use(&self, id: &str, used: PasskeyUse) -> StoreResult<bool> {
+        let done = sqlx::query(q::RECORD_PASSKEY_USE)
             .bind(used.sign_count)
             .bind(used.backup_state)
             .bind(used.at)
             .bind(id)
             .execute(self.db())
             .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn rename_passkey(&self, account: &AccountId, id: &str, name: &str) -> StoreResult<bool> {

@@ -15,8 +15,8 @@ use crate::store::{AccountProfile, StoreResult};
 
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
-    async fn create_session(&self, s: &NewSession) -> StoreResult<()> {
-        sqlx::query(sql::INSERT)
+    async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
+        let done = sqlx::query(sql::INSERT_CAPPED_POSTGRES)
             .bind(&s.id)
             .bind(&s.account.0)
             .bind(s.now)
@@ -25,9 +25,10 @@ impl SessionStore for PostgresStore {
             .bind(s.ip.as_deref())
             .bind(s.idle_expires_at)
             .bind(s.expires_at)
+            .bind(s.max_per_account - 1)
             .execute(self.db())
             .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 
     async fn session_is_live(&self, id: &str, account: &AccountId, now: i64) -> StoreResult<bool> {

@@ -7,7 +7,8 @@ use super::SqliteStore;
 use crate::domain::AccountId;
 use crate::store::StoreResult;
 use crate::store::mail::{
-    AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, QueuedMail, sql,
+    AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, Proof, QueuedMail,
+    RemovedWayIn, Unproven, sql, with_removed,
 };
 use crate::store::sessions::sql as sessions_sql;
 
@@ -31,7 +32,8 @@ impl MailStore for SqliteStore {
                     t.purpose,
                     t.account.0,
                     t.detail,
-                    t.expires_at
+                    t.expires_at,
+                    None::<i64>
                 ])?;
                 insert_mail(c, &mail)
             })
@@ -43,11 +45,11 @@ impl MailStore for SqliteStore {
         token_hash: &str,
         purpose: &str,
         now: i64,
-    ) -> StoreResult<Option<(AccountId, Option<String>)>> {
+    ) -> StoreResult<Option<(AccountId, Option<String>, Option<i64>)>> {
         self.readers.read(|c| {
             c.prepare_cached(sql::PEEK_TOKEN)?
                 .query_row(params![token_hash, purpose, now], |r| {
-                    Ok((AccountId(r.get(0)?), r.get(1)?))
+                    Ok((AccountId(r.get(0)?), r.get(1)?, r.get(2)?))
                 })
                 .optional()
         })
@@ -62,8 +64,20 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<LinkUse> {
         let (hash, purpose, change) = (token_hash.to_owned(), purpose.to_owned(), change.clone());
         // A failed change (an email another account has) rolls the token's use back.
+        // The writer runs alone: the account checked is the account changed.
         self.writer
             .write(true, move |c| {
+                let peeked: Option<String> = c
+                    .prepare_cached(sql::PEEK_TOKEN)?
+                    .query_row(params![hash, purpose, now], |r| r.get(0))
+                    .optional()?;
+                if let Some(account) = peeked
+                    && c.prepare_cached(sql::LOCK_ENABLED_ACCOUNT)?
+                        .execute([&account])?
+                        == 0
+                {
+                    return Ok(LinkUse::AccountDisabled);
+                }
                 let Some((account, _)) = take_token(c, &hash, &purpose, now)? else {
                     return Ok(LinkUse::Refused);
                 };
@@ -105,14 +119,6 @@ impl MailStore for SqliteStore {
                 Ok(true)
             })
             .await
-    }
-
-    async fn token_addresses(&self, account: &AccountId) -> StoreResult<Vec<String>> {
-        self.readers.read(|c| {
-            c.prepare_cached(sql::TOKEN_DETAILS)?
-                .query_map([&account.0], |r| r.get(0))?
-                .collect()
-        })
     }
 
     async fn delete_account(
@@ -249,18 +255,49 @@ fn insert_mail(c: &Connection, m: &NewMail) -> StoreResult<()> {
 /// Makes `change` to `account` (the writer's transaction rolls it back on an error).
 fn apply(c: &Connection, account: &AccountId, change: &AccountChange) -> StoreResult<()> {
     let id = &account.0;
+    let proven_before: Option<i64> = c
+        .prepare_cached(sql::PROVEN_AT)?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .flatten();
     if let Some(hash) = &change.password_hash {
         c.prepare_cached(sql::SET_PASSWORD)?
             .execute(params![hash, id])?;
     }
     if let Some((address, key)) = &change.email {
-        c.prepare_cached(crate::store::queries::SET_VERIFIED_EMAIL)?
+        c.prepare_cached(sql::SET_EMAIL)?
             .execute(params![address, key, id])
             .map_err(super::on_unique)?;
+    }
+    if let Proof::Set(at) = change.proof {
+        c.prepare_cached(sql::SET_PROOF)?.execute(params![at, id])?;
     }
     for purpose in &change.void {
         c.prepare_cached(sql::VOID_TOKENS)?
             .execute(params![id, purpose])?;
+    }
+    for purpose in &change.void_one_time {
+        c.prepare_cached(sql::VOID_ONE_TIME)?
+            .execute(params![id, purpose])?;
+    }
+    let since = match change.remove {
+        Unproven::Keep => None,
+        Unproven::SinceProof => Some(proven_before),
+        Unproven::Since(at) => Some(at),
+    };
+    if let Some(since) = since {
+        let removed = remove_ways_in(c, id, since)?;
+        if let Some(notice) = change
+            .removal_notice
+            .as_ref()
+            .filter(|_| !removed.is_empty())
+        {
+            let notice = NewMail {
+                account: Some(account.clone()),
+                ..with_removed(notice, &removed)
+            };
+            insert_mail(c, &notice)?;
+        }
     }
     match &change.end_sessions {
         EndSessions::None => {}
@@ -278,7 +315,8 @@ fn apply(c: &Connection, account: &AccountId, change: &AccountChange) -> StoreRe
             t.purpose,
             id,
             t.detail,
-            t.expires_at
+            t.expires_at,
+            proven_before
         ])?;
     }
     for mail in &change.mails {
@@ -289,6 +327,25 @@ fn apply(c: &Connection, account: &AccountId, change: &AccountChange) -> StoreRe
         insert_mail(c, &mail)?;
     }
     Ok(())
+}
+
+/// Removes the ways in added at or after `since` (every one with `None`).
+fn remove_ways_in(c: &Connection, id: &str, since: Option<i64>) -> StoreResult<Vec<RemovedWayIn>> {
+    let mut removed = Vec::new();
+    let mut taken = |statement: &str, kind: &'static str| -> StoreResult<()> {
+        let mut statement = c.prepare_cached(statement)?;
+        let names = statement.query_map(params![id, since], |r| r.get::<_, String>(0))?;
+        for name in names {
+            let name = name?;
+            let name = if kind == "ownid" { String::new() } else { name };
+            removed.push(RemovedWayIn { kind, name });
+        }
+        Ok(())
+    };
+    taken(sql::REMOVE_WALLETS_SINCE, "wallet")?;
+    taken(sql::REMOVE_PASSKEYS_SINCE, "passkey")?;
+    taken(sql::REMOVE_OWNID_SINCE, "ownid")?;
+    Ok(removed)
 }
 
 fn take_token(

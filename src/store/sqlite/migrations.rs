@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_accounts_disabled.sql",
         include_str!("../../../migrations/sqlite/0007_accounts_disabled.sql"),
     ),
+    (
+        "0008_ways_in_proven.sql",
+        include_str!("../../../migrations/sqlite/0008_ways_in_proven.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.

@@ -65,17 +65,17 @@ impl PasskeyStore for SqliteStore {
         })
     }
 
-    async fn record_passkey_use(&self, id: &str, used: PasskeyUse) -> StoreResult<()> {
+    async fn record_passkey_use(&self, id: &str, used: PasskeyUse) -> StoreResult<bool> {
         let id = id.to_owned();
         self.writer
             .write(true, move |c| {
-                c.prepare_cached(q::RECORD_PASSKEY_USE)?.execute(params![
+                let changed = c.prepare_cached(q::RECORD_PASSKEY_USE)?.execute(params![
                     used.sign_count,
                     used.backup_state,
                     used.at,
                     id
                 ])?;
-                Ok(())
+                Ok(changed > 0)
             })
             .await
     }

@@ -13,7 +13,7 @@ use crate::store::{AccountProfile, StoreResult};
 
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: &NewSession) -> StoreResult<()> {
+    async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
         let s = s.clone();
         self.writer
             .write(true, move |c| {
@@ -27,7 +27,12 @@ impl SessionStore for SqliteStore {
                     s.idle_expires_at,
                     s.expires_at
                 ])?;
-                Ok(())
+                let ended = c.prepare_cached(sql::END_OVER_CAP)?.execute(params![
+                    s.account.0,
+                    s.id,
+                    s.max_per_account - 1
+                ])?;
+                Ok(ended as u64)
             })
             .await
     }

@@ -271,7 +271,7 @@ async fn the_log_starts_over_under_steady_writes_and_reads() {
             tokio::spawn(async move {
                 for n in 0..125 {
                     let data = format!("{w}-{n}-").repeat(20_000)[..60_000].to_owned();
-                    assert!(store.set_ownid_data(&email, &data).await.unwrap());
+                    assert!(store.set_ownid_data(&email, &data, 1).await.unwrap());
                 }
             })
         })
