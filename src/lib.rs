@@ -5,7 +5,8 @@
 //! refuses import circles and a web framework or database driver named in domain code):
 //! - the surfaces: `cli`, and `http`, one module per API with its router and wire types,
 //!   and `http::reply` for what they answer alike;
-//! - `app`, which wires the parts from `config` (plain settings data);
+//! - `app`, which wires the parts from `config` (plain settings data, one file per part,
+//!   composed into `config::Settings`);
 //! - sign-in: `signin::flow`, the one path from a proven first factor to a session, that
 //!   every door calls with a typed `Proof`; one home per method under `signin`
 //!   (`password`, `selfkey`, `ownid`, `passkeys`, `siwe`);
