@@ -51,10 +51,14 @@ pub const ACCOUNT_PROFILE: &str = profile_of!(
 /// [`profile_of!`]): the session check of an account token and the read of `/auth/me`
 /// in one statement. No row of part 0: the session ended, or the account is disabled
 /// or gone.
+///
+/// The session is found by its primary key whatever the statistics say: its account is
+/// compared as `s.account_id || '' = $2`, an expression no index serves (see
+/// [`crate::store::sessions`]'s `IS_LIVE`).
 pub const LIVE_PROFILE: &str = profile_of!(
     "FROM sessions s JOIN accounts a ON a.id = s.account_id
         LEFT JOIN wallets w ON w.account_id = a.id
-     WHERE s.id = $1 AND s.account_id = $2 AND s.idle_expires_at > $3
+     WHERE s.id = $1 AND s.account_id || '' = $2 AND s.idle_expires_at > $3
        AND a.disabled_at IS NULL",
     "$2"
 );
@@ -75,7 +79,7 @@ pub const OWNID_DATA: &str = "SELECT ownid_data FROM accounts WHERE email_key = 
 
 /// Locks the session's row (PostgreSQL) until the transaction ends, if it lives.
 pub const HOLD_LIVE_SESSION: &str = "UPDATE sessions SET last_used_at = last_used_at
-     WHERE id = $1 AND account_id = $2 AND idle_expires_at > $3";
+     WHERE id = $1 AND account_id || '' = $2 AND idle_expires_at > $3";
 
 pub const WALLET_ACCOUNT: &str = "SELECT account_id FROM wallets WHERE address = $1";
 

@@ -288,3 +288,96 @@ async fn the_log_starts_over_under_steady_writes_and_reads() {
         .len();
     assert!(wal < 16 << 20, "the log grew to {wal} bytes");
 }
+
+/// After `ANALYZE` on a store whose statistics say an account has one session (20,000
+/// accounts with one each, and one that signed in 1,500 times more), every statement
+/// that names a session by its id still reads it by the primary key. With
+/// `account_id = $2`, SQLite took `sessions_account_id` instead, and `/auth/me` of the
+/// busy account walked all of its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lookups_keep_the_primary_key_after_analyze() {
+    use crate::store::sessions::sql;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+    let tx = c.transaction().unwrap();
+    {
+        let mut account = tx
+            .prepare(
+                "INSERT INTO accounts (id, email, email_key, created_at) VALUES (?1, ?2, ?2, 0)",
+            )
+            .unwrap();
+        let mut session = tx
+            .prepare(
+                "INSERT INTO sessions (id, account_id, generation, rotated_at, replays, method,
+                 auth_time, created_at, last_used_at, idle_expires_at, expires_at)
+                 VALUES (?1, ?2, 0, 0, 0, 'password', 0, 0, 0, 4000000000, 4000000000)",
+            )
+            .unwrap();
+        for n in 0..20_000 {
+            let id = format!("account-{n}");
+            account
+                .execute(params![id, format!("{n}@example.com")])
+                .unwrap();
+            session.execute(params![format!("s-{n}"), id]).unwrap();
+        }
+        for n in 0..1_500 {
+            session
+                .execute(params![format!("busy-{n}"), "account-0"])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    c.execute_batch("ANALYZE").unwrap();
+    let stat: String = c
+        .query_row(
+            "SELECT stat FROM sqlite_stat1 WHERE idx = 'sessions_account_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stat, "21500 1", "the statistics this test is about");
+
+    for statement in [
+        sql::IS_LIVE,
+        q::LIVE_PROFILE,
+        q::HOLD_LIVE_SESSION,
+        sql::END_ONE,
+        sql::ROTATE,
+        sql::REPLAY,
+    ] {
+        let mut explain = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
+        let plan: Vec<String> = explain
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("sqlite_autoindex_sessions_1 (id=?)")),
+            "{statement}\n{plan:#?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("sessions_account_id")),
+            "{statement}\n{plan:#?}"
+        );
+    }
+    // And the store still finds the busy account's session, and only with its account.
+    let now = 1;
+    let sessions = store.sessions();
+    assert!(
+        sessions
+            .session_is_live("busy-7", &AccountId("account-0".into()), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !sessions
+            .session_is_live("busy-7", &AccountId("account-1".into()), now)
+            .await
+            .unwrap()
+    );
+}
