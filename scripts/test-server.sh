@@ -21,6 +21,9 @@ start_test_server() {
   local bin=${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}
   data=$(mktemp -d)
   log="$data/server.log"
+  # Made here, not by the background job's redirection, which may not have run yet
+  # when the loop below first reads it.
+  : >"$log"
   # shellcheck disable=SC2046
   env $(env | sed -n 's/^\(GATEHOUSE_[A-Za-z0-9_]*\)=.*/-u \1/p') "$@" \
     "$bin" serve --listen "127.0.0.1:${TEST_SERVER_PORT:-0}" --data-dir "$data" >"$log" 2>&1 &

@@ -82,7 +82,11 @@ test('a token jwt-simple signs with the secret but HS256 is refused by the serve
     const forged = jwt.encode(claims, secret, alg);
     const res = await fetch(`${base}/auth/me`, { headers: { authorization: `Bearer ${forged}` } });
     assert.equal(res.status, 401);
-    assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+    // RFC 6750: a token was given and refused, so the challenge says why.
+    assert.equal(
+      res.headers.get('www-authenticate'),
+      'Bearer error="invalid_token", error_description="The access token is invalid"',
+    );
     assert.deepEqual(await res.json(), { message: 'A valid bearer token is required.' });
   }
   const same = jwt.encode(claims, secret, 'HS512');
