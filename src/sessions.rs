@@ -186,6 +186,13 @@ impl StepUp {
     }
 }
 
+/// How many sessions an account over `session.max_per_account` keeps: a tenth fewer
+/// (rounded down), so that an account that keeps signing in sorts its sessions to
+/// pick the least recently used once in every tenth sign-in, not on each.
+pub fn keep_per_account(max_per_account: i64) -> i64 {
+    (max_per_account - max_per_account / 10).max(1)
+}
+
 /// True if a sign-in at `auth_time` was within `secs` seconds of `now` (and not in the
 /// future, which no honest clock gives).
 pub fn signed_in_recently(auth_time: i64, secs: i64, now: i64) -> bool {
@@ -347,6 +354,7 @@ impl Sessions {
             idle_expires_at: (now + p.idle_secs).min(expires_at),
             expires_at,
             max_per_account: p.max_per_account,
+            keep_per_account: keep_per_account(p.max_per_account),
         };
         let ended = self.store.sessions().create_session(&session).await?;
         tracing::info!(account = %account.id.0, session = %session.id, method = method.as_str(), "session started");
@@ -532,6 +540,14 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_over_the_cap_keeps_nine_tenths() {
+        assert_eq!(keep_per_account(100), 90);
+        assert_eq!(keep_per_account(3), 3);
+        assert_eq!(keep_per_account(15), 14);
+        assert_eq!(keep_per_account(1), 1);
+    }
 
     #[test]
     fn recent_sign_in() {

@@ -59,8 +59,8 @@ pub struct SessionSettings {
     pub refresh_reuse_limit: i64,
     /// The most sessions one account keeps. A sign-in beyond it ends the account's
     /// least recently used sessions (by their last refresh, or their sign-in if never
-    /// refreshed), in the write that starts the new one; their tokens are refused
-    /// from then on.
+    /// refreshed) down to nine tenths of it (the cap less a tenth, rounded down), in
+    /// the write that starts the new one; their tokens are refused from then on.
     pub max_per_account: i64,
     /// Also send the refresh token as an HttpOnly cookie, which `/auth/refresh`
     /// accepts from `http.public_url`'s origin or one of `http.cors_origins` with an

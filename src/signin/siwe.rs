@@ -845,6 +845,7 @@ mod tests {
             idle_expires_at: now.unix_timestamp() + 3600,
             expires_at: now.unix_timestamp() + 3600,
             max_per_account: 100,
+            keep_per_account: 90,
         };
         store.sessions().create_session(&session).await.unwrap();
         let (link, _) = selfkey.link_token(&other, "s1").await.unwrap();

@@ -25,6 +25,10 @@ pub struct NewSession {
     pub expires_at: i64,
     /// The most sessions the account keeps, this one included.
     pub max_per_account: i64,
+    /// How many it keeps, this one included, once a sign-in takes it over
+    /// `max_per_account`: fewer, so that the sort that picks which to end runs on one
+    /// sign-in in several, not on every sign-in of an account that keeps signing in.
+    pub keep_per_account: i64,
 }
 
 /// A live session, as listed to its account.
@@ -77,9 +81,9 @@ pub enum Refresh {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Starts the session and, in the same write, ends the account's least recently
-    /// used others (by last use, then start) beyond `max_per_account`: how many
-    /// ended. Concurrent sign-ins of one account on PostgreSQL may leave one more each
+    /// Starts the session and, in the same write, when the account then has more than
+    /// `max_per_account`, ends its least recently used others (by last use, then
+    /// start) beyond `keep_per_account`: how many ended. Concurrent sign-ins of one account on PostgreSQL may leave one more each
     /// for a moment; the next sign-in ends them.
     async fn create_session(&self, session: &NewSession) -> StoreResult<u64>;
     /// True while the session lives, belongs to `account` and the account is not
@@ -117,20 +121,26 @@ pub(super) mod sql {
         method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at)
      VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8)";
 
-    /// After [`INSERT`] of session `$2`: ends the account's (`$1`) other sessions but
-    /// the `$3` most recently used (last use, then start; the id breaks a tie).
+    /// The account's (`$1`) sessions, counted in `sessions_account_id` alone.
+    pub const COUNT_OF_ACCOUNT: &str = "SELECT COUNT(*) FROM sessions WHERE account_id = $1";
+
+    /// After [`INSERT`] of session `$2`, when [`COUNT_OF_ACCOUNT`] is over the cap: ends
+    /// the account's (`$1`) other sessions but the `$3` most recently used (last use,
+    /// then start; the id breaks a tie).
     pub const END_OVER_CAP: &str = "DELETE FROM sessions WHERE account_id = $1 AND id <> $2
         AND id NOT IN (SELECT id FROM sessions WHERE account_id = $1 AND id <> $2
                        ORDER BY last_used_at DESC, created_at DESC, id DESC LIMIT $3)";
 
     /// [`INSERT`] and [`END_OVER_CAP`] as one statement (one round trip, atomic):
-    /// the DELETE does not see the row the INSERT adds, so `$9` others are kept.
+    /// the DELETE does not see the row the INSERT adds, so it runs when the account
+    /// had `$10` (the cap) or more before it, and keeps `$9` others.
     pub const INSERT_CAPPED_POSTGRES: &str = "WITH started AS (
         INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
             method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at,
             expires_at)
         VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8))
      DELETE FROM sessions WHERE account_id = $2
+        AND (SELECT COUNT(*) FROM sessions WHERE account_id = $2) >= $10
         AND id NOT IN (SELECT id FROM sessions WHERE account_id = $2
                        ORDER BY last_used_at DESC, created_at DESC, id DESC LIMIT $9)";
 
@@ -185,6 +195,7 @@ pub(super) mod sql {
     #[cfg(test)]
     pub const ALL: &[&str] = &[
         INSERT,
+        COUNT_OF_ACCOUNT,
         END_OVER_CAP,
         IS_LIVE,
         ROTATE,

@@ -31,6 +31,7 @@ crate::on_every_backend!(
     timed_out_sessions_are_purged,
     revoke_all_ends_every_session_of_the_account_in_one_call,
     a_sign_in_over_the_cap_ends_the_least_recently_used_sessions,
+    an_account_over_the_cap_keeps_nine_tenths_of_it,
 );
 
 const REFUSED: &str = "The refresh token is invalid, expired or revoked.";
@@ -652,4 +653,29 @@ async fn a_sign_in_over_the_cap_ends_the_least_recently_used_sessions(b: Backend
         HashSet::from([sid(&first), sid(&fourth), sid(&fifth)]),
         "{body}"
     );
+}
+
+/// Over a cap of 10, a sign-in ends sessions down to 9 (a tenth fewer, so the sort that
+/// picks them runs once in several sign-ins); the next sign-in ends none.
+async fn an_account_over_the_cap_keeps_nine_tenths_of_it(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.session.max_per_account = 10).await;
+    let address = email();
+    let mut last = app.signed_up(&address, "password123").await;
+    let listed = |body: &Value| body["sessions"].as_array().map(Vec::len);
+    for n in 2..=12 {
+        let (status, body) = app.login(&address, "password123").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        last = body;
+        let (status, body) = read(app.get("/auth/sessions", Some(token(&last))).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let expected = match n {
+            ..=10 => n,
+            11 => 9,
+            _ => 10,
+        };
+        assert_eq!(listed(&body), Some(expected), "after sign-in {n}: {body}");
+    }
+    // All signed in within a second or two: which ended is the other test's matter
+    // (it orders them a second apart); the new session always stays.
+    assert_live(&app, "the last", &last).await;
 }

@@ -25,7 +25,8 @@ impl SessionStore for PostgresStore {
             .bind(s.ip.as_deref())
             .bind(s.idle_expires_at)
             .bind(s.expires_at)
-            .bind(s.max_per_account - 1)
+            .bind(s.keep_per_account - 1)
+            .bind(s.max_per_account)
             .execute(self.db())
             .await?;
         Ok(done.rows_affected())

@@ -27,10 +27,16 @@ impl SessionStore for SqliteStore {
                     s.idle_expires_at,
                     s.expires_at
                 ])?;
+                let count: i64 = c
+                    .prepare_cached(sql::COUNT_OF_ACCOUNT)?
+                    .query_row([&s.account.0], |r| r.get(0))?;
+                if count <= s.max_per_account {
+                    return Ok(0);
+                }
                 let ended = c.prepare_cached(sql::END_OVER_CAP)?.execute(params![
                     s.account.0,
                     s.id,
-                    s.max_per_account - 1
+                    s.keep_per_account - 1
                 ])?;
                 Ok(ended as u64)
             })
