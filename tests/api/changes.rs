@@ -14,8 +14,8 @@ use crate::mail::{
 use crate::on_every_backend;
 use crate::smtp::SmtpServer;
 
-const CONFIRM_PAGE: &str = "https://auth.example.test/auth/pages/confirm-email?token=";
-const REVERT_PAGE: &str = "https://auth.example.test/auth/pages/revert-email?token=";
+pub(crate) const CONFIRM_PAGE: &str = "https://auth.example.test/auth/pages/confirm-email?token=";
+pub(crate) const REVERT_PAGE: &str = "https://auth.example.test/auth/pages/revert-email?token=";
 const REFUSED_REFRESH: &str = "The refresh token is invalid, expired or revoked.";
 
 on_every_backend!(

@@ -684,7 +684,7 @@ async fn deleting_an_account_leaves_no_row_of_it(backend: Backend) {
 /// new account would be within its own limits, but the victim's address is mailed
 /// within its limit only (`mail.per_minute`, 1), whatever accounts came and went.
 async fn deleting_accounts_does_not_reset_another_address_mail_limit(backend: Backend) {
-    const CONFIRM_PAGE: &str = "https://auth.example.test/auth/pages/confirm-email?token=";
+    use crate::changes::CONFIRM_PAGE;
     let smtp = SmtpServer::start().await;
     let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
     let victim = email();

@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use softpasskey::Authenticator;
 
+use crate::changes::{CONFIRM_PAGE, REVERT_PAGE};
 use crate::helpers::{Backend, TestApp, email, jwt_parts, read};
 use crate::mail::{RESET_PAGE, VERIFY_PAGE, forgot, links, token_of, with_mail};
 use crate::ownid::{SECRET, SET, call, with_secrets};
@@ -511,17 +512,9 @@ async fn a_revert_restores_the_verification_and_takes_back_what_came_since(b: Ba
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let confirm = &links(
-        &smtp,
-        "https://auth.example.test/auth/pages/confirm-email?token=",
-        1,
-    )
-    .await[0];
+    let confirm = links(&smtp, CONFIRM_PAGE, 1).await[0].replace(CONFIRM_PAGE, "");
     let (status, body) = app
-        .post_json(
-            "/auth/email/confirm",
-            &json!({"token": confirm.split_once("?token=").unwrap().1}),
-        )
+        .post_json("/auth/email/confirm", &json!({"token": confirm}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The session that changed it adds a wallet.
@@ -529,17 +522,9 @@ async fn a_revert_restores_the_verification_and_takes_back_what_came_since(b: Ba
     let (status, body) = link_wallet(&app, &wallet, &link_token(&app, &token).await).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    let revert = &links(
-        &smtp,
-        "https://auth.example.test/auth/pages/revert-email?token=",
-        1,
-    )
-    .await[0];
+    let revert = links(&smtp, REVERT_PAGE, 1).await[0].replace(REVERT_PAGE, "");
     let (status, body) = app
-        .post_json(
-            "/auth/email/revert",
-            &json!({"token": revert.split_once("?token=").unwrap().1}),
-        )
+        .post_json("/auth/email/revert", &json!({"token": revert}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, signed_in) = app.login(&old, "password123").await;
