@@ -18,10 +18,11 @@ use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::sessions::{AccountKeys, SessionPolicy, Sessions};
-use crate::signin::flow::SignInFlow;
+use crate::signin::flow::{FlowRules, SignInFlow};
 use crate::signin::ownid::OwnId;
 use crate::signin::passkeys::Passkeys;
 use crate::signin::password::PasswordSignIn;
+use crate::signin::second_factor::SecondFactor;
 use crate::signin::siwe::{Origin, Policy};
 use crate::signing_keys::{KeyPolicy, SigningKeys};
 use crate::store::{self, DynStore};
@@ -36,6 +37,8 @@ pub struct App {
     pub flow: Arc<SignInFlow>,
     /// Email and password sign-in.
     pub passwords: PasswordSignIn,
+    /// TOTP, recovery codes, and the second step of a pending sign-in.
+    pub second_factor: SecondFactor,
     /// The keys of asymmetric account tokens; `None` with HS512.
     pub signing_keys: Option<Arc<SigningKeys>>,
     /// Parsed `http.trusted_proxies`.
@@ -149,8 +152,18 @@ impl App {
         });
         let flow = Arc::new(SignInFlow::new(
             Arc::clone(&sessions),
-            settings.accounts.require_verified_email,
+            Arc::clone(&store),
+            FlowRules {
+                require_verified_email: settings.accounts.require_verified_email,
+                require_mfa: settings.accounts.require_mfa,
+            },
         ));
+        let second_factor = SecondFactor::new(
+            Arc::clone(&store),
+            secret.expose().as_bytes(),
+            Arc::clone(&flow),
+            &settings.issuer,
+        );
         let passwords = PasswordSignIn::new(
             Arc::clone(&store),
             hasher.clone(),
@@ -205,6 +218,7 @@ impl App {
             sessions,
             flow,
             passwords,
+            second_factor,
             signing_keys,
             proxies,
             ownid_verifier,

@@ -292,6 +292,25 @@ impl Lifecycle {
         done
     }
 
+    /// Tells the account's owner about its second factor (`event`:
+    /// `recovery_code_used` or `factors_reset`, with `context`'s values).
+    pub async fn send_second_factor_notice(
+        &self,
+        account: &AccountId,
+        event: &str,
+        recovery_codes_left: i64,
+    ) -> Result<(), AccountError> {
+        let context = json!({"event": event, "recovery_codes_left": recovery_codes_left});
+        let mail = NewMail {
+            account: Some(account.clone()),
+            ..notice(MailKind::SecondFactor, None, context)
+        };
+        self.store.mail().queue_mail(&mail).await?;
+        self.mailer.queued();
+        tracing::info!(account = %account.0, event, "second factor: its owner is told");
+        Ok(())
+    }
+
     async fn send_register_attempt(&self, email: &Email) -> Result<(), AccountError> {
         let name = self.key.name_of("address", email.key());
         if !self

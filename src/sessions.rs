@@ -40,16 +40,50 @@ pub struct AccountClaims {
     pub sid: String,
     /// When the person signed in (Unix seconds); refreshes keep it.
     pub auth_time: i64,
+    /// How the person signed in (RFC 8176 values: `pwd`, `otp`, `hwk`, `swk`, `mfa`);
+    /// refreshes keep them exactly. Absent from tokens of sessions that predate it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The assurance level the factors reach: `aal2` with two factors, else `aal1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
-/// The claims of an account token of session `sid`, signed in at `auth_time`.
-pub fn account_claims(account: &Account, sid: &str, auth_time: i64) -> AccountClaims {
+impl AccountClaims {
+    /// Whether the sign-in proved two factors.
+    pub fn multi_factor(&self) -> bool {
+        self.amr.iter().any(|m| m == AMR_MFA)
+    }
+}
+
+/// RFC 8176's `mfa`: the sign-in proved more than one factor.
+pub const AMR_MFA: &str = "mfa";
+
+/// The `acr` of a session whose sign-in proved the factors `amr` (space-separated).
+fn acr_of(amr: &[String]) -> Option<String> {
+    if amr.is_empty() {
+        return None;
+    }
+    let level = if amr.iter().any(|m| m == AMR_MFA) {
+        "aal2"
+    } else {
+        "aal1"
+    };
+    Some(level.to_owned())
+}
+
+/// The claims of an account token of session `sid`, signed in at `auth_time` with the
+/// factors `amr` (space-separated, as the session's record keeps them).
+pub fn account_claims(account: &Account, sid: &str, auth_time: i64, amr: &str) -> AccountClaims {
     let email = TokenEmail::of(account);
+    let amr: Vec<String> = amr.split_whitespace().map(str::to_owned).collect();
     AccountClaims {
         email: email.map(|e| e.address.to_owned()),
         email_verified: email.map(|e| e.verified),
         sid: sid.to_owned(),
         auth_time,
+        acr: acr_of(&amr),
+        amr,
     }
 }
 
@@ -99,6 +133,19 @@ pub enum Via {
 }
 
 impl Via {
+    /// The method a pending sign-in recorded ([`Via::as_str`]).
+    pub fn parse(method: &str) -> Option<Via> {
+        [
+            Via::Password,
+            Via::Selfkey,
+            Via::Ownid,
+            Via::Passkey,
+            Via::Siwe,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == method)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Via::Password => "password",
@@ -161,7 +208,8 @@ impl Authenticated {
 /// way in (a passkey, a wallet, a link token that adds one, a first password), changing
 /// its address, deleting it: the session must come from a sign-in (not a refresh)
 /// within the window. A stale stolen session can use the account, not take it over.
-/// A second factor, later, tightens this one place.
+/// An account with a second factor also needs a session whose sign-in gave it
+/// ([`StepUp::owes_second_factor`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepUp {
     pub window_secs: i64,
@@ -183,6 +231,13 @@ impl StepUp {
     /// True if `session` may change how its account is reached at `now`.
     pub fn allows(&self, session: &Authenticated, now: i64) -> bool {
         session.signed_in_within(self.window_secs, now)
+    }
+
+    /// True if the session's sign-in gave no second factor: then, for an account that
+    /// has one, no change to how it is reached is allowed (a stolen password's session
+    /// from before the factor was enrolled cannot remove or replace it).
+    pub fn owes_second_factor(session: &Authenticated) -> bool {
+        !session.claims.extra.multi_factor()
     }
 }
 
@@ -332,13 +387,15 @@ impl Sessions {
         &self.policy
     }
 
-    /// Starts a session for `account`, signed in just now by `method`. Called by the
-    /// sign-in flow ([`crate::signin::flow`]) only, which refused a disabled account
-    /// already; a session started as the account is disabled is refused by every check.
+    /// Starts a session for `account`, signed in just now by `method` with the factors
+    /// `amr` (RFC 8176 values, space-separated). Called by the sign-in flow
+    /// ([`crate::signin::flow`]) only, which refused a disabled account already; a
+    /// session started as the account is disabled is refused by every check.
     pub async fn start(
         &self,
         account: &Account,
         method: Via,
+        amr: &str,
         device: &Device,
     ) -> Result<SignIn, SessionError> {
         let now = unix_now();
@@ -348,6 +405,7 @@ impl Sessions {
             id: random_id(),
             account: account.id.clone(),
             method: method.as_str().to_owned(),
+            amr: amr.to_owned(),
             user_agent: device.user_agent.clone(),
             ip: device.ip.clone(),
             now,
@@ -361,7 +419,7 @@ impl Sessions {
         if ended > 0 {
             tracing::info!(account = %account.id.0, ended, "sessions over session.max_per_account ended, least recently used first");
         }
-        self.sign_in(account, &session.id, 0, now, now)
+        self.sign_in(account, &session.id, 0, now, amr, now)
     }
 
     /// The tokens of generation `generation` of a session.
@@ -371,9 +429,10 @@ impl Sessions {
         session: &str,
         generation: i64,
         auth_time: i64,
+        amr: &str,
         now: i64,
     ) -> Result<SignIn, SessionError> {
-        let claims = account_claims(account, session, auth_time);
+        let claims = account_claims(account, session, auth_time, amr);
         let ttl = self.policy.access_ttl_secs;
         let token = self.tokens.issue(&account.id.0, now, ttl, claims)?;
         Ok(SignIn {
@@ -410,7 +469,7 @@ impl Sessions {
                 Err(SessionError::AccountDisabled)
             }
             Refresh::Rotated(s) | Refresh::Replayed(s) => {
-                self.sign_in(&s.account, &s.id, s.generation, s.auth_time, now)
+                self.sign_in(&s.account, &s.id, s.generation, s.auth_time, &s.amr, now)
             }
             Refresh::Revoked => {
                 tracing::warn!(session = %claim.session, generation = claim.generation,

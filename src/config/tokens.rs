@@ -92,6 +92,12 @@ pub struct AccountsSettings {
     /// (the owner of the registered one is mailed that someone tried), and a password
     /// login of an account whose email is unverified answers 403. Needs mail.
     pub require_verified_email: bool,
+    /// Every account must have a second factor: a sign-in of an account without one
+    /// answers `mfa_required` with `"methods": ["enroll_totp"]`, and its `mfa_token`
+    /// can only enroll a TOTP authenticator (`POST /auth/mfa/totp`,
+    /// `/auth/mfa/totp/confirm`), whose confirmation signs in. An account with a factor
+    /// always owes it at sign-in, whatever this says.
+    pub require_mfa: bool,
 }
 
 impl Default for AccountsSettings {
@@ -99,6 +105,7 @@ impl Default for AccountsSettings {
         AccountsSettings {
             reauth_window_secs: 600,
             require_verified_email: false,
+            require_mfa: false,
         }
     }
 }

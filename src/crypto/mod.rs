@@ -7,6 +7,7 @@ pub mod link_token;
 pub mod ownid_signature;
 pub mod passwords;
 pub mod refresh;
+pub mod seal;
 pub mod signing;
 
 /// `n` bytes from the operating system's CSPRNG.
@@ -14,6 +15,13 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).expect("the operating system's random source failed");
     buf
+}
+
+/// The hex SHA-256 of a high-entropy token, as single-use values are stored: a copy
+/// of the database yields none.
+pub fn digest_hex(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// A random identifier: 16 bytes as 32 hex digits.

@@ -10,11 +10,8 @@
 
 use std::sync::Once;
 
-use aes_gcm::aead::Aead;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use hkdf::Hkdf;
 use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier, KeyUtils};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
@@ -24,7 +21,6 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sha2::Sha256;
 
 use super::jwt::{Claims, MAX_TOKEN_LEN, TokenError};
 use crate::domain::Secret;
@@ -267,25 +263,13 @@ pub fn kid_of(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid
 }
 
-/// Seals private keys for the database: AES-256-GCM under a key derived (HKDF-SHA256)
-/// from the JWT secret for this use alone, with the kid and the algorithm as associated
-/// data, so a sealed key cannot be moved to another row.
-pub struct Sealer {
-    cipher: Aes256Gcm,
-}
-
-const SEALED_VERSION: &str = "v1";
+/// Seals private keys for the database ([`super::seal`]), with the kid and the
+/// algorithm as associated data, so a sealed key cannot be moved to another row.
+pub struct Sealer(super::seal::Sealer);
 
 impl Sealer {
     pub fn new(secret: &[u8]) -> Sealer {
-        let mut okm = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(b"gatehouse signing keys"), secret)
-            .expand(b"aes-256-gcm v1", &mut okm)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        let key = Secret::new(okm);
-        Sealer {
-            cipher: Aes256Gcm::new(key.expose().into()),
-        }
+        Sealer(super::seal::Sealer::new(secret, b"gatehouse signing keys"))
     }
 
     fn aad(kid: &str, algorithm: Algorithm) -> Vec<u8> {
@@ -294,48 +278,13 @@ impl Sealer {
 
     /// `v1.<nonce>.<ciphertext and tag>`, base64url.
     pub fn seal(&self, kid: &str, algorithm: Algorithm, private: &[u8]) -> String {
-        let nonce_bytes = super::random_bytes::<12>();
-        let nonce = Nonce::from(nonce_bytes);
-        let aad = Self::aad(kid, algorithm);
-        let sealed = self
-            .cipher
-            .encrypt(
-                &nonce,
-                aes_gcm::aead::Payload {
-                    msg: private,
-                    aad: &aad,
-                },
-            )
-            .expect("a 32-byte key encrypts");
-        format!(
-            "{SEALED_VERSION}.{}.{}",
-            B64.encode(nonce_bytes),
-            B64.encode(sealed)
-        )
+        self.0.seal(&Self::aad(kid, algorithm), private)
     }
 
     /// The private key sealed for `kid`; `None` if it was sealed under another secret,
     /// for another row, or altered.
     pub fn open(&self, kid: &str, algorithm: Algorithm, sealed: &str) -> Option<Secret<Vec<u8>>> {
-        let mut parts = sealed.split('.');
-        let (Some(SEALED_VERSION), Some(nonce), Some(body), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let nonce: [u8; 12] = B64.decode(nonce).ok()?.try_into().ok()?;
-        let body = B64.decode(body).ok()?;
-        let aad = Self::aad(kid, algorithm);
-        self.cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                aes_gcm::aead::Payload {
-                    msg: &body,
-                    aad: &aad,
-                },
-            )
-            .ok()
-            .map(Secret::new)
+        self.0.open(&Self::aad(kid, algorithm), sealed)
     }
 }
 

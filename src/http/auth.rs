@@ -12,12 +12,15 @@ use super::AppState;
 use super::client::{SecureCookies, client_of};
 use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
-use super::reply::{TokenResponse, account_error, required, rfc3339, signed_in, signed_in_as};
+use super::reply::{
+    MfaRequiredResponse, TokenResponse, account_error, finished, no_store, required, rfc3339,
+    signed_in_as,
+};
 use super::session::SessionWithProfile;
 use crate::accounts::AccountError;
 use crate::domain::{Email, Invalid, Password, SignInMethod};
 use crate::sessions::Device;
-use crate::signin::flow::Proof;
+use crate::signin::flow::{Finished, Proof};
 use crate::signin::password::LoginClient;
 use crate::store::AccountProfile;
 
@@ -112,6 +115,9 @@ pub struct MeResponse {
     /// RFC 3339, UTC.
     created_at: String,
     sign_in_methods: Vec<SignInMethod>,
+    /// The account's second factors (never their secrets): a sign-in of any first
+    /// factor but a passkey owes one of them.
+    second_factors: super::mfa::SecondFactors,
 }
 
 /// The answer to every registration with `accounts.require_verified_email`.
@@ -123,7 +129,7 @@ pub const REGISTER_MESSAGE: &str =
 /// verification link or a notice to the owner.
 #[utoipa::path(post, path = "/auth/register", tag = "password", request_body = RegisterRequest,
     responses(
-        (status = 200, description = "Registered", body = TokenResponse),
+        (status = 200, description = "Registered; or, with accounts.require_mfa, `mfa_required` (`enroll_totp`)", body = TokenResponse),
         (status = 202, description = "With accounts.require_verified_email: a mail is on its way, whether or not the address had an account", body = super::lifecycle::MessageResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 409, description = "The email is already registered", body = ErrorBody),
@@ -171,19 +177,19 @@ async fn register(
     } else {
         Proof::RegisteredWithOwnId
     };
-    let sign_in = app
+    let done = app
         .flow
         .finish(&created, proof, &device)
         .await
         .map_err(|e| account_error(e.into()))?;
     super::lifecycle::after_registration(&app, &email).await;
-    Ok(signed_in(&app.settings, secure, sign_in))
+    Ok(finished(&app.settings, secure, done))
 }
 
 /// Signs in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "password", request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 200, description = "Signed in; or, for an account with a second factor, `mfa_required` (no token: see `/auth/mfa/verify`)", body = LoginResponse),
         (status = 400, description = "Missing or invalid field, or unparsable body", body = ErrorBody),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
         (status = 403, description = "With accounts.require_verified_email: the right password, but the address is not verified yet", body = ErrorBody),
@@ -210,9 +216,18 @@ async fn login(
         .login(&email, &password, &client, &device)
         .await
         .map_err(account_error)?;
-    let cookie = done.sign_in.refresh_token.clone();
+    let sign_in = match done.finished {
+        Finished::Session(sign_in) => sign_in,
+        Finished::SecondFactor(pending) => {
+            let body = MfaRequiredResponse::new(pending, Some(done.device_token));
+            let mut res = axum::Json(body).into_response();
+            no_store(&mut res);
+            return Ok(res);
+        }
+    };
+    let cookie = sign_in.refresh_token.clone();
     let body = LoginResponse {
-        tokens: done.sign_in.into(),
+        tokens: sign_in.into(),
         device_token: done.device_token,
     };
     Ok(signed_in_as(&app.settings, secure, &cookie, body))
@@ -226,8 +241,12 @@ async fn login(
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
         (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
-async fn me(signed_in: SessionWithProfile) -> Result<axum::Json<MeResponse>, ApiError> {
-    let SessionWithProfile(_, profile) = signed_in;
+async fn me(
+    State(app): State<AppState>,
+    signed_in: SessionWithProfile,
+) -> Result<axum::Json<MeResponse>, ApiError> {
+    let SessionWithProfile(session, profile) = signed_in;
+    let factors = app.store.mfa().factor_summary(&session.account).await?;
     let AccountProfile {
         account,
         wallets,
@@ -245,5 +264,9 @@ async fn me(signed_in: SessionWithProfile) -> Result<axum::Json<MeResponse>, Api
         id: account.id.0,
         email: account.email,
         sign_in_methods,
+        second_factors: super::mfa::SecondFactors {
+            totp: factors.totp,
+            recovery_codes_left: factors.recovery_codes_left,
+        },
     }))
 }

@@ -62,7 +62,7 @@ pub struct PasswordChangeRequest {
         (status = 200, description = "Changed; the other sessions ended", body = MessageResponse),
         (status = 400, description = "Missing or invalid password, or unparsable body", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token, or an ended session", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the account is disabled; or the current password is wrong; or (a first password) `recent_sign_in_required`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`: the account is disabled; or the current password is wrong; or (a first password) `recent_sign_in_required`; or `second_factor_required` (the account has one, the session's sign-in did not give it)", body = ErrorBody),
         (status = 409, description = "The password changed meanwhile; nothing was changed", body = ErrorBody),
         (status = 429, description = "Too many wrong current passwords (the login lockout, as /auth/login: then even the right one is refused until Retry-After), too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
@@ -73,6 +73,7 @@ async fn change_password(
     JsonBody(req): JsonBody<PasswordChangeRequest>,
 ) -> Result<Response, ApiError> {
     let new = Password::parse(required(req.new_password, "new_password")?)?;
+    super::session::second_factor_given(&app, &session).await?;
     // Not parsed as a new password: an old one may predate today's rules.
     let current = req
         .current_password

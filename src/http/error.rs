@@ -27,6 +27,12 @@ pub const ACCOUNT_DISABLED: &str = "This account is disabled.";
 pub const RECENT_SIGN_IN_REQUIRED: &str = "recent_sign_in_required";
 pub const SIGN_IN_AGAIN: &str = "Sign in again to do this: your last sign-in is too long ago.";
 
+/// The answer to such a change from a session without the second factor, for an
+/// account that has one (`error` or, on the SelfKey routes, `code`).
+pub const SECOND_FACTOR_REQUIRED: &str = "second_factor_required";
+pub const SIGN_IN_WITH_SECOND_FACTOR: &str =
+    "Sign in again with your second factor to do this: this session was signed in without it.";
+
 /// The message of every unknown route.
 pub const NO_ROUTE: &str = "No such route.";
 
@@ -64,6 +70,13 @@ pub enum ApiError {
     /// ([`crate::sessions::StepUp`]): `403`, `error`: `recent_sign_in_required`.
     #[error("a recent sign-in is required")]
     SignInAgain,
+    /// The account has a second factor and the session's sign-in did not give it
+    /// ([`crate::sessions::StepUp`]): `403`, `error`: `second_factor_required`.
+    #[error("a sign-in with the second factor is required")]
+    SecondFactorRequired,
+    /// Any other refusal with a stable `error` code.
+    #[error("{2}")]
+    Coded(StatusCode, &'static str, String),
     /// The account is disabled: its sign-ins, refreshes and tokens are refused.
     #[error("the account is disabled")]
     AccountDisabled,
@@ -113,6 +126,12 @@ impl IntoResponse for ApiError {
                 SIGN_IN_AGAIN.to_string(),
                 Some(RECENT_SIGN_IN_REQUIRED.to_string()),
             ),
+            ApiError::SecondFactorRequired => (
+                StatusCode::FORBIDDEN,
+                SIGN_IN_WITH_SECOND_FACTOR.to_string(),
+                Some(SECOND_FACTOR_REQUIRED.to_string()),
+            ),
+            ApiError::Coded(status, code, message) => (status, message, Some(code.to_string())),
             ApiError::AccountDisabled => (
                 StatusCode::FORBIDDEN,
                 ACCOUNT_DISABLED.to_string(),

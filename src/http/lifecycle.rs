@@ -21,7 +21,7 @@ use super::AppState;
 use super::client::SecureCookies;
 use super::error::{ApiError, ErrorBody};
 use super::json::{JsonBody, read_body};
-use super::reply::{account_error, no_store, required, signed_in};
+use super::reply::{account_error, no_store, required};
 use super::session::{RecentSession, Session};
 use crate::accounts::AccountError;
 use crate::app::App;
@@ -356,7 +356,7 @@ async fn forgot(
 /// once; a refused password leaves it usable.
 #[utoipa::path(post, path = "/auth/password/reset", tag = "password", request_body = ResetRequest,
     responses(
-        (status = 200, description = "Password changed; signed in", body = super::reply::TokenResponse),
+        (status = 200, description = "Password changed; signed in, or (an account with a second factor) `mfa_required`", body = super::reply::TokenResponse),
         (status = 400, description = "Invalid, used or expired token; missing or invalid password; unparsable body", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many passwords being hashed; see Retry-After", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
@@ -378,12 +378,13 @@ async fn reset(
         .await
         .map_err(account_error)?
         .ok_or_else(|| ApiError::BadRequest(INVALID_LINK.into()))?;
-    let sign_in = app
+    // An account with a second factor keeps it: the reset answers `mfa_required`.
+    let done = app
         .flow
         .finish(&profile.account, Proof::PasswordReset, &device)
         .await
         .map_err(|e| account_error(e.into()))?;
-    Ok(signed_in(&app.settings, secure, sign_in))
+    Ok(super::reply::finished(&app.settings, secure, done))
 }
 
 pub(super) fn link_error(e: LinkError) -> ApiError {

@@ -11,6 +11,7 @@ pub mod jwks;
 pub mod lifecycle;
 pub mod limits;
 pub mod linger;
+pub mod mfa;
 pub mod observe;
 pub mod ownid;
 pub mod passkeys;
@@ -67,6 +68,7 @@ pub fn router(app: AppState) -> Router {
         .merge(health::router())
         .merge(jwks::router())
         .merge(lifecycle::router(&app))
+        .merge(mfa::router())
         .merge(ownid::router(&app))
         .merge(passkeys::router())
         .merge(selfkey::router(&app.settings))

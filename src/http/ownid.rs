@@ -23,10 +23,11 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, NO_ROUTE};
 use super::json;
-use super::reply::{TokenResponse, token_response};
+use super::reply::{TokenResponse, mfa_required, token_response};
 use super::reply::{account_error, no_store, required};
 use crate::app::App;
 use crate::domain::unix_now_millis;
+use crate::signin::flow::Finished;
 use crate::store::OwnIdLookup;
 
 /// The OwnID routes under `ownid.base`; none when no shared secret is configured.
@@ -254,13 +255,16 @@ async fn get_session(app: &App, req: OwnIdSessionRequest) -> Result<Response, Ap
     let login_id = required(req.login_id, "loginId")?;
     let signed_in = app.ownid.sign_in(&login_id).await.map_err(account_error)?;
     Ok(match signed_in {
-        Some(token) => {
+        Some(Finished::Session(token)) => {
             tracing::info!(
                 session_type = req.session_type.as_deref().unwrap_or("unspecified"),
                 "OwnID session issued"
             );
             token_response(token)
         }
+        // The account owes a second factor: OwnID's cloud passes this on to the page,
+        // which has no token to use and goes on with `POST /auth/mfa/verify`.
+        Some(Finished::SecondFactor(pending)) => mfa_required(pending),
         None => no_account(app),
     })
 }

@@ -22,7 +22,7 @@ use super::session::{RecentSession, Session};
 use crate::domain::AccountId;
 use crate::metrics::{Outcome, SignInMethod};
 use crate::sessions::{Device, SignIn};
-use crate::signin::flow::{Proof, Refused};
+use crate::signin::flow::{Finished, Proof, Refused};
 use crate::signin::passkeys::{Begun, PasskeyError};
 use crate::store::PasskeySummary;
 
@@ -147,7 +147,7 @@ async fn register_options(
     } else {
         super::json::parse(&body)?
     };
-    let account = recent_account(&app, session)?;
+    let account = recent_account(&app, session).await?;
     let user_name = match req.user_name {
         Some(name) => bounded_user_name(&name)?,
         None => default_user_name(&app, account.as_ref()).await?,
@@ -177,7 +177,7 @@ async fn register(
     device: Device,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Response, PasskeyApiError> {
-    let account = recent_account(&app, session)?;
+    let account = recent_account(&app, session).await?;
     let registered = app
         .passkeys
         .finish_registration(&req.ceremony, &req.credential, req.name, account.as_ref())
@@ -321,23 +321,31 @@ async fn sign_in(
         .await
         .map_err(|e| internal(e.into()))?
         .ok_or_else(|| internal(anyhow::anyhow!("a passkey's account is gone")))?;
-    app.flow
+    let done = app
+        .flow
         .finish(&profile.account, Proof::Passkey, device)
         .await
         .map_err(|e| match e {
             Refused::Disabled => PasskeyApiError::Api(ApiError::AccountDisabled),
             other => internal(other.into()),
-        })
+        })?;
+    match done {
+        Finished::Session(sign_in) => Ok(sign_in),
+        // A passkey with user verification is two factors: the flow never asks more.
+        Finished::SecondFactor(_) => Err(internal(anyhow::anyhow!(
+            "a passkey sign-in was asked for a second factor"
+        ))),
+    }
 }
 
 /// The account a signed-in ceremony adds a passkey to, if its session may
 /// ([`RecentSession`]); `None` signed out (a new account).
-fn recent_account(
+async fn recent_account(
     app: &AppState,
     session: MaybeSession,
 ) -> Result<Option<AccountId>, PasskeyApiError> {
     match session.0 {
-        Some(s) => Ok(Some(RecentSession::check(app, s)?.account.clone())),
+        Some(s) => Ok(Some(RecentSession::check(app, s).await?.account.clone())),
         None => Ok(None),
     }
 }

@@ -12,6 +12,7 @@ use crate::accounts::AccountError;
 use crate::config::Settings;
 use crate::domain::Invalid;
 use crate::sessions::SignIn;
+use crate::signin::flow::{Finished, Pending};
 
 /// A signed-in session: the account token, the refresh token, and how long the
 /// account token lives.
@@ -37,6 +38,53 @@ impl From<SignIn> for TokenResponse {
             expires_in: s.expires_in,
             token_type: "Bearer",
         }
+    }
+}
+
+/// A first factor was proven, and the account owes its second: no token (a client
+/// written for the tokens' shape finds none, and fails closed). `POST /auth/mfa/verify`
+/// with the `mfa_token` and a code answers the tokens.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredResponse {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// For `POST /auth/mfa/verify` (or, with `enroll_totp`, the enrolment routes);
+    /// single-use, valid `expires_in` seconds and five codes.
+    pub mfa_token: String,
+    /// `totp` and `recovery_code`; or `enroll_totp` alone (`accounts.require_mfa`, the
+    /// account has no factor yet).
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    pub methods: Vec<&'static str>,
+    pub expires_in: i64,
+    /// As a password login answers it (`/auth/login` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+impl MfaRequiredResponse {
+    pub fn new(pending: Pending, device_token: Option<String>) -> Self {
+        MfaRequiredResponse {
+            mfa_required: true,
+            mfa_token: pending.token,
+            methods: pending.methods,
+            expires_in: pending.expires_in,
+            device_token,
+        }
+    }
+}
+
+/// `200 {"mfa_required": true, …}`, `no-store`.
+pub fn mfa_required(pending: Pending) -> Response {
+    let mut res = axum::Json(MfaRequiredResponse::new(pending, None)).into_response();
+    no_store(&mut res);
+    res
+}
+
+/// The answer of a browser-facing sign-in: [`signed_in`], or [`mfa_required`].
+pub fn finished(settings: &Settings, secure: bool, finished: Finished) -> Response {
+    match finished {
+        Finished::Session(sign_in) => signed_in(settings, secure, sign_in),
+        Finished::SecondFactor(pending) => mfa_required(pending),
     }
 }
 

@@ -42,20 +42,34 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// A [`Session`] allowed to change how its account is reached (add or remove a way in,
-/// change the address, delete the account): every such route takes this, or calls
-/// [`RecentSession::check`], so the rule ([`StepUp`]) is applied in one place.
-/// Refused with `403 recent_sign_in_required`.
+/// A [`Session`] allowed to change how its account is reached (add or remove a way in
+/// or a factor, change the address, delete the account): every such route takes this,
+/// or calls [`RecentSession::check`], so the rule ([`StepUp`]) is applied in one place.
+/// Refused with `403 recent_sign_in_required`, or `403 second_factor_required` when the
+/// account has a second factor and the session's sign-in did not give it.
 #[derive(Debug)]
 pub struct RecentSession(pub Session);
 
 impl RecentSession {
-    pub fn check(app: &AppState, session: Session) -> Result<RecentSession, ApiError> {
+    pub async fn check(app: &AppState, session: Session) -> Result<RecentSession, ApiError> {
         if !StepUp::of(&app.settings).allows(&session, unix_now()) {
             return Err(ApiError::SignInAgain);
         }
+        second_factor_given(app, &session).await?;
         Ok(RecentSession(session))
     }
+}
+
+/// Refuses a session without the second factor of an account that has one (read only
+/// for such a session: one whose sign-in gave it needs no read).
+pub async fn second_factor_given(app: &AppState, session: &Authenticated) -> Result<(), ApiError> {
+    if !StepUp::owes_second_factor(session) {
+        return Ok(());
+    }
+    if app.store.mfa().has_second_factor(&session.account).await? {
+        return Err(ApiError::SecondFactorRequired);
+    }
+    Ok(())
 }
 
 impl Deref for RecentSession {
@@ -74,7 +88,7 @@ impl FromRequestParts<AppState> for RecentSession {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, app).await?;
-        RecentSession::check(app, session)
+        RecentSession::check(app, session).await
     }
 }
 

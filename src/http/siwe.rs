@@ -132,7 +132,7 @@ async fn session(
     device: &Device,
     signed_in: &SignedIn,
 ) -> Result<Response, SiweError> {
-    let sign_in = app
+    let done = app
         .flow
         .finish(&signed_in.account, Proof::Siwe, device)
         .await
@@ -140,7 +140,7 @@ async fn session(
             Refused::Disabled => SiweError::AccountDisabled,
             other => SiweError::Internal(other.into()),
         })?;
-    Ok(reply::signed_in(&app.settings, secure, sign_in))
+    Ok(reply::finished(&app.settings, secure, done))
 }
 
 fn siwe_error(e: SiweError) -> SelfKeyApiError {

@@ -37,10 +37,13 @@ pub enum MailKind {
     RegisterAttempt,
     /// To the account's address after a reset or a revert: the ways in it removed.
     WaysInRemoved,
+    /// To the account's address when its second factor was used or changed in a way
+    /// its owner should hear of (`event`: `recovery_code_used`, `factors_reset`).
+    SecondFactor,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 7] = [
+    pub const ALL: [MailKind; 8] = [
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
         MailKind::VerifyEmail,
@@ -48,6 +51,7 @@ impl MailKind {
         MailKind::EmailChanged,
         MailKind::RegisterAttempt,
         MailKind::WaysInRemoved,
+        MailKind::SecondFactor,
     ];
 
     /// Its name in the outbox and its templates' file names.
@@ -60,6 +64,7 @@ impl MailKind {
             MailKind::EmailChanged => "email_changed",
             MailKind::RegisterAttempt => "register_attempt",
             MailKind::WaysInRemoved => "ways_in_removed",
+            MailKind::SecondFactor => "second_factor",
         }
     }
 
@@ -77,6 +82,8 @@ impl MailKind {
             "expires_in_hours": 24,
             "expires_in_days": 7,
             "new_email": "someone.else@example.com",
+            "event": "recovery_code_used",
+            "recovery_codes_left": 9,
             "removed": [
                 {"kind": "wallet", "name": "0x0000000000000000000000000000000000000001"},
                 {"kind": "passkey", "name": "Phone"},

@@ -108,6 +108,11 @@ fn builtin(kind: MailKind, part: &str) -> &'static str {
             include_str!("templates/ways_in_removed.subject.txt")
         }
         (MailKind::WaysInRemoved, "txt") => include_str!("templates/ways_in_removed.txt"),
+        (MailKind::SecondFactor, "subject.txt") => {
+            include_str!("templates/second_factor.subject.txt")
+        }
+        (MailKind::SecondFactor, "txt") => include_str!("templates/second_factor.txt"),
+        (MailKind::SecondFactor, _) => include_str!("templates/second_factor.html"),
         (MailKind::WaysInRemoved, _) => include_str!("templates/ways_in_removed.html"),
     }
 }

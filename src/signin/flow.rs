@@ -5,15 +5,54 @@
 //!
 //! What an account still owes before it gets a session is decided here, in one place:
 //! a verified email (`accounts.require_verified_email`, asked of password sign-ins),
-//! and an account an operator disabled is refused. The second factor of this round
-//! belongs in [`SignInFlow::finish`] too, where the verified-email check is: an account
-//! that owes one gets a pending sign-in kept in the database instead of a session.
+//! an account an operator disabled is refused, and the second factor: an account with
+//! one (or, with `accounts.require_mfa`, without one yet) gets a pending sign-in kept
+//! in the database instead of a session ([`Finished::SecondFactor`]), whatever the
+//! first factor was; only a passkey with user verification is two factors by itself.
+//! The second step ([`super::second_factor`]) ends in [`SignInFlow::complete`].
 
 use std::sync::Arc;
 
 use crate::accounts::AccountError;
-use crate::domain::Account;
-use crate::sessions::{Device, Sessions, SignIn, Via};
+use crate::crypto::{digest_hex, random_id};
+use crate::domain::{Account, unix_now};
+use crate::sessions::{AMR_MFA, Device, Sessions, SignIn, Via};
+use crate::store::DynStore;
+use crate::store::mfa::{NewPending, PendingAttempt};
+
+/// How long a pending sign-in waits for its second factor.
+pub const PENDING_TTL_SECS: i64 = 300;
+/// Codes a pending sign-in takes, right or wrong; then it is void.
+pub const PENDING_MAX_ATTEMPTS: i64 = 5;
+
+/// What a proven first factor led to.
+#[derive(Debug)]
+pub enum Finished {
+    /// A session: the account owed nothing more.
+    Session(SignIn),
+    /// No session yet: the account owes a second factor (or, with
+    /// `accounts.require_mfa`, must enroll one).
+    SecondFactor(Pending),
+}
+
+/// A sign-in that waits for its second factor, as its client holds it.
+pub struct Pending {
+    /// The `mfa_token`: what the second step presents. Only its digest is stored.
+    pub token: String,
+    /// What the second step may be: `totp` and `recovery_code`, or `enroll_totp` alone.
+    pub methods: Vec<&'static str>,
+    /// Seconds it waits.
+    pub expires_in: i64,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("token", &"<hidden>")
+            .field("methods", &self.methods)
+            .finish()
+    }
+}
 
 /// The first factor a door proved, as the door checked it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +89,22 @@ impl From<Proof> for Via {
 }
 
 impl Proof {
+    /// The factors it proved, as RFC 8176 `amr` values: a password (or the new one a
+    /// reset link set) is `pwd`; a wallet's or OwnID's key is `swk`; a passkey with
+    /// user verification is `hwk` and, being two factors by itself, `mfa`.
+    pub fn amr(self) -> &'static str {
+        match self {
+            Proof::Password | Proof::RegisteredWithPassword | Proof::PasswordReset => "pwd",
+            Proof::RegisteredWithOwnId | Proof::Ownid | Proof::Selfkey | Proof::Siwe => "swk",
+            Proof::Passkey => "hwk mfa",
+        }
+    }
+
+    /// Whether it is two factors by itself (a passkey with user verification).
+    fn is_multi_factor(self) -> bool {
+        self.amr().split(' ').any(|m| m == AMR_MFA)
+    }
+
     /// Whether `accounts.require_verified_email` applies: to a password sign-in, as
     /// README says. A reset link proves the mailbox; the other methods never asked.
     fn asks_verified_email(self) -> bool {
@@ -81,17 +136,27 @@ impl From<Refused> for AccountError {
     }
 }
 
+/// What the flow asks of every account, from `accounts.*`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlowRules {
+    /// `accounts.require_verified_email`.
+    pub require_verified_email: bool,
+    /// `accounts.require_mfa`.
+    pub require_mfa: bool,
+}
+
 pub struct SignInFlow {
     sessions: Arc<Sessions>,
-    require_verified_email: bool,
+    store: DynStore,
+    rules: FlowRules,
 }
 
 impl SignInFlow {
-    /// `require_verified_email` is `accounts.require_verified_email`.
-    pub fn new(sessions: Arc<Sessions>, require_verified_email: bool) -> SignInFlow {
+    pub fn new(sessions: Arc<Sessions>, store: DynStore, rules: FlowRules) -> SignInFlow {
         SignInFlow {
             sessions,
-            require_verified_email,
+            store,
+            rules,
         }
     }
 
@@ -106,17 +171,99 @@ impl SignInFlow {
         account: &Account,
         proof: Proof,
         device: &Device,
-    ) -> Result<SignIn, Refused> {
-        if proof.asks_verified_email() && self.require_verified_email && !account.email_verified {
+    ) -> Result<Finished, Refused> {
+        if proof.asks_verified_email()
+            && self.rules.require_verified_email
+            && !account.email_verified
+        {
             return Err(Refused::EmailNotVerified);
         }
         if account.disabled {
             tracing::info!(account = %account.id.0, method = Via::from(proof).as_str(), "sign-in refused: the account is disabled");
             return Err(Refused::Disabled);
         }
-        // The second factor's seam: an account that owes one gets a pending sign-in here.
+        if !proof.is_multi_factor() {
+            let has_factor = self
+                .store
+                .mfa()
+                .has_second_factor(&account.id)
+                .await
+                .map_err(|e| Refused::Internal(e.into()))?;
+            if has_factor || self.rules.require_mfa {
+                let pending = self.pend(account, proof, !has_factor).await?;
+                return Ok(Finished::SecondFactor(pending));
+            }
+        }
+        let sign_in = self
+            .sessions
+            .start(account, Via::from(proof), proof.amr(), device)
+            .await
+            .map_err(|e| Refused::Internal(e.into()))?;
+        Ok(Finished::Session(sign_in))
+    }
+
+    /// Keeps a pending sign-in of `account` in the database: the first factor `proof`
+    /// was proven, the second (`enroll_only`: an enrolment) is owed.
+    async fn pend(
+        &self,
+        account: &Account,
+        proof: Proof,
+        enroll_only: bool,
+    ) -> Result<Pending, Refused> {
+        let token = random_id();
+        let pending = NewPending {
+            id_hash: digest_hex(&token),
+            account: account.id.clone(),
+            amr: proof.amr().to_owned(),
+            method: Via::from(proof).as_str().to_owned(),
+            enroll_only,
+            expires_at: unix_now() + PENDING_TTL_SECS,
+        };
+        self.store
+            .mfa()
+            .put_pending(&pending)
+            .await
+            .map_err(|e| Refused::Internal(e.into()))?;
+        tracing::info!(account = %account.id.0, method = %pending.method, enroll_only, "sign-in waits for its second factor");
+        let methods = if enroll_only {
+            vec!["enroll_totp"]
+        } else {
+            vec!["totp", "recovery_code"]
+        };
+        Ok(Pending {
+            token,
+            methods,
+            expires_in: PENDING_TTL_SECS,
+        })
+    }
+
+    /// The second factor of a pending sign-in (`attempt`, consumed already) was proven
+    /// as `second` (RFC 8176 values): its session, with the first factor's `amr`, the
+    /// second's and `mfa`. The account is read again: one disabled meanwhile is refused.
+    pub async fn complete(
+        &self,
+        attempt: &PendingAttempt,
+        second: &str,
+        device: &Device,
+    ) -> Result<SignIn, Refused> {
+        let internal = |e: crate::store::StoreError| Refused::Internal(e.into());
+        let account = self
+            .store
+            .account_profile(&attempt.account)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Refused::Internal(anyhow::anyhow!("a pending sign-in's account is gone"))
+            })?
+            .account;
+        if account.disabled {
+            tracing::info!(account = %account.id.0, "second factor refused: the account is disabled");
+            return Err(Refused::Disabled);
+        }
+        let via = Via::parse(&attempt.method).unwrap_or(Via::Password);
+        let amr = format!("{} {second} {AMR_MFA}", attempt.amr);
         self.sessions
-            .start(account, Via::from(proof), device)
+            .start(&account, via, &amr, device)
             .await
             .map_err(|e| Refused::Internal(e.into()))
     }

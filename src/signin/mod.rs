@@ -9,10 +9,12 @@
 //! - [`ownid`]: OwnID's data and the sign-in its cloud asks for.
 //! - [`passkeys`]: WebAuthn ceremonies.
 //! - [`siwe`]: Sign-In with Ethereum.
+//! - [`second_factor`]: TOTP, recovery codes, and a pending sign-in's second step.
 
 pub mod flow;
 pub mod ownid;
 pub mod passkeys;
 pub mod password;
+pub mod second_factor;
 pub mod selfkey;
 pub mod siwe;

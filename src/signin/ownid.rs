@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use super::flow::{Proof, SignInFlow};
+use super::flow::{Finished, Proof, SignInFlow};
 use crate::accounts::AccountError;
 use crate::domain::{Email, Invalid};
 use crate::metrics::{Metrics, Outcome, SignInMethod};
-use crate::sessions::{Device, SignIn};
+use crate::sessions::Device;
 use crate::store::{DynStore, OwnIdLookup, StoreResult};
 
 /// OwnID's data of an account, found by the `loginId` OwnID sends.
@@ -84,7 +84,7 @@ impl OwnId {
     /// has that `loginId`. OwnID's cloud vouched for the person, so there is no
     /// credential to check here. Counted in the sign-in metrics when the `loginId` is
     /// an email.
-    pub async fn sign_in(&self, login_id: &str) -> Result<Option<SignIn>, AccountError> {
+    pub async fn sign_in(&self, login_id: &str) -> Result<Option<Finished>, AccountError> {
         let Some(email) = account_email(login_id) else {
             return Ok(None);
         };
@@ -99,7 +99,7 @@ impl OwnId {
         result
     }
 
-    async fn sign_in_by_email(&self, email: &Email) -> Result<Option<SignIn>, AccountError> {
+    async fn sign_in_by_email(&self, email: &Email) -> Result<Option<Finished>, AccountError> {
         match self.store.account_by_email(email.key()).await? {
             // The caller is OwnID's server, not the person's device: nothing to record of it.
             Some(account) => Ok(Some(

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::flow::{Proof, SignInFlow};
+use super::flow::{Finished, Proof, SignInFlow};
 use crate::accounts::AccountError;
 use crate::crypto::jwt::{TokenKeys, TokenKind};
 use crate::crypto::passwords::{PasswordHasher, Verified};
 use crate::domain::{Account, AccountId, Email, Password, unix_now};
 use crate::lockout::{Attempt, Client, Lockout, LoginLimit, Refusal, Subject};
 use crate::metrics::{Metrics, Outcome, SignInMethod};
-use crate::sessions::{Device, SignIn};
+use crate::sessions::Device;
 use crate::store::DynStore;
 
 /// Who is signing in: the client's address key and the device token it presents.
@@ -25,11 +25,12 @@ pub struct LoginClient {
     pub device_token: Option<String>,
 }
 
-/// A password sign-in: the account token, and a device token that this client
-/// presents on its next logins so that others' failures do not lock it out.
+/// A password sign-in: the session (or the pending sign-in that owes a second factor),
+/// and a device token that this client presents on its next logins so that others'
+/// failures do not lock it out.
 #[derive(Debug)]
 pub struct SignedIn {
-    pub sign_in: SignIn,
+    pub finished: Finished,
     pub device_token: String,
 }
 
@@ -120,7 +121,7 @@ impl PasswordSignIn {
                     tracing::info!(account = %account.id.0, "password rehashed at current parameters");
                 }
                 Ok(SignedIn {
-                    sign_in: self.flow.finish(account, Proof::Password, device).await?,
+                    finished: self.flow.finish(account, Proof::Password, device).await?,
                     device_token: self.device_token(&account.id),
                 })
             }

@@ -839,6 +839,7 @@ mod tests {
             id: "s1".into(),
             account: other.clone(),
             method: "password".into(),
+            amr: "pwd".into(),
             user_agent: None,
             ip: None,
             now: now.unix_timestamp(),

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub mod mail;
+pub mod mfa;
 mod ownid;
 mod passkeys;
 mod postgres;
@@ -20,6 +21,7 @@ use crate::metrics::DatabaseTimer;
 
 pub use admin::{AccountOverview, AdminStore, contains_pattern};
 pub use mail::MailStore;
+pub use mfa::MfaStore;
 pub use ownid::{OwnIdLookup, OwnIdStore};
 pub use passkeys::{
     FORMAT_WEBAUTHN_RS_0_6, NewPasskey, PasskeyRemoval, PasskeyStore, PasskeySummary, PasskeyUse,
@@ -249,6 +251,8 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     fn signing_keys(&self) -> &dyn SigningKeyStore;
     /// The same database, seen by an operator ([`AdminStore`]).
     fn admin(&self) -> &dyn AdminStore;
+    /// The same database, seen through the second factor ([`MfaStore`]).
+    fn mfa(&self) -> &dyn MfaStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -1,6 +1,7 @@
 mod admin;
 mod connections;
 mod mail;
+mod mfa;
 mod sessions;
 mod signing_keys;
 
@@ -241,6 +242,10 @@ impl Store for PostgresStore {
     }
 
     fn admin(&self) -> &dyn AdminStore {
+        self
+    }
+
+    fn mfa(&self) -> &dyn MfaStore {
         self
     }
 

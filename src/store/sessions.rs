@@ -17,6 +17,8 @@ pub struct NewSession {
     pub id: String,
     pub account: AccountId,
     pub method: String,
+    /// The factors the sign-in proved (RFC 8176, space-separated).
+    pub amr: String,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub now: i64,
@@ -63,6 +65,8 @@ pub struct Refreshed {
     /// The session's generation now: its current refresh token's.
     pub generation: i64,
     pub auth_time: i64,
+    /// The factors its sign-in proved, as it started with them.
+    pub amr: String,
     pub account: Account,
 }
 
@@ -118,8 +122,9 @@ pub trait SessionStore: Send + Sync + 'static {
 pub(super) mod sql {
     pub const INSERT: &str =
         "INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
-        method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at)
-     VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8)";
+        method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at,
+        amr)
+     VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8, $9)";
 
     /// The account's (`$1`) sessions, counted in `sessions_account_id` alone.
     pub const COUNT_OF_ACCOUNT: &str = "SELECT COUNT(*) FROM sessions WHERE account_id = $1";
@@ -137,8 +142,8 @@ pub(super) mod sql {
     pub const INSERT_CAPPED_POSTGRES: &str = "WITH started AS (
         INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
             method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at,
-            expires_at)
-        VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8))
+            expires_at, amr)
+        VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8, $11))
      DELETE FROM sessions WHERE account_id = $2
         AND (SELECT COUNT(*) FROM sessions WHERE account_id = $2) >= $10
         AND id NOT IN (SELECT id FROM sessions WHERE account_id = $2
@@ -165,14 +170,14 @@ pub(super) mod sql {
         replays = 0, last_used_at = $1,
         idle_expires_at = CASE WHEN $1 + $2 < expires_at THEN $1 + $2 ELSE expires_at END
      WHERE id = $3 AND generation = $4 AND idle_expires_at > $1
-     RETURNING account_id, generation, auth_time";
+     RETURNING account_id, generation, auth_time, amr";
 
     /// The previous token (of generation `$2` of session `$1`) within the grace (`$3`
     /// seconds) at `$4`, at most `$5` times.
     pub const REPLAY: &str = "UPDATE sessions SET replays = replays + 1
      WHERE id = $1 AND generation = $2 + 1 AND rotated_at + $3 > $4 AND replays < $5
         AND idle_expires_at > $4
-     RETURNING account_id, generation, auth_time";
+     RETURNING account_id, generation, auth_time, amr";
 
     /// An older token, or the previous one after the grace: whoever holds it is not the
     /// session's owner, or is racing a thief; the session ends, successors and all.

@@ -13,6 +13,7 @@
 mod admin;
 mod backup;
 mod mail;
+mod mfa;
 mod migrations;
 mod passkeys;
 mod sessions;
@@ -178,6 +179,10 @@ impl Store for SqliteStore {
     }
 
     fn admin(&self) -> &dyn AdminStore {
+        self
+    }
+
+    fn mfa(&self) -> &dyn MfaStore {
         self
     }
 

@@ -242,6 +242,7 @@ async fn per_address_limit_leaves_token_checks_and_operations_alone(b: Backend) 
         email_verified: None,
         sid: gatehouse::crypto::random_id(),
         auth_time: gatehouse::domain::unix_now(),
+        ..Default::default()
     };
     let (token, _) = app.app.tokens.issue(
         gatehouse::crypto::jwt::TokenKind::Account,
@@ -299,6 +300,7 @@ async fn per_address_limit_counts_account_deletion(b: Backend) {
         email_verified: None,
         sid: gatehouse::crypto::random_id(),
         auth_time: unix_now(),
+        ..Default::default()
     };
     let (stranger, _) = app.app.tokens.issue(
         gatehouse::crypto::jwt::TokenKind::Account,

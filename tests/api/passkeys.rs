@@ -491,6 +491,7 @@ async fn adding_a_passkey_needs_a_recent_sign_in(backend: Backend) {
                 email_verified: None,
                 sid,
                 auth_time: signed_in,
+                ..Default::default()
             },
         )
         .0;

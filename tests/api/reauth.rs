@@ -48,6 +48,7 @@ fn stale(app: &TestApp, token: &str, age: i64) -> String {
                 email_verified: None,
                 sid: claims["sid"].as_str().unwrap().to_string(),
                 auth_time: signed_in,
+                ..Default::default()
             },
         )
         .0

@@ -139,6 +139,11 @@ impl From<ApiError> for SelfKeyApiError {
                 crate::http::error::RECENT_SIGN_IN_REQUIRED,
                 crate::http::error::SIGN_IN_AGAIN,
             ),
+            ApiError::SecondFactorRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                crate::http::error::SECOND_FACTOR_REQUIRED,
+                crate::http::error::SIGN_IN_WITH_SECOND_FACTOR,
+            ),
             ApiError::Internal(cause) => Self::internal(cause),
             ApiError::InvalidToken { expired } => SelfKeyApiError {
                 challenge: if expired {

@@ -28,7 +28,7 @@ use crate::domain::WalletSummary;
 use crate::domain::lenient::{JsonField, JsonText};
 use crate::metrics::{Outcome, SignInMethod};
 use crate::sessions::Device;
-use crate::signin::flow::{Proof, Refused};
+use crate::signin::flow::{Finished, Proof, Refused};
 use crate::signin::selfkey::{
     Answer, Attributes, Registration, SelfKey, SelfKeyError, Signer, Submitted,
 };
@@ -396,6 +396,13 @@ async fn login(
             Started::Session(e) => SelfKeyApiError::internal(e.into()),
         })
     })?;
+    // An account with a second factor: no session and no cookie, whatever the wallet's
+    // protocol expects (a client that waits for `201` and its cookie fails closed); the
+    // page goes on with `POST /auth/mfa/verify`.
+    let sign_in = match sign_in {
+        Finished::Session(sign_in) => sign_in,
+        Finished::SecondFactor(pending) => return Ok(reply::mfa_required(pending)),
+    };
     let cookie = session_cookie(&app.settings, &sign_in.token, secure)
         .map_err(|e| fail(SelfKeyApiError::internal(e)))?;
     let refresh_cookie = app

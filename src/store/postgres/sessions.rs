@@ -27,6 +27,7 @@ impl SessionStore for PostgresStore {
             .bind(s.expires_at)
             .bind(s.keep_per_account - 1)
             .bind(s.max_per_account)
+            .bind(&s.amr)
             .execute(self.db())
             .await?;
         Ok(done.rows_affected())
@@ -160,7 +161,7 @@ impl SessionStore for PostgresStore {
 }
 
 impl PostgresStore {
-    /// The refreshed session (`row`: account id, generation, auth time) and its account;
+    /// The refreshed session (`row`: account id, generation, auth time, amr) and its account;
     /// `None` if the account was deleted in between (its sessions went with it).
     async fn refreshed(
         &self,
@@ -179,6 +180,7 @@ impl PostgresStore {
             id: id.to_owned(),
             generation: row.try_get(1)?,
             auth_time: row.try_get(2)?,
+            amr: row.try_get(3)?,
             account: account_from_row(&account)?,
         }))
     }

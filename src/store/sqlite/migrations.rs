@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_ways_in_proven.sql",
         include_str!("../../../migrations/sqlite/0008_ways_in_proven.sql"),
     ),
+    (
+        "0009_second_factor.sql",
+        include_str!("../../../migrations/sqlite/0009_second_factor.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -141,10 +145,13 @@ mod tests {
                 "mail_tokens",
                 "one_time_tokens",
                 "passkeys",
+                "pending_signins",
                 "rate_counters",
+                "recovery_codes",
                 "seen_requests",
                 "sessions",
                 "signing_keys",
+                "totp_factors",
                 "wallets"
             ]
         );

@@ -25,7 +25,8 @@ impl SessionStore for SqliteStore {
                     s.user_agent,
                     s.ip,
                     s.idle_expires_at,
-                    s.expires_at
+                    s.expires_at,
+                    s.amr
                 ])?;
                 let count: i64 = c
                     .prepare_cached(sql::COUNT_OF_ACCOUNT)?
@@ -155,10 +156,15 @@ fn refreshed(
     let row = c
         .prepare_cached(statement)?
         .query_row(params, |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })
         .optional()?;
-    let Some((account_id, generation, auth_time)) = row else {
+    let Some((account_id, generation, auth_time, amr)) = row else {
         return Ok(None);
     };
     let account = c
@@ -168,6 +174,7 @@ fn refreshed(
         id: id.to_owned(),
         generation,
         auth_time,
+        amr,
         account,
     }))
 }

@@ -1,0 +1,192 @@
+//! The second factor in the database: the narrow interface its rules
+//! ([`crate::signin::second_factor`]) need, and its SQL, written once for both backends
+//! (as in [`super::queries`]).
+//!
+//! Every single-use value is consumed by one conditional write, so no node keeps
+//! anything another needs: a TOTP time step moves `last_step` on (`WHERE last_step <
+//! $step`), a recovery code sets `used_at` (`WHERE used_at IS NULL`), a pending sign-in
+//! counts an attempt (`WHERE attempts < $max`) before its code is checked and is
+//! deleted by the one that succeeds.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::AccountId;
+
+/// An account's TOTP authenticator as stored.
+#[derive(Clone)]
+pub struct StoredTotp {
+    /// The secret, sealed.
+    pub secret: String,
+    pub confirmed: bool,
+}
+
+impl std::fmt::Debug for StoredTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTotp")
+            .field("secret", &"<hidden>")
+            .field("confirmed", &self.confirmed)
+            .finish()
+    }
+}
+
+/// A sign-in that owes its second factor, about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewPending {
+    /// SHA-256 of the token the client holds.
+    pub id_hash: String,
+    pub account: AccountId,
+    /// The first factor's `amr` values, space-separated.
+    pub amr: String,
+    /// How the session will have begun (`sessions.method`).
+    pub method: String,
+    /// `accounts.require_mfa` and no factor yet: only enrolment may follow.
+    pub enroll_only: bool,
+    pub expires_at: i64,
+}
+
+/// A pending sign-in that admitted one more attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAttempt {
+    pub account: AccountId,
+    pub amr: String,
+    pub method: String,
+    pub enroll_only: bool,
+}
+
+/// The second factors an account has, for `/auth/me`, `GET /auth/mfa` and the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FactorSummary {
+    /// A confirmed TOTP authenticator.
+    pub totp: bool,
+    /// Recovery codes not used yet.
+    pub recovery_codes_left: i64,
+}
+
+#[async_trait]
+pub trait MfaStore: Send + Sync + 'static {
+    /// The account's authenticator, confirmed or not.
+    async fn totp(&self, account: &AccountId) -> StoreResult<Option<StoredTotp>>;
+    /// Whether the account has a confirmed authenticator: whether it owes a second
+    /// factor at sign-in.
+    async fn has_second_factor(&self, account: &AccountId) -> StoreResult<bool>;
+    /// Starts an enrolment with this sealed secret, replacing an unconfirmed one; false
+    /// (nothing written) when the account has a confirmed authenticator.
+    async fn begin_totp(&self, account: &AccountId, sealed: &str, now: i64) -> StoreResult<bool>;
+    /// Accepts time step `step` for the account's authenticator (confirmed or, with
+    /// `confirming`, unconfirmed): true once per step, on any node, and only for a step
+    /// newer than every step accepted before. With `confirming`, the same write
+    /// confirms the enrolment and stores the recovery codes (digests), replacing any.
+    async fn accept_step(
+        &self,
+        account: &AccountId,
+        step: i64,
+        confirming: Option<&[String]>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Removes the authenticator and the recovery codes; false if there was none.
+    async fn remove_factors(&self, account: &AccountId) -> StoreResult<bool>;
+    /// Replaces the recovery codes with these digests; false (nothing written) if the
+    /// account has no confirmed authenticator.
+    async fn replace_recovery_codes(
+        &self,
+        account: &AccountId,
+        hashes: &[String],
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Uses a recovery code (by digest): true once.
+    async fn use_recovery_code(
+        &self,
+        account: &AccountId,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn factor_summary(&self, account: &AccountId) -> StoreResult<FactorSummary>;
+
+    /// Stores a pending sign-in.
+    async fn put_pending(&self, pending: &NewPending) -> StoreResult<()>;
+    /// Counts one attempt on a live pending sign-in with fewer than `max_attempts`
+    /// attempts: of concurrent callers, at most `max_attempts` in all get it.
+    async fn attempt_pending(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<PendingAttempt>>;
+    /// Deletes the pending sign-in: true for the one caller that deleted it.
+    async fn take_pending(&self, id_hash: &str) -> StoreResult<bool>;
+    /// Deletes the pending sign-ins that expired before `now`.
+    async fn purge_pending(&self, now: i64) -> StoreResult<u64>;
+}
+
+pub(super) mod sql {
+    pub const TOTP: &str =
+        "SELECT secret, confirmed_at IS NOT NULL FROM totp_factors WHERE account_id = $1";
+
+    pub const HAS_SECOND_FACTOR: &str =
+        "SELECT 1 FROM totp_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL";
+
+    /// A new enrolment (`$2` sealed, `$3` now), over an unconfirmed one only.
+    pub const BEGIN_TOTP: &str = "INSERT INTO totp_factors
+        (account_id, secret, created_at, confirmed_at, last_step) VALUES ($1, $2, $3, NULL, -1)
+     ON CONFLICT (account_id) DO UPDATE SET secret = excluded.secret,
+        created_at = excluded.created_at, last_step = -1
+     WHERE totp_factors.confirmed_at IS NULL";
+
+    /// Step `$1` of account `$2`'s confirmed authenticator, once. (SQLite numbers
+    /// placeholders by first appearance: they appear in order.)
+    pub const ACCEPT_STEP: &str = "UPDATE totp_factors SET last_step = $1
+     WHERE account_id = $2 AND confirmed_at IS NOT NULL AND last_step < $1";
+
+    /// Step `$1` of account `$3`'s unconfirmed authenticator, once: confirms it at `$2`.
+    pub const CONFIRM_STEP: &str = "UPDATE totp_factors SET last_step = $1, confirmed_at = $2
+     WHERE account_id = $3 AND confirmed_at IS NULL AND last_step < $1";
+
+    pub const REMOVE_TOTP: &str = "DELETE FROM totp_factors WHERE account_id = $1";
+
+    pub const REMOVE_CODES: &str = "DELETE FROM recovery_codes WHERE account_id = $1";
+
+    pub const INSERT_CODE: &str =
+        "INSERT INTO recovery_codes (account_id, code_hash, created_at, used_at)
+     VALUES ($1, $2, $3, NULL)";
+
+    /// Code `$3` of account `$2`, once, at `$1`.
+    pub const USE_CODE: &str = "UPDATE recovery_codes SET used_at = $1
+     WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL";
+
+    pub const SUMMARY: &str = "SELECT
+        (SELECT COUNT(*) FROM totp_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL),
+        (SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL)";
+
+    pub const INSERT_PENDING: &str = "INSERT INTO pending_signins
+        (id_hash, account_id, amr, method, enroll_only, attempts, expires_at)
+     VALUES ($1, $2, $3, $4, $5, 0, $6)";
+
+    /// One more attempt on pending sign-in `$1`, live at `$2`, under `$3` attempts.
+    pub const ATTEMPT_PENDING: &str = "UPDATE pending_signins SET attempts = attempts + 1
+     WHERE id_hash = $1 AND expires_at > $2 AND attempts < $3
+     RETURNING account_id, amr, method, enroll_only";
+
+    pub const TAKE_PENDING: &str = "DELETE FROM pending_signins WHERE id_hash = $1";
+
+    pub const PURGE_PENDING: &str = "DELETE FROM pending_signins WHERE expires_at <= $1";
+
+    /// Every statement above, for the tests that prepare each on each backend.
+    #[cfg(test)]
+    pub const ALL: &[&str] = &[
+        TOTP,
+        HAS_SECOND_FACTOR,
+        BEGIN_TOTP,
+        ACCEPT_STEP,
+        CONFIRM_STEP,
+        REMOVE_TOTP,
+        REMOVE_CODES,
+        INSERT_CODE,
+        USE_CODE,
+        SUMMARY,
+        INSERT_PENDING,
+        ATTEMPT_PENDING,
+        TAKE_PENDING,
+        PURGE_PENDING,
+    ];
+}

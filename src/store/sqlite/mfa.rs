@@ -1,0 +1,204 @@
+//! [`MfaStore`] on SQLite: reads in-process, writes through the one writer, which runs
+//! each write alone, so a conditional UPDATE sees every write before it.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::domain::AccountId;
+use crate::store::StoreResult;
+use crate::store::mfa::{FactorSummary, MfaStore, NewPending, PendingAttempt, StoredTotp, sql};
+
+#[async_trait::async_trait]
+impl MfaStore for SqliteStore {
+    async fn totp(&self, account: &AccountId) -> StoreResult<Option<StoredTotp>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::TOTP)?
+                .query_row([&account.0], |r| {
+                    Ok(StoredTotp {
+                        secret: r.get(0)?,
+                        confirmed: r.get(1)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    async fn has_second_factor(&self, account: &AccountId) -> StoreResult<bool> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::HAS_SECOND_FACTOR)?
+                .exists([&account.0])
+        })
+    }
+
+    async fn begin_totp(&self, account: &AccountId, sealed: &str, now: i64) -> StoreResult<bool> {
+        let (account, sealed) = (account.0.clone(), sealed.to_owned());
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::BEGIN_TOTP)?
+                    .execute(params![account, sealed, now])?
+                    > 0)
+            })
+            .await
+    }
+
+    async fn accept_step(
+        &self,
+        account: &AccountId,
+        step: i64,
+        confirming: Option<&[String]>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let account = account.0.clone();
+        let codes = confirming.map(<[String]>::to_vec);
+        self.writer
+            .write(true, move |c| {
+                let Some(codes) = codes else {
+                    let n = c
+                        .prepare_cached(sql::ACCEPT_STEP)?
+                        .execute(params![step, account])?;
+                    return Ok(n > 0);
+                };
+                let n = c
+                    .prepare_cached(sql::CONFIRM_STEP)?
+                    .execute(params![step, now, account])?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_codes(c, &account, &codes, now)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn remove_factors(&self, account: &AccountId) -> StoreResult<bool> {
+        let account = account.0.clone();
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::REMOVE_CODES)?.execute([&account])?;
+                Ok(c.prepare_cached(sql::REMOVE_TOTP)?.execute([&account])? > 0)
+            })
+            .await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        account: &AccountId,
+        hashes: &[String],
+        now: i64,
+    ) -> StoreResult<bool> {
+        let account = account.0.clone();
+        let hashes = hashes.to_vec();
+        self.writer
+            .write(true, move |c| {
+                if !c
+                    .prepare_cached(sql::HAS_SECOND_FACTOR)?
+                    .exists([&account])?
+                {
+                    return Ok(false);
+                }
+                insert_codes(c, &account, &hashes, now)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        account: &AccountId,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (account, hash) = (account.0.clone(), hash.to_owned());
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::USE_CODE)?
+                    .execute(params![now, account, hash])?
+                    > 0)
+            })
+            .await
+    }
+
+    async fn factor_summary(&self, account: &AccountId) -> StoreResult<FactorSummary> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::SUMMARY)?
+                .query_row([&account.0], |r| {
+                    Ok(FactorSummary {
+                        totp: r.get::<_, i64>(0)? > 0,
+                        recovery_codes_left: r.get(1)?,
+                    })
+                })
+        })
+    }
+
+    async fn put_pending(&self, p: &NewPending) -> StoreResult<()> {
+        let p = p.clone();
+        self.writer
+            .write(false, move |c| {
+                c.prepare_cached(sql::INSERT_PENDING)?.execute(params![
+                    p.id_hash,
+                    p.account.0,
+                    p.amr,
+                    p.method,
+                    p.enroll_only,
+                    p.expires_at
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn attempt_pending(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<PendingAttempt>> {
+        let id_hash = id_hash.to_owned();
+        self.writer
+            .write(false, move |c| {
+                Ok(c.prepare_cached(sql::ATTEMPT_PENDING)?
+                    .query_row(params![id_hash, now, max_attempts], |r| {
+                        Ok(PendingAttempt {
+                            account: AccountId(r.get(0)?),
+                            amr: r.get(1)?,
+                            method: r.get(2)?,
+                            enroll_only: r.get(3)?,
+                        })
+                    })
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn take_pending(&self, id_hash: &str) -> StoreResult<bool> {
+        let id_hash = id_hash.to_owned();
+        self.writer
+            .write(false, move |c| {
+                Ok(c.prepare_cached(sql::TAKE_PENDING)?.execute([&id_hash])? > 0)
+            })
+            .await
+    }
+
+    async fn purge_pending(&self, now: i64) -> StoreResult<u64> {
+        self.writer
+            .write(false, move |c| {
+                Ok(c.prepare_cached(sql::PURGE_PENDING)?.execute([now])? as u64)
+            })
+            .await
+    }
+}
+
+/// Replaces the account's recovery codes with `hashes`.
+fn insert_codes(
+    c: &rusqlite::Connection,
+    account: &str,
+    hashes: &[String],
+    now: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(sql::REMOVE_CODES)?.execute([account])?;
+    let mut insert = c.prepare_cached(sql::INSERT_CODE)?;
+    for hash in hashes {
+        insert.execute(params![now, account, hash])?;
+    }
+    Ok(())
+}
