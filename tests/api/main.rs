@@ -19,6 +19,7 @@ mod json_bounds;
 mod limits;
 mod lockout;
 mod mail;
+mod mfa;
 mod observe;
 mod operations;
 mod ownid;

@@ -198,7 +198,7 @@ fn insert_codes(
     c.prepare_cached(sql::REMOVE_CODES)?.execute([account])?;
     let mut insert = c.prepare_cached(sql::INSERT_CODE)?;
     for hash in hashes {
-        insert.execute(params![now, account, hash])?;
+        insert.execute(params![account, hash, now])?;
     }
     Ok(())
 }

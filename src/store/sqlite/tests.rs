@@ -382,3 +382,34 @@ async fn session_lookups_keep_the_primary_key_after_analyze() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_time_step_is_accepted_once_and_confirms_once() {
+    use crate::store::MfaStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let id = AccountId("a1".into());
+    store
+        .create_account(&NewAccount {
+            id: id.clone(),
+            email: None,
+            password_hash: Some("$argon2id$x".into()),
+            ownid_data: None,
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    assert!(store.begin_totp(&id, "sealed", 1).await.unwrap());
+    assert!(!store.has_second_factor(&id).await.unwrap());
+    let codes = vec!["h1".to_owned(), "h2".to_owned()];
+    assert!(store.accept_step(&id, 10, Some(&codes), 2).await.unwrap());
+    assert!(!store.accept_step(&id, 11, Some(&codes), 2).await.unwrap());
+    assert!(store.has_second_factor(&id).await.unwrap());
+    assert!(!store.accept_step(&id, 10, None, 3).await.unwrap());
+    assert!(store.accept_step(&id, 11, None, 3).await.unwrap());
+    assert!(!store.begin_totp(&id, "other", 4).await.unwrap());
+    assert!(store.use_recovery_code(&id, "h1", 5).await.unwrap());
+    assert!(!store.use_recovery_code(&id, "h1", 5).await.unwrap());
+    let summary = store.factor_summary(&id).await.unwrap();
+    assert_eq!((summary.totp, summary.recovery_codes_left), (true, 1));
+}
