@@ -224,7 +224,7 @@ pub fn main() -> ExitCode {
             Command::Keys(a) => done(keys::run(settings, a.command).await),
             Command::Users(a) => {
                 let store = open_store(&settings).await?;
-                let code = users::users(&store, a).await;
+                let code = users::users(&store, a, settings.mail.enabled).await;
                 store.close().await;
                 code
             }

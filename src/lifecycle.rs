@@ -92,6 +92,16 @@ fn notice(kind: MailKind, recipient: Option<String>, context: serde_json::Value)
     }
 }
 
+/// The notice to an account's owner about its second factor (`event`:
+/// `recovery_code_used` or `factors_reset`), for the outbox.
+pub fn second_factor_notice(account: &AccountId, event: &str, recovery_codes_left: i64) -> NewMail {
+    let context = json!({"event": event, "recovery_codes_left": recovery_codes_left});
+    NewMail {
+        account: Some(account.clone()),
+        ..notice(MailKind::SecondFactor, None, context)
+    }
+}
+
 pub struct Lifecycle {
     store: DynStore,
     mailer: Arc<Mailer>,
@@ -300,11 +310,7 @@ impl Lifecycle {
         event: &str,
         recovery_codes_left: i64,
     ) -> Result<(), AccountError> {
-        let context = json!({"event": event, "recovery_codes_left": recovery_codes_left});
-        let mail = NewMail {
-            account: Some(account.clone()),
-            ..notice(MailKind::SecondFactor, None, context)
-        };
+        let mail = second_factor_notice(account, event, recovery_codes_left);
         self.store.mail().queue_mail(&mail).await?;
         self.mailer.queued();
         tracing::info!(account = %account.0, event, "second factor: its owner is told");

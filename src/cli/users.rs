@@ -45,6 +45,19 @@ enum UsersCommand {
     Enable(Target),
     /// Delete the account with its wallets, passkeys, sessions and pending mail.
     Delete(Target),
+    /// The account's second factor.
+    Mfa {
+        #[command(subcommand)]
+        command: MfaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MfaCommand {
+    /// Remove the account's TOTP authenticator and recovery codes (its owner lost
+    /// them), end its sessions, and mail its owner (with mail on). Its next sign-in
+    /// owes no second factor until it enrolls one again.
+    Reset(Target),
 }
 
 #[derive(Args)]
@@ -77,7 +90,12 @@ enum Done {
     NotFound,
 }
 
-pub(super) async fn users(store: &DynStore, args: UsersArgs) -> anyhow::Result<ExitCode> {
+/// `mail`: `mail.enabled`, so that a notice is queued only where a node sends it.
+pub(super) async fn users(
+    store: &DynStore,
+    args: UsersArgs,
+    mail: bool,
+) -> anyhow::Result<ExitCode> {
     let done = match args.command {
         UsersCommand::List {
             search,
@@ -88,6 +106,9 @@ pub(super) async fn users(store: &DynStore, args: UsersArgs) -> anyhow::Result<E
         UsersCommand::Disable(t) => disable(store, &t).await?,
         UsersCommand::Enable(t) => enable(store, &t).await?,
         UsersCommand::Delete(t) => delete(store, &t).await?,
+        UsersCommand::Mfa {
+            command: MfaCommand::Reset(t),
+        } => reset_mfa(store, &t, mail).await?,
     };
     Ok(exit(done))
 }
@@ -176,8 +197,11 @@ async fn show(store: &DynStore, target: &Target) -> anyhow::Result<Done> {
         Some(_) => Vec::new(),
         None => store.sessions().sessions_of(&a.id, unix_now()).await?,
     };
+    let factors = store.mfa().factor_summary(&a.id).await?;
     if target.json {
         let mut v = overview_json(&a);
+        v["second_factors"] = json!({"totp": factors.totp,
+            "recovery_codes_left": factors.recovery_codes_left});
         v["wallets"] = wallets
             .iter()
             .map(|w| json!({"address": w.address, "linked_at": rfc3339(w.linked_at)}))
@@ -209,6 +233,14 @@ async fn show(store: &DynStore, target: &Target) -> anyhow::Result<Done> {
     println!("created:         {}", time(Some(a.created_at)));
     println!("last sign-in:    {}", time(a.last_sign_in_at));
     println!("sign-in methods: {}", methods(&a).join(", "));
+    println!(
+        "second factor:   {}",
+        if factors.totp {
+            format!("totp ({} recovery codes left)", factors.recovery_codes_left)
+        } else {
+            "-".to_owned()
+        }
+    );
     for w in &wallets {
         println!(
             "wallet:          {} (linked {})",
@@ -276,6 +308,26 @@ async fn delete(store: &DynStore, target: &Target) -> anyhow::Result<Done> {
         return Ok(not_found(target));
     }
     report(target, &a.id, "deleted", json!({}));
+    Ok(Done::Ok)
+}
+
+async fn reset_mfa(store: &DynStore, target: &Target, mail: bool) -> anyhow::Result<Done> {
+    let Some(a) = find(store, target).await? else {
+        return Ok(not_found(target));
+    };
+    let removed = store.mfa().remove_factors(&a.id).await?;
+    let ended = store.sessions().end_sessions(&a.id, None).await?;
+    if mail {
+        let notice = crate::lifecycle::second_factor_notice(&a.id, "factors_reset", 0);
+        store.mail().queue_mail(&notice).await?;
+    }
+    tracing::info!(account = %a.id.0, removed, sessions_ended = ended, "second factor reset by an operator");
+    report(
+        target,
+        &a.id,
+        "mfa_reset",
+        json!({"sessions_ended": ended, "factor_removed": removed}),
+    );
     Ok(Done::Ok)
 }
 

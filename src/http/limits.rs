@@ -89,11 +89,14 @@ fn under(path: &str, prefix: &str) -> bool {
 const SIWE: &str = "/auth/siwe";
 
 /// The password, passkey, SIWE and lifecycle routes (account deletion among them),
-/// and everything under the SelfKey mount, so that SelfKey routes added there are
-/// limited without further wiring.
+/// the second factor's changes and codes, and everything under the SelfKey mount, so
+/// that SelfKey routes added there are limited without further wiring.
 fn is_limited(method: &Method, path: &str, settings: &Settings) -> bool {
     if path == "/auth/me" {
         return method == Method::DELETE;
+    }
+    if under(path, "/auth/mfa") {
+        return method != Method::GET;
     }
     [
         "/auth/register",
@@ -201,9 +204,12 @@ mod tests {
             "/api/v1/selfkey/auth/challenge",
             "/api/v1/selfkey/users/token",
             "/auth/passkeys/login/options",
+            "/auth/mfa/verify",
+            "/auth/mfa/totp/confirm",
         ] {
             assert!(is_limited(&Method::POST, path, &settings), "{path}");
         }
+        assert!(!is_limited(&Method::GET, "/auth/mfa", &settings));
         for path in [
             "/auth/me",
             "/auth/loginx",

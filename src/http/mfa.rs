@@ -232,8 +232,8 @@ async fn confirm(
     device: Device,
     JsonBody(req): JsonBody<ConfirmRequest>,
 ) -> Result<Response, ApiError> {
-    let code = required(req.code, "code")?;
     let actor = actor(&app, &parts, req.mfa_token).await?;
+    let code = required(req.code, "code")?;
     let recovery_codes = app
         .second_factor
         .confirm(actor.account(), &code)

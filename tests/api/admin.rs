@@ -19,14 +19,14 @@ crate::on_every_backend!(
 );
 
 /// What a run of the binary gave: exit status, stdout, stderr.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
@@ -35,12 +35,22 @@ impl Run {
 /// `gatehouse ARGS` on the database of `app` (given as `GATEHOUSE_DATABASE_URL`, as an
 /// operator's shell would), from a directory of its own.
 async fn cli(app: &TestApp, args: &[&str]) -> Run {
+    cli_with(app, args, &[]).await
+}
+
+/// [`cli`] with more `GATEHOUSE_*` variables.
+pub(crate) async fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Run {
     let url = app.app.settings.database_url();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
         let out = gatehouse(dir.path())
             .env("GATEHOUSE_DATABASE_URL", url)
+            .envs(env)
             .args(&args)
             .output()
             .unwrap();

@@ -37,6 +37,7 @@ crate::on_every_backend!(
     a_first_factor_session_cannot_enroll_or_replace_a_factor,
     a_passkey_sign_in_is_two_factors_by_itself,
     require_mfa_enrols_before_any_session,
+    support_resets_the_factors_ends_the_sessions_and_mails_the_owner,
 );
 
 const PASSWORD: &str = "password123";
@@ -709,4 +710,47 @@ async fn require_mfa_enrols_before_any_session(b: Backend) {
     // From then on, the account owes its factor like any other.
     let (status, body) = app.login(&address, PASSWORD).await;
     assert_mfa_required(status, &body, "password");
+}
+
+async fn support_resets_the_factors_ends_the_sessions_and_mails_the_owner(b: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(b, with_mail(&smtp)).await;
+    let (_, both, _) = sessions_with_and_without_the_factor(&app).await;
+    let address = jwt_parts(&both).1["email"].as_str().unwrap().to_owned();
+    let run = crate::admin::cli_with(&app, &["users", "show", &address, "--json"], &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.json()["second_factors"],
+        json!({"totp": true, "recovery_codes_left": 10})
+    );
+    let before = smtp.received().len();
+    let mail = [
+        ("GATEHOUSE_MAIL__ENABLED", "true"),
+        ("GATEHOUSE_HTTP__PUBLIC_URL", crate::mail::PUBLIC_URL),
+    ];
+    let run =
+        crate::admin::cli_with(&app, &["users", "mfa", "reset", &address, "--json"], &mail).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let done = run.json();
+    assert_eq!(done["done"], "mfa_reset", "{done}");
+    assert_eq!(done["factor_removed"], true, "{done}");
+    assert!(done["sessions_ended"].as_u64().unwrap() >= 2, "{done}");
+    // Its sessions ended; its next sign-in owes no factor; its owner was told.
+    assert_eq!(app.me(&both).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = app.login(&address, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string(), "{body}");
+    let mails = smtp.wait_for(before + 1, Duration::from_secs(15)).await;
+    let notice = mails.last().unwrap();
+    assert!(notice.to.contains(&address), "{:?}", notice.to);
+    assert!(
+        notice
+            .decoded()
+            .contains("Support removed the second factor"),
+        "{}",
+        notice.decoded()
+    );
+    let run = crate::admin::cli_with(&app, &["users", "show", &address], &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("second factor:   -"), "{}", run.stdout);
 }
