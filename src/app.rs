@@ -161,6 +161,7 @@ impl App {
         let second_factor = SecondFactor::new(
             Arc::clone(&store),
             secret.expose().as_bytes(),
+            previous(),
             Arc::clone(&flow),
             &settings.issuer,
         );

@@ -156,17 +156,33 @@ pub struct Verified {
 pub struct SecondFactor {
     store: DynStore,
     sealer: Sealer,
+    /// The sealers of `jwt.previous_secrets`: secrets sealed before a rotation open.
+    previous: Vec<Sealer>,
     flow: Arc<SignInFlow>,
     issuer: String,
 }
 
+/// The HKDF salt of the TOTP secrets' sealing key.
+const SEALING: &[u8] = b"gatehouse totp secrets";
+
 impl SecondFactor {
     /// `secret` is the JWT secret (the sealing key is derived from it for this use
-    /// alone); `issuer` names the service in authenticator apps.
-    pub fn new(store: DynStore, secret: &[u8], flow: Arc<SignInFlow>, issuer: &str) -> Self {
+    /// alone), `previous` the `jwt.previous_secrets`; `issuer` names the service in
+    /// authenticator apps.
+    pub fn new<'a>(
+        store: DynStore,
+        secret: &[u8],
+        previous: impl IntoIterator<Item = &'a [u8]>,
+        flow: Arc<SignInFlow>,
+        issuer: &str,
+    ) -> Self {
         SecondFactor {
             store,
-            sealer: Sealer::new(secret, b"gatehouse totp secrets"),
+            sealer: Sealer::new(secret, SEALING),
+            previous: previous
+                .into_iter()
+                .map(|s| Sealer::new(s, SEALING))
+                .collect(),
             flow,
             issuer: label(issuer),
         }
@@ -322,14 +338,17 @@ impl SecondFactor {
         Ok(used.then_some(Second::RecoveryCode))
     }
 
+    /// The secret sealed for `account`, under the JWT secret or a previous one.
     fn open(&self, account: &AccountId, sealed: &str) -> Result<Secret<Vec<u8>>, FactorError> {
-        self.sealer
-            .open(&Self::aad(account), sealed)
-            .ok_or_else(|| {
-                FactorError::Internal(anyhow::anyhow!(
-                    "a TOTP secret does not open: sealed under another JWT secret, or altered"
-                ))
-            })
+        let aad = Self::aad(account);
+        let opened = std::iter::once(&self.sealer)
+            .chain(&self.previous)
+            .find_map(|sealer| sealer.open(&aad, sealed));
+        opened.ok_or_else(|| {
+            FactorError::Internal(anyhow::anyhow!(
+                "a TOTP secret does not open: sealed under another JWT secret, or altered"
+            ))
+        })
     }
 
     /// Starts (or restarts) an enrolment: a new secret, shown once. Refused while a

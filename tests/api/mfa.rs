@@ -38,6 +38,7 @@ crate::on_every_backend!(
     a_passkey_sign_in_is_two_factors_by_itself,
     require_mfa_enrols_before_any_session,
     support_resets_the_factors_ends_the_sessions_and_mails_the_owner,
+    a_rotated_jwt_secret_still_opens_the_sealed_totp_secrets,
 );
 
 const PASSWORD: &str = "password123";
@@ -753,4 +754,25 @@ async fn support_resets_the_factors_ends_the_sessions_and_mails_the_owner(b: Bac
     let run = crate::admin::cli_with(&app, &["users", "show", &address], &[]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("second factor:   -"), "{}", run.stdout);
+}
+
+async fn a_rotated_jwt_secret_still_opens_the_sealed_totp_secrets(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (address, secret) = enrolled_account(&app).await;
+    let rotated = app
+        .spawn_beside(|s| {
+            s.jwt.previous_secrets = s.jwt_secret.take().into_iter().collect();
+            s.jwt_secret = Some(gatehouse::domain::Secret::new(
+                "a-new-secret-0123456789-0123456789-0123456789".into(),
+            ));
+        })
+        .await;
+    let mfa_token = password_pending(&rotated, &address).await;
+    let now = clear_of_a_step_end().await;
+    let (status, body) = verify(&rotated, &mfa_token, &oath_code(&secret, now)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        amr(body["token"].as_str().unwrap()),
+        json!(["pwd", "otp", "mfa"])
+    );
 }
