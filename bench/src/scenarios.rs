@@ -210,6 +210,46 @@ impl Bench {
             .collect())
     }
 
+    /// Scenario 11: password + TOTP sign-in, each client over `per_client` accounts of
+    /// its own, registered and enrolled first (see [`crate::mfa`]).
+    pub async fn mfa_sign_in(&self, per_client: usize) -> anyhow::Result<Outcome<Measured>> {
+        let accounts = self
+            .register_accounts("mfa", self.clients * per_client.max(1))
+            .await?;
+        let addr = self.addr();
+        let lanes: Vec<Vec<Account>> = {
+            let mut lanes: Vec<Vec<Account>> = (0..self.clients).map(|_| Vec::new()).collect();
+            for (i, a) in accounts.into_iter().enumerate() {
+                lanes[i % self.clients].push(a);
+            }
+            lanes
+        };
+        let tasks: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                tokio::spawn(async move {
+                    let mut link = Link::new(addr);
+                    let mut enrolled = Vec::new();
+                    for a in lane {
+                        enrolled.push(crate::mfa::enroll(&mut link, a.email, &a.token).await?);
+                    }
+                    Ok::<_, anyhow::Error>(enrolled)
+                })
+            })
+            .collect();
+        let mut flows = Vec::new();
+        for task in tasks {
+            match task.await? {
+                Ok(enrolled) => {
+                    flows.push(crate::mfa::MfaSignInFlow::new(addr, enrolled, PASSWORD))
+                }
+                Err(e) if e.to_string().contains("404") => return Ok(Outcome::Skipped),
+                Err(e) => bail!("enrolling the accounts: {e}"),
+            }
+        }
+        Ok(Outcome::Done(self.measure(flows, "sign-ins/s").await))
+    }
+
     /// Scenario 2: password login, each client on its own prepared account.
     pub async fn login(&self) -> Measured {
         let flows = self
