@@ -28,6 +28,7 @@ use crate::signin::second_factor::{Enrollment, FactorError};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(verify))
+        .routes(routes!(verify_passkey))
         .routes(routes!(enroll, remove))
         .routes(routes!(confirm))
         .routes(routes!(recovery_codes))
@@ -71,6 +72,59 @@ async fn verify(
     if let Some(left) = verified.recovery_code_used {
         tell_owner(&app, &verified.account, "recovery_code_used", left).await;
     }
+    Ok(signed_in(&app.settings, secure, verified.sign_in))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasskeyVerifyRequest {
+    /// The `mfa_token` a sign-in answered with `mfa_required` (`methods` has `passkey`).
+    #[schema(value_type = String, required)]
+    mfa_token: Option<String>,
+    /// A ceremony of `POST /auth/passkeys/login/options`.
+    #[schema(value_type = String, required)]
+    ceremony: Option<String>,
+    /// What `navigator.credentials.get` returned, in its JSON form.
+    #[schema(value_type = Object, required)]
+    credential: Option<webauthn_rs_proto::PublicKeyCredential>,
+}
+
+/// The second step with a passkey of the account (its ceremony begun at
+/// `POST /auth/passkeys/login/options`): after a password, a passkey is the second
+/// factor. A passkey of another account counts as a wrong attempt.
+#[utoipa::path(post, path = "/auth/mfa/passkey", tag = "mfa", request_body = PasskeyVerifyRequest,
+    responses(
+        (status = 200, description = "Signed in: `amr` has `hwk` and `mfa`", body = TokenResponse),
+        (status = 400, description = "Missing field or unparsable body", body = ErrorBody),
+        (status = 401, description = "`passkey_refused` (the assertion did not verify, or is another account's passkey); or `invalid_mfa_token`", body = ErrorBody),
+        (status = 403, description = "`enrollment_required`; or `account_disabled`", body = ErrorBody),
+        (status = 429, description = "Too many wrong attempts for this account lately; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)))]
+async fn verify_passkey(
+    State(app): State<AppState>,
+    SecureCookies(secure): SecureCookies,
+    device: Device,
+    JsonBody(req): JsonBody<PasskeyVerifyRequest>,
+) -> Result<Response, ApiError> {
+    let token = required(req.mfa_token, "mfa_token")?;
+    let ceremony = required(req.ceremony, "ceremony")?;
+    let credential = req
+        .credential
+        .ok_or_else(|| crate::domain::Invalid::missing("credential"))?;
+    let proven = match app.passkeys.finish_login(&ceremony, &credential).await {
+        Ok(account) => Some(account),
+        Err(crate::signin::passkeys::PasskeyError::Internal(e)) => {
+            return Err(ApiError::Internal(e));
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "second factor: a passkey assertion was refused");
+            None
+        }
+    };
+    let verified = app
+        .second_factor
+        .verify_passkey(&token, proven.as_ref(), &device)
+        .await
+        .map_err(factor_error)?;
     Ok(signed_in(&app.settings, secure, verified.sign_in))
 }
 
@@ -367,6 +421,11 @@ pub fn factor_error(e: FactorError) -> ApiError {
             StatusCode::UNAUTHORIZED,
             "invalid_code",
             "The code is wrong or was used already.",
+        ),
+        FactorError::WrongPasskey => coded(
+            StatusCode::UNAUTHORIZED,
+            "passkey_refused",
+            "The passkey was refused.",
         ),
         FactorError::TooManyFailures { retry_after_secs } => {
             ApiError::TooManyRequests { retry_after_secs }

@@ -39,7 +39,8 @@ pub enum Finished {
 pub struct Pending {
     /// The `mfa_token`: what the second step presents. Only its digest is stored.
     pub token: String,
-    /// What the second step may be: `totp` and `recovery_code`, or `enroll_totp` alone.
+    /// What the second step may be: `totp` and `recovery_code` (and `passkey` when the
+    /// account has one), or `enroll_totp` alone.
     pub methods: Vec<&'static str>,
     /// Seconds it waits.
     pub expires_in: i64,
@@ -227,8 +228,16 @@ impl SignInFlow {
         tracing::info!(account = %account.id.0, method = %pending.method, enroll_only, "sign-in waits for its second factor");
         let methods = if enroll_only {
             vec!["enroll_totp"]
-        } else {
+        } else if self
+            .store
+            .passkeys(&account.id)
+            .await
+            .map_err(|e| Refused::Internal(e.into()))?
+            .is_empty()
+        {
             vec!["totp", "recovery_code"]
+        } else {
+            vec!["totp", "recovery_code", "passkey"]
         };
         Ok(Pending {
             token,

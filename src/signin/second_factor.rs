@@ -114,6 +114,9 @@ pub enum FactorError {
     /// The code is wrong, or its time step was used already.
     #[error("the code is wrong")]
     WrongCode,
+    /// The passkey's assertion did not verify, or the passkey is another account's.
+    #[error("the passkey was refused")]
+    WrongPasskey,
     /// The account took too many wrong codes lately.
     #[error("too many wrong codes")]
     TooManyFailures { retry_after_secs: i64 },
@@ -236,6 +239,45 @@ impl SecondFactor {
             sign_in,
             account: account.clone(),
             recovery_code_used,
+        })
+    }
+
+    /// The second step with a passkey: `passkey_account` is the account whose passkey's
+    /// assertion (user verification included) verified, `None` if none did. It counts
+    /// as one of the pending sign-in's attempts, and as a wrong code unless it is the
+    /// pending sign-in's own account.
+    pub async fn verify_passkey(
+        &self,
+        mfa_token: &str,
+        passkey_account: Option<&AccountId>,
+        device: &Device,
+    ) -> Result<Verified, FactorError> {
+        let now = unix_now();
+        let id_hash = digest_hex(mfa_token);
+        let attempt = self
+            .store
+            .mfa()
+            .attempt_pending(&id_hash, now, PENDING_MAX_ATTEMPTS)
+            .await?
+            .ok_or(FactorError::NotPending)?;
+        if attempt.enroll_only {
+            return Err(FactorError::EnrollFirst);
+        }
+        let account = &attempt.account;
+        self.admit(account, now).await?;
+        if passkey_account != Some(account) {
+            self.failed(account, now).await?;
+            return Err(FactorError::WrongPasskey);
+        }
+        if !self.store.mfa().take_pending(&id_hash).await? {
+            return Err(FactorError::NotPending);
+        }
+        let sign_in = self.flow.complete(&attempt, "hwk", device).await?;
+        tracing::info!(account = %account.0, factor = "hwk", "second factor given");
+        Ok(Verified {
+            sign_in,
+            account: account.clone(),
+            recovery_code_used: None,
         })
     }
 

@@ -39,6 +39,7 @@ crate::on_every_backend!(
     require_mfa_enrols_before_any_session,
     support_resets_the_factors_ends_the_sessions_and_mails_the_owner,
     a_rotated_jwt_secret_still_opens_the_sealed_totp_secrets,
+    a_passkey_is_the_second_factor_after_a_password,
 );
 
 const PASSWORD: &str = "password123";
@@ -150,6 +151,7 @@ fn amr(token: &str) -> Value {
 fn assert_refused(status: StatusCode, body: &Value, code: &str, what: &str) {
     let expected = match code {
         "enrollment_required" | "second_factor_required" => StatusCode::FORBIDDEN,
+        // "invalid_code", "invalid_mfa_token", "passkey_refused": 401.
         "not_enrolled" => StatusCode::NOT_FOUND,
         "already_enrolled" => StatusCode::CONFLICT,
         _ => StatusCode::UNAUTHORIZED,
@@ -775,4 +777,67 @@ async fn a_rotated_jwt_secret_still_opens_the_sealed_totp_secrets(b: Backend) {
         amr(body["token"].as_str().unwrap()),
         json!(["pwd", "otp", "mfa"])
     );
+}
+
+/// A passkey ceremony's assertion by `authenticator`, for `POST /auth/mfa/passkey`.
+async fn passkey_assertion(app: &TestApp, authenticator: &mut Authenticator) -> (Value, Value) {
+    let (status, body) = post(app, "/auth/passkeys/login/options", None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let credential = authenticator.get(&body["publicKey"]);
+    (body["ceremony"].clone(), credential)
+}
+
+async fn a_passkey_is_the_second_factor_after_a_password(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, both, _) = sessions_with_and_without_the_factor(&app).await;
+    let address = jwt_parts(&both).1["email"].as_str().unwrap().to_owned();
+    let mut authenticator = Authenticator::new(ORIGIN);
+    let (status, body) = app
+        .register_passkey(&mut authenticator, Some(&both), Some("Laptop"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Another account's passkey is refused, and counts as an attempt.
+    let mut stranger = Authenticator::new(ORIGIN);
+    app.passkey_account(&mut stranger).await;
+    let (status, body) = app.login(&address, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["methods"], json!(["totp", "recovery_code", "passkey"]));
+    let mfa_token = body["mfa_token"].as_str().unwrap().to_owned();
+    let (ceremony, credential) = passkey_assertion(&app, &mut stranger).await;
+    let (status, body) = post(
+        &app,
+        "/auth/mfa/passkey",
+        None,
+        json!({"mfa_token": mfa_token, "ceremony": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_refused(
+        status,
+        &body,
+        "passkey_refused",
+        "another account's passkey",
+    );
+    // The account's own passkey completes the sign-in: two factors.
+    let (ceremony, credential) = passkey_assertion(&app, &mut authenticator).await;
+    let (status, body) = post(
+        &app,
+        "/auth/mfa/passkey",
+        None,
+        json!({"mfa_token": mfa_token, "ceremony": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(amr(token), json!(["pwd", "hwk", "mfa"]));
+    assert_eq!(jwt_parts(token).1["acr"], "aal2");
+    // Used once.
+    let (ceremony, credential) = passkey_assertion(&app, &mut authenticator).await;
+    let (status, body) = post(
+        &app,
+        "/auth/mfa/passkey",
+        None,
+        json!({"mfa_token": mfa_token, "ceremony": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_refused(status, &body, "invalid_mfa_token", "a used mfa_token");
 }
