@@ -350,7 +350,8 @@ impl Server {
 const PURGE_EVERY_SECS: u64 = 60;
 const PURGE_LEASE_SECS: i64 = 150;
 
-/// Deletes expired single-use values, counters and timed-out sessions now and then.
+/// Deletes expired single-use values, counters, pending sign-ins and timed-out sessions
+/// now and then.
 /// On several nodes, one at a time does it: the holder of the `purge` lease.
 async fn purge_expired(app: AppState) {
     let node = crate::crypto::random_id();
@@ -379,6 +380,11 @@ async fn purge_expired(app: AppState) {
             Ok(n) if n > 0 => tracing::debug!(sessions = n, "purged timed-out sessions"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging timed-out sessions failed"),
+        }
+        match app.store.mfa().purge_pending(now).await {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired pending sign-ins"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired pending sign-ins failed"),
         }
         match app.store.signing_keys().purge_signing_keys(now).await {
             Ok(n) if n > 0 => tracing::info!(keys = n, "deleted retired signing keys"),

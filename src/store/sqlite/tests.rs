@@ -412,4 +412,30 @@ async fn a_time_step_is_accepted_once_and_confirms_once() {
     assert!(!store.use_recovery_code(&id, "h1", 5).await.unwrap());
     let summary = store.factor_summary(&id).await.unwrap();
     assert_eq!((summary.totp, summary.recovery_codes_left), (true, 1));
+
+    // A pending sign-in takes `max` attempts, then none; it expires and is purged.
+    let pending = crate::store::mfa::NewPending {
+        id_hash: "p1".into(),
+        account: id.clone(),
+        amr: "pwd".into(),
+        method: "password".into(),
+        enroll_only: false,
+        expires_at: 100,
+    };
+    store.put_pending(&pending).await.unwrap();
+    for _ in 0..2 {
+        let attempt = store.attempt_pending("p1", 10, 2).await.unwrap().unwrap();
+        assert_eq!(
+            (attempt.account.0.as_str(), attempt.amr.as_str()),
+            ("a1", "pwd")
+        );
+    }
+    assert!(store.attempt_pending("p1", 10, 2).await.unwrap().is_none());
+    assert!(
+        store.attempt_pending("p1", 100, 5).await.unwrap().is_none(),
+        "expired"
+    );
+    assert_eq!(store.purge_pending(99).await.unwrap(), 0);
+    assert_eq!(store.purge_pending(100).await.unwrap(), 1);
+    assert!(!store.take_pending("p1").await.unwrap());
 }
