@@ -2,7 +2,7 @@
 # Runs every test: the Rust suite (unit, HTTP integration on SQLite and PostgreSQL,
 # process tests), then the Node interop tests (jwt-simple, ethers) and the browser
 # tests (passkeys in chromium) against the real server. Sets up what it needs:
-# PostgreSQL (if installed), the npm packages, and Debian's chromium if missing.
+# PostgreSQL (if installed), the npm packages, Debian's oathtool and chromium if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,9 @@ if [ -n "${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then
 else
   echo "PostgreSQL tests: off (no PostgreSQL found; set GATEHOUSE_TEST_POSTGRES_URL)"
 fi
+
+# The second factor's tests take their TOTP codes from oathtool (Debian's package).
+scripts/oathtool.sh >/dev/null
 
 echo "== Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
