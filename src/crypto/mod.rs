@@ -8,6 +8,7 @@ pub mod ownid_signature;
 pub mod passwords;
 pub mod refresh;
 pub mod signing;
+pub mod tag;
 
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

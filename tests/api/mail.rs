@@ -32,6 +32,9 @@ pub(crate) fn with_mail(
         s.mail.site_name = "Example".into();
         s.mail.retry_base_secs = 1;
         s.mail.retry_max_secs = 2;
+        // The mailed links go to the older pages under /auth/pages (still served);
+        // tests/api/ui.rs follows them to /ui/ with the hosted pages on.
+        s.ui.enabled = false;
     }
 }
 
