@@ -36,6 +36,8 @@ const TEMPLATES: [(&str, &str); 8] = [
 
 /// The built-in stylesheet.
 pub const STYLE: &str = include_str!("assets/style.css");
+/// The script of the passkey buttons and conditional UI.
+pub const PASSKEY_JS: &str = include_str!("assets/passkeys.js");
 /// The script of the emailed links' pages: takes the token out of the address bar.
 pub const LINK_JS: &str = include_str!("assets/link.js");
 

@@ -123,6 +123,7 @@ async fn render(
         email_verified => profile.account.email_verified,
         has_password => profile.account.password_hash.is_some(),
         mail => app.lifecycle.is_some(),
+        passkeys_on => app.settings.passkeys.enabled,
         sessions => sessions,
         passkeys => passkeys,
         wallets => wallets,
@@ -131,6 +132,30 @@ async fn render(
         error => error.as_ref().map(|e| b.message(app, e.message)),
     };
     page(app, b, status, "account.html", Kind::Plain, context)
+}
+
+/// The account page with the recent-sign-in error.
+pub(super) async fn again(app: &App, b: &Browser, session: &Authenticated) -> Response {
+    render(
+        app,
+        b,
+        session,
+        None,
+        Some(shown(StatusCode::FORBIDDEN, "", "error-recent-sign-in")),
+    )
+    .await
+}
+
+/// The account page with a passkey's error.
+pub(super) async fn passkey_failed(app: &App, b: &Browser, session: &Authenticated) -> Response {
+    render(
+        app,
+        b,
+        session,
+        None,
+        Some(shown(StatusCode::BAD_REQUEST, "", "error-passkey")),
+    )
+    .await
 }
 
 fn internal(app: &App, b: &Browser) -> Response {

@@ -10,6 +10,7 @@
 
 mod account;
 mod pages;
+mod passkeys;
 
 use std::collections::HashMap;
 
@@ -36,8 +37,10 @@ pub fn router(app: &App) -> Router<AppState> {
         .route("/ui/assets/style.css", get(style))
         .route("/ui/assets/theme.css", get(theme))
         .route("/ui/assets/link.js", get(link_js))
+        .route("/ui/assets/passkeys.js", get(passkey_js))
         .merge(pages::router(app))
         .merge(account::router())
+        .merge(passkeys::router(app))
 }
 
 /// The pages' state: present whenever the routes are mounted.
@@ -335,6 +338,10 @@ fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Respo
 
 async fn style() -> Response {
     asset("text/css; charset=utf-8", crate::ui::STYLE)
+}
+
+async fn passkey_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::PASSKEY_JS)
 }
 
 async fn link_js() -> Response {

@@ -65,7 +65,7 @@ fn return_query(app: &App, return_to: Option<&str>) -> String {
 }
 
 /// The sign-in form, with `error` next to `field` when a try failed.
-fn sign_in_form(
+pub(super) fn sign_in_form(
     app: &App,
     b: &Browser,
     status: StatusCode,
@@ -77,6 +77,7 @@ fn sign_in_form(
         field(fields, "return_to").and_then(|r| super::pages(app).return_origins().check(r));
     let context = context! {
         title => "sign-in",
+        passkeys => app.settings.passkeys.enabled,
         email => field(fields, "email").unwrap_or_default(),
         return_to => return_to.as_deref().unwrap_or_default(),
         return_query => return_query(app, return_to.as_deref()),
@@ -171,7 +172,7 @@ async fn sign_in(
     }
 }
 
-fn sign_up_form(
+pub(super) fn sign_up_form(
     app: &App,
     b: &Browser,
     status: StatusCode,
@@ -183,6 +184,7 @@ fn sign_up_form(
         field(fields, "return_to").and_then(|r| super::pages(app).return_origins().check(r));
     let context = context! {
         title => "sign-up",
+        passkeys => app.settings.passkeys.enabled,
         email => field(fields, "email").unwrap_or_default(),
         return_to => return_to.as_deref().unwrap_or_default(),
         return_query => return_query(app, return_to.as_deref()),
