@@ -75,10 +75,7 @@ impl ReturnOrigins {
             return None;
         }
         let origin = url.origin().ascii_serialization();
-        self.origins
-            .iter()
-            .any(|allowed| *allowed == origin)
-            .then(|| url.to_string())
+        self.origins.contains(&origin).then(|| url.to_string())
     }
 
     /// [`ReturnOrigins::check`], or the account page.
