@@ -24,6 +24,7 @@ on_every_backend!(
     the_account_page_ends_sessions_and_changes_the_password,
     deleting_the_account_needs_the_box_and_a_recent_sign_in,
     a_forgotten_password_through_the_mailed_link,
+    a_wallets_last_way_in_stays_and_a_second_wallet_unlinks,
 );
 
 const PASSWORD: &str = "password-123";
@@ -854,4 +855,96 @@ async fn a_forgotten_password_through_the_mailed_link(b: Backend) {
     );
     let (status, body) = app.login(&address, "new-password-789").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A browser holding the page cookie of the session an API sign-in (`body`) started,
+/// as `Sessions::browser_cookie` makes it.
+fn browser_of<'a>(app: &'a TestApp, body: &serde_json::Value) -> Browser<'a> {
+    let claims = crate::helpers::jwt_parts(body["token"].as_str().unwrap()).1;
+    let sign_in = gatehouse::sessions::SignIn {
+        token: String::new(),
+        refresh_token: String::new(),
+        expires_in: 0,
+        session: claims["sid"].as_str().unwrap().to_owned(),
+        account: gatehouse::domain::AccountId(claims["sub"].as_str().unwrap().to_owned()),
+        auth_time: claims["auth_time"].as_i64().unwrap(),
+    };
+    let mut browser = Browser::new(app);
+    browser.cookies.insert(
+        "gatehouse-ui".into(),
+        app.app.sessions.browser_cookie(&sign_in),
+    );
+    browser
+}
+
+async fn a_wallets_last_way_in_stays_and_a_second_wallet_unlinks(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let wallet = crate::selfkey::TestWallet::random();
+    let (status, body) = crate::siwe::signed_in_as(&app, &wallet).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut browser = browser_of(&app, &body);
+    let page = browser.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let address = page
+        .body
+        .split("<code>")
+        .nth(1)
+        .unwrap()
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        address.starts_with("0x") && address.len() == 42,
+        "{address}"
+    );
+    assert!(page.body.contains("Signed in with: siwe"), "{}", page.body);
+
+    let refused = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/wallets/unlink",
+            &[("address", &address)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("That is the account&#x27;s last way in: add another first."),
+        "{}",
+        refused.body
+    );
+    let page = browser.get("/ui/account").await;
+    assert!(
+        page.body.contains(&format!("<code>{address}</code>")),
+        "still linked: {}",
+        page.body
+    );
+
+    // With a password too, the wallet unlinks.
+    let changed = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/password",
+            &[("new_password", "a first password")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    let unlinked = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/wallets/unlink",
+            &[("address", &address)],
+        )
+        .await;
+    assert_eq!(unlinked.status, StatusCode::SEE_OTHER, "{}", unlinked.body);
+    assert_eq!(unlinked.location(), "/ui/account?done=wallet-unlinked");
+    let page = browser.get("/ui/account?done=wallet-unlinked").await;
+    assert!(
+        page.body.contains("The wallet is unlinked."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("No wallet linked."), "{}", page.body);
 }

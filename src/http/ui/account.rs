@@ -16,6 +16,7 @@ use minijinja::context;
 use super::{Browser, Fields, Kind, clear_session, csrf_refusal, field, page, redirect};
 use crate::accounts::AccountError;
 use crate::app::App;
+use crate::crypto::eth::Address;
 use crate::domain::{Email, Password, unix_now};
 use crate::http::AppState;
 use crate::http::reply::rfc3339;
@@ -24,6 +25,7 @@ use crate::lifecycle::password::{ChangeError, PasswordChange};
 use crate::sessions::{Authenticated, Scope, StepUp};
 use crate::signin::passkeys::PasskeyError;
 use crate::signin::password::LoginClient;
+use crate::signin::selfkey::{SelfKey, SelfKeyError};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -35,11 +37,13 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/account/sessions/end-others", post(end_others))
         .route("/ui/account/passkeys/rename", post(rename_passkey))
         .route("/ui/account/passkeys/remove", post(remove_passkey))
+        .route("/ui/account/wallets/unlink", post(unlink_wallet))
         .route("/ui/account/delete", post(delete_account))
 }
 
 /// The notices a redirect back to the page may name (`?done=`); nothing else is shown.
-const NOTICES: [&str; 8] = [
+const NOTICES: [&str; 9] = [
+    "wallet-unlinked",
     "verification-sent",
     "email-change-sent",
     "password-changed",
@@ -514,6 +518,62 @@ async fn remove_passkey(
     match app.passkeys.remove(&session.account, id).await {
         Ok(()) => done(&app, "passkey-removed"),
         Err(e) => render(&app, &b, &session, None, Some(passkey_shown(e))).await,
+    }
+}
+
+/// Unlinks a wallet as `DELETE /wallets/{address}` does: with a recent sign-in, never
+/// the last way in.
+async fn unlink_wallet(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "unlink_wallet", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if !recent(&app, &session) {
+        return again(&app, &b, &session).await;
+    }
+    let Some(address) = field(&f, "address").and_then(|a| Address::parse(a).ok()) else {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(StatusCode::BAD_REQUEST, "", "error-internal")),
+        )
+        .await;
+    };
+    let selfkey = SelfKey::new(app.store.as_ref(), &app.tokens, &app.settings.selfkey);
+    match selfkey.remove_wallet(&session.account, &address).await {
+        Ok(()) => done(&app, "wallet-unlinked"),
+        Err(SelfKeyError::LastSignInMethod) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(StatusCode::CONFLICT, "", "error-last-way-in")),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "unlinking a wallet from the account page failed");
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "error-internal",
+                )),
+            )
+            .await
+        }
     }
 }
 
