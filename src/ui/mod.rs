@@ -166,3 +166,83 @@ impl minijinja::value::Object for FormTokens {
 fn read(path: &Path, key: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{key}: cannot read {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(configure: impl FnOnce(&mut Settings)) -> Settings {
+        let mut s = Settings::default();
+        configure(&mut s);
+        s
+    }
+
+    #[test]
+    fn a_template_of_templates_dir_replaces_the_built_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("message.html"),
+            "<p lang=\"{{ lang }}\">{{ t[\"sign-in\"] }} at {{ site_name }}</p>",
+        )
+        .unwrap();
+        let pages = Pages::load(&settings(|s| {
+            s.ui.templates_dir = Some(dir.path().to_path_buf());
+            s.ui.site_name = "Example".into();
+        }))
+        .unwrap();
+        let lang = pages.language(Some("de"));
+        let html = pages
+            .render("message.html", lang, "00", Value::UNDEFINED)
+            .unwrap();
+        assert_eq!(html, "<p lang=\"de\">Anmelden at Example</p>");
+        let built_in = pages
+            .render("sign_in.html", lang, "00", Value::UNDEFINED)
+            .unwrap();
+        assert!(built_in.contains("<html lang=\"de\">"), "{built_in}");
+
+        std::fs::write(dir.path().join("account.html"), "{% if %}").unwrap();
+        let broken = Pages::load(&settings(|s| {
+            s.ui.templates_dir = Some(dir.path().to_path_buf())
+        }));
+        let error = format!(
+            "{:#}",
+            broken.err().expect("a broken template stops the start")
+        );
+        assert!(error.contains("page template account.html"), "{error}");
+    }
+
+    #[test]
+    fn the_theme_is_the_primary_colour_then_the_custom_css() {
+        let dir = tempfile::tempdir().unwrap();
+        let css = dir.path().join("site.css");
+        std::fs::write(&css, "main{border:0}").unwrap();
+        let pages = Pages::load(&settings(|s| {
+            s.ui.primary_color = "#0b7a4b".into();
+            s.ui.custom_css = Some(css);
+        }))
+        .unwrap();
+        assert_eq!(
+            pages.theme_css(),
+            ":root{--primary:#0b7a4b}\nmain{border:0}"
+        );
+    }
+
+    #[test]
+    fn a_form_token_is_bound_to_its_form_and_browser() {
+        let pages = Pages::load(&Settings::default())
+            .unwrap()
+            .keyed(b"a-test-secret-that-is-long-enough-for-hs512");
+        let token = pages.form_token("sign_in", "aa");
+        assert!(pages.form_token_ok("sign_in", "aa", &token));
+        assert!(!pages.form_token_ok("sign_up", "aa", &token));
+        assert!(!pages.form_token_ok("sign_in", "ab", &token));
+        assert!(!pages.form_token_ok("sign_in", "", &pages.form_token("sign_in", "")));
+        let html = pages
+            .render("sign_in.html", pages.language(None), "aa", Value::UNDEFINED)
+            .unwrap();
+        assert!(
+            html.contains(&format!("name=\"csrf\" value=\"{token}\"")),
+            "{html}"
+        );
+    }
+}
