@@ -2,7 +2,7 @@
 # Passkeys in a real browser: installs Debian's chromium if it is missing, starts the
 # built server on a free port with its passkey origin set to the test page's, and
 # runs tests/browser (puppeteer-core + the DevTools virtual authenticator +
-# @simplewebauthn/browser) against it.
+# @simplewebauthn/browser; the hosted pages with axe-core) against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/test-server.sh
@@ -22,18 +22,23 @@ free_port() {
 }
 page_port=$(free_port)
 other_port=$(free_port)
+# The hosted pages are tested on the server's own origin, http://localhost:PORT (its
+# public URL, a passkey origin too); their mail goes to the data directory's outbox.
+TEST_SERVER_PORT=$(free_port)
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 start_test_server \
   GATEHOUSE_JWT_SECRET="$secret" \
   GATEHOUSE_RATE_LIMIT__ENABLED=false \
   GATEHOUSE_ARGON2__MEMORY_KIB=4096 \
   GATEHOUSE_PASSKEYS__RP_ID=localhost \
-  GATEHOUSE_PASSKEYS__ORIGINS="http://localhost:$page_port"
+  GATEHOUSE_PASSKEYS__ORIGINS="http://localhost:$page_port,http://localhost:$TEST_SERVER_PORT" \
+  GATEHOUSE_HTTP__PUBLIC_URL="http://localhost:$TEST_SERVER_PORT" \
+  GATEHOUSE_MAIL__ENABLED=true
 
 profile=$(mktemp -d)
 status=0
 GATEHOUSE_URL="http://127.0.0.1:$port" PAGE_PORT="$page_port" OTHER_PORT="$other_port" \
-CHROMIUM_PROFILE="$profile" \
+UI_URL="http://localhost:$port" OUTBOX="$data/outbox" CHROMIUM_PROFILE="$profile" \
   node --test --test-reporter=spec tests/browser/ || status=$?
 rm -rf "$profile"
 if grep -qF "$secret" "$log"; then

@@ -12,6 +12,7 @@ use crate::crypto::jwt::TokenKeys;
 use crate::crypto::ownid_signature::OwnIdVerifier;
 use crate::crypto::passwords::{HashParams, PasswordHasher};
 use crate::crypto::refresh::RefreshKey;
+use crate::crypto::tag::TagKey;
 use crate::domain::Secret;
 use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
@@ -26,6 +27,7 @@ use crate::signin::second_factor::SecondFactor;
 use crate::signin::siwe::{Origin, Policy};
 use crate::signing_keys::{KeyPolicy, SigningKeys};
 use crate::store::{self, DynStore};
+use crate::ui::Pages;
 
 pub struct App {
     pub settings: Settings,
@@ -53,6 +55,8 @@ pub struct App {
     /// What a SIWE message must satisfy.
     pub siwe: Policy,
     pub metrics: Arc<Metrics>,
+    /// The hosted pages' templates and catalogue; `None` when `ui.enabled` is off.
+    pub pages: Option<Arc<Pages>>,
     /// Set on SIGTERM/SIGINT: `/ready` answers 503 so the load balancer moves on.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -70,6 +74,10 @@ impl App {
         let ownid_verifier = OwnIdVerifier::new(&o.shared_secrets, o.timestamp_tolerance_secs)
             .context("ownid.shared_secrets")?;
         let mailer = Mailer::build(&settings)?;
+        let pages = match settings.ui.enabled {
+            true => Some(Pages::load(&settings)?),
+            false => None,
+        };
         let store = store::connect(
             &settings.database_url(),
             settings.database_max_connections,
@@ -131,6 +139,7 @@ impl App {
             Arc::clone(&store),
             account_keys,
             RefreshKey::new(secret.expose().as_bytes()).accepting_previous(previous()),
+            TagKey::derive(secret.expose().as_bytes(), "gatehouse browser session"),
             policy,
         ));
         let a = &settings.argon2;
@@ -227,6 +236,7 @@ impl App {
             passkeys,
             siwe,
             metrics,
+            pages: pages.map(|p| Arc::new(p.keyed(secret.expose().as_bytes()))),
             draining: Default::default(),
         })
     }

@@ -23,6 +23,7 @@ mod selfkey;
 mod serde_helpers;
 mod siwe;
 mod tokens;
+mod ui;
 
 pub use self::http::{HttpSettings, IpNet, RateLimitSettings};
 pub use self::mail::{MailLinks, MailSettings};
@@ -32,6 +33,7 @@ pub use self::passkeys::PasskeySettings;
 pub use self::selfkey::{RequestedAttribute, SelfKeySettings, Website};
 pub use self::siwe::SiweSettings;
 pub use self::tokens::{AccountsSettings, Argon2Settings, JwtSettings, SessionSettings};
+pub use self::ui::UiSettings;
 
 /// Every setting. Each field's doc comment is its entry in the configuration reference
 /// (`gatehouse config --defaults`, [`reference`]): a field without one fails the tests.
@@ -93,6 +95,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// How account tokens are signed.
     pub jwt: JwtSettings,
+    /// The hosted pages under `/ui/`: sign-in, sign-up, recovery, the account page.
+    pub ui: UiSettings,
 }
 
 impl Default for Settings {
@@ -120,6 +124,7 @@ impl Default for Settings {
             accounts: AccountsSettings::default(),
             metrics: MetricsSettings::default(),
             jwt: JwtSettings::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -418,6 +423,7 @@ impl Settings {
             );
         }
         self.validate_mail()?;
+        self.ui.validate()?;
         self.validate_passkeys()
     }
 

@@ -30,3 +30,4 @@ pub mod sessions;
 pub mod signin;
 pub mod signing_keys;
 pub mod store;
+pub mod ui;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::jwt::{Claims, TokenError, TokenKeys, TokenKind};
 use crate::crypto::random_id;
 use crate::crypto::refresh::RefreshKey;
+use crate::crypto::tag::TagKey;
 use crate::domain::{Account, AccountId, unix_now};
 use crate::signing_keys::SigningKeys;
 use crate::store::sessions::{NewSession, Refresh, RefreshRules, SessionRecord};
@@ -174,6 +175,12 @@ pub struct SignIn {
     pub expires_in: i64,
     /// The session's id: the token's `sid`.
     pub session: String,
+    /// The account signed in.
+    pub account: AccountId,
+    /// When the person signed in (Unix seconds): the tokens' `auth_time`.
+    pub auth_time: i64,
+    /// Whether the sign-in proved two factors (the tokens' `amr` holds `mfa`).
+    pub multi_factor: bool,
 }
 
 impl std::fmt::Debug for SignIn {
@@ -186,21 +193,23 @@ impl std::fmt::Debug for SignIn {
     }
 }
 
-/// A verified account token whose session lives.
+/// A verified account token (or browser session cookie) whose session lives.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub account: AccountId,
     /// The session id (`sid`).
     pub session: String,
-    /// Shared with the node's [`VerifiedTokens`], which keeps them while the token lives.
-    pub claims: Arc<Claims<AccountClaims>>,
+    /// When the person signed in (Unix seconds): the token's `auth_time`.
+    pub auth_time: i64,
+    /// Whether that sign-in proved two factors (`amr` holds `mfa`); a refresh keeps it.
+    pub multi_factor: bool,
 }
 
 impl Authenticated {
     /// True if the person signed in (not refreshed: authenticated) within `secs`
     /// seconds of `now`: for actions that want a fresh sign-in.
     pub fn signed_in_within(&self, secs: i64, now: i64) -> bool {
-        signed_in_recently(self.claims.extra.auth_time, secs, now)
+        signed_in_recently(self.auth_time, secs, now)
     }
 }
 
@@ -237,7 +246,7 @@ impl StepUp {
     /// has one, no change to how it is reached is allowed (a stolen password's session
     /// from before the factor was enrolled cannot remove or replace it).
     pub fn owes_second_factor(session: &Authenticated) -> bool {
-        !session.claims.extra.multi_factor()
+        !session.multi_factor
     }
 }
 
@@ -361,6 +370,8 @@ impl AccountKeys {
 pub struct Sessions {
     store: DynStore,
     tokens: AccountKeys,
+    /// Tags the browser session cookies of the hosted pages.
+    browser: TagKey,
     /// Account tokens whose signature was checked already (see [`verified`]).
     verified: VerifiedTokens<Arc<Claims<AccountClaims>>>,
     refresh: RefreshKey,
@@ -372,11 +383,13 @@ impl Sessions {
         store: DynStore,
         tokens: AccountKeys,
         refresh: RefreshKey,
+        browser: TagKey,
         policy: SessionPolicy,
     ) -> Self {
         Sessions {
             store,
             tokens,
+            browser,
             verified: VerifiedTokens::default(),
             refresh,
             policy,
@@ -433,6 +446,7 @@ impl Sessions {
         now: i64,
     ) -> Result<SignIn, SessionError> {
         let claims = account_claims(account, session, auth_time, amr);
+        let multi_factor = claims.multi_factor();
         let ttl = self.policy.access_ttl_secs;
         let token = self.tokens.issue(&account.id.0, now, ttl, claims)?;
         Ok(SignIn {
@@ -440,6 +454,9 @@ impl Sessions {
             refresh_token: self.refresh.token(session, generation),
             expires_in: ttl,
             session: session.to_owned(),
+            account: account.id.clone(),
+            auth_time,
+            multi_factor,
         })
     }
 
@@ -494,6 +511,69 @@ impl Sessions {
         Ok(authenticated)
     }
 
+    /// The value of the browser session cookie of the hosted pages for a sign-in:
+    /// `<session>.<auth_time>.<mfa>.<account>.<tag>` (`mfa` is `1` when the sign-in proved
+    /// two factors, else `0`). It names the same session row as the
+    /// sign-in's tokens, so whatever ends that session (signing out, everywhere or
+    /// here; a password reset; a disabled or deleted account) ends the cookie too.
+    pub fn browser_cookie(&self, sign_in: &SignIn) -> String {
+        let body = format!(
+            "{}.{}.{}.{}",
+            sign_in.session,
+            sign_in.auth_time,
+            u8::from(sign_in.multi_factor),
+            sign_in.account.0
+        );
+        let tag = self.browser.tag(&body);
+        format!("{body}.{tag}")
+    }
+
+    /// Which account a browser's session cookie belongs to, and when it signed in: the
+    /// one question the pages (and an OpenID Connect `/authorize`) ask of a browser.
+    /// Refused unless the cookie is one [`Sessions::browser_cookie`] made and its
+    /// session still lives.
+    pub async fn browser(&self, cookie: &str) -> Result<Authenticated, SessionError> {
+        const MAX_LEN: usize = 160;
+        if cookie.len() > MAX_LEN {
+            return Err(SessionError::Refused("malformed"));
+        }
+        let (body, tag) = cookie
+            .rsplit_once('.')
+            .ok_or(SessionError::Refused("malformed"))?;
+        let mut parts = body.splitn(4, '.');
+        let (Some(session), Some(auth_time), Some(mfa), Some(account)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SessionError::Refused("malformed"));
+        };
+        if !self.browser.verifies(body, tag) {
+            return Err(SessionError::Refused("signature"));
+        }
+        let auth_time = auth_time
+            .parse::<i64>()
+            .map_err(|_| SessionError::Refused("malformed"))?;
+        let multi_factor = match mfa {
+            "1" => true,
+            "0" => false,
+            _ => return Err(SessionError::Refused("malformed")),
+        };
+        let authenticated = Authenticated {
+            account: AccountId(account.to_owned()),
+            session: session.to_owned(),
+            auth_time,
+            multi_factor,
+        };
+        let live = self
+            .store
+            .sessions()
+            .session_is_live(session, &authenticated.account, unix_now())
+            .await?;
+        if !live {
+            return Err(self.not_live(&authenticated.account).await);
+        }
+        Ok(authenticated)
+    }
+
     /// [`Sessions::authenticate`], and the account's profile read in the same statement
     /// as the session check: `/auth/me` in one database call.
     pub async fn authenticate_with_profile(
@@ -531,7 +611,8 @@ impl Sessions {
         let authenticated = Authenticated {
             account: AccountId(claims.sub.clone()),
             session: claims.extra.sid.clone(),
-            claims,
+            auth_time: claims.extra.auth_time,
+            multi_factor: claims.extra.multi_factor(),
         };
         Ok((authenticated, now))
     }

@@ -33,8 +33,13 @@ struct Args {
     server: PathBuf,
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
     /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP,
-    /// 11 password + TOTP sign-in.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,7,8,10")]
+    /// 11 password + TOTP sign-in, 12 GET /ui/sign-in, 13 sign-in through the /ui/sign-in
+    /// form.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,3,4,5,6,7,8,10,12,13"
+    )]
     scenarios: Vec<u8>,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10)]
@@ -180,7 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         print_hash_share(&m, hash_together);
     }
-    if wants(2) || wants(3) || wants(9) {
+    if wants(2) || wants(3) || wants(9) || wants(13) {
         bench.prepare_accounts().await?;
     }
     if wants(2) {
@@ -253,6 +258,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         targets.me_share = Some((shares[1], shares[0]));
+    }
+    if wants(12) {
+        heading(
+            12,
+            "GET /ui/sign-in, the hosted sign-in page",
+            &format!("{} keep-alive connections", bench.me_connections),
+        );
+        let m = bench.sign_in_page().await;
+        print_measured(&m);
+        targets.sign_in_page = Some(m.throughput());
+    }
+    if wants(13) {
+        let hash_before = time_hashes_together(cores);
+        let m = bench.form_login().await?;
+        heading(
+            13,
+            "password sign-in through the /ui/sign-in form",
+            &format!("{} clients, one account each", bench.clients),
+        );
+        print_measured(&m);
+        let cost = (hash_before + time_hashes_together(cores)) / 2;
+        let limit = cores as f64 / cost.as_secs_f64();
+        println!(
+            "  hash-bound    {:.1}% of {:.1}/s",
+            100.0 * m.throughput() / limit,
+            limit
+        );
+        targets.form_login = Some(m.throughput() / limit);
     }
     if wants(9) {
         let m = bench.refresh().await?;
@@ -630,6 +663,10 @@ struct Targets {
     /// sleeping.
     me_share: Option<(f64, f64)>,
     refresh: Option<f64>,
+    /// `GET /ui/sign-in`'s rate.
+    sign_in_page: Option<f64>,
+    /// The form sign-in's share of the hash-bound limit.
+    form_login: Option<f64>,
     /// The outbox's delivery rate, and whether every mail arrived exactly once.
     outbox: Option<(f64, bool)>,
 }
@@ -638,6 +675,19 @@ impl Targets {
     fn print(&self, sqlite: bool) {
         println!("\n== targets");
         let verdict = |met: bool| if met { "met   " } else { "MISSED" };
+        if let Some(rate) = self.sign_in_page {
+            println!(
+                "  {} GET /ui/sign-in >= 20,000 pages/s: {rate:.0}",
+                verdict(rate >= 20_000.0)
+            );
+        }
+        if let Some(fraction) = self.form_login {
+            println!(
+                "  {} form sign-in >= 90% of the hash-bound limit: {:.1}%",
+                verdict(fraction >= 0.9),
+                100.0 * fraction
+            );
+        }
         if let Some((fraction, p99, floor, errors)) = self.login {
             println!(
                 "  {} login >= 90% of the hash-bound limit: {:.1}%",

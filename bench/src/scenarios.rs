@@ -312,6 +312,57 @@ impl Bench {
         self.measure_with(flows, "req/s", driver).await
     }
 
+    /// Scenario 11: `GET /ui/sign-in`, the hosted sign-in page, on `me_connections`
+    /// keep-alive connections (each a browser with its form nonce cookie).
+    pub async fn sign_in_page(&self) -> Measured {
+        let flows = (0..self.me_connections)
+            .map(|_| PageFlow {
+                link: Link::new(self.addr()),
+                request: client::request("GET", "/ui/sign-in", &[("cookie", &nonce_cookie())], b""),
+            })
+            .collect();
+        self.measure(flows, "pages/s").await
+    }
+
+    /// Scenario 12: the sign-in form posted, each client a browser on its own prepared
+    /// account (its nonce cookie and the form's token read once from the page).
+    pub async fn form_login(&self) -> anyhow::Result<Measured> {
+        let mut flows = Vec::with_capacity(self.accounts.len());
+        for a in &self.accounts {
+            let cookie = nonce_cookie();
+            let mut conn = Conn::connect(self.addr()).await?;
+            let page = conn
+                .call(&client::request(
+                    "GET",
+                    "/ui/sign-in",
+                    &[("cookie", &cookie)],
+                    b"",
+                ))
+                .await?;
+            let html = String::from_utf8_lossy(&page.body);
+            let token = csrf_of(&html).context("the sign-in page's form token")?;
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("csrf", &token)
+                .append_pair("email", &a.email)
+                .append_pair("password", PASSWORD)
+                .finish();
+            let request = client::request(
+                "POST",
+                "/ui/sign-in",
+                &[
+                    ("cookie", &cookie),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            );
+            flows.push(FormLoginFlow {
+                link: Link::new(self.addr()),
+                request,
+            });
+        }
+        Ok(self.measure(flows, "req/s").await)
+    }
+
     /// Scenario 4: the whole wallet login, after signing each client's wallet up once.
     pub async fn wallet(&self) -> anyhow::Result<Outcome<Measured>> {
         let probe = Wallet::random();
@@ -809,5 +860,52 @@ impl Flow for OwnIdFlow {
             body.as_bytes(),
         );
         self.link.call(&req).await?.field(200, "token").map(drop)
+    }
+}
+
+/// A browser's form nonce cookie (the pages take any 32 hex digits they did not set).
+fn nonce_cookie() -> String {
+    format!("gatehouse-ui-nonce={}", random_hex(16))
+}
+
+/// The value of the page's first `csrf` field.
+fn csrf_of(html: &str) -> Option<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    Some(html[start..start + html[start..].find('"')?].to_owned())
+}
+
+/// One GET of a page, answered 200 with a form.
+struct PageFlow {
+    link: Link,
+    request: Vec<u8>,
+}
+
+impl Flow for PageFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let res = self.link.call(&self.request).await?;
+        if res.status != 200 {
+            return Err(Failure::Status(res.status));
+        }
+        if !res.body.windows(5).any(|w| w == b"<form") {
+            return Err(Failure::Body("no form"));
+        }
+        Ok(())
+    }
+}
+
+/// One sign-in through the form: a 303 to the account page.
+struct FormLoginFlow {
+    link: Link,
+    request: Vec<u8>,
+}
+
+impl Flow for FormLoginFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let res = self.link.call(&self.request).await?;
+        if res.status != 303 {
+            return Err(Failure::Status(res.status));
+        }
+        Ok(())
     }
 }

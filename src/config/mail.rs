@@ -71,16 +71,16 @@ pub struct MailSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct MailLinks {
     /// The password-reset link, e.g. `https://example.com/reset?token={token}`. Unset:
-    /// `http.public_url`/auth/pages/reset-password?token=….
+    /// `http.public_url`/ui/reset-password?token=… (/auth/pages/reset-password with `ui.enabled` off).
     pub reset_password: Option<String>,
     /// The email-verification link, e.g. `https://example.com/verify?token={token}`.
-    /// Unset: `http.public_url`/auth/pages/verify-email?token=….
+    /// Unset: `http.public_url`/ui/verify-email?token=… (/auth/pages/verify-email with `ui.enabled` off).
     pub verify_email: Option<String>,
     /// The link mailed to a new address to confirm an email change. Unset:
-    /// `http.public_url`/auth/pages/confirm-email?token=….
+    /// `http.public_url`/ui/confirm-email?token=… (/auth/pages/confirm-email with `ui.enabled` off).
     pub confirm_email: Option<String>,
     /// The link mailed to the old address to revert an email change. Unset:
-    /// `http.public_url`/auth/pages/revert-email?token=….
+    /// `http.public_url`/ui/revert-email?token=… (/auth/pages/revert-email with `ui.enabled` off).
     pub revert_email: Option<String>,
 }
 

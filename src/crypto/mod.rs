@@ -9,6 +9,7 @@ pub mod passwords;
 pub mod refresh;
 pub mod seal;
 pub mod signing;
+pub mod tag;
 
 /// `n` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

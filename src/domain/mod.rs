@@ -5,6 +5,7 @@ pub mod account;
 pub mod email;
 pub mod lenient;
 pub mod password;
+pub mod return_to;
 pub mod secret;
 
 pub use account::{Account, AccountId, SignInMethod, WalletSummary};

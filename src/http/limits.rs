@@ -2,6 +2,7 @@
 //! tokens. Counts live in the database ([`Store::hit`](crate::store::Store::hit)), so
 //! every node behind a load balancer sees the same count.
 //!
+//! Counted: every `POST` under `/ui` (the hosted pages' forms), not their `GET`s.
 //! Not counted: `GET /auth/me` and the other token checks (there is no secret to
 //! guess, and `GET /auth/me` is the hot path; `DELETE /auth/me`, which wipes an
 //! account, is counted like the other lifecycle routes), `/health`, `/ready`,
@@ -97,6 +98,11 @@ fn is_limited(method: &Method, path: &str, settings: &Settings) -> bool {
     }
     if under(path, "/auth/mfa") {
         return method != Method::GET;
+    }
+    // The hosted pages' forms (sign-in, sign-up, resets, the account's changes); their
+    // GETs hold no secret to guess.
+    if under(path, "/ui") {
+        return method == Method::POST;
     }
     [
         "/auth/register",

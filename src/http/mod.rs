@@ -20,6 +20,7 @@ pub mod selfkey;
 pub mod session;
 pub mod sessions;
 pub mod siwe;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +86,7 @@ pub fn router(app: AppState) -> Router {
         router
     };
     router
+        .merge(ui::router(&app))
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -113,13 +113,19 @@ pub enum LinkPage {
 }
 
 impl LinkPage {
-    /// The path of Gatehouse's own page, under `http.public_url`.
-    pub fn path(self) -> &'static str {
-        match self {
-            LinkPage::ResetPassword => "/auth/pages/reset-password",
-            LinkPage::VerifyEmail => "/auth/pages/verify-email",
-            LinkPage::ConfirmEmail => "/auth/pages/confirm-email",
-            LinkPage::RevertEmail => "/auth/pages/revert-email",
+    /// The path of Gatehouse's own page, under `http.public_url`: under `/ui/` with
+    /// the hosted pages (`ui`, `ui.enabled`), else the older `/auth/pages/`, which
+    /// with the hosted pages on sends a browser on to `/ui/`.
+    pub fn path(self, ui: bool) -> &'static str {
+        match (self, ui) {
+            (LinkPage::ResetPassword, true) => "/ui/reset-password",
+            (LinkPage::VerifyEmail, true) => "/ui/verify-email",
+            (LinkPage::ConfirmEmail, true) => "/ui/confirm-email",
+            (LinkPage::RevertEmail, true) => "/ui/revert-email",
+            (LinkPage::ResetPassword, false) => "/auth/pages/reset-password",
+            (LinkPage::VerifyEmail, false) => "/auth/pages/verify-email",
+            (LinkPage::ConfirmEmail, false) => "/auth/pages/confirm-email",
+            (LinkPage::RevertEmail, false) => "/auth/pages/revert-email",
         }
     }
 }
@@ -132,6 +138,8 @@ pub struct Mailer {
     /// `http.public_url` without a trailing slash.
     public_url: String,
     links: crate::config::MailLinks,
+    /// `ui.enabled`: links go to the hosted pages under `/ui/`.
+    ui: bool,
     /// Wakes this node's sender when a mail was queued here.
     queued: Notify,
 }
@@ -165,6 +173,7 @@ impl Mailer {
             site_name: m.site_name.clone(),
             public_url,
             links: m.links.clone(),
+            ui: settings.ui.enabled,
             queued: Notify::new(),
         })))
     }
@@ -180,7 +189,7 @@ impl Mailer {
         };
         match template {
             Some(t) => t.replace("{token}", token),
-            None => format!("{}{}?token={token}", self.public_url, page.path()),
+            None => format!("{}{}?token={token}", self.public_url, page.path(self.ui)),
         }
     }
 

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::read;
-use crate::mail::{PUBLIC_URL, RESET_PAGE, token_of};
+use crate::mail::{PUBLIC_URL, UI_RESET_PAGE, token_of};
 use crate::process::{gatehouse, sigterm, wait_exit};
 use crate::smtp::SmtpServer;
 
@@ -279,7 +279,7 @@ async fn a_log_at_trace_holds_no_smtp_password_and_no_token() {
     let mails = smtp.wait_for(1, Duration::from_secs(20)).await;
     let link = mails
         .iter()
-        .find_map(|m| m.link(RESET_PAGE))
+        .find_map(|m| m.link(UI_RESET_PAGE))
         .expect("a reset mail");
     let token = token_of(&link);
     let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));

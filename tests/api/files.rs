@@ -71,7 +71,7 @@ async fn database_files_of_an_older_version_are_tightened() {
 /// version left the outbox itself 0755.
 #[tokio::test]
 async fn outbox_mail_is_private_in_a_data_directory_that_is_not() {
-    use crate::mail::{PUBLIC_URL, RESET_PAGE, forgot};
+    use crate::mail::{PUBLIC_URL, UI_RESET_PAGE, forgot};
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -105,7 +105,7 @@ async fn outbox_mail_is_private_in_a_data_directory_that_is_not() {
                 to: Vec::new(),
                 data: std::fs::read_to_string(p).unwrap(),
             };
-            mail.data.contains(&format!("To: {address}")) && mail.link(RESET_PAGE).is_some()
+            mail.data.contains(&format!("To: {address}")) && mail.link(UI_RESET_PAGE).is_some()
         });
         if reset {
             break files;

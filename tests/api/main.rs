@@ -35,4 +35,5 @@ mod signin_flow;
 mod signing_keys;
 mod siwe;
 mod token_attacks;
+mod ui;
 mod wallet_emails;

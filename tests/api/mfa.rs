@@ -42,7 +42,7 @@ crate::on_every_backend!(
     a_passkey_is_the_second_factor_after_a_password,
 );
 
-const PASSWORD: &str = "password123";
+pub(crate) const PASSWORD: &str = "password123";
 
 /// The code of `secret` (base32) for the time `at` (Unix seconds), from `oathtool`.
 pub(crate) fn oath_code(secret: &str, at: i64) -> String {
@@ -56,7 +56,7 @@ pub(crate) fn oath_code(secret: &str, at: i64) -> String {
 
 /// Now, a few seconds clear of a step's end, so that the codes of the step before,
 /// this one and the next are all within the server's drift while the test runs.
-async fn clear_of_a_step_end() -> i64 {
+pub(crate) async fn clear_of_a_step_end() -> i64 {
     let now = gatehouse::domain::unix_now();
     if 30 - now % 30 < 5 {
         tokio::time::sleep(Duration::from_secs((30 - now % 30) as u64 + 1)).await;
@@ -107,7 +107,7 @@ async fn enrolled(app: &TestApp, token: &str) -> (String, Vec<String>) {
 }
 
 /// An account with a password and a confirmed authenticator: its email and secret.
-async fn enrolled_account(app: &TestApp) -> (String, String) {
+pub(crate) async fn enrolled_account(app: &TestApp) -> (String, String) {
     let address = email();
     let token = app.registered(&address, PASSWORD).await;
     let (secret, _) = enrolled(app, &token).await;

@@ -36,7 +36,7 @@ test('a reset mail through maildev opens a page whose form resets, and ends ever
   const mail = await mailTo(email, /reset/i);
   assert.equal(mail.from[0].address, 'no-reply@example.test');
   const link = mail.text.match(/https?:\/\/\S+reset-password\?token=[A-Za-z0-9_-]+/)[0];
-  assert.ok(link.startsWith(`${publicUrl}/auth/pages/reset-password?token=`), link);
+  assert.ok(link.startsWith(`${publicUrl}/ui/reset-password?token=`), link);
   const token = new URL(link).searchParams.get('token');
   assert.ok(mail.html.includes(token), 'the HTML part carries the same token');
 
@@ -45,8 +45,9 @@ test('a reset mail through maildev opens a page whose form resets, and ends ever
     const page = await fetch(link);
     assert.equal(page.status, 200);
     assert.equal(page.headers.get('referrer-policy'), 'no-referrer');
-    assert.match(await page.text(), /action="reset-password"/);
+    assert.match(await page.text(), /action="\/ui\/reset-password"/);
   }
+  // The older page's form (/auth/pages/, still served for links already mailed).
   const form = await fetch(`${base}/auth/pages/reset-password`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },

@@ -1,0 +1,643 @@
+//! The account page (`/ui/account`) and its actions: the address (resend the
+//! verification, change it), the password, the sessions, the passkeys, deleting the
+//! account. Each action is a form that posts back here and answers with a redirect to
+//! the page (with a notice) or the page again with the error next to its field. The
+//! rules are the domain's, as for the JSON API: what changes how the account is reached
+//! needs a recent sign-in ([`StepUp`]).
+
+use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use minijinja::context;
+
+use super::{Browser, Fields, Kind, clear_session, csrf_refusal, field, page, redirect};
+use crate::accounts::AccountError;
+use crate::app::App;
+use crate::crypto::eth::Address;
+use crate::domain::{Email, Password, unix_now};
+use crate::http::AppState;
+use crate::http::reply::rfc3339;
+use crate::lifecycle::email_change::EmailChangeError;
+use crate::lifecycle::password::{ChangeError, PasswordChange};
+use crate::sessions::{Authenticated, Scope, StepUp};
+use crate::signin::passkeys::PasskeyError;
+use crate::signin::password::LoginClient;
+use crate::signin::selfkey::{SelfKey, SelfKeyError};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/account", get(account_page))
+        .route("/ui/account/resend-verification", post(resend_verification))
+        .route("/ui/account/email", post(change_email))
+        .route("/ui/account/password", post(change_password))
+        .route("/ui/account/sessions/end", post(end_session))
+        .route("/ui/account/sessions/end-others", post(end_others))
+        .route("/ui/account/passkeys/rename", post(rename_passkey))
+        .route("/ui/account/passkeys/remove", post(remove_passkey))
+        .route("/ui/account/wallets/unlink", post(unlink_wallet))
+        .route("/ui/account/delete", post(delete_account))
+}
+
+/// The notices a redirect back to the page may name (`?done=`); nothing else is shown.
+const NOTICES: [&str; 9] = [
+    "wallet-unlinked",
+    "verification-sent",
+    "email-change-sent",
+    "password-changed",
+    "session-ended",
+    "others-ended",
+    "passkey-renamed",
+    "passkey-removed",
+    "passkey-added",
+];
+
+/// The sign-in page, coming back here once signed in.
+fn to_sign_in(app: &App) -> Response {
+    redirect(app, "/ui/sign-in?return_to=%2Fui%2Faccount")
+}
+
+/// An error shown on the page: its status, the field it belongs to, the message id.
+struct Shown {
+    status: StatusCode,
+    field: &'static str,
+    message: &'static str,
+}
+
+fn shown(status: StatusCode, field: &'static str, message: &'static str) -> Shown {
+    Shown {
+        status,
+        field,
+        message,
+    }
+}
+
+/// The account page of `session`, with `notice` or `error`.
+async fn render(
+    app: &App,
+    b: &Browser,
+    session: &Authenticated,
+    notice: Option<&str>,
+    error: Option<Shown>,
+) -> Response {
+    let profile = match app.accounts.profile(&session.account).await {
+        Ok(Some(profile)) => profile,
+        Ok(None) => return to_sign_in(app),
+        Err(e) => {
+            tracing::error!(error = %e, "the account page failed");
+            return internal(app, b);
+        }
+    };
+    let sessions = match app.sessions.list(&session.account).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "the account page failed");
+            return internal(app, b);
+        }
+    };
+    let sessions: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            context! {
+                id => s.id,
+                current => s.id == session.session,
+                device => s.user_agent.as_deref().unwrap_or("?"),
+                ip => s.ip.as_deref().unwrap_or("?"),
+                last_seen => rfc3339(s.last_used_at),
+                method => s.method,
+            }
+        })
+        .collect();
+    let passkeys: Vec<_> = profile
+        .passkeys
+        .iter()
+        .map(|p| context! { id => p.id, name => p.name, created => rfc3339(p.created_at) })
+        .collect();
+    let wallets: Vec<_> = profile
+        .wallets
+        .iter()
+        .map(|w| context! { address => w.address })
+        .collect();
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let context = context! {
+        title => "account",
+        email => profile.account.email,
+        email_verified => profile.account.email_verified,
+        has_password => profile.account.password_hash.is_some(),
+        mail => app.lifecycle.is_some(),
+        passkeys_on => app.settings.passkeys.enabled,
+        sessions => sessions,
+        passkeys => passkeys,
+        wallets => wallets,
+        notice => notice.map(|id| b.message(app, id)),
+        field => error.as_ref().map(|e| e.field),
+        error => error.as_ref().map(|e| b.message(app, e.message)),
+    };
+    page(app, b, status, "account.html", Kind::Plain, context)
+}
+
+/// The account page with the recent-sign-in error.
+pub(super) async fn again(app: &App, b: &Browser, session: &Authenticated) -> Response {
+    render(
+        app,
+        b,
+        session,
+        None,
+        Some(shown(StatusCode::FORBIDDEN, "", "error-recent-sign-in")),
+    )
+    .await
+}
+
+/// The account page with a passkey's error.
+pub(super) async fn passkey_failed(app: &App, b: &Browser, session: &Authenticated) -> Response {
+    render(
+        app,
+        b,
+        session,
+        None,
+        Some(shown(StatusCode::BAD_REQUEST, "", "error-passkey")),
+    )
+    .await
+}
+
+fn internal(app: &App, b: &Browser) -> Response {
+    let context = context! { title => "account", error => b.message(app, "error-internal") };
+    page(
+        app,
+        b,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "message.html",
+        Kind::Plain,
+        context,
+    )
+}
+
+/// Signed out (or a session that ended): to the sign-in page, coming back here.
+async fn account_page(
+    State(app): State<AppState>,
+    b: Browser,
+    q: Result<Query<Fields>, QueryRejection>,
+) -> Response {
+    let Some(session) = b.session(&app).await else {
+        let mut res = to_sign_in(&app);
+        if b.session_cookie.is_some() {
+            clear_session(&b, &mut res);
+        }
+        return res;
+    };
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let notice = field(&q, "done").and_then(|d| NOTICES.iter().find(|n| **n == d).copied());
+    render(&app, &b, &session, notice, None).await
+}
+
+/// What every action does first: the CSRF check and the signed-in session.
+async fn action(
+    app: &App,
+    b: &Browser,
+    form: &str,
+    fields: &Fields,
+) -> Result<Authenticated, Response> {
+    if let Some(refusal) = csrf_refusal(app, b, form, fields) {
+        return Err(refusal);
+    }
+    b.session(app).await.ok_or_else(|| to_sign_in(app))
+}
+
+fn done(app: &App, notice: &str) -> Response {
+    redirect(app, &format!("/ui/account?done={notice}"))
+}
+
+/// The recent-sign-in rule of the API's `RecentSession`, for the same changes.
+fn recent(app: &App, session: &Authenticated) -> bool {
+    StepUp::of(&app.settings).allows(session, unix_now())
+}
+
+fn fields(form: Result<Form<Fields>, FormRejection>) -> Fields {
+    form.map(|Form(f)| f).unwrap_or_default()
+}
+
+fn account_shown(e: &AccountError) -> Shown {
+    match e {
+        AccountError::LockedOut { .. } | AccountError::Busy { .. } => {
+            shown(StatusCode::TOO_MANY_REQUESTS, "", "error-too-many")
+        }
+        AccountError::Disabled => shown(StatusCode::FORBIDDEN, "", "error-disabled"),
+        AccountError::EmailTaken => shown(StatusCode::CONFLICT, "new_email", "error-email-taken"),
+        other => {
+            tracing::error!(error = %other, "an account page action failed");
+            shown(StatusCode::INTERNAL_SERVER_ERROR, "", "error-internal")
+        }
+    }
+}
+
+async fn resend_verification(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "resend_verification", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    let result = match (&app.lifecycle, app.accounts.profile(&session.account).await) {
+        (Some(lifecycle), Ok(Some(profile))) => lifecycle.send_verification(&profile.account).await,
+        (_, Err(e)) => Err(e),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => done(&app, "verification-sent"),
+        Err(e) => render(&app, &b, &session, None, Some(account_shown(&e))).await,
+    }
+}
+
+async fn change_email(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "change_email", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if !recent(&app, &session) {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(
+                StatusCode::FORBIDDEN,
+                "new_email",
+                "error-recent-sign-in",
+            )),
+        )
+        .await;
+    }
+    let Ok(new) = Email::parse(field(&f, "new_email").unwrap_or_default(), "new_email") else {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(
+                StatusCode::BAD_REQUEST,
+                "new_email",
+                "error-email-invalid",
+            )),
+        )
+        .await;
+    };
+    let (Some(lifecycle), Ok(Some(profile))) =
+        (&app.lifecycle, app.accounts.profile(&session.account).await)
+    else {
+        return to_sign_in(&app);
+    };
+    match lifecycle.request_email_change(&profile.account, &new).await {
+        Ok(()) => done(&app, "email-change-sent"),
+        Err(EmailChangeError::Unchanged) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::BAD_REQUEST,
+                    "new_email",
+                    "error-same-email",
+                )),
+            )
+            .await
+        }
+        Err(EmailChangeError::Account(e)) => {
+            render(&app, &b, &session, None, Some(account_shown(&e))).await
+        }
+    }
+}
+
+/// The password change of `POST /auth/password/change`: the current password (under
+/// the login lockout), the other sessions ended.
+async fn change_password(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let mut f = fields(form);
+    let session = match action(&app, &b, "change_password", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    let Ok(new) = Password::parse(f.remove("new_password").unwrap_or_default()) else {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(
+                StatusCode::BAD_REQUEST,
+                "new_password",
+                "error-password-invalid",
+            )),
+        )
+        .await;
+    };
+    let current = match f
+        .remove("current_password")
+        .filter(|p| !p.is_empty())
+        .map(Password::parse)
+        .transpose()
+    {
+        Ok(current) => current,
+        Err(_) => {
+            return render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::FORBIDDEN,
+                    "current_password",
+                    "error-wrong-password",
+                )),
+            )
+            .await;
+        }
+    };
+    let change = PasswordChange {
+        store: &app.store,
+        accounts: &app.accounts,
+        passwords: &app.passwords,
+        lifecycle: app.lifecycle.as_ref(),
+        step_up: StepUp::of(&app.settings),
+    };
+    let client = LoginClient {
+        address: b.address.clone(),
+        device_token: None,
+    };
+    let error = match change
+        .change(&session, &client, current.as_ref(), &new)
+        .await
+    {
+        Ok(()) => return done(&app, "password-changed"),
+        Err(ChangeError::WrongPassword) => shown(
+            StatusCode::FORBIDDEN,
+            "current_password",
+            "error-wrong-password",
+        ),
+        Err(ChangeError::SignInAgain) => shown(
+            StatusCode::FORBIDDEN,
+            "new_password",
+            "error-recent-sign-in",
+        ),
+        Err(ChangeError::Raced) => shown(
+            StatusCode::CONFLICT,
+            "current_password",
+            "error-wrong-password",
+        ),
+        Err(ChangeError::Account(e)) => account_shown(&e),
+    };
+    render(&app, &b, &session, None, Some(error)).await
+}
+
+async fn end_session(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "end_session", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    let id = field(&f, "session").unwrap_or_default();
+    match app.sessions.end(&session.account, id).await {
+        Ok(_) => done(&app, "session-ended"),
+        Err(e) => {
+            tracing::error!(error = %e, "ending a session from the account page failed");
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "error-internal",
+                )),
+            )
+            .await
+        }
+    }
+}
+
+async fn end_others(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "end_others", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    match app.sessions.sign_out(&session, Scope::Others).await {
+        Ok(()) => done(&app, "others-ended"),
+        Err(e) => {
+            tracing::error!(error = %e, "signing out elsewhere from the account page failed");
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "error-internal",
+                )),
+            )
+            .await
+        }
+    }
+}
+
+fn passkey_shown(e: PasskeyError) -> Shown {
+    match e {
+        PasskeyError::LastSignInMethod => shown(StatusCode::CONFLICT, "", "error-last-way-in"),
+        PasskeyError::NotFound | PasskeyError::InvalidName(_) => {
+            shown(StatusCode::BAD_REQUEST, "", "error-passkey")
+        }
+        other => {
+            tracing::error!(error = %other, "a passkey action of the account page failed");
+            shown(StatusCode::INTERNAL_SERVER_ERROR, "", "error-internal")
+        }
+    }
+}
+
+async fn rename_passkey(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "rename_passkey", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    let id = field(&f, "passkey").unwrap_or_default();
+    let name = field(&f, "name").map(str::to_owned);
+    match app.passkeys.rename(&session.account, id, name).await {
+        Ok(_) => done(&app, "passkey-renamed"),
+        Err(e) => render(&app, &b, &session, None, Some(passkey_shown(e))).await,
+    }
+}
+
+async fn remove_passkey(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "remove_passkey", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if !recent(&app, &session) {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(StatusCode::FORBIDDEN, "", "error-recent-sign-in")),
+        )
+        .await;
+    }
+    let id = field(&f, "passkey").unwrap_or_default();
+    match app.passkeys.remove(&session.account, id).await {
+        Ok(()) => done(&app, "passkey-removed"),
+        Err(e) => render(&app, &b, &session, None, Some(passkey_shown(e))).await,
+    }
+}
+
+/// Unlinks a wallet as `DELETE /wallets/{address}` does: with a recent sign-in, never
+/// the last way in.
+async fn unlink_wallet(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "unlink_wallet", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if !recent(&app, &session) {
+        return again(&app, &b, &session).await;
+    }
+    let Some(address) = field(&f, "address").and_then(|a| Address::parse(a).ok()) else {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(StatusCode::BAD_REQUEST, "", "error-internal")),
+        )
+        .await;
+    };
+    let selfkey = SelfKey::new(app.store.as_ref(), &app.tokens, &app.settings.selfkey);
+    match selfkey.remove_wallet(&session.account, &address).await {
+        Ok(()) => done(&app, "wallet-unlinked"),
+        Err(SelfKeyError::LastSignInMethod) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(StatusCode::CONFLICT, "", "error-last-way-in")),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "unlinking a wallet from the account page failed");
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "error-internal",
+                )),
+            )
+            .await
+        }
+    }
+}
+
+/// Deletes the account as `DELETE /auth/me` does, with a recent sign-in and the box
+/// ticked.
+async fn delete_account(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "delete_account", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if field(&f, "confirm") != Some("yes") {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(
+                StatusCode::BAD_REQUEST,
+                "confirm",
+                "error-confirm-needed",
+            )),
+        )
+        .await;
+    }
+    if !recent(&app, &session) {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(
+                StatusCode::FORBIDDEN,
+                "confirm",
+                "error-recent-sign-in",
+            )),
+        )
+        .await;
+    }
+    let profile = match app.accounts.profile(&session.account).await {
+        Ok(Some(profile)) => profile,
+        Ok(None) => return to_sign_in(&app),
+        Err(e) => return render(&app, &b, &session, None, Some(account_shown(&e))).await,
+    };
+    match crate::lifecycle::delete_account(&app.store, app.lifecycle.as_ref(), &profile.account)
+        .await
+    {
+        Ok(_) => {
+            let context = context! { title => "delete-account", notice => b.message(&app, "account-deleted") };
+            let mut res = page(
+                &app,
+                &b,
+                StatusCode::OK,
+                "message.html",
+                Kind::Plain,
+                context,
+            );
+            clear_session(&b, &mut res);
+            res
+        }
+        Err(e) => render(&app, &b, &session, None, Some(account_shown(&e))).await,
+    }
+}

@@ -1,0 +1,424 @@
+//! The hosted pages under `/ui/`: server-rendered forms on the same domain code as the
+//! JSON API (the sign-in flow, password sign-in, the lifecycle, sessions). One module
+//! per group of pages; here what they share: the browser (language, form nonce,
+//! session cookie), the CSRF checks, the page's headers, and [`signed_in`], where every
+//! sign-in through the pages ends.
+//!
+//! Every password flow is a plain form that works with JavaScript off. Every page is
+//! `no-store` (it carries form tokens bound to this browser), framed by nobody, and
+//! loads nothing but this origin's stylesheet and scripts.
+
+mod account;
+mod pages;
+mod passkeys;
+mod second_factor;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use minijinja::Value;
+
+use super::AppState;
+use super::client::{public_base, secure_cookies};
+use crate::app::App;
+use crate::sessions::{Authenticated, SignIn};
+use crate::signin::flow::Finished;
+use crate::ui::{Lang, Pages};
+
+/// The routes of the pages, when `ui.enabled` (`app.pages`); none otherwise.
+pub fn router(app: &App) -> Router<AppState> {
+    if app.pages.is_none() {
+        return Router::new();
+    }
+    Router::new()
+        .route("/ui/assets/style.css", get(style))
+        .route("/ui/assets/theme.css", get(theme))
+        .route("/ui/assets/link.js", get(link_js))
+        .route("/ui/assets/passkeys.js", get(passkey_js))
+        .merge(pages::router(app))
+        .merge(account::router())
+        .merge(passkeys::router(app))
+        .merge(second_factor::router())
+}
+
+/// The pages' state: present whenever the routes are mounted.
+fn pages(app: &App) -> &Pages {
+    app.pages
+        .as_deref()
+        .expect("the /ui routes are mounted only with the pages")
+}
+
+/// The browser session cookie's name: `__Host-` on https, so no other host can set
+/// or shadow it.
+fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-gatehouse-ui"
+    } else {
+        "gatehouse-ui"
+    }
+}
+
+/// The cookie holding this browser's form nonce.
+/// The cookie that holds a pending sign-in's `mfa_token` between the first factor and
+/// the second-factor page (never in a URL).
+fn pending_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-gatehouse-ui-mfa"
+    } else {
+        "gatehouse-ui-mfa"
+    }
+}
+
+fn nonce_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-gatehouse-ui-nonce"
+    } else {
+        "gatehouse-ui-nonce"
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for one of the pages' cookies: `HttpOnly`, `SameSite=Lax`, `Path=/`,
+/// `Secure` on https; `None` clears it.
+fn set_cookie(name: &str, value: Option<&str>, max_age: i64, secure: bool) -> HeaderValue {
+    let (value, max_age) = match value {
+        Some(v) => (v, max_age),
+        None => ("", 0),
+    };
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie =
+        format!("{name}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&cookie).expect("cookie values are header-safe")
+}
+
+/// What the pages know of the browser asking.
+pub(super) struct Browser {
+    lang: Lang,
+    /// The form nonce: the browser's cookie, or a new one set with the answer.
+    nonce: String,
+    new_nonce: bool,
+    secure: bool,
+    session_cookie: Option<String>,
+    /// A pending sign-in's `mfa_token`, when a first factor asked for the second.
+    pending: Option<String>,
+    /// The request came from this site, as far as the browser says: `Sec-Fetch-Site`
+    /// (when sent) is `same-origin`, and `Origin` (when sent, and not the `null` a
+    /// no-referrer page makes) is the site's own.
+    same_origin: bool,
+    /// The `User-Agent` and address, for a session started here.
+    device: crate::sessions::Device,
+    /// The client's address bucket, for the login lockout.
+    address: String,
+}
+
+impl FromRequestParts<AppState> for Browser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        let secure = secure_cookies(parts, app);
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        let lang = pages(app).language(accept);
+        let (nonce, new_nonce) = match cookie(headers, nonce_cookie_name(secure))
+            .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            Some(n) => (n.to_owned(), false),
+            None => (crate::crypto::random_id(), true),
+        };
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let own = public_base(parts, app);
+        let same_origin = fetch_site.is_none_or(|s| s == "same-origin")
+            && origin.is_none_or(|o| {
+                o == "null"
+                    || own
+                        .as_deref()
+                        .is_some_and(|own| own.eq_ignore_ascii_case(o))
+            });
+        let session_cookie = cookie(headers, session_cookie_name(secure)).map(str::to_owned);
+        let pending = cookie(headers, pending_cookie_name(secure))
+            .filter(|t| !t.is_empty() && t.len() <= 128)
+            .map(str::to_owned);
+        let device = crate::sessions::Device::from_request_parts(parts, app).await?;
+        let ip =
+            super::client::client_of(parts, app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        Ok(Browser {
+            lang,
+            nonce,
+            new_nonce,
+            secure,
+            session_cookie,
+            pending,
+            same_origin,
+            device,
+            address: super::limits::bucket(ip),
+        })
+    }
+}
+
+impl Browser {
+    /// The signed-in session of this browser, if its cookie names a live one.
+    async fn session(&self, app: &App) -> Option<Authenticated> {
+        let cookie = self.session_cookie.as_deref()?;
+        app.sessions.browser(cookie).await.ok()
+    }
+
+    fn message(&self, app: &App, id: &str) -> String {
+        pages(app).message(self.lang, id)
+    }
+}
+
+/// How a page is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A page whose address holds no secret.
+    Plain,
+    /// A page an emailed link opens: its address holds a token, so it sends no
+    /// referrer.
+    Token,
+}
+
+/// A page: `template` rendered with `context`, and the headers every page carries.
+fn page(
+    app: &App,
+    browser: &Browser,
+    status: StatusCode,
+    template: &str,
+    kind: Kind,
+    context: Value,
+) -> Response {
+    let pages = pages(app);
+    let html = match pages.render(template, browser.lang, &browser.nonce, context) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, template, "a page failed to render");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response();
+        }
+    };
+    let mut res = (status, html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    page_headers(app, h, kind);
+    if browser.new_nonce {
+        let name = nonce_cookie_name(browser.secure);
+        h.append(
+            header::SET_COOKIE,
+            set_cookie(name, Some(&browser.nonce), 400 * 24 * 3600, browser.secure),
+        );
+    }
+    res
+}
+
+/// The security headers of every page and redirect: no framing, no inline script, no
+/// caching, no sniffing; no referrer from a token's page.
+fn page_headers(app: &App, h: &mut HeaderMap, kind: Kind) {
+    let form_targets: String = pages(app)
+        .return_origins()
+        .origins()
+        .iter()
+        .map(|o| format!(" {o}"))
+        .collect();
+    let img = app
+        .settings
+        .ui
+        .logo_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{img}; \
+         connect-src 'self'; form-action 'self'{form_targets}; base-uri 'none'; frame-ancestors 'none'"
+    );
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let referrer = match kind {
+        Kind::Plain => "same-origin",
+        Kind::Token => "no-referrer",
+    };
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
+}
+
+/// A `303 See Other` to `to`, with the pages' headers.
+fn redirect(app: &App, to: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    let h = res.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        h.insert(header::LOCATION, location);
+    }
+    page_headers(app, h, Kind::Plain);
+    res
+}
+
+/// A form's fields (an unreadable body gives none: the CSRF check then refuses it).
+type Fields = HashMap<String, String>;
+
+fn field<'f>(fields: &'f Fields, name: &str) -> Option<&'f str> {
+    fields.get(name).map(String::as_str)
+}
+
+/// The CSRF defence of every form: the browser says the post came from this site,
+/// and the form carries the token of form `form` for this browser's nonce. A refusal
+/// is a `403` page.
+fn csrf_refusal(app: &App, browser: &Browser, form: &str, fields: &Fields) -> Option<Response> {
+    let token_ok = !browser.new_nonce
+        && field(fields, "csrf").is_some_and(|t| pages(app).form_token_ok(form, &browser.nonce, t));
+    if browser.same_origin && token_ok {
+        return None;
+    }
+    tracing::info!(
+        form,
+        same_origin = browser.same_origin,
+        "a page's form was refused: CSRF"
+    );
+    let context =
+        minijinja::context! { title => "sign-in", error => browser.message(app, "error-csrf") };
+    Some(page(
+        app,
+        browser,
+        StatusCode::FORBIDDEN,
+        "message.html",
+        Kind::Plain,
+        context,
+    ))
+}
+
+/// Every sign-in through the pages ends here. A session: the browser gets its session
+/// cookie (on the session the sign-in started) and goes to `return_to` when that is
+/// allowed, else to the account page. A sign-in that owes a second factor: the browser
+/// keeps the pending sign-in's `mfa_token` in an HttpOnly cookie and goes to the
+/// second-factor page, which finishes it through the same [`SignInFlow`] as the API.
+///
+/// [`SignInFlow`]: crate::signin::flow::SignInFlow
+fn signed_in(
+    app: &App,
+    browser: &Browser,
+    finished: &Finished,
+    return_to: Option<&str>,
+) -> Response {
+    match finished {
+        Finished::Session(sign_in) => session_started(app, browser, sign_in, return_to),
+        Finished::SecondFactor(pending) => {
+            let checked = return_to.and_then(|r| pages(app).return_origins().check(r));
+            let target = match checked {
+                Some(r) => format!(
+                    "/ui/second-factor?return_to={}",
+                    url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+                ),
+                None => "/ui/second-factor".to_owned(),
+            };
+            let mut res = redirect(app, &target);
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(
+                    pending_cookie_name(browser.secure),
+                    Some(&pending.token),
+                    pending.expires_in,
+                    browser.secure,
+                ),
+            );
+            res
+        }
+    }
+}
+
+/// A session started: its cookie set, the browser sent on (and any pending sign-in's
+/// cookie cleared).
+fn session_started(
+    app: &App,
+    browser: &Browser,
+    sign_in: &SignIn,
+    return_to: Option<&str>,
+) -> Response {
+    let target = pages(app).return_origins().or_fallback(return_to);
+    let mut res = redirect(app, &target);
+    let cookie = app.sessions.browser_cookie(sign_in);
+    let max_age = app.settings.session.absolute_lifetime_secs;
+    let name = session_cookie_name(browser.secure);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(name, Some(&cookie), max_age, browser.secure),
+    );
+    if browser.pending.is_some() {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(pending_cookie_name(browser.secure), None, 0, browser.secure),
+        );
+    }
+    res
+}
+
+/// Clears the browser's session cookie on `res`.
+fn clear_session(browser: &Browser, res: &mut Response) {
+    let name = session_cookie_name(browser.secure);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(name, None, 0, browser.secure),
+    );
+}
+
+fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    let mut res = (StatusCode::OK, body.into()).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", crate::ui::STYLE)
+}
+
+async fn passkey_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::PASSKEY_JS)
+}
+
+async fn link_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::LINK_JS)
+}
+
+async fn theme(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        pages(&app).theme_css().to_owned(),
+    )
+}

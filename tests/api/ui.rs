@@ -1,0 +1,1047 @@
+//! The hosted pages under `/ui/`, driven as a browser without JavaScript would: every
+//! page's status, headers and body, the forms' CSRF refusals, `return_to`, the
+//! browser session's cookie ended by every revocation, and the mailed links. The real
+//! browser runs are in tests/browser/ui.test.mjs.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use crate::helpers::{Backend, TestApp, email, read};
+use crate::mail::{PUBLIC_URL, with_mail};
+use crate::on_every_backend;
+use crate::smtp::SmtpServer;
+
+on_every_backend!(
+    the_sign_in_page_is_a_plain_form_with_the_security_headers,
+    the_pages_speak_the_browsers_language,
+    sign_up_signs_in_and_the_account_page_shows_the_account,
+    a_wrong_password_comes_back_as_the_form_with_the_message_at_its_field,
+    cross_site_and_tokenless_posts_are_refused_and_change_nothing,
+    return_to_goes_only_to_the_site_and_listed_origins,
+    every_revocation_ends_the_browser_session,
+    the_account_page_ends_sessions_and_changes_the_password,
+    deleting_the_account_needs_the_box_and_a_recent_sign_in,
+    a_forgotten_password_through_the_mailed_link,
+    a_wallets_last_way_in_stays_and_a_second_wallet_unlinks,
+    a_password_sign_in_owes_the_second_factor_on_its_own_page,
+);
+
+const PASSWORD: &str = "password-123";
+
+/// A browser without JavaScript: keeps the cookies it is given, sends its origin with
+/// every form, follows nothing by itself.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: HashMap<String, String>,
+    origin: String,
+    language: Option<&'static str>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .map_or("", |l| l.to_str().unwrap())
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Browser<'a> {
+        let origin = app
+            .app
+            .settings
+            .http
+            .public_url
+            .clone()
+            .unwrap_or_else(|| app.base.clone());
+        Browser {
+            app,
+            cookies: HashMap::new(),
+            origin,
+            language: None,
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn keep(&mut self, res: reqwest::Response) -> Page {
+        for set in res.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Page {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let mut req = self
+            .app
+            .client
+            .get(self.app.url(path))
+            .header("cookie", self.cookie_header());
+        if let Some(lang) = self.language {
+            req = req.header("accept-language", lang);
+        }
+        let res = req.send().await.unwrap();
+        self.keep(res).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let res = self
+            .app
+            .client
+            .post(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .header("origin", &self.origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(res).await
+    }
+
+    /// Opens `page`, fills the form that posts to `action` with `fields` and its CSRF
+    /// token, and sends it.
+    async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let opened = self.get(page).await;
+        assert_eq!(opened.status, StatusCode::OK, "{page}: {}", opened.body);
+        let token = csrf_of(&opened.body, action);
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(action, &all).await
+    }
+
+    async fn sign_up(&mut self, address: &str) -> Page {
+        self.submit(
+            "/ui/sign-up",
+            "/ui/sign-up",
+            &[("email", address), ("password", PASSWORD)],
+        )
+        .await
+    }
+
+    fn session_cookie(&self) -> Option<&String> {
+        self.cookies
+            .get("gatehouse-ui")
+            .or_else(|| self.cookies.get("__Host-gatehouse-ui"))
+    }
+}
+
+/// The CSRF token of the form posting to `action`.
+fn csrf_of(html: &str, action: &str) -> String {
+    let form = html
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form to {action}: {html}"));
+    let marker = "name=\"csrf\" value=\"";
+    let start = form + html[form..].find(marker).unwrap() + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+async fn the_sign_in_page_is_a_plain_form_with_the_security_headers(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/ui/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let h = &page.headers;
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let nonce = h["set-cookie"].to_str().unwrap();
+    assert!(
+        nonce.starts_with("gatehouse-ui-nonce=")
+            && nonce.contains("HttpOnly")
+            && nonce.contains("SameSite=Lax"),
+        "{nonce}"
+    );
+    let html = &page.body;
+    assert!(
+        html.starts_with("<!doctype html>\n<html lang=\"en\">"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<form method=\"post\" action=\"/ui/sign-in\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("autocomplete=\"username webauthn\""),
+        "{html}"
+    );
+    assert!(html.contains("autocomplete=\"current-password\""), "{html}");
+    assert!(
+        html.contains("<label for=\"email\">Email</label>")
+            && html.contains("<label for=\"password\">Password</label>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/ui/forgot-password\"") == app.app.lifecycle.is_some()
+            || html.contains("/ui/forgot-password")
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "nothing inline: {html}"
+    );
+
+    let css = app
+        .client
+        .get(app.url("/ui/assets/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(
+        css.text()
+            .await
+            .unwrap()
+            .contains("prefers-color-scheme:dark")
+    );
+    let theme = app
+        .client
+        .get(app.url("/ui/assets/theme.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theme.status(), StatusCode::OK);
+    assert_eq!(theme.text().await.unwrap(), ":root{--primary:#2f5bd3}\n");
+
+    // Off: no pages at all.
+    let off = TestApp::spawn_with(b, |s| s.ui.enabled = false).await;
+    let (status, body) = read(off.get("/ui/sign-in", None).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "No such route.");
+}
+
+async fn the_pages_speak_the_browsers_language(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let mut browser = Browser::new(&app);
+    browser.language = Some("de-DE,de;q=0.9,en;q=0.5");
+    let page = browser.get("/ui/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<html lang=\"de\">"), "{}", page.body);
+    assert!(page.body.contains("<h1>Anmelden</h1>"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<label for=\"password\">Passwort</label>"),
+        "{}",
+        page.body
+    );
+    browser.language = Some("fr-FR, fr;q=0.9");
+    let page = browser.get("/ui/sign-up").await;
+    assert!(page.body.contains("<html lang=\"en\">"), "{}", page.body);
+    assert!(
+        page.body.contains("<h1>Create an account</h1>"),
+        "{}",
+        page.body
+    );
+
+    let german = TestApp::spawn_with(b, |s| s.ui.default_language = "de".into()).await;
+    let page = Browser::new(&german).get("/ui/sign-in").await;
+    assert!(page.body.contains("<html lang=\"de\">"), "{}", page.body);
+}
+
+async fn sign_up_signs_in_and_the_account_page_shows_the_account(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let mut browser = Browser::new(&app);
+    let signed_out = browser.get("/ui/account").await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        signed_out.location(),
+        "/ui/sign-in?return_to=%2Fui%2Faccount"
+    );
+
+    let address = email();
+    let done = browser.sign_up(&address).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/ui/account");
+    let cookie = done.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("gatehouse-ui="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let page = browser.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert!(
+        page.body.contains(&format!(
+            "<p>{address} <span class=\"badge\">not verified</span></p>"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<strong>This session</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Signed in with: password"),
+        "{}",
+        page.body
+    );
+
+    // The same account through the JSON API.
+    let (status, body) = app.login(&address, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Taken: the form again, the message at the email field.
+    let mut other = Browser::new(&app);
+    let taken = other.sign_up(&address).await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+    assert!(
+        taken
+            .body
+            .contains("An account with this email already exists."),
+        "{}",
+        taken.body
+    );
+    assert!(
+        taken
+            .body
+            .contains("aria-invalid=\"true\" aria-describedby=\"form-error\""),
+        "{}",
+        taken.body
+    );
+
+    let out = browser.submit("/ui/account", "/ui/sign-out", &[]).await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    assert!(out.body.contains("You are signed out."), "{}", out.body);
+    assert!(browser.session_cookie().is_none(), "the cookie is cleared");
+    let again = browser.get("/ui/account").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+}
+
+async fn a_wrong_password_comes_back_as_the_form_with_the_message_at_its_field(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    app.registered(&address, PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let page = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", &address), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert!(page.body.contains("<p class=\"error\" role=\"alert\" id=\"form-error\">The email or password is wrong.</p>"), "{}", page.body);
+    assert!(page.body.contains("autocomplete=\"current-password\" required aria-invalid=\"true\" aria-describedby=\"form-error\""), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("value=\"{address}\"")),
+        "the address is kept: {}",
+        page.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let page = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", "not-an-address"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(
+        page.body.contains("Enter a valid email address."),
+        "{}",
+        page.body
+    );
+
+    let page = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", &address), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), "/ui/account");
+    assert!(browser.session_cookie().is_some());
+}
+
+async fn cross_site_and_tokenless_posts_are_refused_and_change_nothing(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/ui/sign-up").await;
+    let token = csrf_of(&page.body, "/ui/sign-up");
+    let fields = [("email", address.as_str()), ("password", PASSWORD)];
+
+    // From another origin, with a good token.
+    browser.origin = "https://evil.example".into();
+    let mut with_token = vec![("csrf", token.as_str())];
+    with_token.extend_from_slice(&fields);
+    let refused = browser.post("/ui/sign-up", &with_token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("This form has expired or came from another site."),
+        "{}",
+        refused.body
+    );
+    browser.origin = app.base.clone();
+    // No token; another form's token; this form's token of another browser.
+    let refused = browser.post("/ui/sign-up", &fields).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let sign_in_token = csrf_of(&browser.get("/ui/sign-in").await.body, "/ui/sign-in");
+    let mut other_form = vec![("csrf", sign_in_token.as_str())];
+    other_form.extend_from_slice(&fields);
+    assert_eq!(
+        browser.post("/ui/sign-up", &other_form).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut stranger = Browser::new(&app);
+    stranger.get("/ui/sign-up").await;
+    assert_eq!(
+        stranger.post("/ui/sign-up", &with_token).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A cross-site fetch that the browser marks so.
+    let res = app
+        .client
+        .post(app.url("/ui/sign-up"))
+        .header("cookie", browser.cookie_header())
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&with_token)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let (status, body) = app.login(&address, PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "no account was made: {body}"
+    );
+    // The same post, from the site: made.
+    let made = browser.post("/ui/sign-up", &with_token).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+}
+
+async fn return_to_goes_only_to_the_site_and_listed_origins(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| {
+        s.ui.return_origins = vec!["https://app.example.com".into()]
+    })
+    .await;
+    let address = email();
+    app.registered(&address, PASSWORD).await;
+    let cases = [
+        ("/ui/account?x=1", "/ui/account?x=1"),
+        ("/somewhere/else", "/somewhere/else"),
+        (
+            "https://app.example.com/home",
+            "https://app.example.com/home",
+        ),
+        ("https://evil.example/", "/ui/account"),
+        ("//evil.example", "/ui/account"),
+        ("/\\evil.example", "/ui/account"),
+        ("/%2F%2Fevil.example", "/ui/account"),
+        ("javascript:alert(1)", "/ui/account"),
+        ("https://app.example.com@evil.example/", "/ui/account"),
+        ("https://app.example.com.evil.example/", "/ui/account"),
+        ("http://app.example.com/", "/ui/account"),
+    ];
+    for (return_to, expected) in cases {
+        let mut browser = Browser::new(&app);
+        let page = browser
+            .submit(
+                "/ui/sign-in",
+                "/ui/sign-in",
+                &[
+                    ("email", &address),
+                    ("password", PASSWORD),
+                    ("return_to", return_to),
+                ],
+            )
+            .await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{return_to}: {}",
+            page.body
+        );
+        assert_eq!(page.location(), expected, "{return_to}");
+    }
+    // The sign-in page keeps an allowed return_to in its form, and drops another.
+    let mut browser = Browser::new(&app);
+    let page = browser
+        .get("/ui/sign-in?return_to=%2Fui%2Faccount%3Fa%3Db")
+        .await;
+    assert!(
+        page.body
+            .contains("name=\"return_to\" value=\"&#x2f;ui&#x2f;account?a=b\""),
+        "{}",
+        page.body
+    );
+    let page = browser
+        .get("/ui/sign-in?return_to=%2F%2Fevil.example")
+        .await;
+    assert!(
+        page.body.contains("name=\"return_to\" value=\"\""),
+        "{}",
+        page.body
+    );
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' https://app.example.com;"),
+        "{csp}"
+    );
+}
+
+async fn every_revocation_ends_the_browser_session(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser.sign_up(&address).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(browser.get("/ui/account").await.status, StatusCode::OK);
+
+    // Signing out everywhere from the API ends the page's session too.
+    let (_, body) = app.login(&address, PASSWORD).await;
+    let (status, body) = app
+        .logout(body["token"].as_str().unwrap(), Some("global"))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let page = browser.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), "/ui/sign-in?return_to=%2Fui%2Faccount");
+    assert!(
+        browser.session_cookie().is_none(),
+        "an ended session's cookie is cleared"
+    );
+
+    // A disabled account: refused.
+    let signed_in = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", &address), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let cookie = browser.session_cookie().unwrap().clone();
+    let key = gatehouse::domain::Email::parse(&address, "email").unwrap();
+    let account = app
+        .app
+        .store
+        .account_by_email(key.key())
+        .await
+        .unwrap()
+        .unwrap();
+    let now = gatehouse::domain::unix_now();
+    app.app
+        .store
+        .admin()
+        .disable_account(&account.id, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.get("/ui/account").await.status,
+        StatusCode::SEE_OTHER
+    );
+    // A forged or altered cookie: refused.
+    let mut forged = Browser::new(&app);
+    let altered = format!("{}x", &cookie[..cookie.len() - 1]);
+    forged.cookies.insert("gatehouse-ui".into(), altered);
+    assert_eq!(
+        forged.get("/ui/account").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn the_account_page_ends_sessions_and_changes_the_password(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    browser.sign_up(&address).await;
+    let (_, api) = app.login(&address, PASSWORD).await;
+    let api_token = api["token"].as_str().unwrap().to_owned();
+    let page = browser.get("/ui/account").await;
+    assert!(
+        page.body.contains("Sign out everywhere else"),
+        "{}",
+        page.body
+    );
+
+    // End the API's session by its button.
+    let sid = crate::helpers::jwt_parts(&api_token).1["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = csrf_of(&page.body, "/ui/account/sessions/end");
+    let ended = browser
+        .post(
+            "/ui/account/sessions/end",
+            &[("csrf", &token), ("session", &sid)],
+        )
+        .await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER, "{}", ended.body);
+    assert_eq!(ended.location(), "/ui/account?done=session-ended");
+    let (status, _) = app.me(&api_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let page = browser.get("/ui/account?done=session-ended").await;
+    assert!(
+        page.body
+            .contains("<p class=\"notice\" role=\"status\">The session is signed out.</p>"),
+        "{}",
+        page.body
+    );
+
+    // A wrong current password: the form again, the message at that field.
+    let wrong = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/password",
+            &[
+                ("current_password", "not-the-password"),
+                ("new_password", "new-password-456"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("The current password is wrong."),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong
+            .body
+            .contains("autocomplete=\"current-password\" required aria-invalid=\"true\""),
+        "{}",
+        wrong.body
+    );
+
+    let (_, api) = app.login(&address, PASSWORD).await;
+    let changed = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "new-password-456"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    assert_eq!(changed.location(), "/ui/account?done=password-changed");
+    assert_eq!(
+        browser.get("/ui/account").await.status,
+        StatusCode::OK,
+        "this session lives on"
+    );
+    let (status, _) = app.me(api["token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the others ended");
+    let (status, body) = app.login(&address, "new-password-456").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let others = browser
+        .submit("/ui/account", "/ui/account/sessions/end-others", &[])
+        .await;
+    assert_eq!(others.location(), "/ui/account?done=others-ended");
+    let (status, _) = app.me(body["token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+async fn deleting_the_account_needs_the_box_and_a_recent_sign_in(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.accounts.reauth_window_secs = 2).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    browser.sign_up(&address).await;
+    let unticked = browser
+        .submit("/ui/account", "/ui/account/delete", &[])
+        .await;
+    assert_eq!(
+        unticked.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        unticked.body
+    );
+    assert!(
+        unticked.body.contains("Tick the box to confirm."),
+        "{}",
+        unticked.body
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let stale = browser
+        .submit("/ui/account", "/ui/account/delete", &[("confirm", "yes")])
+        .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.body);
+    assert!(
+        stale.body.contains("For this change, sign in again first."),
+        "{}",
+        stale.body
+    );
+    let (status, _) = app.login(&address, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "still there");
+
+    browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", &address), ("password", PASSWORD)],
+        )
+        .await;
+    let deleted = browser
+        .submit("/ui/account", "/ui/account/delete", &[("confirm", "yes")])
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert!(
+        deleted.body.contains("The account is deleted."),
+        "{}",
+        deleted.body
+    );
+    assert!(browser.session_cookie().is_none());
+    let (status, _) = app.login(&address, PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "gone");
+}
+
+async fn a_forgotten_password_through_the_mailed_link(b: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(b, |s| {
+        with_mail(&smtp)(s);
+        s.ui.enabled = true;
+    })
+    .await;
+    let address = email();
+    app.registered(&address, PASSWORD).await;
+    let (_, api) = app.login(&address, PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let sent = browser
+        .submit(
+            "/ui/forgot-password",
+            "/ui/forgot-password",
+            &[("email", &address)],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(
+        sent.body
+            .contains("If an account with a password exists for this address"),
+        "{}",
+        sent.body
+    );
+    let unknown = Browser::new(&app)
+        .submit(
+            "/ui/forgot-password",
+            "/ui/forgot-password",
+            &[("email", &email())],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::OK);
+    assert!(
+        !unknown.body.contains("<form"),
+        "the same answer, no form: {}",
+        unknown.body
+    );
+
+    let prefix = format!("{PUBLIC_URL}/ui/reset-password?token=");
+    let link = crate::mail::links(&smtp, &prefix, 1).await.remove(0);
+    let path = link.strip_prefix(PUBLIC_URL).unwrap();
+    let opened = browser.get(path).await;
+    assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
+    assert_eq!(opened.headers["referrer-policy"], "no-referrer");
+    assert_eq!(opened.headers["cache-control"], "no-store");
+    assert!(
+        opened
+            .body
+            .contains("<script src=\"/ui/assets/link.js\" defer></script>"),
+        "{}",
+        opened.body
+    );
+    let token = link.strip_prefix(&prefix).unwrap();
+    let csrf = csrf_of(&opened.body, "/ui/reset-password");
+    // A page with no referrer posts with `Origin: null`; the form token still decides.
+    browser.origin = "null".into();
+    let short = browser
+        .post(
+            "/ui/reset-password",
+            &[("csrf", &csrf), ("token", token), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST, "{}", short.body);
+    assert!(
+        short
+            .body
+            .contains("Choose a password of 8 characters to 1,024 bytes."),
+        "{}",
+        short.body
+    );
+    let reset = browser
+        .post(
+            "/ui/reset-password",
+            &[
+                ("csrf", &csrf),
+                ("token", token),
+                ("password", "new-password-789"),
+            ],
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::SEE_OTHER, "{}", reset.body);
+    assert_eq!(reset.location(), "/ui/account");
+    let cookie = reset.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("__Host-gatehouse-ui=") && cookie.contains("; Secure"),
+        "https public URL: {cookie}"
+    );
+    let (status, _) = app.me(api["token"].as_str().unwrap()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the reset ended the other sessions"
+    );
+    let again = browser
+        .post(
+            "/ui/reset-password",
+            &[
+                ("csrf", &csrf),
+                ("token", token),
+                ("password", "new-password-000"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::BAD_REQUEST,
+        "single use: {}",
+        again.body
+    );
+    assert!(
+        again.body.contains("This link is invalid or has expired."),
+        "{}",
+        again.body
+    );
+    let (status, body) = app.login(&address, "new-password-789").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A browser holding the page cookie of the session an API sign-in (`body`) started,
+/// as `Sessions::browser_cookie` makes it.
+fn browser_of<'a>(app: &'a TestApp, body: &serde_json::Value) -> Browser<'a> {
+    let claims = crate::helpers::jwt_parts(body["token"].as_str().unwrap()).1;
+    let sign_in = gatehouse::sessions::SignIn {
+        token: String::new(),
+        refresh_token: String::new(),
+        expires_in: 0,
+        session: claims["sid"].as_str().unwrap().to_owned(),
+        account: gatehouse::domain::AccountId(claims["sub"].as_str().unwrap().to_owned()),
+        auth_time: claims["auth_time"].as_i64().unwrap(),
+        multi_factor: claims["amr"]
+            .as_array()
+            .is_some_and(|amr| amr.iter().any(|m| m == "mfa")),
+    };
+    let mut browser = Browser::new(app);
+    browser.cookies.insert(
+        "gatehouse-ui".into(),
+        app.app.sessions.browser_cookie(&sign_in),
+    );
+    browser
+}
+
+async fn a_wallets_last_way_in_stays_and_a_second_wallet_unlinks(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let wallet = crate::selfkey::TestWallet::random();
+    let (status, body) = crate::siwe::signed_in_as(&app, &wallet).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut browser = browser_of(&app, &body);
+    let page = browser.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let address = page
+        .body
+        .split("<code>")
+        .nth(1)
+        .unwrap()
+        .split("</code>")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        address.starts_with("0x") && address.len() == 42,
+        "{address}"
+    );
+    assert!(page.body.contains("Signed in with: siwe"), "{}", page.body);
+
+    let refused = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/wallets/unlink",
+            &[("address", &address)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("That is the account&#x27;s last way in: add another first."),
+        "{}",
+        refused.body
+    );
+    let page = browser.get("/ui/account").await;
+    assert!(
+        page.body.contains(&format!("<code>{address}</code>")),
+        "still linked: {}",
+        page.body
+    );
+
+    // With a password too, the wallet unlinks.
+    let changed = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/password",
+            &[("new_password", "a first password")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    let unlinked = browser
+        .submit(
+            "/ui/account",
+            "/ui/account/wallets/unlink",
+            &[("address", &address)],
+        )
+        .await;
+    assert_eq!(unlinked.status, StatusCode::SEE_OTHER, "{}", unlinked.body);
+    assert_eq!(unlinked.location(), "/ui/account?done=wallet-unlinked");
+    let page = browser.get("/ui/account?done=wallet-unlinked").await;
+    assert!(
+        page.body.contains("The wallet is unlinked."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("No wallet linked."), "{}", page.body);
+}
+
+/// An account with an authenticator signs in through the form: the password alone sets
+/// no session cookie, only the pending sign-in's; the second-factor page refuses a
+/// wrong code with the form and its message, and the right code starts the session
+/// and goes on to `return_to`. The code's step is then used: a second browser that
+/// knows the password cannot sign in with the same code.
+async fn a_password_sign_in_owes_the_second_factor_on_its_own_page(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (address, secret) = crate::mfa::enrolled_account(&app).await;
+    let mut browser = Browser::new(&app);
+    let first = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[
+                ("email", address.as_str()),
+                ("password", crate::mfa::PASSWORD),
+                ("return_to", "/ui/account"),
+            ],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    assert_eq!(
+        first.location(),
+        "/ui/second-factor?return_to=%2Fui%2Faccount"
+    );
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+    let pending = browser.cookies.get("gatehouse-ui-mfa").cloned();
+    assert!(pending.is_some(), "{:?}", browser.cookies);
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::SEE_OTHER, "{}", account.body);
+
+    let wrong = browser
+        .submit(
+            "/ui/second-factor",
+            "/ui/second-factor",
+            &[("code", "000000"), ("return_to", "/ui/account")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(
+        wrong
+            .body
+            .contains("The code is wrong or was used already."),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.body.contains("autocomplete=\"one-time-code\""),
+        "{}",
+        wrong.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let now = crate::mfa::clear_of_a_step_end().await;
+    let code = crate::mfa::oath_code(&secret, now);
+    let right = browser
+        .submit(
+            "/ui/second-factor",
+            "/ui/second-factor",
+            &[("code", code.as_str()), ("return_to", "/ui/account")],
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER, "{}", right.body);
+    assert_eq!(right.location(), "/ui/account");
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    assert!(!browser.cookies.contains_key("gatehouse-ui-mfa"));
+    let page = browser.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&address), "{}", page.body);
+
+    // The pending sign-in is used up: its cookie replayed is refused.
+    let mut replay = Browser::new(&app);
+    replay
+        .cookies
+        .insert("gatehouse-ui-mfa".into(), pending.unwrap());
+    let again = replay
+        .submit(
+            "/ui/second-factor",
+            "/ui/second-factor",
+            &[("code", code.as_str())],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    assert!(
+        again
+            .body
+            .contains("This sign-in has expired or took too many codes."),
+        "{}",
+        again.body
+    );
+    assert!(replay.session_cookie().is_none());
+}
