@@ -1,6 +1,7 @@
 mod admin;
 mod connections;
 mod mail;
+mod oidc;
 mod sessions;
 mod signing_keys;
 
@@ -237,6 +238,10 @@ impl Store for PostgresStore {
     }
 
     fn signing_keys(&self) -> &dyn SigningKeyStore {
+        self
+    }
+
+    fn oidc(&self) -> &dyn OidcStore {
         self
     }
 

@@ -14,6 +14,7 @@ mod admin;
 mod backup;
 mod mail;
 mod migrations;
+mod oidc;
 mod passkeys;
 mod sessions;
 mod signing_keys;
@@ -174,6 +175,10 @@ impl Store for SqliteStore {
     }
 
     fn signing_keys(&self) -> &dyn SigningKeyStore {
+        self
+    }
+
+    fn oidc(&self) -> &dyn OidcStore {
         self
     }
 

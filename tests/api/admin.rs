@@ -19,14 +19,14 @@ crate::on_every_backend!(
 );
 
 /// What a run of the binary gave: exit status, stdout, stderr.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
@@ -34,7 +34,7 @@ impl Run {
 
 /// `gatehouse ARGS` on the database of `app` (given as `GATEHOUSE_DATABASE_URL`, as an
 /// operator's shell would), from a directory of its own.
-async fn cli(app: &TestApp, args: &[&str]) -> Run {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> Run {
     let url = app.app.settings.database_url();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {

@@ -20,6 +20,7 @@ mod limits;
 mod lockout;
 mod mail;
 mod observe;
+mod oidc;
 mod operations;
 mod ownid;
 mod passkeys;

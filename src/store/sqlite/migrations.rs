@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_ways_in_proven.sql",
         include_str!("../../../migrations/sqlite/0008_ways_in_proven.sql"),
     ),
+    (
+        "0011_oidc.sql",
+        include_str!("../../../migrations/sqlite/0011_oidc.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -139,6 +143,9 @@ mod tests {
                 "leases",
                 "mail_outbox",
                 "mail_tokens",
+                "oidc_assertions",
+                "oidc_clients",
+                "oidc_codes",
                 "one_time_tokens",
                 "passkeys",
                 "rate_counters",
