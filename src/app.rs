@@ -17,13 +17,14 @@ use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::oidc::provider::{Provider, ProviderPolicy};
 use crate::sessions::{AccountKeys, SessionPolicy, Sessions};
 use crate::signin::flow::SignInFlow;
 use crate::signin::ownid::OwnId;
 use crate::signin::passkeys::Passkeys;
 use crate::signin::password::PasswordSignIn;
 use crate::signin::siwe::{Origin, Policy};
-use crate::signing_keys::{KeyPolicy, SigningKeys};
+use crate::signing_keys::{KeyPolicy, KeyPurpose, SigningKeys};
 use crate::store::{self, DynStore};
 
 pub struct App {
@@ -38,6 +39,8 @@ pub struct App {
     pub passwords: PasswordSignIn,
     /// The keys of asymmetric account tokens; `None` with HS512.
     pub signing_keys: Option<Arc<SigningKeys>>,
+    /// The OpenID Connect provider; `None` unless `oidc.enabled`.
+    pub oidc: Option<Arc<Provider>>,
     /// Parsed `http.trusted_proxies`.
     pub proxies: Vec<IpNet>,
     /// Checks OwnID's signed requests; holds no secret when OwnID is off.
@@ -117,6 +120,35 @@ impl App {
                     "account tokens: signed with the keys in the database, published at /.well-known/jwks.json"
                 );
                 Some(Arc::new(keys))
+            }
+            None => None,
+        };
+        let oidc = match oidc_key_policy(&settings) {
+            Some(key_policy) => {
+                let keys = SigningKeys::open(
+                    Arc::clone(&store),
+                    secret.expose().as_bytes(),
+                    key_policy.clone(),
+                    crate::domain::unix_now(),
+                )
+                .await
+                .context("oidc.enabled: the OpenID Connect signing keys")?;
+                let o = &settings.oidc;
+                let provider_policy = ProviderPolicy {
+                    issuer: key_policy.issuer.clone(),
+                    access_ttl_secs: o.access_token_ttl_secs,
+                    id_ttl_secs: o.id_token_ttl_secs,
+                    require_pkce_for_confidential: o.require_pkce_for_confidential,
+                    access_algorithm: crate::crypto::signing::Algorithm::EdDSA,
+                    sessions: policy,
+                };
+                tracing::info!(issuer = %provider_policy.issuer, "OpenID Connect provider: on");
+                Some(Arc::new(Provider::new(
+                    Arc::clone(&store),
+                    Arc::new(keys),
+                    secret.expose().as_bytes(),
+                    provider_policy,
+                )))
             }
             None => None,
         };
@@ -206,6 +238,7 @@ impl App {
             flow,
             passwords,
             signing_keys,
+            oidc,
             proxies,
             ownid_verifier,
             ownid,
@@ -285,11 +318,30 @@ fn siwe_origins(settings: &Settings) -> Vec<Origin> {
 /// The rules of the signing keys, from the settings.
 pub fn key_policy(settings: &Settings, algorithm: crate::crypto::signing::Algorithm) -> KeyPolicy {
     KeyPolicy {
+        purpose: KeyPurpose::Account,
         algorithm,
+        also: Vec::new(),
         jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
         token_ttl_secs: settings.token_lifetime_secs,
         issuer: settings.issuer.clone(),
     }
+}
+
+/// The rules of the OpenID Connect provider's keys: RS256 (Discovery's default), ES256
+/// and EdDSA side by side, their tokens living at most as long as ID and access
+/// tokens; `None` unless `oidc.enabled`.
+pub fn oidc_key_policy(settings: &Settings) -> Option<KeyPolicy> {
+    use crate::crypto::signing::Algorithm;
+    let o = &settings.oidc;
+    let issuer = settings.http.public_url.as_deref()?.trim_end_matches('/');
+    o.enabled.then(|| KeyPolicy {
+        purpose: KeyPurpose::Oidc,
+        algorithm: Algorithm::RS256,
+        also: vec![Algorithm::ES256, Algorithm::EdDSA],
+        jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
+        token_ttl_secs: o.access_token_ttl_secs.max(o.id_token_ttl_secs),
+        issuer: issuer.to_owned(),
+    })
 }
 
 /// The signing secret: from `jwt_secret`, else `jwt_secret_file`, else the file

@@ -16,6 +16,7 @@ use crate::domain::Secret;
 mod http;
 mod mail;
 mod metrics;
+mod oidc;
 mod ownid;
 mod passkeys;
 pub mod reference;
@@ -27,6 +28,7 @@ mod tokens;
 pub use self::http::{HttpSettings, IpNet, RateLimitSettings};
 pub use self::mail::{MailLinks, MailSettings};
 pub use self::metrics::MetricsSettings;
+pub use self::oidc::OidcSettings;
 pub use self::ownid::OwnIdSettings;
 pub use self::passkeys::PasskeySettings;
 pub use self::selfkey::{RequestedAttribute, SelfKeySettings, Website};
@@ -93,6 +95,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// How account tokens are signed.
     pub jwt: JwtSettings,
+    /// The OpenID Connect provider.
+    pub oidc: OidcSettings,
 }
 
 impl Default for Settings {
@@ -120,6 +124,7 @@ impl Default for Settings {
             accounts: AccountsSettings::default(),
             metrics: MetricsSettings::default(),
             jwt: JwtSettings::default(),
+            oidc: OidcSettings::default(),
         }
     }
 }
@@ -364,6 +369,19 @@ impl Settings {
         }
         if !(1..=100_000).contains(&se.max_per_account) {
             return bad("session.max_per_account", "must be between 1 and 100000");
+        }
+        let o = &self.oidc;
+        if !(60..=86400).contains(&o.access_token_ttl_secs) {
+            return bad("oidc.access_token_ttl_secs", "must be between 60 and 86400");
+        }
+        if !(60..=86400).contains(&o.id_token_ttl_secs) {
+            return bad("oidc.id_token_ttl_secs", "must be between 60 and 86400");
+        }
+        if o.enabled && self.http.public_url.is_none() {
+            return bad(
+                "oidc.enabled",
+                "needs http.public_url: it is the issuer, and every endpoint is on it",
+            );
         }
         let w = &self.siwe;
         if w.chain_ids.is_empty() {

@@ -46,5 +46,12 @@ CREATE TABLE oidc_assertions (
 ) STRICT;
 CREATE INDEX oidc_assertions_expires_at ON oidc_assertions (expires_at);
 
--- An OIDC session is a session row, begun by a code exchange for this client.
+-- An OIDC session is a session row, begun by a code exchange for this client, with
+-- the scopes granted.
 ALTER TABLE sessions ADD COLUMN oidc_client_id TEXT;
+ALTER TABLE sessions ADD COLUMN oidc_scopes TEXT;
+
+-- What a signing key signs: `account` tokens (jwt.algorithm), or `oidc` ID and access
+-- tokens (RS256, ES256, EdDSA). Each verifier accepts only its own purpose's keys, so
+-- a token meant for a relying party is never taken for an account token.
+ALTER TABLE signing_keys ADD COLUMN purpose TEXT NOT NULL DEFAULT 'account';

@@ -64,6 +64,13 @@ pub trait OidcStore: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> StoreResult<bool>;
+    /// Marks a session as the OIDC session of `client_id`, granted `scopes`.
+    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()>;
+    /// The client and scopes of an OIDC session; `None` for no session, or one that is
+    /// not an OIDC session.
+    async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>>;
+    /// Ends an OIDC session (deletes its row); false if there was none.
+    async fn end_oidc_session(&self, session: &str) -> StoreResult<bool>;
     /// Deletes the codes and assertion records expired before `now`.
     async fn purge_oidc(&self, now: i64) -> StoreResult<u64>;
 }
@@ -141,6 +148,15 @@ pub(super) mod sql {
 
     pub const END_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
 
+    pub const BIND_SESSION: &str =
+        "UPDATE sessions SET oidc_client_id = $1, oidc_scopes = $2 WHERE id = $3";
+
+    pub const OIDC_SESSION: &str = "SELECT oidc_client_id, oidc_scopes FROM sessions
+     WHERE id = $1 AND oidc_client_id IS NOT NULL";
+
+    pub const END_OIDC_SESSION: &str =
+        "DELETE FROM sessions WHERE id = $1 AND oidc_client_id IS NOT NULL";
+
     pub const INSERT_ASSERTION: &str = "INSERT INTO oidc_assertions (client_id, jti, expires_at)
      VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING";
 
@@ -164,6 +180,9 @@ pub(super) mod sql {
         CONSUME_CODE,
         REPLAYED_CODE_SESSION,
         END_SESSION,
+        BIND_SESSION,
+        OIDC_SESSION,
+        END_OIDC_SESSION,
         INSERT_ASSERTION,
         PURGE_CODES,
         PURGE_ASSERTIONS,

@@ -159,6 +159,38 @@ impl OidcStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()> {
+        sqlx::query(sql::BIND_SESSION)
+            .bind(client_id)
+            .bind(scopes)
+            .bind(session)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>> {
+        let row = sqlx::query(sql::OIDC_SESSION)
+            .bind(session)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some((
+                r.try_get(0)?,
+                r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            )),
+            None => None,
+        })
+    }
+
+    async fn end_oidc_session(&self, session: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql::END_OIDC_SESSION)
+            .bind(session)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn purge_oidc(&self, now: i64) -> StoreResult<u64> {
         let codes = sqlx::query(sql::PURGE_CODES)
             .bind(now)

@@ -165,6 +165,42 @@ impl OidcStore for SqliteStore {
             .await
     }
 
+    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()> {
+        let (session, client, scopes) =
+            (session.to_owned(), client_id.to_owned(), scopes.to_owned());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::BIND_SESSION)?
+                    .execute(params![client, scopes, session])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::OIDC_SESSION)?
+                .query_row([session], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    ))
+                })
+                .optional()
+        })
+    }
+
+    async fn end_oidc_session(&self, session: &str) -> StoreResult<bool> {
+        let session = session.to_owned();
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::END_OIDC_SESSION)?
+                    .execute([session])?
+                    == 1)
+            })
+            .await
+    }
+
     async fn purge_oidc(&self, now: i64) -> StoreResult<u64> {
         self.writer
             .write(false, move |c| {
