@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::oidc::Client;
+use crate::domain::client::Client;
 
 /// An authorization code as stored: its hash, never the code.
 #[derive(Debug, Clone, PartialEq, Eq)]

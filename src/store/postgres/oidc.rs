@@ -4,7 +4,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
 use super::{PostgresStore, on_unique};
-use crate::oidc::{AuthMethod, Client};
+use crate::domain::client::{AuthMethod, Client};
 use crate::store::StoreResult;
 use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
 

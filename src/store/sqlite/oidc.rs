@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, on_unique};
-use crate::oidc::{AuthMethod, Client};
+use crate::domain::client::{AuthMethod, Client};
 use crate::store::StoreResult;
 use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
 
