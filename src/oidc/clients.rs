@@ -127,7 +127,7 @@ impl Registration {
             (AuthMethod::PrivateKeyJwt, Some(jwks)) => {
                 let set: serde_json::Value =
                     serde_json::from_str(&jwks).map_err(|_| RegistrationError::Jwks)?;
-                if !set["keys"].as_array().is_some_and(|k| !k.is_empty()) {
+                if set["keys"].as_array().is_none_or(|k| k.is_empty()) {
                     return Err(RegistrationError::Jwks);
                 }
                 Some(set.to_string())

@@ -26,7 +26,7 @@ pub struct StoredCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeUse {
     /// Consumed now, by this use alone.
-    Fresh(StoredCode),
+    Fresh(Box<StoredCode>),
     /// Consumed before: the session its tokens went to has been ended.
     Replayed,
     /// No such code, or it expired.

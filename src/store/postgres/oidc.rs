@@ -123,7 +123,7 @@ impl OidcStore for PostgresStore {
         if let Some(row) = fresh {
             let code = code_from_row(&row)?;
             tx.commit().await?;
-            return Ok(CodeUse::Fresh(code));
+            return Ok(CodeUse::Fresh(Box::new(code)));
         }
         let replayed: Option<String> = sqlx::query_scalar(sql::REPLAYED_CODE_SESSION)
             .bind(code_hash)

@@ -131,7 +131,7 @@ impl OidcStore for SqliteStore {
                     .query_row(params![now, hash], code_from_row)
                     .optional()?;
                 if let Some(code) = fresh {
-                    return Ok(CodeUse::Fresh(code));
+                    return Ok(CodeUse::Fresh(Box::new(code)));
                 }
                 let replayed: Option<String> = c
                     .prepare_cached(sql::REPLAYED_CODE_SESSION)?
