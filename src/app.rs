@@ -133,6 +133,7 @@ impl App {
                 )
                 .await
                 .context("oidc.enabled: the OpenID Connect signing keys")?;
+                sync_config_clients(&store, &settings.oidc.clients).await?;
                 let o = &settings.oidc;
                 let provider_policy = ProviderPolicy {
                     issuer: key_policy.issuer.clone(),
@@ -342,6 +343,83 @@ pub fn oidc_key_policy(settings: &Settings) -> Option<KeyPolicy> {
         token_ttl_secs: o.access_token_ttl_secs.max(o.id_token_ttl_secs),
         issuer: issuer.to_owned(),
     })
+}
+
+/// Writes `[[oidc.clients]]` to the database (and removes the configuration's clients
+/// no longer listed), each checked as `gatehouse clients add` checks a registration.
+async fn sync_config_clients(
+    store: &DynStore,
+    declared: &[crate::config::OidcClientSettings],
+) -> anyhow::Result<()> {
+    use crate::oidc::clients::{Registration, hash_secret, needs_secret};
+    let now = crate::domain::unix_now();
+    let mut clients = Vec::with_capacity(declared.len());
+    for (i, c) in declared.iter().enumerate() {
+        let at = format!("oidc.clients[{i}] ({})", c.client_id);
+        let id_ok = (1..=64).contains(&c.client_id.len())
+            && c.client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        anyhow::ensure!(
+            id_ok,
+            "{at}: client_id must be 1 to 64 letters, digits, '-', '_' or '.'"
+        );
+        let jwks = match &c.jwks_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("{at}: jwks_file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let registration = Registration {
+            name: c.name.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            public: c.public,
+            first_party: c.first_party,
+            grants: c.grants.clone(),
+            auth_method: c.token_endpoint_auth_method.clone(),
+            jwks,
+            id_token_alg: c.id_token_signed_response_alg.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        };
+        let mut client = registration
+            .check(c.client_id.clone(), now)
+            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        client.source = "config".to_owned();
+        match (&c.client_secret_file, needs_secret(&client)) {
+            (Some(path), true) => {
+                let secret = read_secret_file(path)
+                    .with_context(|| format!("{at}: client_secret_file {}", path.display()))?;
+                client.secret_hash = Some(hash_secret(secret.expose()));
+            }
+            (None, true) => anyhow::bail!(
+                "{at}: client_secret_file is required for {}",
+                client.auth_method.as_str()
+            ),
+            (Some(_), false) => anyhow::bail!(
+                "{at}: client_secret_file is set, but the client authenticates with {}",
+                client.auth_method.as_str()
+            ),
+            (None, false) => {}
+        }
+        if let Some(existing) = store.oidc().client(&client.id).await?
+            && existing.source != "config"
+        {
+            anyhow::bail!(
+                "{at}: a client with this client_id was added with `gatehouse clients add`"
+            );
+        }
+        clients.push(client);
+    }
+    store.oidc().sync_config_clients(&clients).await?;
+    if !clients.is_empty() {
+        tracing::info!(
+            clients = clients.len(),
+            "OpenID Connect clients of the configuration written"
+        );
+    }
+    Ok(())
 }
 
 /// The signing secret: from `jwt_secret`, else `jwt_secret_file`, else the file

@@ -28,7 +28,7 @@ mod tokens;
 pub use self::http::{HttpSettings, IpNet, RateLimitSettings};
 pub use self::mail::{MailLinks, MailSettings};
 pub use self::metrics::MetricsSettings;
-pub use self::oidc::OidcSettings;
+pub use self::oidc::{OidcClientSettings, OidcSettings};
 pub use self::ownid::OwnIdSettings;
 pub use self::passkeys::PasskeySettings;
 pub use self::selfkey::{RequestedAttribute, SelfKeySettings, Website};

@@ -230,12 +230,8 @@ async fn update(
     let Some(old) = store.oidc().client(&target.client_id).await? else {
         return not_found(target);
     };
-    if old.source == "config" {
-        eprintln!(
-            "gatehouse: client {} comes from the configuration ([[oidc.clients]]): change it there",
-            old.id
-        );
-        return Ok(ExitCode::from(2));
+    if let Some(refused) = from_config(&old) {
+        return refused;
     }
     let keep = |new: Vec<String>, old: &[String]| {
         if new.is_empty() { old.to_vec() } else { new }
@@ -298,7 +294,23 @@ async fn update(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A client of the configuration is changed there, not here: exit status 2.
+fn from_config(client: &Client) -> Option<anyhow::Result<ExitCode>> {
+    (client.source == "config").then(|| {
+        eprintln!(
+            "gatehouse: client {} comes from the configuration ([[oidc.clients]]): change it there",
+            client.id
+        );
+        Ok(ExitCode::from(2))
+    })
+}
+
 async fn remove(store: &DynStore, target: &Target) -> anyhow::Result<ExitCode> {
+    if let Some(client) = store.oidc().client(&target.client_id).await?
+        && let Some(refused) = from_config(&client)
+    {
+        return refused;
+    }
     if !store.oidc().remove_client(&target.client_id).await? {
         return not_found(target);
     }
@@ -314,6 +326,9 @@ async fn rotate_secret(store: &DynStore, target: &Target) -> anyhow::Result<Exit
     let Some(client) = store.oidc().client(&target.client_id).await? else {
         return not_found(target);
     };
+    if let Some(refused) = from_config(&client) {
+        return refused;
+    }
     if !needs_secret(&client) {
         eprintln!(
             "gatehouse: client {} authenticates with {}: it has no secret",

@@ -26,6 +26,7 @@ crate::on_every_backend!(
     refresh_tokens_rotate_and_stay_with_their_client_and_kind,
     revocation_ends_the_session_and_every_token_of_it,
     private_key_jwt_assertions_verify_once,
+    clients_of_the_configuration_are_written_at_start_and_removed_when_gone,
 );
 
 /// The issuer the tests configure: `http.public_url` with a trailing slash, which the
@@ -1152,4 +1153,89 @@ async fn private_key_jwt_assertions_verify_once(b: Backend) {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(oauth_error("invalid_client")(&body), "{body}");
+}
+
+async fn clients_of_the_configuration_are_written_at_start_and_removed_when_gone(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-configured-client-secret-of-enough-length";
+    let secret_file = dir.path().join("cron-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let declared = gatehouse::config::OidcClientSettings {
+        client_id: "cron".into(),
+        name: "Cron".into(),
+        client_secret_file: Some(secret_file.clone()),
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        public: false,
+        first_party: false,
+        grants: vec!["client_credentials".into()],
+        token_endpoint_auth_method: None,
+        jwks_file: None,
+        id_token_signed_response_alg: None,
+        backchannel_logout_uri: None,
+    };
+    let listed = declared.clone();
+    let app = TestApp::spawn_with(b, move |s| {
+        s.oidc.enabled = true;
+        s.http.public_url = Some(PUBLIC_URL.into());
+        s.oidc.clients = vec![listed];
+    })
+    .await;
+    let (status, body) = post_form(
+        &app,
+        "/oauth/token",
+        Some(&basic("cron", secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let run = cli(&app, &["clients", "show", "cron", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["source"], "config");
+    for args in [
+        &["clients", "remove", "cron"][..],
+        &["clients", "rotate-secret", "cron"],
+        &["clients", "update", "cron", "--name", "Other"],
+    ] {
+        let run = cli(&app, args).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("[[oidc.clients]]"), "{}", run.stderr);
+    }
+    // A bad declaration stops the start, naming the entry.
+    let mut bad = declared.clone();
+    bad.redirect_uris = vec!["http://wiki.example/cb".into()];
+    let settings = {
+        let mut s = app.app.settings.clone();
+        s.listen = "127.0.0.1:0".parse().unwrap();
+        s.oidc.clients = vec![bad];
+        s
+    };
+    let refused = gatehouse::http::Server::build(settings)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{refused:#}")
+            .contains("oidc.clients[0] (cron): redirect_uri http://wiki.example/cb"),
+        "{refused:#}"
+    );
+    // Another start without it removes it; a client of the CLI stays.
+    let (kept, _) = register(&app, machine_client()).await;
+    let again = app
+        .spawn_beside(|s| {
+            s.oidc.enabled = true;
+            s.http.public_url = Some(PUBLIC_URL.into());
+        })
+        .await;
+    assert_eq!(again.app.store.oidc().client("cron").await.unwrap(), None);
+    assert!(
+        again
+            .app
+            .store
+            .oidc()
+            .client(&kept.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
