@@ -18,6 +18,7 @@ use crate::lifecycle::Lifecycle;
 use crate::lockout::LoginLimit;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::oidc::provider::{Provider, ProviderPolicy};
 use crate::sessions::{AccountKeys, SessionPolicy, Sessions};
 use crate::signin::flow::{FlowRules, SignInFlow};
 use crate::signin::ownid::OwnId;
@@ -25,7 +26,7 @@ use crate::signin::passkeys::Passkeys;
 use crate::signin::password::PasswordSignIn;
 use crate::signin::second_factor::SecondFactor;
 use crate::signin::siwe::{Origin, Policy};
-use crate::signing_keys::{KeyPolicy, SigningKeys};
+use crate::signing_keys::{KeyPolicy, KeyPurpose, SigningKeys};
 use crate::store::{self, DynStore};
 use crate::ui::Pages;
 
@@ -43,6 +44,8 @@ pub struct App {
     pub second_factor: SecondFactor,
     /// The keys of asymmetric account tokens; `None` with HS512.
     pub signing_keys: Option<Arc<SigningKeys>>,
+    /// The OpenID Connect provider; `None` unless `oidc.enabled`.
+    pub oidc: Option<Arc<Provider>>,
     /// Parsed `http.trusted_proxies`.
     pub proxies: Vec<IpNet>,
     /// Checks OwnID's signed requests; holds no secret when OwnID is off.
@@ -128,6 +131,36 @@ impl App {
                     "account tokens: signed with the keys in the database, published at /.well-known/jwks.json"
                 );
                 Some(Arc::new(keys))
+            }
+            None => None,
+        };
+        let oidc = match oidc_key_policy(&settings) {
+            Some(key_policy) => {
+                let keys = SigningKeys::open(
+                    Arc::clone(&store),
+                    secret.expose().as_bytes(),
+                    key_policy.clone(),
+                    crate::domain::unix_now(),
+                )
+                .await
+                .context("oidc.enabled: the OpenID Connect signing keys")?;
+                sync_config_clients(&store, &settings.oidc.clients).await?;
+                let o = &settings.oidc;
+                let provider_policy = ProviderPolicy {
+                    issuer: key_policy.issuer.clone(),
+                    access_ttl_secs: o.access_token_ttl_secs,
+                    id_ttl_secs: o.id_token_ttl_secs,
+                    require_pkce_for_confidential: o.require_pkce_for_confidential,
+                    access_algorithm: crate::crypto::signing::Algorithm::EdDSA,
+                    sessions: policy,
+                };
+                tracing::info!(issuer = %provider_policy.issuer, "OpenID Connect provider: on");
+                Some(Arc::new(Provider::new(
+                    Arc::clone(&store),
+                    Arc::new(keys),
+                    secret.expose().as_bytes(),
+                    provider_policy,
+                )))
             }
             None => None,
         };
@@ -230,6 +263,7 @@ impl App {
             passwords,
             second_factor,
             signing_keys,
+            oidc,
             proxies,
             ownid_verifier,
             ownid,
@@ -310,11 +344,107 @@ fn siwe_origins(settings: &Settings) -> Vec<Origin> {
 /// The rules of the signing keys, from the settings.
 pub fn key_policy(settings: &Settings, algorithm: crate::crypto::signing::Algorithm) -> KeyPolicy {
     KeyPolicy {
+        purpose: KeyPurpose::Account,
         algorithm,
+        also: Vec::new(),
         jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
         token_ttl_secs: settings.token_lifetime_secs,
         issuer: settings.issuer.clone(),
     }
+}
+
+/// The rules of the OpenID Connect provider's keys: RS256 (Discovery's default), ES256
+/// and EdDSA side by side, their tokens living at most as long as ID and access
+/// tokens; `None` unless `oidc.enabled`.
+pub fn oidc_key_policy(settings: &Settings) -> Option<KeyPolicy> {
+    use crate::crypto::signing::Algorithm;
+    let o = &settings.oidc;
+    let issuer = settings.http.public_url.as_deref()?.trim_end_matches('/');
+    o.enabled.then(|| KeyPolicy {
+        purpose: KeyPurpose::Oidc,
+        algorithm: Algorithm::RS256,
+        also: vec![Algorithm::ES256, Algorithm::EdDSA],
+        jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
+        token_ttl_secs: o.access_token_ttl_secs.max(o.id_token_ttl_secs),
+        issuer: issuer.to_owned(),
+    })
+}
+
+/// Writes `[[oidc.clients]]` to the database (and removes the configuration's clients
+/// no longer listed), each checked as `gatehouse clients add` checks a registration.
+async fn sync_config_clients(
+    store: &DynStore,
+    declared: &[crate::config::OidcClientSettings],
+) -> anyhow::Result<()> {
+    use crate::oidc::clients::{Registration, hash_secret, needs_secret};
+    let now = crate::domain::unix_now();
+    let mut clients = Vec::with_capacity(declared.len());
+    for (i, c) in declared.iter().enumerate() {
+        let at = format!("oidc.clients[{i}] ({})", c.client_id);
+        let id_ok = (1..=64).contains(&c.client_id.len())
+            && c.client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        anyhow::ensure!(
+            id_ok,
+            "{at}: client_id must be 1 to 64 letters, digits, '-', '_' or '.'"
+        );
+        let jwks = match &c.jwks_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("{at}: jwks_file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let registration = Registration {
+            name: c.name.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            public: c.public,
+            first_party: c.first_party,
+            grants: c.grants.clone(),
+            auth_method: c.token_endpoint_auth_method.clone(),
+            jwks,
+            id_token_alg: c.id_token_signed_response_alg.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        };
+        let mut client = registration
+            .check(c.client_id.clone(), now)
+            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        client.source = "config".to_owned();
+        match (&c.client_secret_file, needs_secret(&client)) {
+            (Some(path), true) => {
+                let secret = read_secret_file(path)
+                    .with_context(|| format!("{at}: client_secret_file {}", path.display()))?;
+                client.secret_hash = Some(hash_secret(secret.expose()));
+            }
+            (None, true) => anyhow::bail!(
+                "{at}: client_secret_file is required for {}",
+                client.auth_method.as_str()
+            ),
+            (Some(_), false) => anyhow::bail!(
+                "{at}: client_secret_file is set, but the client authenticates with {}",
+                client.auth_method.as_str()
+            ),
+            (None, false) => {}
+        }
+        if let Some(existing) = store.oidc().client(&client.id).await?
+            && existing.source != "config"
+        {
+            anyhow::bail!(
+                "{at}: a client with this client_id was added with `gatehouse clients add`"
+            );
+        }
+        clients.push(client);
+    }
+    store.oidc().sync_config_clients(&clients).await?;
+    if !clients.is_empty() {
+        tracing::info!(
+            clients = clients.len(),
+            "OpenID Connect clients of the configuration written"
+        );
+    }
+    Ok(())
 }
 
 /// The signing secret: from `jwt_secret`, else `jwt_secret_file`, else the file

@@ -1,6 +1,7 @@
 //! The command line: `gatehouse serve`, `migrate`, `config`, `backup` and `keys`, and
 //! the operator's commands (`users`, `sessions`: [`users`]).
 
+mod clients;
 mod keys;
 mod users;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Sessions, straight in the database: revoke every session of an account.
     /// Exit status 0 done, 1 no such account, 2 bad usage.
     Sessions(users::SessionsArgs),
+    /// OpenID Connect clients, straight in the database: add, list, show, update,
+    /// remove, rotate-secret. Exit status 0 done, 1 no such client, 2 bad usage.
+    Clients(clients::ClientsArgs),
 }
 
 #[derive(Args)]
@@ -188,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Keys(a) => Overrides::from(a.command.database()),
         Command::Users(a) => Overrides::from(&a.database),
         Command::Sessions(a) => Overrides::from(&a.database),
+        Command::Clients(a) => Overrides::from(&a.database),
         Command::Config(a) if a.defaults => {
             print!("{reference}");
             return ExitCode::SUCCESS;
@@ -231,6 +236,12 @@ pub fn main() -> ExitCode {
             Command::Sessions(a) => {
                 let store = open_store(&settings).await?;
                 let code = users::sessions(&store, a).await;
+                store.close().await;
+                code
+            }
+            Command::Clients(a) => {
+                let store = open_store(&settings).await?;
+                let code = clients::run(&store, a).await;
                 store.close().await;
                 code
             }

@@ -16,6 +16,7 @@ use crate::domain::Secret;
 mod http;
 mod mail;
 mod metrics;
+mod oidc;
 mod ownid;
 mod passkeys;
 pub mod reference;
@@ -28,6 +29,7 @@ mod ui;
 pub use self::http::{HttpSettings, IpNet, RateLimitSettings};
 pub use self::mail::{MailLinks, MailSettings};
 pub use self::metrics::MetricsSettings;
+pub use self::oidc::{OidcClientSettings, OidcSettings};
 pub use self::ownid::OwnIdSettings;
 pub use self::passkeys::PasskeySettings;
 pub use self::selfkey::{RequestedAttribute, SelfKeySettings, Website};
@@ -97,6 +99,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// The hosted pages under `/ui/`: sign-in, sign-up, recovery, the account page.
     pub ui: UiSettings,
+    /// The OpenID Connect provider.
+    pub oidc: OidcSettings,
 }
 
 impl Default for Settings {
@@ -125,6 +129,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             jwt: JwtSettings::default(),
             ui: UiSettings::default(),
+            oidc: OidcSettings::default(),
         }
     }
 }
@@ -369,6 +374,19 @@ impl Settings {
         }
         if !(1..=100_000).contains(&se.max_per_account) {
             return bad("session.max_per_account", "must be between 1 and 100000");
+        }
+        let o = &self.oidc;
+        if !(60..=86400).contains(&o.access_token_ttl_secs) {
+            return bad("oidc.access_token_ttl_secs", "must be between 60 and 86400");
+        }
+        if !(60..=86400).contains(&o.id_token_ttl_secs) {
+            return bad("oidc.id_token_ttl_secs", "must be between 60 and 86400");
+        }
+        if o.enabled && self.http.public_url.is_none() {
+            return bad(
+                "oidc.enabled",
+                "needs http.public_url: it is the issuer, and every endpoint is on it",
+            );
         }
         let w = &self.siwe;
         if w.chain_ids.is_empty() {

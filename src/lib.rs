@@ -26,6 +26,7 @@ pub mod lifecycle;
 pub mod lockout;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 pub mod sessions;
 pub mod signin;
 pub mod signing_keys;

@@ -61,7 +61,7 @@ impl AccountClaims {
 pub const AMR_MFA: &str = "mfa";
 
 /// The `acr` of a session whose sign-in proved the factors `amr` (space-separated).
-fn acr_of(amr: &[String]) -> Option<String> {
+pub fn acr_of(amr: &[String]) -> Option<String> {
     if amr.is_empty() {
         return None;
     }

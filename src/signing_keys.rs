@@ -1,6 +1,11 @@
-//! Signing keys of asymmetric account tokens (`jwt.algorithm` `EdDSA` or `ES256`): which
-//! key signs, which keys are accepted and published, and rotation. Knows nothing of
-//! HTTP or SQL.
+//! Signing keys of asymmetric account tokens (`jwt.algorithm` `EdDSA` or `ES256`) and of
+//! the OpenID Connect provider's ID and access tokens (RS256, ES256 and EdDSA side by
+//! side): which key signs, which keys are accepted and published, and rotation. Knows
+//! nothing of HTTP or SQL.
+//!
+//! The two purposes never share a key: each [`SigningKeys`] loads and accepts only its
+//! own, so an ID token (or an OIDC access token) is never taken for an account token.
+//! The JWKS publishes both.
 //!
 //! Keys live in the database, their private halves sealed under a key derived from the
 //! JWT secret, so every node signs with the same keys and accepts every other node's
@@ -32,10 +37,33 @@ pub const CLOCK_MARGIN_SECS: i64 = 60;
 /// A token naming an unknown key makes the node read the keys again, at most this often.
 const MISS_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
+/// What a key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Account tokens, in the one algorithm of `jwt.algorithm`.
+    Account,
+    /// OpenID Connect ID and access tokens, in each algorithm of the policy at once.
+    Oidc,
+}
+
+impl KeyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Account => "account",
+            KeyPurpose::Oidc => "oidc",
+        }
+    }
+}
+
 /// What the keys are for, from the configuration.
 #[derive(Debug, Clone)]
 pub struct KeyPolicy {
+    pub purpose: KeyPurpose,
+    /// The algorithm that signs (account tokens; for OIDC the default, RS256).
     pub algorithm: Algorithm,
+    /// Further algorithms that sign beside it (OIDC: ES256 and EdDSA, for the clients
+    /// that registered them).
+    pub also: Vec<Algorithm>,
     /// The JWKS's `Cache-Control: max-age`: a published key signs this long after.
     pub jwks_max_age_secs: i64,
     /// Account tokens' lifetime.
@@ -45,6 +73,11 @@ pub struct KeyPolicy {
 }
 
 impl KeyPolicy {
+    /// Every algorithm that signs.
+    pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
+        std::iter::once(self.algorithm).chain(self.also.iter().copied())
+    }
+
     /// How often a node reads the keys again: well within `max-age`, so a node knows a
     /// key long before it signs.
     pub fn reload_every(&self) -> Duration {
@@ -82,6 +115,7 @@ impl KeyState {
 pub struct KeyInfo {
     pub kid: String,
     pub algorithm: String,
+    pub purpose: String,
     pub state: KeyState,
     pub created_at: i64,
     pub signs_from: i64,
@@ -107,18 +141,33 @@ fn signing_kid(rows: &[StoredKey], algorithm: Algorithm, now: i64) -> Option<&st
         .map(|k| k.kid.as_str())
 }
 
-/// Every key's state at `now`.
-pub fn describe(rows: &[StoredKey], algorithm: Algorithm, now: i64) -> Vec<KeyInfo> {
-    let signing = signing_kid(rows, algorithm, now);
+/// Every key's state at `now`, account keys for `account` (the algorithm of
+/// `jwt.algorithm`, `None` for HS512) and OIDC keys each for its own algorithm.
+pub fn describe(rows: &[StoredKey], account: Option<Algorithm>, now: i64) -> Vec<KeyInfo> {
     rows.iter()
-        .map(|k| KeyInfo {
+        .map(|k| {
+            let in_force = if k.purpose == KeyPurpose::Oidc.as_str() {
+                Algorithm::parse(&k.algorithm)
+            } else {
+                account
+            };
+            let same: Vec<StoredKey> = rows
+                .iter()
+                .filter(|r| r.purpose == k.purpose)
+                .cloned()
+                .collect();
+            let signing = in_force.and_then(|a| signing_kid(&same, a, now).map(str::to_owned));
+            (k, in_force, signing)
+        })
+        .map(|(k, in_force, signing)| KeyInfo {
             kid: k.kid.clone(),
             algorithm: k.algorithm.clone(),
+            purpose: k.purpose.clone(),
             state: if k.retires_at.is_some_and(|r| r <= now) {
                 KeyState::Retired
-            } else if Some(k.kid.as_str()) == signing {
+            } else if Some(&k.kid) == signing.as_ref() {
                 KeyState::Signing
-            } else if k.algorithm == algorithm.as_str() && k.signs_from > now {
+            } else if in_force.is_some_and(|a| k.algorithm == a.as_str()) && k.signs_from > now {
                 KeyState::Next
             } else {
                 KeyState::Retiring
@@ -130,14 +179,21 @@ pub fn describe(rows: &[StoredKey], algorithm: Algorithm, now: i64) -> Vec<KeyIn
         .collect()
 }
 
-/// Seals a new key of the policy's algorithm, signing from `signs_from`.
-fn new_key(sealer: &Sealer, policy: &KeyPolicy, now: i64, signs_from: i64) -> StoredKey {
+/// Seals a new key of `algorithm` for the policy's purpose, signing from `signs_from`.
+fn new_key(
+    sealer: &Sealer,
+    policy: &KeyPolicy,
+    algorithm: Algorithm,
+    now: i64,
+    signs_from: i64,
+) -> StoredKey {
     let kid = random_id();
-    let pair = KeyPair::generate(policy.algorithm, &kid, &policy.issuer);
+    let pair = KeyPair::generate(algorithm, &kid, &policy.issuer);
     StoredKey {
-        private_key: sealer.seal(&kid, policy.algorithm, pair.private_bytes().expose()),
+        private_key: sealer.seal(&kid, algorithm, pair.private_bytes().expose()),
         public_jwk: serde_json::to_string(pair.jwk()).expect("a JWK serialises"),
-        algorithm: policy.algorithm.as_str().to_owned(),
+        algorithm: algorithm.as_str().to_owned(),
+        purpose: policy.purpose.as_str().to_owned(),
         kid,
         created_at: now,
         signs_from,
@@ -158,18 +214,20 @@ pub async fn rotate(
     sealer: &Sealer,
     policy: &KeyPolicy,
     now: i64,
-) -> anyhow::Result<KeyInfo> {
+) -> anyhow::Result<Vec<KeyInfo>> {
     let signs_from = now + policy.jwks_max_age_secs + 1;
-    let key = new_key(sealer, policy, now, signs_from);
     let retire_at = signs_from + policy.token_ttl_secs + CLOCK_MARGIN_SECS;
-    store
-        .signing_keys()
-        .add_signing_key(&key, Some(retire_at))
-        .await?;
-    tracing::info!(kid = %key.kid, algorithm = %key.algorithm, signs_from, "signing key published");
-    Ok(describe(std::slice::from_ref(&key), policy.algorithm, now)
-        .pop()
-        .expect("one key"))
+    let mut published = Vec::new();
+    for algorithm in policy.algorithms() {
+        let key = new_key(sealer, policy, algorithm, now, signs_from);
+        store
+            .signing_keys()
+            .add_signing_key(&key, Some(retire_at))
+            .await?;
+        tracing::info!(kid = %key.kid, algorithm = %key.algorithm, purpose = %key.purpose, signs_from, "signing key published");
+        published.extend(describe(std::slice::from_ref(&key), Some(algorithm), now));
+    }
+    Ok(published)
 }
 
 /// The keys a node holds: every published key, ready to verify (and the signing one to
@@ -209,15 +267,19 @@ impl SigningKeys {
             last_miss_reload: Mutex::new(None),
         };
         keys.reload(now).await?;
-        if keys.signer(now).is_none() {
+        let algorithms: Vec<Algorithm> = keys.policy.algorithms().collect();
+        for algorithm in algorithms {
+            if keys.signer_for(algorithm, now).is_some() {
+                continue;
+            }
             let p = &keys.policy;
-            let key = new_key(&keys.sealer, p, now, now);
+            let key = new_key(&keys.sealer, p, algorithm, now, now);
             let retire_others = now + p.token_ttl_secs + CLOCK_MARGIN_SECS;
             keys.store
                 .signing_keys()
                 .add_signing_key(&key, Some(retire_others))
                 .await?;
-            tracing::info!(kid = %key.kid, algorithm = %key.algorithm, "signing key created: the first of its algorithm");
+            tracing::info!(kid = %key.kid, algorithm = %key.algorithm, purpose = %key.purpose, "signing key created: the first of its algorithm");
             keys.reload(now).await?;
         }
         Ok(keys)
@@ -233,7 +295,8 @@ impl SigningKeys {
 
     /// Reads the published keys again and opens them.
     pub async fn reload(&self, now: i64) -> anyhow::Result<()> {
-        let rows = self.store.signing_keys().signing_keys(Some(now)).await?;
+        let mut rows = self.store.signing_keys().signing_keys(Some(now)).await?;
+        rows.retain(|r| r.purpose == self.policy.purpose.as_str());
         let current = self.current();
         let mut keys = HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -276,10 +339,15 @@ impl SigningKeys {
         Arc::clone(&self.loaded.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The key that signs account tokens at `now`.
+    /// The key that signs account tokens (OIDC: RS256 tokens) at `now`.
     pub fn signer(&self, now: i64) -> Option<Arc<KeyPair>> {
+        self.signer_for(self.policy.algorithm, now)
+    }
+
+    /// The key that signs with `algorithm` at `now`.
+    pub fn signer_for(&self, algorithm: Algorithm, now: i64) -> Option<Arc<KeyPair>> {
         let loaded = self.current();
-        let kid = signing_kid(&loaded.signing_order, self.policy.algorithm, now)?;
+        let kid = signing_kid(&loaded.signing_order, algorithm, now)?;
         loaded.keys.get(kid).cloned()
     }
 
@@ -310,6 +378,20 @@ impl SigningKeys {
             return Err(TokenError::Signature);
         }
         Ok(claims)
+    }
+
+    /// [`SigningKeys::verify`] for a token whose header's `typ` must be `typ` (an
+    /// RFC 9068 access token's `at+jwt`): no other kind of token passes for it.
+    pub async fn verify_typed<T: DeserializeOwned>(
+        &self,
+        typ: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<Claims<T>, TokenError> {
+        if crate::crypto::signing::typ_of(token).as_deref() != Some(typ) {
+            return Err(TokenError::Kind);
+        }
+        self.verify(token, now).await
     }
 
     /// Whether a token that verified before still would at `now`: the key its `kid`
@@ -355,6 +437,7 @@ mod tests {
         StoredKey {
             kid: kid.into(),
             algorithm: alg.into(),
+            purpose: "account".into(),
             public_jwk: String::new(),
             private_key: String::new(),
             created_at: signs_from - 10,
@@ -379,7 +462,7 @@ mod tests {
         );
         assert_eq!(at(400), Some("new"));
         assert_eq!(signing_kid(&rows, Algorithm::ES256, 600), Some("es"));
-        let states: Vec<_> = describe(&rows, Algorithm::EdDSA, 300)
+        let states: Vec<_> = describe(&rows, Some(Algorithm::EdDSA), 300)
             .into_iter()
             .map(|k| (k.kid, k.state))
             .collect();
@@ -391,7 +474,7 @@ mod tests {
                 ("es".to_string(), KeyState::Retiring),
             ]
         );
-        let later: Vec<_> = describe(&rows, Algorithm::EdDSA, 1000)
+        let later: Vec<_> = describe(&rows, Some(Algorithm::EdDSA), 1000)
             .into_iter()
             .map(|k| k.state)
             .collect();

@@ -34,11 +34,11 @@ struct Args {
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
     /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP,
     /// 11 password + TOTP sign-in, 12 GET /ui/sign-in, 13 sign-in through the /ui/sign-in
-    /// form.
+    /// form, 14 OIDC client_credentials, 15 OIDC introspection.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,2,3,4,5,6,7,8,10,12,13"
+        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15"
     )]
     scenarios: Vec<u8>,
     /// Measured seconds per scenario.
@@ -296,6 +296,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         print_measured(&m);
         targets.refresh = Some(m.throughput());
+    }
+    if wants(14) {
+        heading(
+            14,
+            "OIDC client_credentials: POST /oauth/token, client_secret_basic",
+            &format!("{} clients, a registered client each", bench.clients),
+        );
+        match bench.client_credentials().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                targets.client_credentials = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
+    if wants(15) {
+        heading(
+            15,
+            "OIDC introspection: POST /oauth/introspect of a live access token",
+            &format!("{} clients, a registered client each", bench.clients),
+        );
+        match bench.introspection().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                targets.introspection = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
     }
     if wants(4) {
         heading(
@@ -667,6 +695,8 @@ struct Targets {
     sign_in_page: Option<f64>,
     /// The form sign-in's share of the hash-bound limit.
     form_login: Option<f64>,
+    client_credentials: Option<f64>,
+    introspection: Option<f64>,
     /// The outbox's delivery rate, and whether every mail arrived exactly once.
     outbox: Option<(f64, bool)>,
 }
@@ -743,6 +773,24 @@ impl Targets {
             };
             println!(
                 "  {} refresh >= {target:.0}/s on {db}: {rate:.0}",
+                verdict(rate >= target)
+            );
+        }
+        if let Some(rate) = self.client_credentials {
+            let scope = if sqlite {
+                ""
+            } else {
+                " (the target is for SQLite)"
+            };
+            println!(
+                "  {} client_credentials >= 10,000 req/s: {rate:.0}{scope}",
+                verdict(rate >= 10_000.0)
+            );
+        }
+        if let Some(rate) = self.introspection {
+            let target = if sqlite { 30_000.0 } else { 10_000.0 };
+            println!(
+                "  {} introspection >= {target:.0} req/s: {rate:.0}",
                 verdict(rate >= target)
             );
         }

@@ -312,7 +312,7 @@ impl Bench {
         self.measure_with(flows, "req/s", driver).await
     }
 
-    /// Scenario 11: `GET /ui/sign-in`, the hosted sign-in page, on `me_connections`
+    /// Scenario 12: `GET /ui/sign-in`, the hosted sign-in page, on `me_connections`
     /// keep-alive connections (each a browser with its form nonce cookie).
     pub async fn sign_in_page(&self) -> Measured {
         let flows = (0..self.me_connections)
@@ -324,7 +324,7 @@ impl Bench {
         self.measure(flows, "pages/s").await
     }
 
-    /// Scenario 12: the sign-in form posted, each client a browser on its own prepared
+    /// Scenario 13: the sign-in form posted, each client a browser on its own prepared
     /// account (its nonce cookie and the form's token read once from the page).
     pub async fn form_login(&self) -> anyhow::Result<Measured> {
         let mut flows = Vec::with_capacity(self.accounts.len());
@@ -361,6 +361,101 @@ impl Bench {
             });
         }
         Ok(self.measure(flows, "req/s").await)
+    }
+
+    /// Registers a `client_credentials` client with `gatehouse clients add` on the
+    /// server's database: its id and secret.
+    fn machine_client(&self, n: usize) -> anyhow::Result<(String, String)> {
+        let out = std::process::Command::new(&self.server.binary)
+            .args(["clients", "add", "--name", &format!("bench-{n}")])
+            .args(["--grant", "client_credentials", "--json"])
+            .env("GATEHOUSE_DATABASE_URL", &self.server.database_url)
+            .output()
+            .context("running gatehouse clients add")?;
+        if !out.status.success() {
+            bail!(
+                "gatehouse clients add: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let field = |name: &str| {
+            v[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("clients add --json: no {name}"))
+        };
+        Ok((field("client_id")?, field("client_secret")?))
+    }
+
+    /// One machine client per client of the load, each with its `Authorization: Basic`.
+    fn machine_clients(&self) -> anyhow::Result<Vec<String>> {
+        use base64::Engine;
+        (0..self.clients)
+            .map(|n| {
+                let (id, secret) = self.machine_client(n)?;
+                let pair = format!("{id}:{secret}");
+                Ok(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+            })
+            .collect()
+    }
+
+    /// Scenario 14: `client_credentials` at `POST /oauth/token`, each load client as a
+    /// registered machine client of its own (secret checked, an EdDSA access token
+    /// signed every time).
+    pub async fn client_credentials(&self) -> anyhow::Result<Outcome<Measured>> {
+        if !self.oidc_is_on().await? {
+            return Ok(Outcome::Skipped);
+        }
+        let flows = self
+            .machine_clients()?
+            .into_iter()
+            .map(|auth| FormFlow {
+                link: Link::new(self.addr()),
+                request: form_request("/oauth/token", &auth, "grant_type=client_credentials"),
+                expect: FormAnswer::Field("access_token"),
+            })
+            .collect();
+        Ok(Outcome::Done(self.measure(flows, "req/s").await))
+    }
+
+    /// Scenario 15: `POST /oauth/introspect` of a live access token, each load client
+    /// as a machine client introspecting its own (client secret, token signature, and
+    /// the client still registered: a read by key).
+    pub async fn introspection(&self) -> anyhow::Result<Outcome<Measured>> {
+        if !self.oidc_is_on().await? {
+            return Ok(Outcome::Skipped);
+        }
+        let auths = self.machine_clients()?;
+        let grants = auths
+            .iter()
+            .map(|auth| form_request("/oauth/token", auth, "grant_type=client_credentials"))
+            .collect();
+        let tokens = call_all(self.addr(), grants, self.clients, 200, "access_token")
+            .await
+            .context("getting the tokens to introspect")?;
+        let flows = auths
+            .iter()
+            .zip(tokens)
+            .map(|(auth, token)| FormFlow {
+                link: Link::new(self.addr()),
+                request: form_request("/oauth/introspect", auth, &format!("token={token}")),
+                expect: FormAnswer::Active,
+            })
+            .collect();
+        Ok(Outcome::Done(self.measure(flows, "req/s").await))
+    }
+
+    async fn oidc_is_on(&self) -> anyhow::Result<bool> {
+        let mut link = Link::new(self.addr());
+        let res = link
+            .call(&client::get("/.well-known/openid-configuration", None))
+            .await
+            .map_err(|e| anyhow::anyhow!("GET /.well-known/openid-configuration: {e}"))?;
+        Ok(res.status == 200)
     }
 
     /// Scenario 4: the whole wallet login, after signing each client's wallet up once.
@@ -701,6 +796,46 @@ impl Flow for RefreshFlow {
 }
 
 /// One GET, answered 200 with a string field `field`.
+/// A form POST with HTTP Basic client authentication.
+fn form_request(path: &str, auth: &str, body: &str) -> Vec<u8> {
+    client::request(
+        "POST",
+        path,
+        &[
+            ("authorization", auth),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// What a form answer must hold.
+enum FormAnswer {
+    /// A string field.
+    Field(&'static str),
+    /// `"active": true`.
+    Active,
+}
+
+struct FormFlow {
+    link: Link,
+    request: Vec<u8>,
+    expect: FormAnswer,
+}
+
+impl Flow for FormFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let res = self.link.call(&self.request).await?;
+        match self.expect {
+            FormAnswer::Field(name) => res.field(200, name).map(drop),
+            FormAnswer::Active => match res.json(200)?.get("active") {
+                Some(serde_json::Value::Bool(true)) => Ok(()),
+                _ => Err(Failure::Body("active")),
+            },
+        }
+    }
+}
+
 struct GetFlow {
     link: Link,
     request: Vec<u8>,

@@ -39,6 +39,10 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The binary, and the database it serves, for the operator's commands
+    /// (`gatehouse clients add`).
+    pub binary: PathBuf,
+    pub database_url: String,
     postgres_schema: Option<(String, String)>,
 }
 
@@ -106,6 +110,10 @@ impl Server {
             // 8080 (the defaults would follow the port this one listens on).
             .env("GATEHOUSE_PASSKEYS__ORIGINS", "http://localhost:8080")
             .env("GATEHOUSE_SIWE__DOMAINS", "http://localhost:8080")
+            // The OpenID Connect provider (scenarios 11 and 12); its issuer is this
+            // server.
+            .env("GATEHOUSE_OIDC__ENABLED", "true")
+            .env("GATEHOUSE_HTTP__PUBLIC_URL", format!("http://{addr}"))
             .envs(config.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -117,6 +125,8 @@ impl Server {
             child,
             addr,
             data_dir,
+            binary: config.binary.clone(),
+            database_url: database,
             postgres_schema,
         };
         server.wait_until_healthy().await?;

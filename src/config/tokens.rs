@@ -40,7 +40,8 @@ impl Default for JwtSettings {
 impl JwtSettings {
     /// The asymmetric algorithm in force; `None` for HS512.
     pub fn asymmetric(&self) -> Option<crate::crypto::signing::Algorithm> {
-        crate::crypto::signing::Algorithm::parse(&self.algorithm)
+        use crate::crypto::signing::Algorithm;
+        Algorithm::parse(&self.algorithm).filter(|a| *a != Algorithm::RS256)
     }
 }
 

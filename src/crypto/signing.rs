@@ -16,27 +16,34 @@ use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier, KeyUtils};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
     EllipticCurveKeyType, Jwk, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
-    PublicKeyUse,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType,
 };
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::Sha256;
 
 use super::jwt::{Claims, MAX_TOKEN_LEN, TokenError};
 use crate::domain::Secret;
 
-/// The asymmetric algorithms account tokens may be signed with.
+/// The asymmetric algorithms tokens may be signed with: account tokens EdDSA or ES256,
+/// OpenID Connect tokens any of the three (RS256 by default, as Discovery requires).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     EdDSA,
     ES256,
+    RS256,
 }
+
+/// The size of the RSA keys we make.
+const RSA_BITS: usize = 2048;
 
 impl Algorithm {
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::EdDSA => "EdDSA",
             Algorithm::ES256 => "ES256",
+            Algorithm::RS256 => "RS256",
         }
     }
 
@@ -44,6 +51,7 @@ impl Algorithm {
         match s {
             "EdDSA" => Some(Algorithm::EdDSA),
             "ES256" => Some(Algorithm::ES256),
+            "RS256" => Some(Algorithm::RS256),
             _ => None,
         }
     }
@@ -52,6 +60,7 @@ impl Algorithm {
         match self {
             Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
             Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
         }
     }
 }
@@ -59,6 +68,13 @@ impl Algorithm {
 enum Signing {
     Ed25519(ed25519_dalek::SigningKey),
     P256(p256::ecdsa::SigningKey),
+    /// The PKCS#1 v1.5 signer, and the private key's PKCS#8 DER (what is sealed).
+    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>, Secret<Vec<u8>>),
+}
+
+/// The operating system's random source, for RSA key generation and blinding.
+fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
 }
 
 /// A signing key: its private half, ready to sign, and its public half as a JWK and as
@@ -77,6 +93,14 @@ pub struct KeyPair {
 impl KeyPair {
     /// A new random key pair.
     pub fn generate(algorithm: Algorithm, kid: &str, issuer: &str) -> KeyPair {
+        if algorithm == Algorithm::RS256 {
+            use rsa::pkcs8::EncodePrivateKey;
+            let key = rsa::RsaPrivateKey::new(&mut system_rng(), RSA_BITS)
+                .expect("a 2048-bit RSA key is generated");
+            let der = key.to_pkcs8_der().expect("an RSA key encodes");
+            return KeyPair::from_private(algorithm, kid, der.as_bytes(), issuer)
+                .expect("a key just made opens");
+        }
         loop {
             // A P-256 scalar must be below the group order: all but a 2^-32 share of
             // 32-byte strings are.
@@ -122,6 +146,27 @@ impl KeyPair {
                 let decoding = DecodingKey::from_ec_der(&point);
                 (Signing::P256(key), parameters, decoding)
             }
+            Algorithm::RS256 => {
+                use rsa::pkcs1::EncodeRsaPublicKey;
+                use rsa::pkcs8::DecodePrivateKey;
+                use rsa::traits::PublicKeyParts;
+                let key =
+                    rsa::RsaPrivateKey::from_pkcs8_der(private).map_err(|_| SigningKeyError)?;
+                let public = key.to_public_key();
+                let parameters = AlgorithmParameters::RSA(RSAKeyParameters {
+                    key_type: RSAKeyType::RSA,
+                    n: B64.encode(public.n_bytes()),
+                    e: B64.encode(public.e_bytes()),
+                });
+                let der = public.to_pkcs1_der().map_err(|_| SigningKeyError)?;
+                let decoding = DecodingKey::from_rsa_der(der.as_bytes());
+                let signing = rsa::pkcs1v15::SigningKey::<Sha256>::new(key);
+                (
+                    Signing::Rsa(Box::new(signing), Secret::new(private.to_vec())),
+                    parameters,
+                    decoding,
+                )
+            }
         };
         let jwk = Jwk {
             common: CommonParameters {
@@ -129,6 +174,7 @@ impl KeyPair {
                 key_algorithm: Some(match algorithm {
                     Algorithm::EdDSA => KeyAlgorithm::EdDSA,
                     Algorithm::ES256 => KeyAlgorithm::ES256,
+                    Algorithm::RS256 => KeyAlgorithm::RS256,
                 }),
                 key_id: Some(kid.to_owned()),
                 ..CommonParameters::default()
@@ -168,19 +214,35 @@ impl KeyPair {
         &self.jwk
     }
 
-    /// The private key's 32 bytes (an Ed25519 seed, a P-256 scalar), to be sealed.
+    /// The private key, to be sealed: 32 bytes for Ed25519 (the seed) and P-256 (the
+    /// scalar), PKCS#8 DER for RSA.
     pub fn private_bytes(&self) -> Secret<Vec<u8>> {
-        Secret::new(match &self.signing {
-            Signing::Ed25519(k) => k.to_bytes().to_vec(),
-            Signing::P256(k) => k.to_bytes().to_vec(),
-        })
+        match &self.signing {
+            Signing::Ed25519(k) => Secret::new(k.to_bytes().to_vec()),
+            Signing::P256(k) => Secret::new(k.to_bytes().to_vec()),
+            Signing::Rsa(_, der) => der.clone(),
+        }
     }
 
     /// A JWT of `claims`, with this key's `kid` in its header.
     pub fn sign<C: Serialize>(&self, claims: &C) -> String {
+        self.sign_encoded(&self.header, claims)
+    }
+
+    /// A JWT of `claims` whose header's `typ` is `typ` (`at+jwt` for RFC 9068 access
+    /// tokens, which a verifier must not take for another kind of token).
+    pub fn sign_typed<C: Serialize>(&self, typ: &str, claims: &C) -> String {
+        let mut header = Header::new(self.algorithm.jose());
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
+        let header = B64.encode(serde_json::to_vec(&header).expect("a header serialises"));
+        self.sign_encoded(&header, claims)
+    }
+
+    fn sign_encoded<C: Serialize>(&self, header: &str, claims: &C) -> String {
         let payload = serde_json::to_vec(claims).expect("claims serialise");
-        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 90);
-        token.push_str(&self.header);
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 350);
+        token.push_str(header);
         token.push('.');
         B64.encode_string(&payload, &mut token);
         let signature: Vec<u8> = match &self.signing {
@@ -192,6 +254,12 @@ impl KeyPair {
                 use p256::ecdsa::signature::Signer;
                 let s: p256::ecdsa::Signature = k.sign(token.as_bytes());
                 s.to_bytes().to_vec()
+            }
+            Signing::Rsa(k, _) => {
+                // Randomized: blinding, so the time taken says nothing of the key.
+                use rsa::signature::{RandomizedSigner, SignatureEncoding};
+                k.sign_with_rng(&mut system_rng(), token.as_bytes())
+                    .to_vec()
             }
         };
         token.push('.');
@@ -263,6 +331,14 @@ pub fn kid_of(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid
 }
 
+/// The `typ` a token's header names, if it is a well-formed JWT header.
+pub fn typ_of(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    jsonwebtoken::decode_header(token).ok()?.typ
+}
+
 /// Seals private keys for the database ([`super::seal`]), with the kid and the
 /// algorithm as associated data, so a sealed key cannot be moved to another row.
 pub struct Sealer(super::seal::Sealer);
@@ -296,7 +372,8 @@ static PROVIDER: CryptoProvider = CryptoProvider {
     key_utils: KeyUtils::new_unimplemented(),
 };
 
-fn install_provider() {
+/// Installs our verifiers as `jsonwebtoken`'s provider (once per process).
+pub fn install_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _ = PROVIDER.install_default();
@@ -307,7 +384,17 @@ fn verifier(
     algorithm: &jsonwebtoken::Algorithm,
     key: &DecodingKey,
 ) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
+    use jsonwebtoken::DecodingKeyKind;
     use jsonwebtoken::errors::ErrorKind;
+    if let (jsonwebtoken::Algorithm::RS256, DecodingKeyKind::RsaModulusExponent { n, e }) =
+        (algorithm, key.kind())
+    {
+        let n = rsa::BoxedUint::from_be_slice_vartime(n);
+        let e = rsa::BoxedUint::from_be_slice_vartime(e);
+        let key =
+            rsa::RsaPublicKey::new(n, e).map_err(|_| ErrorKind::InvalidRsaKey(String::new()))?;
+        return Ok(Box::new(RsaVerifier(rsa::pkcs1v15::VerifyingKey::new(key))));
+    }
     let bytes = key.try_get_as_bytes()?;
     match algorithm {
         jsonwebtoken::Algorithm::EdDSA => {
@@ -320,6 +407,12 @@ fn verifier(
             let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
                 .map_err(|_| ErrorKind::InvalidEcdsaKey)?;
             Ok(Box::new(P256Verifier(key)))
+        }
+        jsonwebtoken::Algorithm::RS256 => {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            let key = rsa::RsaPublicKey::from_pkcs1_der(bytes)
+                .map_err(|_| ErrorKind::InvalidRsaKey(String::new()))?;
+            Ok(Box::new(RsaVerifier(rsa::pkcs1v15::VerifyingKey::new(key))))
         }
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
@@ -356,6 +449,21 @@ impl JwtVerifier for P256Verifier {
     }
 }
 
+struct RsaVerifier(rsa::pkcs1v15::VerifyingKey<Sha256>);
+
+impl signature::Verifier<Vec<u8>> for RsaVerifier {
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        let signature = rsa::pkcs1v15::Signature::try_from(signature.as_slice())?;
+        signature::Verifier::verify(&self.0, msg, &signature)
+    }
+}
+
+impl JwtVerifier for RsaVerifier {
+    fn algorithm(&self) -> jsonwebtoken::Algorithm {
+        jsonwebtoken::Algorithm::RS256
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,7 +491,7 @@ mod tests {
     fn each_algorithm_signs_and_verifies_and_names_its_key() {
         // jsonwebtoken checks `exp` against the clock too: claims of now.
         let now = crate::domain::unix_now();
-        for alg in [Algorithm::EdDSA, Algorithm::ES256] {
+        for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
             let pair = KeyPair::generate(alg, "k1", "gatehouse-test");
             let token = pair.sign(&claims(now));
             assert_eq!(kid_of(&token).as_deref(), Some("k1"));

@@ -2,6 +2,7 @@
 //! once at the edge into these types, and the rest of the code trusts them.
 
 pub mod account;
+pub mod client;
 pub mod email;
 pub mod lenient;
 pub mod password;

@@ -33,7 +33,8 @@ pub struct KeySet {
         (status = 404, description = "Account tokens are HS512 (jwt.algorithm): there is no public key", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn jwks(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let Some(keys) = &app.signing_keys else {
+    let oidc_keys = app.oidc.as_ref().map(|p| p.keys());
+    let Some(keys) = app.signing_keys.as_ref().or(oidc_keys) else {
         return Err(ApiError::NotFound(
             "Account tokens are HS512 (jwt.algorithm): there is no key set.".into(),
         ));

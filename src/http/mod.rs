@@ -13,6 +13,7 @@ pub mod limits;
 pub mod linger;
 pub mod mfa;
 pub mod observe;
+pub mod oidc;
 pub mod ownid;
 pub mod passkeys;
 pub mod reply;
@@ -68,6 +69,7 @@ pub fn router(app: AppState) -> Router {
         .merge(changes::router(&app))
         .merge(health::router())
         .merge(jwks::router())
+        .merge(oidc::router())
         .merge(lifecycle::router(&app))
         .merge(mfa::router())
         .merge(ownid::router(&app))
@@ -254,6 +256,10 @@ impl Server {
             .signing_keys
             .as_ref()
             .map(|keys| tokio::spawn(reload_keys(Arc::clone(keys))));
+        let oidc_key_reloads = app
+            .oidc
+            .as_ref()
+            .map(|p| tokio::spawn(reload_keys(Arc::clone(p.keys()))));
         let outbox = app.lifecycle.as_ref().map(|l| {
             let sender = crate::mail::outbox::Sender::new(
                 Arc::clone(&app.store),
@@ -331,7 +337,7 @@ impl Server {
             }
         }
         housekeeping.abort();
-        if let Some(reloads) = key_reloads {
+        for reloads in [key_reloads, oidc_key_reloads].into_iter().flatten() {
             reloads.abort();
         }
         if let Some(outbox) = outbox {
@@ -387,6 +393,13 @@ async fn purge_expired(app: AppState) {
             Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired pending sign-ins"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging expired pending sign-ins failed"),
+        }
+        if app.oidc.is_some() {
+            match app.store.oidc().purge_oidc(now).await {
+                Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired codes and assertions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired codes failed"),
+            }
         }
         match app.store.signing_keys().purge_signing_keys(now).await {
             Ok(n) if n > 0 => tracing::info!(keys = n, "deleted retired signing keys"),

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub mod mail;
 pub mod mfa;
+pub mod oidc;
 mod ownid;
 mod passkeys;
 mod postgres;
@@ -22,6 +23,7 @@ use crate::metrics::DatabaseTimer;
 pub use admin::{AccountOverview, AdminStore, contains_pattern};
 pub use mail::MailStore;
 pub use mfa::MfaStore;
+pub use oidc::{CodeUse, OidcStore, StoredCode};
 pub use ownid::{OwnIdLookup, OwnIdStore};
 pub use passkeys::{
     FORMAT_WEBAUTHN_RS_0_6, NewPasskey, PasskeyRemoval, PasskeyStore, PasskeySummary, PasskeyUse,
@@ -249,6 +251,8 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     fn sessions(&self) -> &dyn SessionStore;
     /// The same database, seen through its signing keys ([`SigningKeyStore`]).
     fn signing_keys(&self) -> &dyn SigningKeyStore;
+    /// The same database, seen through the OpenID Connect provider ([`OidcStore`]).
+    fn oidc(&self) -> &dyn OidcStore;
     /// The same database, seen by an operator ([`AdminStore`]).
     fn admin(&self) -> &dyn AdminStore;
     /// The same database, seen through the second factor ([`MfaStore`]).

@@ -2,6 +2,7 @@ mod admin;
 mod connections;
 mod mail;
 mod mfa;
+mod oidc;
 mod sessions;
 mod signing_keys;
 
@@ -238,6 +239,10 @@ impl Store for PostgresStore {
     }
 
     fn signing_keys(&self) -> &dyn SigningKeyStore {
+        self
+    }
+
+    fn oidc(&self) -> &dyn OidcStore {
         self
     }
 

@@ -11,8 +11,10 @@ use super::StoreResult;
 #[derive(Clone)]
 pub struct StoredKey {
     pub kid: String,
-    /// `EdDSA` or `ES256`.
+    /// `EdDSA`, `ES256` or `RS256`.
     pub algorithm: String,
+    /// `account` or `oidc` ([`crate::signing_keys::KeyPurpose`]).
+    pub purpose: String,
     /// The public JWK, as the JWKS publishes it.
     pub public_jwk: String,
     /// The private key, encrypted.
@@ -30,6 +32,7 @@ impl std::fmt::Debug for StoredKey {
         f.debug_struct("StoredKey")
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
+            .field("purpose", &self.purpose)
             .field("private_key", &"<hidden>")
             .field("created_at", &self.created_at)
             .field("signs_from", &self.signs_from)
@@ -43,7 +46,8 @@ pub trait SigningKeyStore: Send + Sync + 'static {
     /// The keys still published at `now` (every key with `None`), by `signs_from`.
     async fn signing_keys(&self, now: Option<i64>) -> StoreResult<Vec<StoredKey>>;
     /// Publishes `key`; with `retire_others_at`, in the same transaction, every other
-    /// key not yet retiring retires then.
+    /// key of its purpose not yet retiring retires then (for `oidc` keys, only those of
+    /// its algorithm: the three algorithms sign side by side).
     async fn add_signing_key(
         &self,
         key: &StoredKey,
@@ -55,18 +59,19 @@ pub trait SigningKeyStore: Send + Sync + 'static {
 
 pub(super) mod sql {
     pub const INSERT: &str = "INSERT INTO signing_keys
-        (kid, algorithm, public_jwk, private_key, created_at, signs_from, retires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        (kid, algorithm, public_jwk, private_key, created_at, signs_from, retires_at, purpose)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-    pub const RETIRE_OTHERS: &str =
-        "UPDATE signing_keys SET retires_at = $1 WHERE retires_at IS NULL AND kid <> $2";
+    pub const RETIRE_OTHERS: &str = "UPDATE signing_keys SET retires_at = $1
+     WHERE retires_at IS NULL AND kid <> $2 AND purpose = $3
+       AND (purpose = 'account' OR algorithm = $4)";
 
     pub const PUBLISHED: &str = "SELECT kid, algorithm, public_jwk, private_key, created_at,
-        signs_from, retires_at FROM signing_keys
+        signs_from, retires_at, purpose FROM signing_keys
      WHERE retires_at IS NULL OR retires_at > $1 ORDER BY signs_from, created_at, kid";
 
     pub const EVERY_KEY: &str = "SELECT kid, algorithm, public_jwk, private_key, created_at,
-        signs_from, retires_at FROM signing_keys ORDER BY signs_from, created_at, kid";
+        signs_from, retires_at, purpose FROM signing_keys ORDER BY signs_from, created_at, kid";
 
     pub const PURGE: &str = "DELETE FROM signing_keys WHERE retires_at <= $1";
 

@@ -15,6 +15,7 @@ mod backup;
 mod mail;
 mod mfa;
 mod migrations;
+mod oidc;
 mod passkeys;
 mod sessions;
 mod signing_keys;
@@ -175,6 +176,10 @@ impl Store for SqliteStore {
     }
 
     fn signing_keys(&self) -> &dyn SigningKeyStore {
+        self
+    }
+
+    fn oidc(&self) -> &dyn OidcStore {
         self
     }
 

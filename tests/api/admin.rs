@@ -34,7 +34,7 @@ impl Run {
 
 /// `gatehouse ARGS` on the database of `app` (given as `GATEHOUSE_DATABASE_URL`, as an
 /// operator's shell would), from a directory of its own.
-async fn cli(app: &TestApp, args: &[&str]) -> Run {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> Run {
     cli_with(app, args, &[]).await
 }
 

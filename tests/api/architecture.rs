@@ -16,6 +16,7 @@ const DOMAIN: &[&str] = &[
     "src/accounts",
     "src/sessions",
     "src/domain",
+    "src/oidc",
     "src/crypto",
     "src/lifecycle",
 ];

@@ -21,6 +21,7 @@ mod lockout;
 mod mail;
 mod mfa;
 mod observe;
+mod oidc;
 mod operations;
 mod ownid;
 mod passkeys;

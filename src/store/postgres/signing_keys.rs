@@ -36,12 +36,15 @@ impl SigningKeyStore for PostgresStore {
             .bind(k.created_at)
             .bind(k.signs_from)
             .bind(k.retires_at)
+            .bind(&k.purpose)
             .execute(&mut *tx)
             .await?;
         if let Some(at) = retire_others_at {
             sqlx::query(sql::RETIRE_OTHERS)
                 .bind(at)
                 .bind(&k.kid)
+                .bind(&k.purpose)
+                .bind(&k.algorithm)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -67,5 +70,6 @@ fn key_from_row(r: &PgRow) -> sqlx::Result<StoredKey> {
         created_at: r.try_get(4)?,
         signs_from: r.try_get(5)?,
         retires_at: r.try_get(6)?,
+        purpose: r.try_get(7)?,
     })
 }

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_second_factor.sql",
         include_str!("../../../migrations/sqlite/0009_second_factor.sql"),
     ),
+    (
+        "0010_oidc.sql",
+        include_str!("../../../migrations/sqlite/0010_oidc.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -143,6 +147,9 @@ mod tests {
                 "leases",
                 "mail_outbox",
                 "mail_tokens",
+                "oidc_assertions",
+                "oidc_clients",
+                "oidc_codes",
                 "one_time_tokens",
                 "passkeys",
                 "pending_signins",

@@ -36,11 +36,16 @@ impl SigningKeyStore for SqliteStore {
                     k.private_key,
                     k.created_at,
                     k.signs_from,
-                    k.retires_at
+                    k.retires_at,
+                    k.purpose
                 ])?;
                 if let Some(at) = retire_others_at {
-                    c.prepare_cached(sql::RETIRE_OTHERS)?
-                        .execute(params![at, k.kid])?;
+                    c.prepare_cached(sql::RETIRE_OTHERS)?.execute(params![
+                        at,
+                        k.kid,
+                        k.purpose,
+                        k.algorithm
+                    ])?;
                 }
                 Ok(())
             })
@@ -65,5 +70,6 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<StoredKey> {
         created_at: r.get(4)?,
         signs_from: r.get(5)?,
         retires_at: r.get(6)?,
+        purpose: r.get(7)?,
     })
 }

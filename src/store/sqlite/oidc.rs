@@ -1,0 +1,274 @@
+//! [`OidcStore`] on SQLite.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{SqliteStore, on_unique};
+use crate::domain::client::{AuthMethod, Client};
+use crate::store::StoreResult;
+use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
+
+#[async_trait::async_trait]
+impl OidcStore for SqliteStore {
+    async fn add_client(&self, client: &Client) -> StoreResult<()> {
+        let c = client.clone();
+        self.writer
+            .write(true, move |conn| {
+                insert_client(conn, sql::INSERT_CLIENT, &c)
+            })
+            .await
+    }
+
+    async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::CLIENT_BY_ID)?
+                .query_row([id], client_from_row)
+                .optional()
+        })
+    }
+
+    async fn clients(&self) -> StoreResult<Vec<Client>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::EVERY_CLIENT)?
+                .query_map([], client_from_row)?
+                .collect()
+        })
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let c = client.clone();
+        self.writer
+            .write(true, move |conn| {
+                let n = conn.prepare_cached(sql::UPDATE_CLIENT)?.execute(params![
+                    c.name,
+                    c.public,
+                    c.first_party,
+                    list_to_text(&c.redirect_uris),
+                    list_to_text(&c.post_logout_redirect_uris),
+                    list_to_text(&c.grant_types),
+                    c.auth_method.as_str(),
+                    c.jwks,
+                    c.id_token_alg,
+                    c.backchannel_logout_uri,
+                    c.updated_at,
+                    c.id
+                ])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn remove_client(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::DELETE_CLIENT)?.execute([id])? == 1)
+            })
+            .await
+    }
+
+    async fn set_client_secret(&self, id: &str, hash: &str, now: i64) -> StoreResult<bool> {
+        let (id, hash) = (id.to_owned(), hash.to_owned());
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::SET_SECRET)?
+                    .execute(params![hash, now, id])?
+                    == 1)
+            })
+            .await
+    }
+
+    async fn sync_config_clients(&self, clients: &[Client]) -> StoreResult<()> {
+        let clients = clients.to_vec();
+        self.writer
+            .write(true, move |conn| {
+                let listed: Vec<String> = conn
+                    .prepare_cached(sql::CONFIG_CLIENT_IDS)?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for gone in listed
+                    .iter()
+                    .filter(|id| !clients.iter().any(|c| &c.id == *id))
+                {
+                    conn.prepare_cached(sql::DELETE_CLIENT)?.execute([gone])?;
+                }
+                for c in &clients {
+                    insert_client(conn, sql::UPSERT_CONFIG_CLIENT, c)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn add_code(&self, code: &StoredCode) -> StoreResult<()> {
+        let k = code.clone();
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::INSERT_CODE)?
+                    .execute(params![
+                        k.code_hash,
+                        k.client_id,
+                        k.account_id,
+                        k.session_id,
+                        k.redirect_uri,
+                        k.scopes,
+                        k.nonce,
+                        k.code_challenge,
+                        k.auth_time,
+                        k.expires_at,
+                        k.amr
+                    ])
+                    .map_err(on_unique)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn use_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeUse> {
+        let hash = code_hash.to_owned();
+        self.writer
+            .write(true, move |c| {
+                let fresh = c
+                    .prepare_cached(sql::CONSUME_CODE)?
+                    .query_row(params![now, hash], code_from_row)
+                    .optional()?;
+                if let Some(code) = fresh {
+                    return Ok(CodeUse::Fresh(Box::new(code)));
+                }
+                let replayed: Option<String> = c
+                    .prepare_cached(sql::REPLAYED_CODE_SESSION)?
+                    .query_row([&hash], |r| r.get(0))
+                    .optional()?;
+                Ok(match replayed {
+                    Some(session) => {
+                        c.prepare_cached(sql::END_SESSION)?.execute([session])?;
+                        CodeUse::Replayed
+                    }
+                    None => CodeUse::Unknown,
+                })
+            })
+            .await
+    }
+
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        _now: i64,
+    ) -> StoreResult<bool> {
+        let (client, jti) = (client_id.to_owned(), jti.to_owned());
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::INSERT_ASSERTION)?
+                    .execute(params![client, jti, expires_at])?
+                    == 1)
+            })
+            .await
+    }
+
+    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()> {
+        let (session, client, scopes) =
+            (session.to_owned(), client_id.to_owned(), scopes.to_owned());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::BIND_SESSION)?
+                    .execute(params![client, scopes, session])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::OIDC_SESSION)?
+                .query_row([session], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    ))
+                })
+                .optional()
+        })
+    }
+
+    async fn end_oidc_session(&self, session: &str) -> StoreResult<bool> {
+        let session = session.to_owned();
+        self.writer
+            .write(true, move |c| {
+                Ok(c.prepare_cached(sql::END_OIDC_SESSION)?
+                    .execute([session])?
+                    == 1)
+            })
+            .await
+    }
+
+    async fn purge_oidc(&self, now: i64) -> StoreResult<u64> {
+        self.writer
+            .write(false, move |c| {
+                let codes = c.prepare_cached(sql::PURGE_CODES)?.execute([now])?;
+                let jtis = c.prepare_cached(sql::PURGE_ASSERTIONS)?.execute([now])?;
+                Ok((codes + jtis) as u64)
+            })
+            .await
+    }
+}
+
+fn insert_client(conn: &Connection, statement: &str, c: &Client) -> StoreResult<()> {
+    conn.prepare_cached(statement)?
+        .execute(params![
+            c.id,
+            c.name,
+            c.secret_hash,
+            c.public,
+            c.first_party,
+            list_to_text(&c.redirect_uris),
+            list_to_text(&c.post_logout_redirect_uris),
+            list_to_text(&c.grant_types),
+            c.auth_method.as_str(),
+            c.jwks,
+            c.id_token_alg,
+            c.backchannel_logout_uri,
+            c.source,
+            c.created_at,
+            c.updated_at
+        ])
+        .map_err(on_unique)?;
+    Ok(())
+}
+
+fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
+    let method: String = r.get(8)?;
+    Ok(Client {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        secret_hash: r.get(2)?,
+        public: r.get(3)?,
+        first_party: r.get(4)?,
+        redirect_uris: list_from_text(&r.get::<_, String>(5)?),
+        post_logout_redirect_uris: list_from_text(&r.get::<_, String>(6)?),
+        grant_types: list_from_text(&r.get::<_, String>(7)?),
+        auth_method: AuthMethod::parse(&method).unwrap_or(AuthMethod::ClientSecretBasic),
+        jwks: r.get(9)?,
+        id_token_alg: r.get(10)?,
+        backchannel_logout_uri: r.get(11)?,
+        source: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+fn code_from_row(r: &Row<'_>) -> rusqlite::Result<StoredCode> {
+    Ok(StoredCode {
+        code_hash: r.get(0)?,
+        client_id: r.get(1)?,
+        account_id: r.get(2)?,
+        session_id: r.get(3)?,
+        redirect_uri: r.get(4)?,
+        scopes: r.get(5)?,
+        nonce: r.get(6)?,
+        code_challenge: r.get(7)?,
+        auth_time: r.get(8)?,
+        expires_at: r.get(9)?,
+        amr: r.get(10)?,
+    })
+}
