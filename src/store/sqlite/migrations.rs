@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_ways_in_proven.sql",
         include_str!("../../../migrations/sqlite/0008_ways_in_proven.sql"),
     ),
+    (
+        "0012_accounts_created_at.sql",
+        include_str!("../../../migrations/sqlite/0012_accounts_created_at.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
