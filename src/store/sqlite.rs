@@ -194,6 +194,14 @@ impl Store for SqliteStore {
         self.writer.close().await;
     }
 
+    async fn optimize(&self) -> StoreResult<()> {
+        self.writer
+            .write(false, |c| {
+                Ok(c.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002")?)
+            })
+            .await
+    }
+
     async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
         let a = a.clone();
         self.writer
@@ -467,15 +475,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_expired(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.writer
-            .write(false, move |c| {
-                let mut purged = 0;
-                for statement in q::PURGE_EXPIRED {
-                    purged += c.prepare_cached(statement)?.execute([now])? as u64;
-                }
-                Ok(purged)
-            })
+            .write(false, move |c| purge(c, &q::PURGE_EXPIRED, now, limit))
             .await
     }
 
@@ -605,3 +607,18 @@ fn on_unique(e: rusqlite::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs each `(table, statement)` of a batched purge once: rows deleted, by table.
+pub(super) fn purge(
+    c: &Connection,
+    statements: &[(&'static str, &str)],
+    now: i64,
+    limit: i64,
+) -> StoreResult<Purged> {
+    let mut purged = Vec::with_capacity(statements.len());
+    for (table, statement) in statements {
+        let n = c.prepare_cached(statement)?.execute(params![now, limit])?;
+        purged.push((*table, n as u64));
+    }
+    Ok(purged)
+}
