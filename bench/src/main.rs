@@ -81,6 +81,10 @@ struct Args {
     /// Leave the grown store without statistics (no ANALYZE after the load).
     #[arg(long)]
     no_analyze: bool,
+    /// Expired sessions in the grown store (default: a fifth of --grow), which the
+    /// server's first purge deletes, at its start, while the scenarios run.
+    #[arg(long)]
+    expired: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,6 +143,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             busy_accounts: args.busy_accounts,
             busy_sessions: args.busy_sessions,
             analyze: !args.no_analyze,
+            expired: args.expired.unwrap_or(args.grow / 5),
         }),
     };
     let server = Server::start(&config).await?;
@@ -386,9 +391,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
             mib(size("gatehouse.db-wal"))
         );
     }
+    if args.grow > 0 {
+        print_purged(bench.server.addr).await;
+    }
     targets.print(args.postgres.is_none());
     bench.server.stop();
     Ok(())
+}
+
+/// What the server's purge has deleted so far (`gatehouse_purged_rows_total`): on a
+/// grown store, its first purge removes the expired sessions while the scenarios run.
+async fn print_purged(addr: std::net::SocketAddr) {
+    let metrics = match client::Conn::connect(addr).await {
+        Ok(mut conn) => conn.call(&client::get("/metrics", None)).await.ok(),
+        Err(_) => None,
+    };
+    let Some(metrics) = metrics.filter(|r| r.status == 200) else {
+        println!("\npurged so far: /metrics did not answer");
+        return;
+    };
+    let text = String::from_utf8_lossy(&metrics.body);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_purged_rows_total"))
+        .collect();
+    println!(
+        "\npurged so far: {}",
+        if lines.is_empty() {
+            "nothing".to_owned()
+        } else {
+            lines.join(", ")
+        }
+    );
 }
 
 fn ms(d: Duration) -> f64 {
