@@ -55,6 +55,11 @@ pub struct Settings {
     /// statements and half for transactions (at least one each). SQLite: how many
     /// read-only connections (writes go through one connection of their own).
     pub database_max_connections: u32,
+    /// SQLite: how often the server refreshes the query planner's statistics with
+    /// `PRAGMA optimize` (at start, then every this many seconds), as SQLite recommends;
+    /// it analyzes only tables that changed enough, in milliseconds. 0: never.
+    /// PostgreSQL: unused (autovacuum analyzes).
+    pub database_optimize_every_secs: u64,
     /// The HS512 signing secret, used as given (its UTF-8 bytes); at least 32 bytes.
     /// Unset, and no `jwt_secret_file`: `data_dir`/jwt-secret, generated on first start.
     #[serde(deserialize_with = "opt_secret")]
@@ -110,6 +115,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("gatehouse-data"),
             database_url: None,
             database_max_connections: 16,
+            database_optimize_every_secs: 3 * 3600,
             jwt_secret: None,
             jwt_secret_file: None,
             token_lifetime_secs: 900,

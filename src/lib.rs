@@ -10,7 +10,8 @@
 //! - sign-in: `signin::flow`, the one path from a proven first factor to a session, that
 //!   every door calls with a typed `Proof`; one home per method under `signin`
 //!   (`password`, `selfkey`, `ownid`, `passkeys`, `siwe`);
-//! - the rules: `accounts`, `sessions`, `lifecycle`, `lockout`, `signing_keys`, `mail`;
+//! - the rules: `accounts`, `sessions`, `lifecycle`, `lockout`, `signing_keys`, `mail`,
+//!   `purge`;
 //! - `crypto` and `domain` (values and primitives);
 //! - `store`: one narrow trait per concern, one implementation per database.
 
@@ -27,6 +28,7 @@ pub mod lockout;
 pub mod mail;
 pub mod metrics;
 pub mod oidc;
+pub mod purge;
 pub mod sessions;
 pub mod signin;
 pub mod signing_keys;

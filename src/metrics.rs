@@ -111,6 +111,12 @@ struct SignInLabels {
     outcome: Outcome,
 }
 
+/// A table of the purge: a fixed word from the store's statements.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct LimitLabels {
     limit: Limit,
@@ -216,6 +222,7 @@ pub struct Metrics {
     hash_queue_depth: Gauge,
     database: DatabaseTimer,
     mail_outbox_depth: Gauge,
+    purged: Family<TableLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -283,6 +290,12 @@ impl Metrics {
             "Mails queued and not yet sent",
             mail_outbox_depth.clone(),
         );
+        let purged = Family::<TableLabels, Counter>::default();
+        registry.register(
+            "purged_rows",
+            "Expired rows the purge deleted, by table (it deletes in bounded batches: this moves as it goes)",
+            purged.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -293,6 +306,7 @@ impl Metrics {
             hash_queue_depth,
             database,
             mail_outbox_depth,
+            purged,
         }
     }
 
@@ -328,6 +342,13 @@ impl Metrics {
 
     pub fn hash_queue(&self) -> HashQueueMetrics {
         self.hash_queue.clone()
+    }
+
+    /// `rows` expired rows of `table` deleted by one batch of the purge.
+    pub fn purged(&self, table: &'static str, rows: u64) {
+        self.purged
+            .get_or_create(&TableLabels { table })
+            .inc_by(rows);
     }
 
     /// The timer the store backends record their calls with.
@@ -370,6 +391,8 @@ mod tests {
         m.locked_out();
         drop(m.database().start(DbCall::Read));
         m.mail_outbox_depth().set(3);
+        m.purged("sessions", 1000);
+        m.purged("sessions", 24);
         let text = m.render(2);
         for line in [
             "gatehouse_http_request_duration_seconds_count{method=\"GET\",route=\"/auth/me\",status=\"200\"} 1",
@@ -381,6 +404,7 @@ mod tests {
             "gatehouse_database_call_duration_seconds_count{call=\"read\"} 1",
             "gatehouse_mail_outbox_depth 3",
             "gatehouse_password_hash_refusals_total 0",
+            "gatehouse_purged_rows_total{table=\"sessions\"} 1024",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -670,11 +670,6 @@ impl Sessions {
         tracing::info!(account = %account.0, ended, "every session of the account ended");
         Ok(ended)
     }
-
-    /// Deletes the sessions that timed out.
-    pub async fn purge(&self, now: i64) -> Result<u64, SessionError> {
-        Ok(self.store.sessions().purge_sessions(now).await?)
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod mfa;
 mod outbox;
 mod ownid;
 mod scenarios;
+mod seed;
 mod server;
 mod stats;
 mod wallet;
@@ -78,6 +79,24 @@ struct Args {
     /// for experiments; the figures in BENCHMARKS.md use none.
     #[arg(long, value_name = "KEY=VALUE")]
     server_env: Vec<String>,
+    /// Grow the fresh store to this many accounts (and as many live sessions, a fifth
+    /// more expired, every tenth account with a wallet, every twentieth with a
+    /// passkey) before the server starts on it, written straight into the database
+    /// (issue 28). 0: an empty store.
+    #[arg(long, default_value_t = 0)]
+    grow: u64,
+    /// Of the grown store's live sessions, this many accounts hold --busy-sessions each.
+    #[arg(long, default_value_t = 10)]
+    busy_accounts: u64,
+    #[arg(long, default_value_t = 3000)]
+    busy_sessions: u64,
+    /// Leave the grown store without statistics (no ANALYZE after the load).
+    #[arg(long)]
+    no_analyze: bool,
+    /// Expired sessions in the grown store (default: a fifth of --grow), which the
+    /// server's first purge deletes, at its start, while the scenarios run.
+    #[arg(long)]
+    expired: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +150,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 None => Err(anyhow::anyhow!("--server-env {kv:?}: expected KEY=VALUE")),
             })
             .collect::<anyhow::Result<_>>()?,
+        grow: (args.grow > 0).then_some(seed::Grow {
+            accounts: args.grow,
+            busy_accounts: args.busy_accounts,
+            busy_sessions: args.busy_sessions,
+            analyze: !args.no_analyze,
+            expired: args.expired.unwrap_or(args.grow / 5),
+        }),
     };
     let server = Server::start(&config).await?;
     println!(
@@ -138,11 +164,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.server.display(),
         server.pid(),
         server.addr,
-        if args.postgres.is_some() {
-            "PostgreSQL (fresh schema)"
-        } else {
-            "SQLite (fresh file)"
+        match (args.postgres.is_some(), args.grow > 0) {
+            (true, false) => "PostgreSQL (fresh schema)",
+            (true, true) => "PostgreSQL (fresh schema, grown)",
+            (false, false) => "SQLite (fresh file)",
+            (false, true) => "SQLite (fresh file, grown)",
         }
+    );
+    println!(
+        "start-up: {:.0} ms from the process's start to its first healthy answer",
+        server.startup.as_secs_f64() * 1000.0
     );
     println!(
         "RATE LIMITS RAISED for this run: rate_limit.per_address = {} (every request comes \
@@ -450,9 +481,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
             mib(size("gatehouse.db-wal"))
         );
     }
+    if args.grow > 0 {
+        print_purged(bench.server.addr).await;
+    }
     targets.print(args.postgres.is_none());
     bench.server.stop();
     Ok(())
+}
+
+/// What the server's purge has deleted so far (`gatehouse_purged_rows_total`): on a
+/// grown store, its first purge removes the expired sessions while the scenarios run.
+async fn print_purged(addr: std::net::SocketAddr) {
+    let metrics = match client::Conn::connect(addr).await {
+        Ok(mut conn) => conn.call(&client::get("/metrics", None)).await.ok(),
+        Err(_) => None,
+    };
+    let Some(metrics) = metrics.filter(|r| r.status == 200) else {
+        println!("\npurged so far: /metrics did not answer");
+        return;
+    };
+    let text = String::from_utf8_lossy(&metrics.body);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_purged_rows_total"))
+        .collect();
+    println!(
+        "\npurged so far: {}",
+        if lines.is_empty() {
+            "nothing".to_owned()
+        } else {
+            lines.join(", ")
+        }
+    );
 }
 
 fn ms(d: Duration) -> f64 {

@@ -189,6 +189,7 @@ pub async fn run(
         jwt_secret: base.jwt_secret.clone(),
         ownid_secret: base.ownid_secret.clone(),
         extra_env: env,
+        grow: None,
     };
     let server = Server::start(&config).await?;
 

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub ownid_secret: String,
     /// Further `GATEHOUSE_*` settings, applied last.
     pub extra_env: Vec<(String, String)>,
+    /// Seed the fresh database to this size before the server starts on it.
+    pub grow: Option<crate::seed::Grow>,
 }
 
 pub struct Server {
@@ -44,6 +46,9 @@ pub struct Server {
     pub binary: PathBuf,
     pub database_url: String,
     postgres_schema: Option<(String, String)>,
+    /// From the start of the process to its first healthy answer: migrations checked,
+    /// keys loaded, listening.
+    pub startup: Duration,
 }
 
 /// CPU time and memory of a process, as the kernel reports them.
@@ -75,52 +80,46 @@ impl Server {
                 None,
             ),
         };
-        let log = std::fs::File::create(data_dir.join("server.log"))?;
-        let mut command = Command::new(&config.binary);
-        // Only what this run sets: no GATEHOUSE_* of the caller's changes the figures.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("GATEHOUSE_") {
-                command.env_remove(&key);
+        // Dropped (schema and directory removed) if anything below fails.
+        let mut cleanup = Cleanup {
+            data_dir: Some(data_dir.clone()),
+            postgres_schema: postgres_schema.clone(),
+        };
+        if let Some(grow) = config.grow {
+            let status = command(config, &database)
+                .arg("migrate")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("gatehouse migrate failed ({status}) before seeding");
+            }
+            match &postgres_schema {
+                Some((url, schema)) => crate::seed::postgres(url, schema, grow)?,
+                None => crate::seed::sqlite(&data_dir.join("gatehouse.db"), grow)?,
             }
         }
+        let log = std::fs::File::create(data_dir.join("server.log"))?;
+        let mut command = command(config, &database);
         command
             .args(["serve", "--listen", &addr.to_string()])
             .arg("--data-dir")
             .arg(&data_dir)
-            .env("GATEHOUSE_DATABASE_URL", &database)
-            .env("GATEHOUSE_JWT_SECRET", &config.jwt_secret)
-            .env("GATEHOUSE_OWNID__SHARED_SECRETS", &config.ownid_secret)
-            .env(
-                "GATEHOUSE_RATE_LIMIT__PER_ADDRESS",
-                RAISED_PER_ADDRESS_LIMIT.to_string(),
-            )
-            .env(
-                "GATEHOUSE_ARGON2__MEMORY_KIB",
-                ARGON2_MEMORY_KIB.to_string(),
-            )
-            .env(
-                "GATEHOUSE_ARGON2__ITERATIONS",
-                ARGON2_ITERATIONS.to_string(),
-            )
-            .env(
-                "GATEHOUSE_ARGON2__PARALLELISM",
-                ARGON2_PARALLELISM.to_string(),
-            )
-            // The scenarios sign passkeys and SIWE messages for the site of a server on
-            // 8080 (the defaults would follow the port this one listens on).
-            .env("GATEHOUSE_PASSKEYS__ORIGINS", "http://localhost:8080")
-            .env("GATEHOUSE_SIWE__DOMAINS", "http://localhost:8080")
-            // The OpenID Connect provider (scenarios 11 and 12); its issuer is this
+            // The OpenID Connect provider (scenarios 14 and 15); its issuer is this
             // server.
             .env("GATEHOUSE_OIDC__ENABLED", "true")
             .env("GATEHOUSE_HTTP__PUBLIC_URL", format!("http://{addr}"))
-            .envs(config.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        let started = Instant::now();
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", config.binary.display()))?;
+        cleanup.data_dir = None;
+        cleanup.postgres_schema = None;
         let mut server = Server {
             child,
             addr,
@@ -128,8 +127,10 @@ impl Server {
             binary: config.binary.clone(),
             database_url: database,
             postgres_schema,
+            startup: Duration::ZERO,
         };
         server.wait_until_healthy().await?;
+        server.startup = started.elapsed();
         Ok(server)
     }
 
@@ -212,6 +213,60 @@ impl Drop for Server {
             eprintln!("could not drop the benchmark schema {schema}: {e:#}");
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// The server binary with this run's settings only (no `GATEHOUSE_*` of the caller's
+/// changes the figures).
+fn command(config: &ServerConfig, database: &str) -> Command {
+    let mut command = Command::new(&config.binary);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GATEHOUSE_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .env("GATEHOUSE_DATABASE_URL", database)
+        .env("GATEHOUSE_JWT_SECRET", &config.jwt_secret)
+        .env("GATEHOUSE_OWNID__SHARED_SECRETS", &config.ownid_secret)
+        .env(
+            "GATEHOUSE_RATE_LIMIT__PER_ADDRESS",
+            RAISED_PER_ADDRESS_LIMIT.to_string(),
+        )
+        .env(
+            "GATEHOUSE_ARGON2__MEMORY_KIB",
+            ARGON2_MEMORY_KIB.to_string(),
+        )
+        .env(
+            "GATEHOUSE_ARGON2__ITERATIONS",
+            ARGON2_ITERATIONS.to_string(),
+        )
+        .env(
+            "GATEHOUSE_ARGON2__PARALLELISM",
+            ARGON2_PARALLELISM.to_string(),
+        )
+        // The scenarios sign passkeys and SIWE messages for the site of a server on
+        // 8080 (the defaults would follow the port this one listens on).
+        .env("GATEHOUSE_PASSKEYS__ORIGINS", "http://localhost:8080")
+        .env("GATEHOUSE_SIWE__DOMAINS", "http://localhost:8080")
+        .envs(config.extra_env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// What a start that failed half-way leaves behind, removed when dropped.
+struct Cleanup {
+    data_dir: Option<PathBuf>,
+    postgres_schema: Option<(String, String)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some((url, schema)) = &self.postgres_schema {
+            let _ = psql(url, &format!("DROP SCHEMA {schema} CASCADE"));
+        }
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -25,13 +25,17 @@ pub(super) struct UsersArgs {
 
 #[derive(Subcommand)]
 enum UsersCommand {
-    /// List accounts, oldest first (at most --limit).
+    /// List accounts, oldest first (at most --limit), printed as they are read; the
+    /// next page starts --after the last one shown.
     List {
         /// Only accounts whose email, id or a wallet address contains TEXT.
         #[arg(long, value_name = "TEXT")]
         search: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: i64,
+        /// Start after this account (the last id of the previous page).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -100,8 +104,16 @@ pub(super) async fn users(
         UsersCommand::List {
             search,
             limit,
+            after,
             json,
-        } => list(store, search.as_deref(), limit, json).await?,
+        } => {
+            let page = Page {
+                search: search.as_deref(),
+                after: after.map(AccountId),
+                limit,
+            };
+            list(store, page, json).await?
+        }
         UsersCommand::Show(t) => show(store, &t).await?,
         UsersCommand::Disable(t) => disable(store, &t).await?,
         UsersCommand::Enable(t) => enable(store, &t).await?,
@@ -153,36 +165,78 @@ fn not_found(target: &Target) -> Done {
     Done::NotFound
 }
 
-async fn list(
-    store: &DynStore,
-    search: Option<&str>,
+/// Which accounts `users list` shows.
+struct Page<'a> {
+    search: Option<&'a str>,
+    after: Option<AccountId>,
     limit: i64,
-    as_json: bool,
-) -> anyhow::Result<Done> {
-    let pattern = contains_pattern(&search.unwrap_or("").trim().to_lowercase());
-    let accounts = store
-        .admin()
-        .list_accounts(&pattern, unix_now(), limit.max(0))
-        .await?;
+}
+
+/// Accounts read from the store at a time: what `users list` holds in memory, however
+/// long the list.
+const READ_AT_ONCE: i64 = 500;
+
+/// Prints the page as it reads it, [`READ_AT_ONCE`] accounts at a time (a JSON array
+/// written element by element with `--json`); for people, says on stderr where the
+/// next page starts when this one is full.
+async fn list(store: &DynStore, page: Page<'_>, as_json: bool) -> anyhow::Result<Done> {
+    use std::io::Write as _;
+    let pattern = contains_pattern(&page.search.unwrap_or("").trim().to_lowercase());
+    let now = unix_now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if as_json {
-        let all: Vec<Value> = accounts.iter().map(overview_json).collect();
-        println!("{}", Value::Array(all));
+        write!(out, "[")?;
     } else {
-        println!(
+        writeln!(
+            out,
             "{:<36}  {:<8}  {:<20}  {:<20}  email",
             "id", "status", "created", "last sign-in"
-        );
+        )?;
+    }
+    let mut after = page.after;
+    let mut left = page.limit.max(0);
+    let mut shown = 0u64;
+    while left > 0 {
+        let want = left.min(READ_AT_ONCE);
+        let accounts = store
+            .admin()
+            .list_accounts(&pattern, now, after.as_ref(), want)
+            .await?;
         for a in &accounts {
-            println!(
-                "{:<36}  {:<8}  {:<20}  {:<20}  {}",
-                a.id.0,
-                status(a),
-                time(Some(a.created_at)),
-                time(a.last_sign_in_at),
-                a.email.as_deref().unwrap_or("-")
-            );
+            if as_json {
+                let comma = if shown > 0 { "," } else { "" };
+                write!(out, "{comma}{}", overview_json(a))?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<36}  {:<8}  {:<20}  {:<20}  {}",
+                    a.id.0,
+                    status(a),
+                    time(Some(a.created_at)),
+                    time(a.last_sign_in_at),
+                    a.email.as_deref().unwrap_or("-")
+                )?;
+            }
+            shown += 1;
+        }
+        out.flush()?;
+        let read = accounts.len() as i64;
+        left -= read;
+        if let Some(last) = accounts.last() {
+            after = Some(last.id.clone());
+        }
+        if read < want {
+            break;
         }
     }
+    if as_json {
+        writeln!(out, "]")?;
+    } else if left == 0
+        && let Some(last) = &after
+    {
+        eprintln!("next page: --after {}", last.0);
+    }
+    out.flush()?;
     Ok(Done::Ok)
 }
 

@@ -252,6 +252,7 @@ impl Server {
             .max_header_size(http.max_header_bytes);
         let service = router(Arc::clone(&app));
         let housekeeping = tokio::spawn(purge_expired(Arc::clone(&app)));
+        let optimizing = tokio::spawn(optimize_statistics(Arc::clone(&app)));
         let key_reloads = app
             .signing_keys
             .as_ref()
@@ -337,6 +338,7 @@ impl Server {
             }
         }
         housekeeping.abort();
+        optimizing.abort();
         for reloads in [key_reloads, oidc_key_reloads].into_iter().flatten() {
             reloads.abort();
         }
@@ -358,8 +360,9 @@ impl Server {
 const PURGE_EVERY_SECS: u64 = 60;
 const PURGE_LEASE_SECS: i64 = 150;
 
-/// Deletes expired single-use values, counters, pending sign-ins and timed-out sessions
-/// now and then.
+/// Deletes expired single-use values, counters, timed-out sessions, mails and mail
+/// tokens now and then, in bounded batches ([`crate::purge`]); then the expired pending
+/// sign-ins, and the OIDC codes and client assertions (short-lived rows, few at a time).
 /// On several nodes, one at a time does it: the holder of the `purge` lease.
 async fn purge_expired(app: AppState) {
     let node = crate::crypto::random_id();
@@ -379,15 +382,13 @@ async fn purge_expired(app: AppState) {
                 continue;
             }
         }
-        match app.store.purge_expired(now).await {
-            Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
+        let batches = crate::purge::Batches::DEFAULT;
+        match crate::purge::expired(app.store.as_ref(), &app.metrics, now, batches).await {
+            Ok(p) if p.rows > 0 => {
+                tracing::debug!(rows = p.rows, rounds = p.rounds, "purged expired rows");
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
-        }
-        match app.sessions.purge(now).await {
-            Ok(n) if n > 0 => tracing::debug!(sessions = n, "purged timed-out sessions"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purging timed-out sessions failed"),
         }
         match app.store.mfa().purge_pending(now).await {
             Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired pending sign-ins"),
@@ -405,6 +406,28 @@ async fn purge_expired(app: AppState) {
             Ok(n) if n > 0 => tracing::info!(keys = n, "deleted retired signing keys"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "deleting retired signing keys failed"),
+        }
+    }
+}
+
+/// Keeps the planner's statistics current ([`crate::store::Store::optimize`]): at
+/// start, then every `database_optimize_every_secs`. SQLite is one node; on PostgreSQL
+/// it does nothing.
+async fn optimize_statistics(app: AppState) {
+    let every = app.settings.database_optimize_every_secs;
+    if every == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        match app.store.optimize().await {
+            Ok(()) => tracing::debug!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "optimized the planner's statistics"
+            ),
+            Err(e) => tracing::warn!(error = %e, "optimizing the planner's statistics failed"),
         }
     }
 }

@@ -18,8 +18,6 @@ use crate::store::mail::QueuedMail;
 
 /// How often the sender looks for mail queued by other nodes or due for a retry.
 const POLL: Duration = Duration::from_millis(500);
-/// How often expired mail and tokens are deleted.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Sender {
     store: DynStore,
@@ -45,7 +43,6 @@ impl Sender {
 
     /// Sends until the task is dropped.
     pub async fn run(self) {
-        let mut last_purge = tokio::time::Instant::now();
         loop {
             let full = match self.send_due().await {
                 Ok(full) => full,
@@ -54,12 +51,6 @@ impl Sender {
                     false
                 }
             };
-            if last_purge.elapsed() >= PURGE_EVERY {
-                last_purge = tokio::time::Instant::now();
-                if let Err(e) = self.store.mail().purge_mail(unix_now()).await {
-                    tracing::warn!(error = %e, "outbox: purging expired mail failed");
-                }
-            }
             if !full {
                 let _ = tokio::time::timeout(POLL, self.mailer.queued.notified()).await;
             }

@@ -28,11 +28,14 @@ pub struct AccountOverview {
 #[async_trait]
 pub trait AdminStore: Send + Sync + 'static {
     /// Accounts whose email, id or a wallet address contains `search` (lower case;
-    /// every account when empty), oldest first, at most `limit`.
+    /// every account when empty), oldest first, at most `limit`; with `after`, those
+    /// that come after that account (keyset pagination: each page a range of
+    /// `accounts_created_at`, whatever the page's depth). None after an unknown id.
     async fn list_accounts(
         &self,
         search: &str,
         now: i64,
+        after: Option<&AccountId>,
         limit: i64,
     ) -> StoreResult<Vec<AccountOverview>>;
     async fn account_overview(
@@ -67,13 +70,30 @@ pub(crate) mod sql {
         };
     }
 
-    /// `$2` a LIKE pattern (`%` for all), `\` its escape; `$3` the limit.
+    /// `$2` a LIKE pattern (`%` for all), `\` its escape.
+    macro_rules! matching {
+        () => {
+            " (a.email_key LIKE $2 ESCAPE '\\' OR a.id LIKE $2 ESCAPE '\\'
+            OR EXISTS (SELECT 1 FROM wallets w WHERE w.account_id = a.id
+                       AND w.address LIKE $2 ESCAPE '\\'))"
+        };
+    }
+
+    /// The first page: `$3` the limit.
     pub const LIST: &str = concat!(
         overview!(),
-        " WHERE a.email_key LIKE $2 ESCAPE '\\' OR a.id LIKE $2 ESCAPE '\\'
-            OR EXISTS (SELECT 1 FROM wallets w WHERE w.account_id = a.id
-                       AND w.address LIKE $2 ESCAPE '\\')
-        ORDER BY a.created_at, a.id LIMIT $3"
+        " WHERE",
+        matching!(),
+        " ORDER BY a.created_at, a.id LIMIT $3"
+    );
+
+    /// A page after account `$3`: `$4` the limit.
+    pub const LIST_AFTER: &str = concat!(
+        overview!(),
+        " WHERE",
+        matching!(),
+        " AND (a.created_at, a.id) > (SELECT b.created_at, b.id FROM accounts b WHERE b.id = $3)
+        ORDER BY a.created_at, a.id LIMIT $4"
     );
 
     pub const ONE: &str = concat!(overview!(), " WHERE a.id = $2");
@@ -90,7 +110,15 @@ pub(crate) mod sql {
     pub const ENABLE: &str = "UPDATE accounts SET disabled_at = NULL WHERE id = $1";
 
     #[cfg(test)]
-    pub const ALL: &[&str] = &[LIST, ONE, DISABLE, LIVE_SESSIONS, IS_DISABLED, ENABLE];
+    pub const ALL: &[&str] = &[
+        LIST,
+        LIST_AFTER,
+        ONE,
+        DISABLE,
+        LIVE_SESSIONS,
+        IS_DISABLED,
+        ENABLE,
+    ];
 }
 
 /// A LIKE pattern matching values that contain `text`, `\` escaping `%`, `_` and `\`.

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{Purged, StoreResult};
 use crate::domain::AccountId;
 
 /// A mail to queue.
@@ -212,8 +212,9 @@ pub trait MailStore: Send + Sync + 'static {
         next_attempt_at: i64,
         error: &str,
     ) -> StoreResult<()>;
-    /// Deletes mails and tokens past their end.
-    async fn purge_mail(&self, now: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` mails and `limit` tokens past their end: how many of
+    /// each, by table.
+    async fn purge_mail(&self, now: i64, limit: i64) -> StoreResult<Purged>;
     /// How many mails wait to be sent (not yet past their end), for `/metrics`.
     async fn outbox_depth(&self, now: i64) -> StoreResult<i64>;
 }
@@ -305,9 +306,31 @@ pub(crate) mod sql {
         next_attempt_at = $1, leased_until = 0, lease = NULL, last_error = $2
         WHERE id = $3 AND lease = $4";
 
-    pub const PURGE: [&str; 2] = [
-        "DELETE FROM mail_outbox WHERE expires_at <= $1",
-        "DELETE FROM mail_tokens WHERE expires_at <= $1",
+    use crate::store::queries::purge_batch;
+
+    /// The purge's batches of mails and link tokens past their end, by table (see
+    /// [`purge_batch!`]), on SQLite.
+    pub const PURGE: [(&str, &str); 2] = [
+        (
+            "mail_outbox",
+            purge_batch!(sqlite, "mail_outbox", "id", "expires_at"),
+        ),
+        (
+            "mail_tokens",
+            purge_batch!(sqlite, "mail_tokens", "hash", "expires_at"),
+        ),
+    ];
+
+    /// [`PURGE`] on PostgreSQL.
+    pub const PURGE_POSTGRES: [(&str, &str); 2] = [
+        (
+            "mail_outbox",
+            purge_batch!(postgres, "mail_outbox", "id", "expires_at"),
+        ),
+        (
+            "mail_tokens",
+            purge_batch!(postgres, "mail_tokens", "hash", "expires_at"),
+        ),
     ];
 
     pub const OUTBOX_DEPTH: &str = "SELECT COUNT(*) FROM mail_outbox WHERE expires_at > $1";
@@ -338,7 +361,7 @@ pub(crate) mod sql {
         LEASE,
         SENT,
         FAILED,
-        PURGE[0],
-        PURGE[1],
+        PURGE[0].1,
+        PURGE[1].1,
     ];
 }

@@ -96,6 +96,9 @@ impl std::fmt::Display for Unique {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Rows one round of a batched purge deleted, by table.
+pub type Purged = Vec<(&'static str, u64)>;
+
 /// A new account. At least one way to sign in must be present.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -262,6 +265,13 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool, waiting for connections in use.
     async fn close(&self);
+    /// Keeps the query planner's statistics current, as the database recommends for a
+    /// long-lived connection. SQLite: `PRAGMA optimize=0x10002` (every table, with an
+    /// `analysis_limit` of 400 rows an index, so it takes milliseconds at any size),
+    /// which runs `ANALYZE` only on tables that changed enough since their last one.
+    /// PostgreSQL: nothing (autovacuum analyzes). Every hot statement keeps its plan
+    /// whatever the statistics say (`store::sqlite::tests`, `store::postgres` plans).
+    async fn optimize(&self) -> StoreResult<()>;
 
     async fn create_account(&self, account: &NewAccount) -> StoreResult<()>;
     async fn account_by_email(&self, email_key: &str) -> StoreResult<Option<Account>>;
@@ -342,8 +352,9 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     /// which the key's spending is paid off (read it back with `count(key, now, 0)`).
     async fn spend(&self, key: &str, now: i64, interval: i64) -> StoreResult<i64>;
 
-    /// Deletes expired single-use values, replay keys and counters.
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` expired rows of each table of single-use values, replay
+    /// keys and counters: how many, by table.
+    async fn purge_expired(&self, now: i64, limit: i64) -> StoreResult<Purged>;
 
     /// Takes (or renews) the lease `name` for `holder` until `until`: true when the
     /// holder has it, false while another holder's lease runs. For periodic jobs one

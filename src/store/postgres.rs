@@ -5,6 +5,8 @@ mod mfa;
 mod oidc;
 mod sessions;
 mod signing_keys;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
@@ -81,6 +83,25 @@ impl PostgresStore {
             pool: &self.pool,
             timer: &self.timer,
         }
+    }
+
+    /// Runs each `(table, statement)` of a batched purge once: rows deleted, by table.
+    async fn purge(
+        &self,
+        statements: &[(&'static str, &'static str)],
+        now: i64,
+        limit: i64,
+    ) -> StoreResult<Purged> {
+        let mut purged = Vec::with_capacity(statements.len());
+        for (table, statement) in statements {
+            let done = sqlx::query(*statement)
+                .bind(now)
+                .bind(limit)
+                .execute(self.db())
+                .await?;
+            purged.push((*table, done.rows_affected()));
+        }
+        Ok(purged)
     }
 
     /// Begins a transaction, timed until the returned timing drops (after its commit).
@@ -262,6 +283,10 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.statements.close().await;
         self.pool.close().await;
+    }
+
+    async fn optimize(&self) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
@@ -543,16 +568,8 @@ impl Store for PostgresStore {
         Ok(paid_off)
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        let mut purged = 0;
-        for statement in q::PURGE_EXPIRED {
-            purged += sqlx::query(statement)
-                .bind(now)
-                .execute(self.db())
-                .await?
-                .rows_affected();
-        }
-        Ok(purged)
+    async fn purge_expired(&self, now: i64, limit: i64) -> StoreResult<Purged> {
+        self.purge(&q::PURGE_EXPIRED_POSTGRES, now, limit).await
     }
 
     async fn take_lease(

@@ -194,17 +194,92 @@ pub const SPEND: &str = "INSERT INTO rate_counters (key, window_start, count, ex
                      THEN rate_counters.window_start ELSE $2 END + $3
      RETURNING window_start";
 
-/// Each deletes what expired before `$1`.
 /// Takes the lease `$1` for holder `$2` until `$3`, or renews it: only when it is
 /// free, expired at `$4`, or already this holder's. Changes one row when held.
 pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4";
 
-pub const PURGE_EXPIRED: [&str; 3] = [
-    "DELETE FROM one_time_tokens WHERE expires_at <= $1",
-    "DELETE FROM seen_requests WHERE expires_at <= $1",
-    "DELETE FROM rate_counters WHERE expires_at <= $1",
+/// A batch of the purge: deletes at most `$2` rows of `$table` whose `$expiry` is at or
+/// before `$1`, found through the expiry index and deleted by their `$key`. The purge
+/// runs it again until it deletes fewer, so no write holds SQLite's writer (or
+/// PostgreSQL's locks) for a million rows at once. The condition is repeated outside
+/// the subquery: a row revived between the two (a counter hit again, a session
+/// refreshed) is left, as PostgreSQL checks the outer condition again on the row's
+/// newest version. It is written `+$expiry`, an expression no index serves, so the
+/// outer DELETE finds its rows by their keys whatever the statistics (through the
+/// expiry index it would walk every expired row for each batch). PostgreSQL gets the
+/// keys as an array (`= ANY(ARRAY(…))`: an index scan of the primary key), as it may
+/// otherwise hash-join the batch against a scan of the whole table.
+macro_rules! purge_batch {
+    (sqlite, $table:literal, $key:literal, $expiry:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ",
+            $key,
+            " IN (SELECT ",
+            $key,
+            " FROM ",
+            $table,
+            " WHERE ",
+            $expiry,
+            " <= $1 LIMIT $2) AND +",
+            $expiry,
+            " <= $1"
+        )
+    };
+    (postgres, $table:literal, $key:literal, $expiry:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ",
+            $key,
+            " = ANY(ARRAY(SELECT ",
+            $key,
+            " FROM ",
+            $table,
+            " WHERE ",
+            $expiry,
+            " <= $1 LIMIT $2)) AND +",
+            $expiry,
+            " <= $1"
+        )
+    };
+}
+pub(crate) use purge_batch;
+
+/// The purge's batches of single-use values, replay keys and counters, by table (see
+/// [`purge_batch!`]), on SQLite.
+pub const PURGE_EXPIRED: [(&str, &str); 3] = [
+    (
+        "one_time_tokens",
+        purge_batch!(sqlite, "one_time_tokens", "id", "expires_at"),
+    ),
+    (
+        "seen_requests",
+        purge_batch!(sqlite, "seen_requests", "key", "expires_at"),
+    ),
+    (
+        "rate_counters",
+        purge_batch!(sqlite, "rate_counters", "key", "expires_at"),
+    ),
+];
+
+/// [`PURGE_EXPIRED`] on PostgreSQL.
+pub const PURGE_EXPIRED_POSTGRES: [(&str, &str); 3] = [
+    (
+        "one_time_tokens",
+        purge_batch!(postgres, "one_time_tokens", "id", "expires_at"),
+    ),
+    (
+        "seen_requests",
+        purge_batch!(postgres, "seen_requests", "key", "expires_at"),
+    ),
+    (
+        "rate_counters",
+        purge_batch!(postgres, "rate_counters", "key", "expires_at"),
+    ),
 ];
 
 /// Every statement above, for the tests that prepare each on each backend.
@@ -244,7 +319,7 @@ pub const ALL: &[&str] = &[
     RELEASE,
     SPEND,
     TAKE_LEASE,
-    PURGE_EXPIRED[0],
-    PURGE_EXPIRED[1],
-    PURGE_EXPIRED[2],
+    PURGE_EXPIRED[0].1,
+    PURGE_EXPIRED[1].1,
+    PURGE_EXPIRED[2].1,
 ];

@@ -115,8 +115,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn end_session(&self, account: &AccountId, id: &str) -> StoreResult<bool>;
     /// Ends every session of `account` except `keep`; how many ended.
     async fn end_sessions(&self, account: &AccountId, keep: Option<&str>) -> StoreResult<u64>;
-    /// Deletes the sessions that timed out before `now`.
-    async fn purge_sessions(&self, now: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` sessions that timed out before `now`: how many.
+    async fn purge_sessions(&self, now: i64, limit: i64) -> StoreResult<u64>;
 }
 
 pub(super) mod sql {
@@ -194,7 +194,15 @@ pub(super) mod sql {
 
     pub const END_OTHERS: &str = "DELETE FROM sessions WHERE account_id = $1 AND id <> $2";
 
-    pub const PURGE: &str = "DELETE FROM sessions WHERE idle_expires_at <= $1";
+    /// The purge's batch of timed-out sessions (see
+    /// [`crate::store::queries::purge_batch!`]), on SQLite; a session refreshed in
+    /// between is left.
+    pub const PURGE: &str =
+        crate::store::queries::purge_batch!(sqlite, "sessions", "id", "idle_expires_at");
+
+    /// [`PURGE`] on PostgreSQL.
+    pub const PURGE_POSTGRES: &str =
+        crate::store::queries::purge_batch!(postgres, "sessions", "id", "idle_expires_at");
 
     /// Every statement above, for the tests that prepare each on each backend.
     #[cfg(test)]

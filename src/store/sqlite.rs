@@ -116,6 +116,15 @@ fn open(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
     // Another process (`gatehouse migrate`) may hold the write lock for a moment.
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(32);
+    // The query planner stability guarantee: a statement keeps its plan whatever values
+    // are bound. This SQLite is built with STAT4; once `ANALYZE` (or `PRAGMA optimize`)
+    // has written samples, a cached statement whose parameter meets an indexed column
+    // (`/auth/me`'s `idle_expires_at > $3`, `p.account_id = $2`) is otherwise compiled
+    // again at every new binding: 50-70 µs more on every `/auth/me` of a grown store.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     if !read_only {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -202,6 +211,14 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.readers.close();
         self.writer.close().await;
+    }
+
+    async fn optimize(&self) -> StoreResult<()> {
+        self.writer
+            .write(false, |c| {
+                Ok(c.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002")?)
+            })
+            .await
     }
 
     async fn create_account(&self, a: &NewAccount) -> StoreResult<()> {
@@ -477,15 +494,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_expired(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.writer
-            .write(false, move |c| {
-                let mut purged = 0;
-                for statement in q::PURGE_EXPIRED {
-                    purged += c.prepare_cached(statement)?.execute([now])? as u64;
-                }
-                Ok(purged)
-            })
+            .write(false, move |c| purge(c, &q::PURGE_EXPIRED, now, limit))
             .await
     }
 
@@ -615,3 +626,18 @@ fn on_unique(e: rusqlite::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs each `(table, statement)` of a batched purge once: rows deleted, by table.
+pub(super) fn purge(
+    c: &Connection,
+    statements: &[(&'static str, &str)],
+    now: i64,
+    limit: i64,
+) -> StoreResult<Purged> {
+    let mut purged = Vec::with_capacity(statements.len());
+    for (table, statement) in statements {
+        let n = c.prepare_cached(statement)?.execute(params![now, limit])?;
+        purged.push((*table, n as u64));
+    }
+    Ok(purged)
+}

@@ -16,6 +16,7 @@ use crate::selfkey::{
 crate::on_every_backend!(
     every_command_answers_with_its_exit_status,
     a_disabled_account_is_refused_everywhere_on_every_node,
+    users_list_pages_with_limit_and_after,
 );
 
 /// What a run of the binary gave: exit status, stdout, stderr.
@@ -83,6 +84,63 @@ async fn register(app: &TestApp, address: &str) -> Value {
 async fn refresh(app: &TestApp, refresh_token: &Value) -> (StatusCode, Value) {
     app.post_json("/auth/refresh", &json!({"refresh_token": refresh_token}))
         .await
+}
+
+/// `users list --limit N --after ID` pages through the accounts oldest first: the
+/// pages, each after the last id of the one before, are the whole list once, in its
+/// order; for people the next page's start is said on stderr.
+async fn users_list_pages_with_limit_and_after(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    for _ in 0..5 {
+        register(&app, &email()).await;
+    }
+    let ids = |run: &Run| -> Vec<String> {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let listed = run.json();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ids(&cli(&app, &["users", "list", "--json"]).await);
+    assert_eq!(all.len(), 5, "{all:?}");
+    let mut paged = ids(&cli(&app, &["users", "list", "--json", "--limit", "2"]).await);
+    assert_eq!(paged, all[..2], "the first page");
+    for expected in [2, 1, 0] {
+        let after = paged.last().unwrap().clone();
+        let page = ids(&cli(
+            &app,
+            &["users", "list", "--json", "--limit", "2", "--after", &after],
+        )
+        .await);
+        assert_eq!(page.len(), expected, "after {after}: {page:?}");
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+
+    let run = cli(&app, &["users", "list", "--limit", "2"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.lines().count(),
+        3,
+        "a header, two accounts: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("next page: --after {}", all[1])),
+        "{}",
+        run.stderr
+    );
+    let run = cli(
+        &app,
+        &["users", "list", "--json", "--after", "no-such-account"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), json!([]));
 }
 
 async fn every_command_answers_with_its_exit_status(b: Backend) {

@@ -29,6 +29,7 @@ crate::on_every_backend!(
     an_idle_session_ends_and_a_refresh_keeps_it_alive,
     the_absolute_lifetime_ends_a_session_that_keeps_refreshing,
     timed_out_sessions_are_purged,
+    a_purge_of_many_rows_goes_in_batches_and_counts_them,
     revoke_all_ends_every_session_of_the_account_in_one_call,
     a_sign_in_over_the_cap_ends_the_least_recently_used_sessions,
     an_account_over_the_cap_keeps_nine_tenths_of_it,
@@ -536,15 +537,81 @@ async fn timed_out_sessions_are_purged(b: Backend) {
     // sign-up and its check.
     let app = TestApp::spawn_with(b, |s| s.session.idle_timeout_secs = 2).await;
     let old = app.signed_up(&email(), "password123").await;
-    let sessions = &app.app.sessions;
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let young = app.signed_up(&email(), "password123").await;
     let now = gatehouse::domain::unix_now();
-    assert_eq!(sessions.purge(now).await.unwrap(), 1);
+    let store = app.app.store.sessions();
+    assert_eq!(store.purge_sessions(now, 1_000).await.unwrap(), 1);
     let values = stored_session_values(&app).await;
     assert!(!values.contains(&sid(&old)), "{values:?}");
     assert!(values.contains(&sid(&young)), "{values:?}");
     assert_live(&app, "the young session", &young).await;
+}
+
+/// 250 timed-out sessions and 120 expired one-time values, purged 100 rows a statement:
+/// three rounds (100, 100, 50 sessions), each counted in the metric as it goes, and
+/// the live session left.
+async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
+    use gatehouse::purge::{Batches, expired};
+    use gatehouse::store::sessions::NewSession;
+    let app = TestApp::spawn(b).await;
+    let live = app.signed_up(&email(), "password123").await;
+    let account =
+        gatehouse::domain::AccountId(jwt_parts(token(&live)).1["sub"].as_str().unwrap().into());
+    // The rows end in an hour and the purge runs as of an hour and a second from now:
+    // the server's own purge (at its start, then every minute) leaves them to this one.
+    let now = gatehouse::domain::unix_now();
+    let later = now + 3_601;
+    let store = &app.app.store;
+    for n in 0..250 {
+        let ended = store
+            .sessions()
+            .create_session(&NewSession {
+                id: format!("timed-out-{n}"),
+                account: account.clone(),
+                method: "password".into(),
+                amr: "pwd".into(),
+                user_agent: None,
+                ip: None,
+                now,
+                idle_expires_at: now + 3_600,
+                expires_at: now + 3_600,
+                max_per_account: 1_000,
+                keep_per_account: 900,
+            })
+            .await
+            .unwrap();
+        assert_eq!(ended, 0);
+    }
+    for n in 0..120 {
+        store
+            .put_one_time(&format!("expired-{n}"), "test", "subject", now + 3_600)
+            .await
+            .unwrap();
+    }
+    let batches = Batches {
+        rows: 100,
+        pause: Duration::from_millis(1),
+    };
+    let metrics = &app.app.metrics;
+    let purge = expired(store.as_ref(), metrics, later, batches)
+        .await
+        .unwrap();
+    assert_eq!(purge.rounds, 3, "{purge:?}");
+    assert!(purge.rows >= 370, "{purge:?}");
+    let text = metrics.render(0);
+    for line in [
+        "gatehouse_purged_rows_total{table=\"sessions\"} 250",
+        "gatehouse_purged_rows_total{table=\"one_time_tokens\"} 120",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert_live(&app, "the live session", &live).await;
+    let again = expired(store.as_ref(), metrics, later, batches)
+        .await
+        .unwrap();
+    assert_eq!(again.rows, 0, "{again:?}");
+    assert_eq!(again.rounds, 1, "{again:?}");
 }
 
 async fn revoke_all_ends_every_session_of_the_account_in_one_call(b: Backend) {

@@ -15,14 +15,17 @@ impl AdminStore for PostgresStore {
         &self,
         search: &str,
         now: i64,
+        after: Option<&AccountId>,
         limit: i64,
     ) -> StoreResult<Vec<AccountOverview>> {
-        let rows = sqlx::query(sql::LIST)
-            .bind(now)
-            .bind(search)
-            .bind(limit)
-            .fetch_all(self.db())
-            .await?;
+        let query = match after {
+            None => sqlx::query(sql::LIST).bind(now).bind(search),
+            Some(after) => sqlx::query(sql::LIST_AFTER)
+                .bind(now)
+                .bind(search)
+                .bind(&after.0),
+        };
+        let rows = query.bind(limit).fetch_all(self.db()).await?;
         Ok(rows
             .iter()
             .map(overview)

@@ -7,12 +7,12 @@ use sqlx::{Postgres, Transaction};
 
 use super::PostgresStore;
 use crate::domain::AccountId;
-use crate::store::StoreResult;
 use crate::store::mail::{
     AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, Proof, QueuedMail,
     RemovedWayIn, Unproven, sql, with_removed,
 };
 use crate::store::sessions::sql as sessions_sql;
+use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
 impl MailStore for PostgresStore {
@@ -207,16 +207,8 @@ impl MailStore for PostgresStore {
         Ok(())
     }
 
-    async fn purge_mail(&self, now: i64) -> StoreResult<u64> {
-        let mut purged = 0;
-        for statement in sql::PURGE {
-            purged += sqlx::query(statement)
-                .bind(now)
-                .execute(self.db())
-                .await?
-                .rows_affected();
-        }
-        Ok(purged)
+    async fn purge_mail(&self, now: i64, limit: i64) -> StoreResult<Purged> {
+        self.purge(&sql::PURGE_POSTGRES, now, limit).await
     }
 
     async fn outbox_depth(&self, now: i64) -> StoreResult<i64> {

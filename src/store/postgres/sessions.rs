@@ -154,8 +154,12 @@ impl SessionStore for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn purge_sessions(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query(sql::PURGE).bind(now).execute(self.db()).await?;
+    async fn purge_sessions(&self, now: i64, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(sql::PURGE_POSTGRES)
+            .bind(now)
+            .bind(limit)
+            .execute(self.db())
+            .await?;
         Ok(done.rows_affected())
     }
 }

@@ -14,12 +14,18 @@ impl AdminStore for SqliteStore {
         &self,
         search: &str,
         now: i64,
+        after: Option<&AccountId>,
         limit: i64,
     ) -> StoreResult<Vec<AccountOverview>> {
-        self.readers.read(|c| {
-            c.prepare_cached(sql::LIST)?
+        self.readers.read(|c| match after {
+            None => c
+                .prepare_cached(sql::LIST)?
                 .query_map(params![now, search, limit], overview)?
-                .collect()
+                .collect(),
+            Some(after) => c
+                .prepare_cached(sql::LIST_AFTER)?
+                .query_map(params![now, search, after.0, limit], overview)?
+                .collect(),
         })
     }
 

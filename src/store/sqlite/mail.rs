@@ -5,12 +5,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::domain::AccountId;
-use crate::store::StoreResult;
 use crate::store::mail::{
     AccountChange, EndSessions, LinkUse, MailStore, NewLinkToken, NewMail, Proof, QueuedMail,
     RemovedWayIn, Unproven, sql, with_removed,
 };
 use crate::store::sessions::sql as sessions_sql;
+use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
 impl MailStore for SqliteStore {
@@ -203,15 +203,9 @@ impl MailStore for SqliteStore {
             .await
     }
 
-    async fn purge_mail(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_mail(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.writer
-            .write(false, move |c| {
-                let mut purged = 0;
-                for statement in sql::PURGE {
-                    purged += c.prepare_cached(statement)?.execute([now])? as u64;
-                }
-                Ok(purged)
-            })
+            .write(false, move |c| super::purge(c, &sql::PURGE, now, limit))
             .await
     }
 

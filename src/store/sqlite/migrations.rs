@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_oidc.sql",
         include_str!("../../../migrations/sqlite/0010_oidc.sql"),
     ),
+    (
+        "0011_accounts_created_at.sql",
+        include_str!("../../../migrations/sqlite/0011_accounts_created_at.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.

@@ -137,10 +137,10 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn purge_sessions(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_sessions(&self, now: i64, limit: i64) -> StoreResult<u64> {
         self.writer
             .write(false, move |c| {
-                Ok(c.prepare_cached(sql::PURGE)?.execute([now])? as u64)
+                Ok(c.prepare_cached(sql::PURGE)?.execute([now, limit])? as u64)
             })
             .await
     }

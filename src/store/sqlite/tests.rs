@@ -291,17 +291,10 @@ async fn the_log_starts_over_under_steady_writes_and_reads() {
     assert!(wal < 16 << 20, "the log grew to {wal} bytes");
 }
 
-/// After `ANALYZE` on a store whose statistics say an account has one session (20,000
-/// accounts with one each, and one that signed in 1,500 times more), every statement
-/// that names a session by its id still reads it by the primary key. With
-/// `account_id = $2`, SQLite took `sessions_account_id` instead, and `/auth/me` of the
-/// busy account walked all of its sessions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_lookups_keep_the_primary_key_after_analyze() {
-    use crate::store::sessions::sql;
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir).await;
-    let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+/// A store whose statistics, once gathered, say an account has one session: 20,000
+/// accounts with one session each (every fourth timed out, every tenth account with a
+/// wallet, every twentieth with a passkey), and one that signed in 1,500 times more.
+fn grow(c: &mut Connection) {
     let tx = c.transaction().unwrap();
     {
         let mut account = tx
@@ -313,7 +306,20 @@ async fn session_lookups_keep_the_primary_key_after_analyze() {
             .prepare(
                 "INSERT INTO sessions (id, account_id, generation, rotated_at, replays, method,
                  auth_time, created_at, last_used_at, idle_expires_at, expires_at)
-                 VALUES (?1, ?2, 0, 0, 0, 'password', 0, 0, 0, 4000000000, 4000000000)",
+                 VALUES (?1, ?2, 0, 0, 0, 'password', 0, 0, 0, ?3, 4000000000)",
+            )
+            .unwrap();
+        let mut wallet = tx
+            .prepare(
+                "INSERT INTO wallets (address, public_key, account_id, attributes, created_at,
+                 updated_at) VALUES (?1, '', ?2, '[]', 0, 0)",
+            )
+            .unwrap();
+        let mut passkey = tx
+            .prepare(
+                "INSERT INTO passkeys (id, account_id, credential_id, name, credential, format,
+                 aaguid, transports, backup_eligible, backup_state, sign_count, created_at)
+                 VALUES (?1, ?2, ?1, '', '{}', 1, '', '[]', 0, 0, 0, 0)",
             )
             .unwrap();
         for n in 0..20_000 {
@@ -321,15 +327,139 @@ async fn session_lookups_keep_the_primary_key_after_analyze() {
             account
                 .execute(params![id, format!("{n}@example.com")])
                 .unwrap();
-            session.execute(params![format!("s-{n}"), id]).unwrap();
+            let idle_end = if n % 4 == 3 { 0 } else { 4_000_000_000i64 };
+            session
+                .execute(params![format!("s-{n}"), id, idle_end])
+                .unwrap();
+            if n % 10 == 0 {
+                wallet.execute(params![format!("0x{n:040}"), id]).unwrap();
+            }
+            if n % 20 == 0 {
+                passkey.execute(params![format!("p-{n}"), id]).unwrap();
+            }
         }
         for n in 0..1_500 {
             session
-                .execute(params![format!("busy-{n}"), "account-0"])
+                .execute(params![format!("busy-{n}"), "account-0", 4_000_000_000i64])
                 .unwrap();
         }
     }
     tx.commit().unwrap();
+}
+
+/// Every hot statement and the index it must read, whatever the statistics: the
+/// session by its primary key (never through `sessions_account_id`, which walks every
+/// session of the account), the account by its id or email key, the passkey by its
+/// credential, the wallet by its address, the counters by their key, the session cap's
+/// count in `sessions_account_id` alone, the purge through the expiry index.
+fn hot_statements() -> Vec<(&'static str, &'static [&'static str])> {
+    use crate::store::mail::sql as mail;
+    use crate::store::sessions::sql;
+    let session: &[&str] = &["sqlite_autoindex_sessions_1 (id=?)"];
+    vec![
+        (sql::IS_LIVE, session),
+        (q::LIVE_PROFILE, session),
+        (q::HOLD_LIVE_SESSION, session),
+        (sql::END_ONE, session),
+        (sql::ROTATE, session),
+        (sql::REPLAY, session),
+        (sql::REVOKE_REUSED, session),
+        (
+            q::ACCOUNT_BY_EMAIL,
+            &["sqlite_autoindex_accounts_2 (email_key=?)"],
+        ),
+        (q::ACCOUNT_BY_ID, &["sqlite_autoindex_accounts_1 (id=?)"]),
+        (q::ACCOUNT_PROFILE, &["sqlite_autoindex_accounts_1 (id=?)"]),
+        (
+            q::PASSKEY_BY_CREDENTIAL_ID,
+            &["sqlite_autoindex_passkeys_2 (credential_id=?)"],
+        ),
+        (
+            q::RECORD_PASSKEY_USE,
+            &["sqlite_autoindex_passkeys_1 (id=?)"],
+        ),
+        (
+            q::WALLET_ACCOUNT,
+            &["sqlite_autoindex_wallets_1 (address=?)"],
+        ),
+        (
+            q::TAKE_ONE_TIME,
+            &["sqlite_autoindex_one_time_tokens_1 (id=?)"],
+        ),
+        (q::COUNT, &["sqlite_autoindex_rate_counters_1 (key=?)"]),
+        (q::RELEASE, &["sqlite_autoindex_rate_counters_1 (key=?)"]),
+        (q::RESET, &["sqlite_autoindex_rate_counters_1 (key=?)"]),
+        (
+            sql::COUNT_OF_ACCOUNT,
+            &["COVERING INDEX sessions_account_id (account_id=?)"],
+        ),
+        (
+            sql::PURGE,
+            &[
+                "sessions_idle_expires_at (idle_expires_at<?)",
+                "sqlite_autoindex_sessions_1 (id=?)",
+            ],
+        ),
+        (
+            q::PURGE_EXPIRED[2].1,
+            &[
+                "rate_counters_expires_at (expires_at<?)",
+                "sqlite_autoindex_rate_counters_1 (key=?)",
+            ],
+        ),
+        (
+            mail::PURGE[1].1,
+            &[
+                "mail_tokens_expires_at (expires_at<?)",
+                "sqlite_autoindex_mail_tokens_1 (hash=?)",
+            ],
+        ),
+    ]
+}
+
+/// The plan of `statement` on `c`, one line per step.
+fn plan_of(c: &Connection, statement: &str) -> Vec<String> {
+    let mut explain = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+        .unwrap();
+    let nulls = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
+    explain
+        .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn assert_hot_plans_hold(c: &Connection) {
+    for (statement, indexes) in hot_statements() {
+        let plan = plan_of(c, statement);
+        for index in indexes {
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{index} not in the plan of {statement}\n{plan:#?}"
+            );
+        }
+        if indexes.contains(&"sqlite_autoindex_sessions_1 (id=?)") {
+            assert!(
+                !plan.iter().any(|step| step.contains("sessions_account_id")),
+                "{statement}\n{plan:#?}"
+            );
+        }
+    }
+}
+
+/// After `ANALYZE` on a store whose statistics say an account has one session (20,000
+/// accounts with one each, and one that signed in 1,500 times more), every hot
+/// statement keeps its index. With `account_id = $2`, SQLite took
+/// `sessions_account_id` for the statements that name a session, and `/auth/me` of the
+/// busy account walked all of its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lookups_keep_the_primary_key_after_analyze() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+    grow(&mut c);
+    assert_hot_plans_hold(&c);
     c.execute_batch("ANALYZE").unwrap();
     let stat: String = c
         .query_row(
@@ -339,34 +469,7 @@ async fn session_lookups_keep_the_primary_key_after_analyze() {
         )
         .unwrap();
     assert_eq!(stat, "21500 1", "the statistics this test is about");
-
-    for statement in [
-        sql::IS_LIVE,
-        q::LIVE_PROFILE,
-        q::HOLD_LIVE_SESSION,
-        sql::END_ONE,
-        sql::ROTATE,
-        sql::REPLAY,
-    ] {
-        let mut explain = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-            .unwrap();
-        let nulls = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
-        let plan: Vec<String> = explain
-            .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("sqlite_autoindex_sessions_1 (id=?)")),
-            "{statement}\n{plan:#?}"
-        );
-        assert!(
-            !plan.iter().any(|step| step.contains("sessions_account_id")),
-            "{statement}\n{plan:#?}"
-        );
-    }
+    assert_hot_plans_hold(&c);
     // And the store still finds the busy account's session, and only with its account.
     let now = 1;
     let sessions = store.sessions();
@@ -439,4 +542,74 @@ async fn a_time_step_is_accepted_once_and_confirms_once() {
     assert_eq!(store.purge_pending(99).await.unwrap(), 0);
     assert_eq!(store.purge_pending(100).await.unwrap(), 1);
     assert!(!store.take_pending("p1").await.unwrap());
+}
+
+/// `Store::optimize` (what the server runs at start and every
+/// `database_optimize_every_secs`) gathers the statistics a grown store lacks, in
+/// SQLite's recommended form, and the hot statements keep their plans under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_gathers_statistics_and_the_plans_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+    grow(&mut c);
+    let analyzed = |c: &Connection| -> i64 {
+        c.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(analyzed(&c), 0, "no statistics before");
+    store.optimize().await.unwrap();
+    let stat: String = c
+        .query_row(
+            "SELECT stat FROM sqlite_stat1 WHERE idx = 'sessions_account_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // Estimated from 400 rows an index (analysis_limit): a few, not 1,500.
+    let per_account: i64 = stat.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(per_account <= 3, "an account has one session or so: {stat}");
+    assert_hot_plans_hold(&c);
+    // Again at once: nothing changed enough, nothing to do, no error.
+    store.optimize().await.unwrap();
+}
+
+/// After `ANALYZE` (this SQLite keeps STAT4 samples), the store's connections run a
+/// cached statement with new values without compiling it again: with the samples, a
+/// parameter that meets an indexed column (`/auth/me`'s `idle_expires_at > $3` and
+/// `p.account_id = $2`) made SQLite re-prepare `LIVE_PROFILE` at every new binding,
+/// 50-70 µs on each `/auth/me` of a store of a million sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_statements_are_not_compiled_again_for_new_values_after_analyze() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = store(&dir).await;
+    let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+    grow(&mut c);
+    c.execute_batch("ANALYZE").unwrap();
+    let samples: i64 = c
+        .query_row("SELECT COUNT(*) FROM sqlite_stat4", [], |r| r.get(0))
+        .unwrap();
+    assert!(samples > 0, "STAT4 samples, the case this test is about");
+    drop(c);
+    let reader = open(&dir.path().join("t.db"), true).unwrap();
+    let mut live = reader.prepare_cached(q::LIVE_PROFILE).unwrap();
+    let mut rows = 0;
+    for n in 0..50 {
+        let session = format!("s-{}", n * 4);
+        let account = format!("account-{}", n * 4);
+        rows += live
+            .query_map(params![session, account, 1_000 + n], |_| Ok(()))
+            .unwrap()
+            .count();
+    }
+    assert_eq!(rows, 60, "50 accounts, and a passkey row for every fifth");
+    assert_eq!(
+        live.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "compiled again for new values"
+    );
 }
