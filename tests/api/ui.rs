@@ -1212,7 +1212,8 @@ async fn enrolling_on_the_account_page_makes_the_next_sign_in_owe_the_code(b: Ba
 }
 
 /// The session that enrolled came from a password alone: it can neither replace the
-/// recovery codes nor remove the authenticator (refused on the page, nothing changed).
+/// recovery codes, nor remove the authenticator, nor change the password (refused on
+/// the page, nothing changed: the password still signs in below).
 /// A session from a sign-in with the code can: new codes void the old ones, and
 /// removal makes the password sign in alone again.
 async fn new_codes_and_removal_need_a_sign_in_that_gave_the_second_factor(b: Backend) {
@@ -1222,11 +1223,18 @@ async fn new_codes_and_removal_need_a_sign_in_that_gave_the_second_factor(b: Bac
     first_factor_only.sign_up(&address).await;
     let (secret, old_codes) = enroll_on_the_page(&mut first_factor_only).await;
 
-    for action in [
-        "/ui/account/second-factor/recovery-codes",
-        "/ui/account/second-factor/remove",
+    let new_password = [
+        ("current_password", PASSWORD),
+        ("new_password", "another password"),
+    ];
+    for (action, fields) in [
+        ("/ui/account/second-factor/recovery-codes", &[][..]),
+        ("/ui/account/second-factor/remove", &[][..]),
+        ("/ui/account/password", &new_password[..]),
     ] {
-        let refused = first_factor_only.submit("/ui/account", action, &[]).await;
+        let refused = first_factor_only
+            .submit("/ui/account", action, fields)
+            .await;
         assert_eq!(
             refused.status,
             StatusCode::FORBIDDEN,

@@ -232,6 +232,12 @@ pub(super) async fn step_up(app: &App, session: &Authenticated) -> Result<(), &'
     if !StepUp::of(&app.settings).allows(session, unix_now()) {
         return Err("error-recent-sign-in");
     }
+    second_factor_given(app, session).await
+}
+
+/// The second half of [`step_up`], the API's `second_factor_given`: a session whose
+/// sign-in gave no second factor changes nothing of an account that has one.
+async fn second_factor_given(app: &App, session: &Authenticated) -> Result<(), &'static str> {
     if !StepUp::owes_second_factor(session) {
         return Ok(());
     }
@@ -366,6 +372,16 @@ async fn change_password(
         Ok(s) => s,
         Err(res) => return res,
     };
+    if let Err(message) = second_factor_given(&app, &session).await {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(refused("new_password", message)),
+        )
+        .await;
+    }
     let Ok(new) = Password::parse(f.remove("new_password").unwrap_or_default()) else {
         return render(
             &app,
