@@ -17,7 +17,7 @@ use crate::domain::return_to::ReturnOrigins;
 pub use i18n::{Catalogue, LANGUAGES, Lang, Messages};
 
 /// Every template, by name, and its built-in source.
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("templates/base.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("sign_up.html", include_str!("templates/sign_up.html")),
@@ -35,6 +35,14 @@ const TEMPLATES: [(&str, &str); 9] = [
     (
         "second_factor.html",
         include_str!("templates/second_factor.html"),
+    ),
+    (
+        "totp_enroll.html",
+        include_str!("templates/totp_enroll.html"),
+    ),
+    (
+        "recovery_codes.html",
+        include_str!("templates/recovery_codes.html"),
     ),
 ];
 

@@ -26,6 +26,9 @@ on_every_backend!(
     a_forgotten_password_through_the_mailed_link,
     a_wallets_last_way_in_stays_and_a_second_wallet_unlinks,
     a_password_sign_in_owes_the_second_factor_on_its_own_page,
+    enrolling_on_the_account_page_makes_the_next_sign_in_owe_the_code,
+    new_codes_and_removal_need_a_sign_in_that_gave_the_second_factor,
+    a_recovery_code_on_the_second_factor_page_signs_in_once,
 );
 
 const PASSWORD: &str = "password-123";
@@ -142,6 +145,24 @@ impl<'a> Browser<'a> {
         self.submit(
             "/ui/sign-up",
             "/ui/sign-up",
+            &[("email", address), ("password", PASSWORD)],
+        )
+        .await
+    }
+
+    /// Fills the form of `html` that posts to `action` with `fields` and its CSRF
+    /// token, and sends it.
+    async fn fill(&mut self, html: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let token = csrf_of(html, action);
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(action, &all).await
+    }
+
+    async fn password_sign_in(&mut self, address: &str) -> Page {
+        self.submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
             &[("email", address), ("password", PASSWORD)],
         )
         .await
@@ -1044,4 +1065,295 @@ async fn a_password_sign_in_owes_the_second_factor_on_its_own_page(b: Backend) {
         again.body
     );
     assert!(replay.session_cookie().is_none());
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'h>(html: &'h str, start: &str, end: &str) -> &'h str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start}: {html}"))
+        + start.len();
+    &html[from..from + html[from..].find(end).unwrap()]
+}
+
+/// The recovery codes a page shows.
+fn recovery_codes_of(html: &str) -> Vec<String> {
+    between(html, "data-recovery-codes>", "</ul>")
+        .split("<code>")
+        .skip(1)
+        .map(|c| c.split("</code>").next().unwrap().to_owned())
+        .collect()
+}
+
+/// Enrolls an authenticator through the account page of a signed-in `browser`: the
+/// enrolment page (QR code, key, code field), a wrong code refused at its field, then
+/// the right one (of the step now) and the recovery codes, once. The key and codes.
+async fn enroll_on_the_page(browser: &mut Browser<'_>) -> (String, Vec<String>) {
+    let account = browser.get("/ui/account").await;
+    assert!(
+        account
+            .body
+            .contains("No authenticator app yet: your password alone signs in."),
+        "{}",
+        account.body
+    );
+    let enrolment = browser
+        .fill(&account.body, "/ui/account/second-factor/enroll", &[])
+        .await;
+    assert_eq!(enrolment.status, StatusCode::OK, "{}", enrolment.body);
+    assert_eq!(enrolment.headers["cache-control"], "no-store");
+    assert!(
+        enrolment.body.contains("<figure class=\"qr\" role=\"img\"")
+            && enrolment.body.contains("<svg")
+            && !enrolment.body.contains("<?xml")
+            && !enrolment.body.contains("<script")
+            && !enrolment.body.contains("style="),
+        "{}",
+        enrolment.body
+    );
+    assert!(
+        enrolment.body.contains("autocomplete=\"one-time-code\""),
+        "{}",
+        enrolment.body
+    );
+    let secret = between(&enrolment.body, "<code id=\"secret\">", "</code>").to_owned();
+    assert!(
+        secret.len() >= 16 && secret.bytes().all(|c| c.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+
+    let wrong = browser
+        .fill(
+            &enrolment.body,
+            "/ui/account/second-factor/confirm",
+            &[("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(
+        wrong
+            .body
+            .contains("The code is wrong or was used already.")
+            && wrong
+                .body
+                .contains("aria-invalid=\"true\" aria-describedby=\"form-error\""),
+        "{}",
+        wrong.body
+    );
+    assert!(!wrong.body.contains(&secret), "the key is shown once");
+
+    let now = crate::mfa::clear_of_a_step_end().await;
+    let code = crate::mfa::oath_code(&secret, now);
+    let confirmed = browser
+        .fill(
+            &wrong.body,
+            "/ui/account/second-factor/confirm",
+            &[("code", code.as_str())],
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert_eq!(confirmed.headers["cache-control"], "no-store");
+    let codes = recovery_codes_of(&confirmed.body);
+    assert_eq!(codes.len(), 10, "{}", confirmed.body);
+
+    let account = browser.get("/ui/account").await;
+    assert!(
+        account.body.contains("An authenticator app is on")
+            && account
+                .body
+                .contains("Recovery codes left: <strong data-codes-left>10</strong>"),
+        "{}",
+        account.body
+    );
+    assert!(!account.body.contains(&secret) && !account.body.contains(&codes[0]));
+    (secret, codes)
+}
+
+/// A browser's password sign-in of an account with a factor, through the second-factor
+/// page with `code`: the page's answer.
+async fn sign_in_with(browser: &mut Browser<'_>, address: &str, code: &str) -> Page {
+    let first = browser.password_sign_in(address).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    assert_eq!(first.location(), "/ui/second-factor");
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+    browser
+        .submit("/ui/second-factor", "/ui/second-factor", &[("code", code)])
+        .await
+}
+
+/// Enrolment through the pages takes effect: a password sign-in afterwards owes the
+/// code (no session cookie until it is given), and the code of the step after the
+/// confirmation's signs in.
+async fn enrolling_on_the_account_page_makes_the_next_sign_in_owe_the_code(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    browser.sign_up(&address).await;
+    let (secret, _) = enroll_on_the_page(&mut browser).await;
+
+    let mut other = Browser::new(&app);
+    let next = crate::mfa::oath_code(&secret, gatehouse::domain::unix_now() + 30);
+    let signed_in = sign_in_with(&mut other, &address, &next).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert_eq!(signed_in.location(), "/ui/account");
+    assert!(other.session_cookie().is_some(), "{:?}", other.cookies);
+    let page = other.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("An authenticator app is on"),
+        "{}",
+        page.body
+    );
+}
+
+/// The session that enrolled came from a password alone: it can neither replace the
+/// recovery codes, nor remove the authenticator, nor change the password (refused on
+/// the page, nothing changed: the password still signs in below).
+/// A session from a sign-in with the code can: new codes void the old ones, and
+/// removal makes the password sign in alone again.
+async fn new_codes_and_removal_need_a_sign_in_that_gave_the_second_factor(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    let mut first_factor_only = Browser::new(&app);
+    first_factor_only.sign_up(&address).await;
+    let (secret, old_codes) = enroll_on_the_page(&mut first_factor_only).await;
+
+    let new_password = [
+        ("current_password", PASSWORD),
+        ("new_password", "another password"),
+    ];
+    for (action, fields) in [
+        ("/ui/account/second-factor/recovery-codes", &[][..]),
+        ("/ui/account/second-factor/remove", &[][..]),
+        ("/ui/account/password", &new_password[..]),
+    ] {
+        let refused = first_factor_only
+            .submit("/ui/account", action, fields)
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{action}: {}",
+            refused.body
+        );
+        assert!(
+            refused
+                .body
+                .contains("For this change, sign in again with your second factor first.")
+                && refused
+                    .body
+                    .contains("Recovery codes left: <strong data-codes-left>10</strong>"),
+            "{action}: {}",
+            refused.body
+        );
+        assert!(
+            !refused.body.contains("data-recovery-codes"),
+            "{}",
+            refused.body
+        );
+    }
+
+    let mut two_factors = Browser::new(&app);
+    let next = crate::mfa::oath_code(&secret, gatehouse::domain::unix_now() + 30);
+    let signed_in = sign_in_with(&mut two_factors, &address, &next).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+
+    let renewed = two_factors
+        .submit(
+            "/ui/account",
+            "/ui/account/second-factor/recovery-codes",
+            &[],
+        )
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.body);
+    assert_eq!(renewed.headers["cache-control"], "no-store");
+    let new_codes = recovery_codes_of(&renewed.body);
+    assert_eq!(new_codes.len(), 10, "{}", renewed.body);
+    assert!(old_codes.iter().all(|c| !new_codes.contains(c)));
+    let mut with_an_old_code = Browser::new(&app);
+    let refused = sign_in_with(&mut with_an_old_code, &address, &old_codes[0]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("The code is wrong or was used already."),
+        "{}",
+        refused.body
+    );
+    assert!(with_an_old_code.session_cookie().is_none());
+
+    let removed = two_factors
+        .submit("/ui/account", "/ui/account/second-factor/remove", &[])
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert_eq!(removed.location(), "/ui/account?done=totp-removed");
+    let page = two_factors.get("/ui/account?done=totp-removed").await;
+    assert!(
+        page.body.contains("The authenticator is removed.")
+            && page
+                .body
+                .contains("No authenticator app yet: your password alone signs in."),
+        "{}",
+        page.body
+    );
+    let mut password_alone = Browser::new(&app);
+    let signed_in = password_alone.password_sign_in(&address).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert_eq!(signed_in.location(), "/ui/account");
+    assert!(password_alone.session_cookie().is_some());
+}
+
+/// A recovery code finishes a page sign-in in place of the app's code, once: the
+/// account page then counts one fewer, and the same code in another browser is refused.
+async fn a_recovery_code_on_the_second_factor_page_signs_in_once(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    browser.sign_up(&address).await;
+    let (_, codes) = enroll_on_the_page(&mut browser).await;
+
+    let mut first = Browser::new(&app);
+    let signed_in = sign_in_with(&mut first, &address, &codes[3]).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert_eq!(signed_in.location(), "/ui/account");
+    let page = first.get("/ui/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("Recovery codes left: <strong data-codes-left>9</strong>"),
+        "{}",
+        page.body
+    );
+
+    let mut second = Browser::new(&app);
+    let refused = sign_in_with(&mut second, &address, &codes[3]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("The code is wrong or was used already."),
+        "{}",
+        refused.body
+    );
+    assert!(second.session_cookie().is_none(), "{:?}", second.cookies);
 }

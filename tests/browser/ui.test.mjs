@@ -3,13 +3,16 @@
 // server's http.public_url; scripts/browser.sh). Sign-up, sign-in with a password and
 // with a passkey through conditional UI (the DevTools virtual authenticator), the
 // account page's actions, sign-out, the forgotten password through the mailed link
-// (the server's outbox), the password flows again with JavaScript off, and axe-core
-// on every page signed out, signed in and with a form error.
+// (the server's outbox), the password flows again with JavaScript off, an
+// authenticator app set up on the account page (codes from otplib) and the
+// second-factor step, and axe-core on every page signed out, signed in and with a
+// form error.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import puppeteer from 'puppeteer-core';
+import { authenticator } from 'otplib';
 
 const site = process.env.UI_URL;
 const outbox = process.env.OUTBOX;
@@ -255,5 +258,64 @@ test('another origin cannot frame the pages or post their forms', async () => {
   await t.setContent(`<form method="post" action="${site}/ui/sign-up"><input name="email" value="${email}"><input name="password" value="${PASSWORD}"><button>go</button></form>`);
   const [answer] = await Promise.all([t.waitForNavigation(), t.click('button')]);
   assert.equal(answer.status(), 403);
+  await context.close();
+});
+
+/** otplib's code for `secret` (base32) at `at` (milliseconds since the epoch). */
+const codeAt = (secret, at) => authenticator.clone({ epoch: at }).generate(secret);
+
+/** Now, a few seconds clear of a step's end, so that this step's and the next one's
+ * codes are both within the server's drift while the test runs. */
+async function clearOfAStepEnd() {
+  const left = 30 - (Math.floor(Date.now() / 1000) % 30);
+  if (left < 5) await new Promise((r) => setTimeout(r, (left + 1) * 1000));
+  return Date.now();
+}
+
+test('an authenticator app set up on the account page, then a sign-in that owes its code', async () => {
+  const { t, context } = await tab();
+  const email = address();
+  await t.goto(`${site}/ui/sign-up`);
+  await submit(t, '/ui/sign-up', { email, password: PASSWORD });
+  assert.equal(await text(t, '[data-totp]'), 'No authenticator app yet: your password alone signs in.');
+
+  let res = await submit(t, '/ui/account/second-factor/enroll');
+  assert.equal(res.status(), 200);
+  assert.equal(res.headers()['cache-control'], 'no-store');
+  assert.ok(await t.$('figure.qr svg'), 'the QR code is on the page');
+  assert.equal(await t.$eval('#code', (i) => i.autocomplete), 'one-time-code');
+  const secret = await text(t, '#secret');
+  assert.match(secret, /^[A-Z2-7]{16,}$/);
+  await axeCheck(t, 'enrolment');
+
+  const now = await clearOfAStepEnd();
+  res = await submit(t, '/ui/account/second-factor/confirm', { code: codeAt(secret, now) });
+  assert.equal(res.status(), 200);
+  assert.equal(res.headers()['cache-control'], 'no-store');
+  const codes = await t.$$eval('[data-recovery-codes] code', (cs) => cs.map((c) => c.textContent));
+  assert.equal(codes.length, 10);
+  await axeCheck(t, 'recovery codes');
+
+  await t.goto(`${site}/ui/account`);
+  assert.match(await text(t, '[data-totp]'), /^An authenticator app is on/);
+  assert.equal(await text(t, '[data-codes-left]'), '10');
+  await submit(t, '/ui/sign-out');
+
+  await t.goto(`${site}/ui/sign-in?return_to=%2Fui%2Faccount`);
+  res = await submit(t, '/ui/sign-in', { email, password: PASSWORD });
+  assert.equal(new URL(t.url()).pathname, '/ui/second-factor');
+  assert.equal((await context.cookies(site)).find((c) => c.name === 'gatehouse-ui'), undefined, 'no session yet');
+  assert.equal(await t.$eval('#code', (i) => i.autocomplete), 'one-time-code');
+  await axeCheck(t, 'second factor');
+  res = await submit(t, '/ui/second-factor', { code: '000000' });
+  assert.equal(res.status(), 401);
+  assert.match(await text(t, '#form-error'), /^The code is wrong or was used already\./);
+  await axeCheck(t, 'second factor with an error');
+  // The confirmation used this step: the next one's code signs in.
+  res = await submit(t, '/ui/second-factor', { code: codeAt(secret, now + 30_000) });
+  assert.equal(new URL(t.url()).pathname, '/ui/account', await t.content());
+  assert.equal(res.status(), 200);
+  assert.match(await t.content(), new RegExp(email.replace('.', '\\.')));
+  assert.ok((await context.cookies(site)).find((c) => c.name === 'gatehouse-ui'), 'signed in');
   await context.close();
 });

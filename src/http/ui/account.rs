@@ -25,6 +25,7 @@ use crate::lifecycle::password::{ChangeError, PasswordChange};
 use crate::sessions::{Authenticated, Scope, StepUp};
 use crate::signin::passkeys::PasskeyError;
 use crate::signin::password::LoginClient;
+use crate::signin::second_factor::{Enrollment, FactorError};
 use crate::signin::selfkey::{SelfKey, SelfKeyError};
 
 pub(super) fn router() -> Router<AppState> {
@@ -39,10 +40,18 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/account/passkeys/remove", post(remove_passkey))
         .route("/ui/account/wallets/unlink", post(unlink_wallet))
         .route("/ui/account/delete", post(delete_account))
+        .route("/ui/account/second-factor/enroll", post(enroll_totp))
+        .route("/ui/account/second-factor/confirm", post(confirm_totp))
+        .route(
+            "/ui/account/second-factor/recovery-codes",
+            post(new_recovery_codes),
+        )
+        .route("/ui/account/second-factor/remove", post(remove_totp))
 }
 
 /// The notices a redirect back to the page may name (`?done=`); nothing else is shown.
-const NOTICES: [&str; 9] = [
+const NOTICES: [&str; 10] = [
+    "totp-removed",
     "wallet-unlinked",
     "verification-sent",
     "email-change-sent",
@@ -110,6 +119,13 @@ async fn render(
             }
         })
         .collect();
+    let factors = match app.second_factor.summary(&session.account).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            tracing::error!(error = %e, "the account page failed");
+            return internal(app, b);
+        }
+    };
     let passkeys: Vec<_> = profile
         .passkeys
         .iter()
@@ -131,6 +147,8 @@ async fn render(
         sessions => sessions,
         passkeys => passkeys,
         wallets => wallets,
+        totp => factors.totp,
+        recovery_codes_left => factors.recovery_codes_left,
         notice => notice.map(|id| b.message(app, id)),
         field => error.as_ref().map(|e| e.field),
         error => error.as_ref().map(|e| b.message(app, e.message)),
@@ -138,16 +156,14 @@ async fn render(
     page(app, b, status, "account.html", Kind::Plain, context)
 }
 
-/// The account page with the recent-sign-in error.
-pub(super) async fn again(app: &App, b: &Browser, session: &Authenticated) -> Response {
-    render(
-        app,
-        b,
-        session,
-        None,
-        Some(shown(StatusCode::FORBIDDEN, "", "error-recent-sign-in")),
-    )
-    .await
+/// The account page with a refusal of [`step_up`].
+pub(super) async fn again(
+    app: &App,
+    b: &Browser,
+    session: &Authenticated,
+    message: &'static str,
+) -> Response {
+    render(app, b, session, None, Some(refused("", message))).await
 }
 
 /// The account page with a passkey's error.
@@ -209,9 +225,39 @@ fn done(app: &App, notice: &str) -> Response {
     redirect(app, &format!("/ui/account?done={notice}"))
 }
 
-/// The recent-sign-in rule of the API's `RecentSession`, for the same changes.
-fn recent(app: &App, session: &Authenticated) -> bool {
-    StepUp::of(&app.settings).allows(session, unix_now())
+/// The step-up rule of the API's `RecentSession`, for the same changes: a recent
+/// sign-in and, when the account has a second factor, one that gave it. `Err` holds
+/// the message id of the refusal.
+pub(super) async fn step_up(app: &App, session: &Authenticated) -> Result<(), &'static str> {
+    if !StepUp::of(&app.settings).allows(session, unix_now()) {
+        return Err("error-recent-sign-in");
+    }
+    second_factor_given(app, session).await
+}
+
+/// The second half of [`step_up`], the API's `second_factor_given`: a session whose
+/// sign-in gave no second factor changes nothing of an account that has one.
+async fn second_factor_given(app: &App, session: &Authenticated) -> Result<(), &'static str> {
+    if !StepUp::owes_second_factor(session) {
+        return Ok(());
+    }
+    match app.store.mfa().has_second_factor(&session.account).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err("error-second-factor-step-up"),
+        Err(e) => {
+            tracing::error!(error = %e, "the second-factor check of a page failed");
+            Err("error-internal")
+        }
+    }
+}
+
+/// A refusal of [`step_up`] as an error on the page, at `field`.
+fn refused(field: &'static str, message: &'static str) -> Shown {
+    let status = match message {
+        "error-internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::FORBIDDEN,
+    };
+    shown(status, field, message)
 }
 
 fn fields(form: Result<Form<Fields>, FormRejection>) -> Fields {
@@ -263,17 +309,13 @@ async fn change_email(
         Ok(s) => s,
         Err(res) => return res,
     };
-    if !recent(&app, &session) {
+    if let Err(message) = step_up(&app, &session).await {
         return render(
             &app,
             &b,
             &session,
             None,
-            Some(shown(
-                StatusCode::FORBIDDEN,
-                "new_email",
-                "error-recent-sign-in",
-            )),
+            Some(refused("new_email", message)),
         )
         .await;
     }
@@ -330,6 +372,16 @@ async fn change_password(
         Ok(s) => s,
         Err(res) => return res,
     };
+    if let Err(message) = second_factor_given(&app, &session).await {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(refused("new_password", message)),
+        )
+        .await;
+    }
     let Ok(new) = Password::parse(f.remove("new_password").unwrap_or_default()) else {
         return render(
             &app,
@@ -504,15 +556,8 @@ async fn remove_passkey(
         Ok(s) => s,
         Err(res) => return res,
     };
-    if !recent(&app, &session) {
-        return render(
-            &app,
-            &b,
-            &session,
-            None,
-            Some(shown(StatusCode::FORBIDDEN, "", "error-recent-sign-in")),
-        )
-        .await;
+    if let Err(message) = step_up(&app, &session).await {
+        return render(&app, &b, &session, None, Some(refused("", message))).await;
     }
     let id = field(&f, "passkey").unwrap_or_default();
     match app.passkeys.remove(&session.account, id).await {
@@ -533,8 +578,8 @@ async fn unlink_wallet(
         Ok(s) => s,
         Err(res) => return res,
     };
-    if !recent(&app, &session) {
-        return again(&app, &b, &session).await;
+    if let Err(message) = step_up(&app, &session).await {
+        return render(&app, &b, &session, None, Some(refused("", message))).await;
     }
     let Some(address) = field(&f, "address").and_then(|a| Address::parse(a).ok()) else {
         return render(
@@ -603,19 +648,8 @@ async fn delete_account(
         )
         .await;
     }
-    if !recent(&app, &session) {
-        return render(
-            &app,
-            &b,
-            &session,
-            None,
-            Some(shown(
-                StatusCode::FORBIDDEN,
-                "confirm",
-                "error-recent-sign-in",
-            )),
-        )
-        .await;
+    if let Err(message) = step_up(&app, &session).await {
+        return render(&app, &b, &session, None, Some(refused("confirm", message))).await;
     }
     let profile = match app.accounts.profile(&session.account).await {
         Ok(Some(profile)) => profile,
@@ -639,5 +673,203 @@ async fn delete_account(
             res
         }
         Err(e) => render(&app, &b, &session, None, Some(account_shown(&e))).await,
+    }
+}
+
+fn factor_shown(field: &'static str, e: FactorError) -> Shown {
+    match e {
+        FactorError::WrongCode => shown(StatusCode::UNAUTHORIZED, field, "error-code-wrong"),
+        FactorError::TooManyFailures { .. } => {
+            shown(StatusCode::TOO_MANY_REQUESTS, field, "error-code-too-many")
+        }
+        FactorError::AlreadyEnrolled => {
+            shown(StatusCode::CONFLICT, field, "error-already-enrolled")
+        }
+        FactorError::NotEnrolled => shown(StatusCode::NOT_FOUND, field, "error-not-enrolled"),
+        FactorError::Disabled => shown(StatusCode::FORBIDDEN, field, "error-disabled"),
+        other => {
+            tracing::error!(error = %other, "a second-factor action of the account page failed");
+            shown(StatusCode::INTERNAL_SERVER_ERROR, field, "error-internal")
+        }
+    }
+}
+
+/// The enrolment page: the QR code and the key of a new enrolment (`enrollment`), or,
+/// after a wrong code, the code field alone (the key is shown once), with `error`.
+fn enrollment_page(
+    app: &App,
+    b: &Browser,
+    enrollment: Option<&Enrollment>,
+    error: Option<Shown>,
+) -> Response {
+    // The SVG goes into the page as markup: no prolog, nothing but the server's own
+    // rendering of the URI (no script, no style).
+    let qr_svg = enrollment.map(|e| {
+        let svg = e.qr_svg.as_str();
+        minijinja::Value::from_safe_string(svg[svg.find("<svg").unwrap_or(0)..].to_owned())
+    });
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
+    let context = context! {
+        title => "totp-enroll-title",
+        qr_svg => qr_svg,
+        secret => enrollment.map(|e| e.secret.as_str()),
+        field => error.as_ref().map(|e| e.field),
+        error => error.as_ref().map(|e| b.message(app, e.message)),
+    };
+    page(app, b, status, "totp_enroll.html", Kind::Plain, context)
+}
+
+/// The recovery codes, shown once (the page, as every page, is `no-store`).
+fn codes_page(app: &App, b: &Browser, codes: &[String]) -> Response {
+    let context = context! { title => "recovery-codes-title", codes => codes };
+    page(
+        app,
+        b,
+        StatusCode::OK,
+        "recovery_codes.html",
+        Kind::Plain,
+        context,
+    )
+}
+
+/// `POST /auth/mfa/totp` on the page: a new enrolment (replacing one not confirmed).
+async fn enroll_totp(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "enroll_totp", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if let Err(message) = step_up(&app, &session).await {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(refused("second_factor", message)),
+        )
+        .await;
+    }
+    let account = match app.accounts.profile(&session.account).await {
+        Ok(Some(profile)) => profile.account,
+        Ok(None) => return to_sign_in(&app),
+        Err(e) => return render(&app, &b, &session, None, Some(account_shown(&e))).await,
+    };
+    match app.second_factor.enroll(&account).await {
+        Ok(enrollment) => enrollment_page(&app, &b, Some(&enrollment), None),
+        Err(e) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(factor_shown("second_factor", e)),
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /auth/mfa/totp/confirm` on the page: the recovery codes, once.
+async fn confirm_totp(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "confirm_totp", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if let Err(message) = step_up(&app, &session).await {
+        return enrollment_page(&app, &b, None, Some(refused("code", message)));
+    }
+    let code: String = field(&f, "code")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if code.is_empty() {
+        let error = shown(StatusCode::BAD_REQUEST, "code", "error-code-missing");
+        return enrollment_page(&app, &b, None, Some(error));
+    }
+    match app.second_factor.confirm(&session.account, &code).await {
+        Ok(codes) => codes_page(&app, &b, &codes),
+        Err(e) => enrollment_page(&app, &b, None, Some(factor_shown("code", e))),
+    }
+}
+
+/// `POST /auth/mfa/recovery-codes` on the page: a new set, the old one void.
+async fn new_recovery_codes(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "recovery_codes", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if let Err(message) = step_up(&app, &session).await {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(refused("second_factor", message)),
+        )
+        .await;
+    }
+    match app.second_factor.regenerate_codes(&session.account).await {
+        Ok(codes) => codes_page(&app, &b, &codes),
+        Err(e) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(factor_shown("second_factor", e)),
+            )
+            .await
+        }
+    }
+}
+
+/// `DELETE /auth/mfa/totp` on the page: the authenticator and its recovery codes.
+async fn remove_totp(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "remove_totp", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if let Err(message) = step_up(&app, &session).await {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(refused("second_factor", message)),
+        )
+        .await;
+    }
+    match app.second_factor.remove(&session.account).await {
+        Ok(()) => done(&app, "totp-removed"),
+        Err(e) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(factor_shown("second_factor", e)),
+            )
+            .await
+        }
     }
 }

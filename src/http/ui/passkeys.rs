@@ -14,7 +14,7 @@ use webauthn_rs_proto::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::{Browser, Fields, csrf_refusal, field, redirect, signed_in};
 use crate::app::App;
-use crate::domain::{AccountId, unix_now};
+use crate::domain::AccountId;
 use crate::http::AppState;
 use crate::metrics::{Outcome, SignInMethod};
 use crate::signin::flow::Proof;
@@ -178,13 +178,13 @@ async fn sign_up(
     }
 }
 
-/// The signed-in session, if its sign-in is recent enough to add a way in.
+/// The signed-in session, if it may add a way in (the step-up rule).
 async fn recent(app: &App, b: &Browser) -> Result<crate::sessions::Authenticated, Response> {
     let Some(session) = b.session(app).await else {
         return Err(redirect(app, "/ui/sign-in?return_to=%2Fui%2Faccount"));
     };
-    if !crate::sessions::StepUp::of(&app.settings).allows(&session, unix_now()) {
-        return Err(super::account::again(app, b, &session).await);
+    if let Err(message) = super::account::step_up(app, &session).await {
+        return Err(super::account::again(app, b, &session, message).await);
     }
     Ok(session)
 }
