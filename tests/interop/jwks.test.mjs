@@ -91,10 +91,10 @@ for (const algorithm of ['EdDSA', 'ES256']) {
       const before = kidOf(first.body.token);
 
       const rotated = server.keys('rotate');
-      assert.match(rotated, /^published [0-9a-f]{32} \((EdDSA|ES256)\): signs from /, rotated);
+      assert.match(rotated, /^published [0-9a-f]{32} \(account, (EdDSA|ES256)\): signs from /, rotated);
       const next = rotated.split(' ')[1];
       assert.notEqual(next, before);
-      assert.match(server.keys('list'), new RegExp(`${next}\\s+${algorithm}\\s+next`));
+      assert.match(server.keys('list'), new RegExp(`${next}\\s+account\\s+${algorithm}\\s+next`));
 
       // Sign in and refresh for twice the max-age, verifying every token at once.
       const seen = new Set();
@@ -123,7 +123,7 @@ for (const algorithm of ['EdDSA', 'ES256']) {
         assert.equal(me.status, 200);
         assert.equal((await me.json()).id, claims.sub);
       }
-      assert.match(server.keys('list'), new RegExp(`${before}\\s+${algorithm}\\s+retiring`));
+      assert.match(server.keys('list'), new RegExp(`${before}\\s+account\\s+${algorithm}\\s+retiring`));
 
       // A token of a key nobody published: jose finds no key, the server refuses it.
       const { privateKey } = await generateKeyPair(algorithm);
