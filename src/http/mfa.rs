@@ -213,6 +213,7 @@ async fn actor(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The secret, its URI and QR code, shown once", body = EnrollResponse),
+        (status = 400, description = "An unparsable body (a pending sign-in's enrolment sends `{\"mfa_token\"}`, a Bearer one none)", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token; or `invalid_mfa_token`", body = ErrorBody),
         (status = 403, description = "`recent_sign_in_required`, `second_factor_required`, `account_disabled`", body = ErrorBody),
         (status = 409, description = "`already_enrolled`: remove the authenticator first", body = ErrorBody),

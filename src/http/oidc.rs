@@ -37,6 +37,43 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// An OAuth error body (RFC 6749 §5.2).
+/// The form of `POST /oauth/token`, for the OpenAPI document (the handler reads the
+/// form itself, by the grant's rules).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    grant_type: String,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
+/// The form of introspection (RFC 7662) and revocation (RFC 7009).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenHintForm {
+    token: String,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
+/// The form of `POST /oauth/userinfo` (RFC 6750 §2.2).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserinfoForm {
+    access_token: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OAuthErrorBody {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
@@ -280,12 +317,13 @@ async fn authorization_server(State(app): State<AppState>) -> Result<Response, F
 /// `refresh_token` and `client_credentials`; the client authenticates by the method it
 /// registered.
 #[utoipa::path(post, path = "/oauth/token", tag = "oidc",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded",
         description = "grant_type, and code/redirect_uri/code_verifier, refresh_token; client credentials"),
     responses(
         (status = 200, description = "Tokens: access_token, token_type, expires_in, id_token, refresh_token, scope", body = Object),
         (status = 400, description = "invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type", body = OAuthErrorBody),
-        (status = 401, description = "invalid_client", body = OAuthErrorBody)))]
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 404, description = "oidc.enabled is off", body = super::error::ErrorBody)))]
 async fn token(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -337,12 +375,13 @@ async fn token(
 /// token is active, its claims. A token whose session ended answers `active: false`
 /// at once, on every node.
 #[utoipa::path(post, path = "/oauth/introspect", tag = "oidc",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded",
         description = "token (token_type_hint is ignored); client credentials"),
     responses(
         (status = 200, description = "{\"active\": …} and the token's claims", body = Object),
         (status = 400, description = "invalid_request", body = OAuthErrorBody),
-        (status = 401, description = "invalid_client", body = OAuthErrorBody)))]
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 404, description = "oidc.enabled is off", body = super::error::ErrorBody)))]
 async fn introspect(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -365,12 +404,13 @@ async fn introspect(
 /// Token revocation (RFC 7009): a refresh or access token of the client ends its
 /// session, and with it every token of it. The answer is the same for any token.
 #[utoipa::path(post, path = "/oauth/revoke", tag = "oidc",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded",
         description = "token (token_type_hint is ignored); client credentials"),
     responses(
         (status = 200, description = "Done (or nothing to do)", body = Object),
         (status = 400, description = "invalid_request", body = OAuthErrorBody),
-        (status = 401, description = "invalid_client", body = OAuthErrorBody)))]
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 404, description = "oidc.enabled is off", body = super::error::ErrorBody)))]
 async fn revoke(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -425,7 +465,8 @@ async fn userinfo(app: &AppState, token: Option<String>) -> Result<Response, Fai
     responses(
         (status = 200, description = "The claims", body = Object),
         (status = 401, description = "invalid_token", body = OAuthErrorBody),
-        (status = 403, description = "insufficient_scope", body = OAuthErrorBody)))]
+        (status = 403, description = "insufficient_scope", body = OAuthErrorBody),
+        (status = 404, description = "oidc.enabled is off", body = super::error::ErrorBody)))]
 async fn userinfo_get(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -436,12 +477,14 @@ async fn userinfo_get(
 /// UserInfo by POST: the token in the `Authorization` header or, form-encoded, as
 /// `access_token` (RFC 6750 §2.2).
 #[utoipa::path(post, path = "/oauth/userinfo", tag = "oidc",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = UserinfoForm, content_type = "application/x-www-form-urlencoded",
         description = "access_token, unless in the Authorization header"),
     responses(
         (status = 200, description = "The claims", body = Object),
+        (status = 400, description = "invalid_request: a parameter given twice, or the token both in the header and the form", body = OAuthErrorBody),
         (status = 401, description = "invalid_token", body = OAuthErrorBody),
-        (status = 403, description = "insufficient_scope", body = OAuthErrorBody)))]
+        (status = 403, description = "insufficient_scope", body = OAuthErrorBody),
+        (status = 404, description = "oidc.enabled is off", body = super::error::ErrorBody)))]
 async fn userinfo_post(
     State(app): State<AppState>,
     headers: HeaderMap,
