@@ -371,6 +371,23 @@ async fn token(
     Ok(res)
 }
 
+/// The form of introspection and revocation: the client, authenticated, and the
+/// `token` it asks about (checked for presence before the client's secret is).
+async fn client_and_token(
+    p: &Provider,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(crate::domain::client::Client, String), Failure> {
+    let mut params = form(headers, body)?;
+    let proof = client_proof(headers, &mut params)?;
+    let token = params
+        .get("token")
+        .cloned()
+        .ok_or_else(|| invalid_request("token is required."))?;
+    let client = p.authenticate_client(&proof).await?;
+    Ok((client, token))
+}
+
 /// Token introspection (RFC 7662), for a registered client: `active` and, while the
 /// token is active, its claims. A token whose session ended answers `active: false`
 /// at once, on every node.
@@ -388,13 +405,7 @@ async fn introspect(
     body: Bytes,
 ) -> Result<Response, Failure> {
     let p = provider(&app)?;
-    let mut params = form(&headers, &body)?;
-    let proof = client_proof(&headers, &mut params)?;
-    let token = params
-        .get("token")
-        .cloned()
-        .ok_or_else(|| invalid_request("token is required."))?;
-    p.authenticate_client(&proof).await?;
+    let (_, token) = client_and_token(p, &headers, &body).await?;
     let answer = p.introspect(&token).await?;
     let mut res = axum::Json(answer).into_response();
     no_store(res.headers_mut());
@@ -417,13 +428,7 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Response, Failure> {
     let p = provider(&app)?;
-    let mut params = form(&headers, &body)?;
-    let proof = client_proof(&headers, &mut params)?;
-    let token = params
-        .get("token")
-        .cloned()
-        .ok_or_else(|| invalid_request("token is required."))?;
-    let client = p.authenticate_client(&proof).await?;
+    let (client, token) = client_and_token(p, &headers, &body).await?;
     p.revoke(&client, &token).await?;
     let mut res = axum::Json(json!({})).into_response();
     no_store(res.headers_mut());
