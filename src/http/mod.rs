@@ -361,9 +361,10 @@ const PURGE_EVERY_SECS: u64 = 60;
 const PURGE_LEASE_SECS: i64 = 150;
 
 /// Deletes expired single-use values, counters, timed-out sessions, mails and mail
-/// tokens now and then, in bounded batches ([`crate::purge`]); then the expired pending
-/// sign-ins, and the OIDC codes and client assertions (short-lived rows, few at a time).
-/// On several nodes, one at a time does it: the holder of the `purge` lease.
+/// tokens, pending sign-ins, OIDC codes and client assertions now and then, in bounded
+/// batches ([`crate::purge`]; the OIDC tables too when the provider is off, so that
+/// what it left goes). On several nodes, one at a time does it: the holder of the
+/// `purge` lease.
 async fn purge_expired(app: AppState) {
     let node = crate::crypto::random_id();
     let mut tick = tokio::time::interval(Duration::from_secs(PURGE_EVERY_SECS));
@@ -389,18 +390,6 @@ async fn purge_expired(app: AppState) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
-        }
-        match app.store.mfa().purge_pending(now).await {
-            Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired pending sign-ins"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purging expired pending sign-ins failed"),
-        }
-        if app.oidc.is_some() {
-            match app.store.oidc().purge_oidc(now).await {
-                Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired codes and assertions"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purging expired codes failed"),
-            }
         }
         match app.store.signing_keys().purge_signing_keys(now).await {
             Ok(n) if n > 0 => tracing::info!(keys = n, "deleted retired signing keys"),

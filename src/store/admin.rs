@@ -87,12 +87,17 @@ pub(crate) mod sql {
         " ORDER BY a.created_at, a.id LIMIT $3"
     );
 
-    /// A page after account `$3`: `$4` the limit.
+    /// A page after account `$3`: `$4` the limit. The page starts at `($3`'s
+    /// `created_at`, `$3)` in `accounts_created_at`, both columns. The id is the
+    /// parameter itself, not the subquery's: SQLite does not seek an index with a row
+    /// value a subquery returns, only with its first column, and walked every account
+    /// created in the same second as `$3` up to it (an import: 357 ms a page at 1 M
+    /// accounts). PostgreSQL seeks both columns either way.
     pub const LIST_AFTER: &str = concat!(
         overview!(),
         " WHERE",
         matching!(),
-        " AND (a.created_at, a.id) > (SELECT b.created_at, b.id FROM accounts b WHERE b.id = $3)
+        " AND (a.created_at, a.id) > ((SELECT b.created_at FROM accounts b WHERE b.id = $3), $3)
         ORDER BY a.created_at, a.id LIMIT $4"
     );
 

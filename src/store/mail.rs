@@ -313,11 +313,11 @@ pub(crate) mod sql {
     pub const PURGE: [(&str, &str); 2] = [
         (
             "mail_outbox",
-            purge_batch!(sqlite, "mail_outbox", "id", "expires_at"),
+            purge_batch!(sqlite, "mail_outbox", "expires_at"),
         ),
         (
             "mail_tokens",
-            purge_batch!(sqlite, "mail_tokens", "hash", "expires_at"),
+            purge_batch!(sqlite, "mail_tokens", "expires_at"),
         ),
     ];
 

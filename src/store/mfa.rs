@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{Purged, StoreResult};
 use crate::domain::AccountId;
 
 /// An account's TOTP authenticator as stored.
@@ -115,8 +115,9 @@ pub trait MfaStore: Send + Sync + 'static {
     ) -> StoreResult<Option<PendingAttempt>>;
     /// Deletes the pending sign-in: true for the one caller that deleted it.
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool>;
-    /// Deletes the pending sign-ins that expired before `now`.
-    async fn purge_pending(&self, now: i64) -> StoreResult<u64>;
+    /// The purge's batch ([`crate::purge`]): deletes at most `limit` pending sign-ins
+    /// that expired at or before `now`.
+    async fn purge_pending(&self, now: i64, limit: i64) -> StoreResult<Purged>;
 }
 
 pub(super) mod sql {
@@ -169,7 +170,19 @@ pub(super) mod sql {
 
     pub const TAKE_PENDING: &str = "DELETE FROM pending_signins WHERE id_hash = $1";
 
-    pub const PURGE_PENDING: &str = "DELETE FROM pending_signins WHERE expires_at <= $1";
+    use crate::store::queries::purge_batch;
+
+    /// The purge's batch of expired pending sign-ins (see [`purge_batch!`]), on SQLite.
+    pub const PURGE: [(&str, &str); 1] = [(
+        "pending_signins",
+        purge_batch!(sqlite, "pending_signins", "expires_at"),
+    )];
+
+    /// [`PURGE`] on PostgreSQL.
+    pub const PURGE_POSTGRES: [(&str, &str); 1] = [(
+        "pending_signins",
+        purge_batch!(postgres, "pending_signins", "id_hash", "expires_at"),
+    )];
 
     /// Every statement above, for the tests that prepare each on each backend.
     #[cfg(test)]
@@ -187,6 +200,6 @@ pub(super) mod sql {
         INSERT_PENDING,
         ATTEMPT_PENDING,
         TAKE_PENDING,
-        PURGE_PENDING,
+        PURGE[0].1,
     ];
 }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{Purged, StoreResult};
 use crate::domain::client::Client;
 
 /// An authorization code as stored: its hash, never the code.
@@ -73,8 +73,10 @@ pub trait OidcStore: Send + Sync + 'static {
     async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>>;
     /// Ends an OIDC session (deletes its row); false if there was none.
     async fn end_oidc_session(&self, session: &str) -> StoreResult<bool>;
-    /// Deletes the codes and assertion records expired before `now`.
-    async fn purge_oidc(&self, now: i64) -> StoreResult<u64>;
+    /// The purge's batches ([`crate::purge`]): deletes at most `limit` codes an hour
+    /// past their expiry at `now`, and at most `limit` assertion records expired at or
+    /// before `now`.
+    async fn purge_oidc(&self, now: i64, limit: i64) -> StoreResult<Purged>;
 }
 
 /// A client's lists, as stored.
@@ -162,10 +164,39 @@ pub(super) mod sql {
     pub const INSERT_ASSERTION: &str = "INSERT INTO oidc_assertions (client_id, jti, expires_at)
      VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING";
 
-    /// A consumed code is kept an hour past its expiry to recognise a late replay.
-    pub const PURGE_CODES: &str = "DELETE FROM oidc_codes WHERE expires_at + 3600 <= $1";
+    use crate::store::queries::purge_batch;
 
-    pub const PURGE_ASSERTIONS: &str = "DELETE FROM oidc_assertions WHERE expires_at <= $1";
+    /// The purge's batches of codes and used assertions (see [`purge_batch!`]), on
+    /// SQLite. A consumed code is kept an hour past its expiry to recognise a late
+    /// replay.
+    pub const PURGE: [(&str, &str); 2] = [
+        (
+            "oidc_codes",
+            purge_batch!(sqlite, "oidc_codes", "expires_at", "$1 - 3600"),
+        ),
+        (
+            "oidc_assertions",
+            purge_batch!(sqlite, "oidc_assertions", "expires_at"),
+        ),
+    ];
+
+    /// [`PURGE`] on PostgreSQL; an assertion's key is two columns: they go by `ctid`.
+    pub const PURGE_POSTGRES: [(&str, &str); 2] = [
+        (
+            "oidc_codes",
+            purge_batch!(
+                postgres,
+                "oidc_codes",
+                "code_hash",
+                "expires_at",
+                "$1 - 3600"
+            ),
+        ),
+        (
+            "oidc_assertions",
+            purge_batch!(postgres, "oidc_assertions", "ctid", "expires_at"),
+        ),
+    ];
 
     /// Every statement above, for the tests that prepare each on each backend.
     #[cfg(test)]
@@ -186,7 +217,7 @@ pub(super) mod sql {
         OIDC_SESSION,
         END_OIDC_SESSION,
         INSERT_ASSERTION,
-        PURGE_CODES,
-        PURGE_ASSERTIONS,
+        PURGE[0].1,
+        PURGE[1].1,
     ];
 }

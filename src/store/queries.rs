@@ -201,35 +201,47 @@ pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_at) VALU
      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4";
 
 /// A batch of the purge: deletes at most `$2` rows of `$table` whose `$expiry` is at or
-/// before `$1`, found through the expiry index and deleted by their `$key`. The purge
-/// runs it again until it deletes fewer, so no write holds SQLite's writer (or
-/// PostgreSQL's locks) for a million rows at once. The condition is repeated outside
-/// the subquery: a row revived between the two (a counter hit again, a session
-/// refreshed) is left, as PostgreSQL checks the outer condition again on the row's
-/// newest version. It is written `+$expiry`, an expression no index serves, so the
-/// outer DELETE finds its rows by their keys whatever the statistics (through the
-/// expiry index it would walk every expired row for each batch). PostgreSQL gets the
-/// keys as an array (`= ANY(ARRAY(…))`: an index scan of the primary key), as it may
-/// otherwise hash-join the batch against a scan of the whole table.
+/// before `$1` (or the `$cutoff` given, an expression of `$1`), found through the
+/// expiry index. The purge runs it again until it deletes fewer, so no write holds
+/// SQLite's writer (or PostgreSQL's locks) for a million rows at once. The condition
+/// is repeated outside the subquery: a row revived between the two (a counter hit
+/// again, a session refreshed) is left, as PostgreSQL checks the outer condition again
+/// on the row's newest version. It is written `+$expiry`, an expression no index
+/// serves, so the outer DELETE finds its rows by their keys whatever the statistics
+/// (through the expiry index it would walk every expired row for each batch).
+///
+/// SQLite deletes by `rowid`: the subquery reads the expiry index alone (it holds the
+/// rowid), and each row is found in the table at once. By the primary key, as before,
+/// every row cost a lookup in the table for its key and one in the key's index for
+/// its rowid: on a million expired sessions a batch of 1,000 held the writer about
+/// 350 ms, by rowid about 190 ms (BENCHMARKS.md, "Expiry at scale"). PostgreSQL gets
+/// the `$key`s as an array (`= ANY(ARRAY(…))`: an index scan of the primary key), as
+/// it may otherwise hash-join the batch against a scan of the whole table; a table
+/// whose primary key has two columns goes by `ctid` (a TID scan).
 macro_rules! purge_batch {
-    (sqlite, $table:literal, $key:literal, $expiry:literal) => {
+    (sqlite, $table:literal, $expiry:literal) => {
+        $crate::store::queries::purge_batch!(sqlite, $table, $expiry, "$1")
+    };
+    (sqlite, $table:literal, $expiry:literal, $cutoff:literal) => {
         concat!(
             "DELETE FROM ",
             $table,
-            " WHERE ",
-            $key,
-            " IN (SELECT ",
-            $key,
-            " FROM ",
+            " WHERE rowid IN (SELECT rowid FROM ",
             $table,
             " WHERE ",
             $expiry,
-            " <= $1 LIMIT $2) AND +",
+            " <= ",
+            $cutoff,
+            " LIMIT $2) AND +",
             $expiry,
-            " <= $1"
+            " <= ",
+            $cutoff
         )
     };
     (postgres, $table:literal, $key:literal, $expiry:literal) => {
+        $crate::store::queries::purge_batch!(postgres, $table, $key, $expiry, "$1")
+    };
+    (postgres, $table:literal, $key:literal, $expiry:literal, $cutoff:literal) => {
         concat!(
             "DELETE FROM ",
             $table,
@@ -241,9 +253,12 @@ macro_rules! purge_batch {
             $table,
             " WHERE ",
             $expiry,
-            " <= $1 LIMIT $2)) AND +",
+            " <= ",
+            $cutoff,
+            " LIMIT $2)) AND +",
             $expiry,
-            " <= $1"
+            " <= ",
+            $cutoff
         )
     };
 }
@@ -254,15 +269,15 @@ pub(crate) use purge_batch;
 pub const PURGE_EXPIRED: [(&str, &str); 3] = [
     (
         "one_time_tokens",
-        purge_batch!(sqlite, "one_time_tokens", "id", "expires_at"),
+        purge_batch!(sqlite, "one_time_tokens", "expires_at"),
     ),
     (
         "seen_requests",
-        purge_batch!(sqlite, "seen_requests", "key", "expires_at"),
+        purge_batch!(sqlite, "seen_requests", "expires_at"),
     ),
     (
         "rate_counters",
-        purge_batch!(sqlite, "rate_counters", "key", "expires_at"),
+        purge_batch!(sqlite, "rate_counters", "expires_at"),
     ),
 ];
 

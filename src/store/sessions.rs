@@ -198,7 +198,7 @@ pub(super) mod sql {
     /// [`crate::store::queries::purge_batch!`]), on SQLite; a session refreshed in
     /// between is left.
     pub const PURGE: &str =
-        crate::store::queries::purge_batch!(sqlite, "sessions", "id", "idle_expires_at");
+        crate::store::queries::purge_batch!(sqlite, "sessions", "idle_expires_at");
 
     /// [`PURGE`] on PostgreSQL.
     pub const PURGE_POSTGRES: &str =

@@ -33,6 +33,7 @@ crate::on_every_backend!(
     revoke_all_ends_every_session_of_the_account_in_one_call,
     a_sign_in_over_the_cap_ends_the_least_recently_used_sessions,
     an_account_over_the_cap_keeps_nine_tenths_of_it,
+    an_account_that_signed_in_three_thousand_times_lists_at_most_the_cap,
 );
 
 const REFUSED: &str = "The refresh token is invalid, expired or revoked.";
@@ -548,11 +549,14 @@ async fn timed_out_sessions_are_purged(b: Backend) {
     assert_live(&app, "the young session", &young).await;
 }
 
-/// 250 timed-out sessions and 120 expired one-time values, purged 100 rows a statement:
-/// three rounds (100, 100, 50 sessions), each counted in the metric as it goes, and
-/// the live session left.
+/// 250 timed-out sessions, 120 expired one-time values, 150 pending sign-ins, 130 used
+/// client assertions and 110 OIDC codes an hour past their end, purged 100 rows a
+/// statement: three rounds (100, 100, 50 sessions), each counted in the metric as it
+/// goes, and the live session and the code not yet an hour past its end left.
 async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
     use gatehouse::purge::{Batches, expired};
+    use gatehouse::store::StoredCode;
+    use gatehouse::store::mfa::NewPending;
     use gatehouse::store::sessions::NewSession;
     let app = TestApp::spawn(b).await;
     let live = app.signed_up(&email(), "password123").await;
@@ -589,6 +593,59 @@ async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
             .await
             .unwrap();
     }
+    for n in 0..150 {
+        store
+            .mfa()
+            .put_pending(&NewPending {
+                id_hash: format!("pending-{n}"),
+                account: account.clone(),
+                amr: "pwd".into(),
+                method: "password".into(),
+                enroll_only: false,
+                expires_at: now + 3_600,
+            })
+            .await
+            .unwrap();
+    }
+    for n in 0..130 {
+        let jti = format!("jti-{n}");
+        assert!(
+            store
+                .oidc()
+                .use_assertion("a-client", &jti, now + 3_600, now)
+                .await
+                .unwrap()
+        );
+    }
+    let client = gatehouse::oidc::clients::Registration {
+        name: "Purged".into(),
+        redirect_uris: vec!["https://rp.example/cb".into()],
+        ..Default::default()
+    }
+    .check(gatehouse::crypto::random_id(), now)
+    .unwrap();
+    store.oidc().add_client(&client).await.unwrap();
+    // A code is kept an hour past its end (to recognise a late replay): those that
+    // ended at `now` go at `later`, the one that ends a minute after stays.
+    for (n, ends) in (0..111).map(|n| (n, if n < 110 { now } else { now + 60 })) {
+        store
+            .oidc()
+            .add_code(&StoredCode {
+                code_hash: format!("code-{n}"),
+                client_id: client.id.clone(),
+                account_id: account.0.clone(),
+                session_id: "a-session".into(),
+                redirect_uri: "https://rp.example/cb".into(),
+                scopes: "openid".into(),
+                nonce: None,
+                code_challenge: None,
+                auth_time: now,
+                amr: "pwd".into(),
+                expires_at: ends,
+            })
+            .await
+            .unwrap();
+    }
     let batches = Batches {
         rows: 100,
         pause: Duration::from_millis(1),
@@ -598,11 +655,14 @@ async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
         .await
         .unwrap();
     assert_eq!(purge.rounds, 3, "{purge:?}");
-    assert!(purge.rows >= 370, "{purge:?}");
+    assert!(purge.rows >= 760, "{purge:?}");
     let text = metrics.render(0);
     for line in [
         "gatehouse_purged_rows_total{table=\"sessions\"} 250",
         "gatehouse_purged_rows_total{table=\"one_time_tokens\"} 120",
+        "gatehouse_purged_rows_total{table=\"pending_signins\"} 150",
+        "gatehouse_purged_rows_total{table=\"oidc_assertions\"} 130",
+        "gatehouse_purged_rows_total{table=\"oidc_codes\"} 110",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
@@ -612,6 +672,11 @@ async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
         .unwrap();
     assert_eq!(again.rows, 0, "{again:?}");
     assert_eq!(again.rounds, 1, "{again:?}");
+    let late = store.oidc().use_code("code-110", now).await.unwrap();
+    assert!(
+        matches!(late, gatehouse::store::CodeUse::Fresh(_)),
+        "{late:?}"
+    );
 }
 
 async fn revoke_all_ends_every_session_of_the_account_in_one_call(b: Backend) {
@@ -745,4 +810,60 @@ async fn an_account_over_the_cap_keeps_nine_tenths_of_it(b: Backend) {
     // All signed in within a second or two: which ended is the other test's matter
     // (it orders them a second apart); the new session always stays.
     assert_live(&app, "the last", &last).await;
+}
+
+/// 3,000 sign-ins of one account (each a session written as a sign-in writes it, under
+/// the default cap of 100): the account keeps at most 100 sessions, so its
+/// `/auth/sessions` answer stays a few KiB (uncapped it would list 3,000, ~600 KB), and
+/// `/auth/me` still answers for the newest.
+async fn an_account_that_signed_in_three_thousand_times_lists_at_most_the_cap(b: Backend) {
+    use gatehouse::store::sessions::NewSession;
+    let app = TestApp::spawn(b).await;
+    let cap = app.app.settings.session.max_per_account;
+    assert_eq!(cap, 100, "the default this test is about");
+    let keep = gatehouse::sessions::keep_per_account(cap);
+    let address = email();
+    let first = app.signed_up(&address, "password123").await;
+    let account =
+        gatehouse::domain::AccountId(jwt_parts(token(&first)).1["sub"].as_str().unwrap().into());
+    let now = gatehouse::domain::unix_now();
+    let store = app.app.store.sessions();
+    for wave in 0..60 {
+        let sessions: Vec<NewSession> = (0..50)
+            .map(|n| NewSession {
+                id: format!("sign-in-{wave}-{n}"),
+                account: account.clone(),
+                method: "password".into(),
+                amr: "pwd".into(),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0".into()),
+                ip: Some("203.0.113.7".into()),
+                now,
+                idle_expires_at: now + 3_600,
+                expires_at: now + 3_600,
+                max_per_account: cap,
+                keep_per_account: keep,
+            })
+            .collect();
+        for ended in join_all(sessions.iter().map(|s| store.create_session(s))).await {
+            ended.unwrap();
+        }
+    }
+    let (status, newest) = app.login(&address, "password123").await;
+    assert_eq!(status, StatusCode::OK, "{newest}");
+    let res = app.get("/auth/sessions", Some(token(&newest))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.bytes().await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let listed = body["sessions"].as_array().unwrap();
+    assert!(
+        (1..=cap as usize).contains(&listed.len()),
+        "{} sessions listed",
+        listed.len()
+    );
+    assert!(
+        listed.iter().any(|s| s["id"] == sid(&newest)),
+        "the newest is listed: {body}"
+    );
+    assert!(bytes.len() < 40_000, "{} bytes", bytes.len());
+    assert_live(&app, "the newest", &newest).await;
 }

@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::domain::AccountId;
-use crate::store::StoreResult;
 use crate::store::mfa::{FactorSummary, MfaStore, NewPending, PendingAttempt, StoredTotp, sql};
+use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
 impl MfaStore for PostgresStore {
@@ -183,12 +183,8 @@ impl MfaStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn purge_pending(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query(sql::PURGE_PENDING)
-            .bind(now)
-            .execute(self.db())
-            .await?;
-        Ok(done.rows_affected())
+    async fn purge_pending(&self, now: i64, limit: i64) -> StoreResult<Purged> {
+        self.purge(&sql::PURGE_POSTGRES, now, limit).await
     }
 }
 

@@ -5,8 +5,8 @@ use sqlx::{Postgres, Row};
 
 use super::{PostgresStore, on_unique};
 use crate::domain::client::{AuthMethod, Client};
-use crate::store::StoreResult;
 use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
+use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
 impl OidcStore for PostgresStore {
@@ -192,16 +192,8 @@ impl OidcStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn purge_oidc(&self, now: i64) -> StoreResult<u64> {
-        let codes = sqlx::query(sql::PURGE_CODES)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let jtis = sqlx::query(sql::PURGE_ASSERTIONS)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(codes.rows_affected() + jtis.rows_affected())
+    async fn purge_oidc(&self, now: i64, limit: i64) -> StoreResult<Purged> {
+        self.purge(&sql::PURGE_POSTGRES, now, limit).await
     }
 }
 

@@ -62,6 +62,13 @@ const HOT: &[(&str, &str, &str)] = &[
     ),
     (q::COUNT, "text, bigint, bigint", "rate_counters_pkey"),
     (sql::COUNT_OF_ACCOUNT, "text", "sessions_account_id"),
+    // `users list --after`: the page from both columns of the index (every account
+    // here was created at 0).
+    (
+        crate::store::admin::sql::LIST_AFTER,
+        "bigint, text, text, bigint",
+        "Index Cond: (ROW(created_at, id) > ROW(",
+    ),
 ];
 
 /// After `ANALYZE` on a store where accounts average one session (20,000 accounts,
@@ -96,7 +103,9 @@ async fn hot_statements_keep_their_index_after_analyze() {
                 aaguid, transports, backup_eligible, backup_state, sign_count, created_at)
             SELECT 'p-' || n, 'account-' || n, 'p-' || n, '', '{}', 1, '', '[]', FALSE,
                 FALSE, 0, 0 FROM generate_series(0, 19999, 20) n;
-         ANALYZE accounts, sessions, wallets, passkeys;",
+         INSERT INTO oidc_assertions (client_id, jti, expires_at)
+            SELECT 'client', 'jti-' || n, n FROM generate_series(0, 4999) n;
+         ANALYZE accounts, sessions, wallets, passkeys, oidc_assertions;",
     )
     .execute(&mut c)
     .await
@@ -135,6 +144,35 @@ async fn hot_statements_keep_their_index_after_analyze() {
             "{index}: {}\n{text}",
             sql::PURGE_POSTGRES
         );
+    }
+    // The other tables' batches likewise (by their primary key, whether an index or a
+    // bitmap scan reads it); the assertions' two-column key by `ctid`.
+    let batches = [
+        (
+            crate::store::mfa::sql::PURGE_POSTGRES[0].1,
+            ["pending_signins_pkey", "id_hash = ANY"],
+        ),
+        (
+            crate::store::oidc::sql::PURGE_POSTGRES[0].1,
+            ["oidc_codes_pkey", "code_hash = ANY"],
+        ),
+        (
+            crate::store::oidc::sql::PURGE_POSTGRES[1].1,
+            ["Tid Scan on oidc_assertions", "ctid = ANY"],
+        ),
+    ];
+    for (i, (statement, steps)) in batches.iter().enumerate() {
+        let text = plan(
+            &mut c,
+            format!(
+                "PREPARE batch{i} (bigint, bigint) AS {statement};
+                 EXPLAIN EXECUTE batch{i} (1, 1000)"
+            ),
+        )
+        .await;
+        for step in steps {
+            assert!(text.contains(step), "{step}: {statement}\n{text}");
+        }
     }
     drop(c);
     crate::store::Store::close(&store).await;

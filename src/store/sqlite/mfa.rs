@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::domain::AccountId;
-use crate::store::StoreResult;
 use crate::store::mfa::{FactorSummary, MfaStore, NewPending, PendingAttempt, StoredTotp, sql};
+use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
 impl MfaStore for SqliteStore {
@@ -179,11 +179,9 @@ impl MfaStore for SqliteStore {
             .await
     }
 
-    async fn purge_pending(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_pending(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.writer
-            .write(false, move |c| {
-                Ok(c.prepare_cached(sql::PURGE_PENDING)?.execute([now])? as u64)
-            })
+            .write(false, move |c| super::purge(c, &sql::PURGE, now, limit))
             .await
     }
 }

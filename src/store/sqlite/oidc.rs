@@ -4,8 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, on_unique};
 use crate::domain::client::{AuthMethod, Client};
-use crate::store::StoreResult;
 use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
+use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
 impl OidcStore for SqliteStore {
@@ -202,13 +202,9 @@ impl OidcStore for SqliteStore {
             .await
     }
 
-    async fn purge_oidc(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_oidc(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.writer
-            .write(false, move |c| {
-                let codes = c.prepare_cached(sql::PURGE_CODES)?.execute([now])?;
-                let jtis = c.prepare_cached(sql::PURGE_ASSERTIONS)?.execute([now])?;
-                Ok((codes + jtis) as u64)
-            })
+            .write(false, move |c| super::purge(c, &sql::PURGE, now, limit))
             .await
     }
 }

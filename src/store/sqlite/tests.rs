@@ -351,9 +351,15 @@ fn grow(c: &mut Connection) {
 /// session by its primary key (never through `sessions_account_id`, which walks every
 /// session of the account), the account by its id or email key, the passkey by its
 /// credential, the wallet by its address, the counters by their key, the session cap's
-/// count in `sessions_account_id` alone, the purge through the expiry index.
+/// count in `sessions_account_id` alone, each purge's batch through its expiry index
+/// and by rowid, a page of `users list --after` from both columns of
+/// `accounts_created_at` (from `created_at` alone it walks every account created in the
+/// same second up to the cursor).
 fn hot_statements() -> Vec<(&'static str, &'static [&'static str])> {
+    use crate::store::admin::sql as admin;
     use crate::store::mail::sql as mail;
+    use crate::store::mfa::sql as mfa;
+    use crate::store::oidc::sql as oidc;
     use crate::store::sessions::sql;
     let session: &[&str] = &["sqlite_autoindex_sessions_1 (id=?)"];
     vec![
@@ -396,23 +402,48 @@ fn hot_statements() -> Vec<(&'static str, &'static [&'static str])> {
         (
             sql::PURGE,
             &[
-                "sessions_idle_expires_at (idle_expires_at<?)",
-                "sqlite_autoindex_sessions_1 (id=?)",
+                "COVERING INDEX sessions_idle_expires_at (idle_expires_at<?)",
+                "sessions USING INTEGER PRIMARY KEY (rowid=?)",
             ],
         ),
         (
             q::PURGE_EXPIRED[2].1,
             &[
-                "rate_counters_expires_at (expires_at<?)",
-                "sqlite_autoindex_rate_counters_1 (key=?)",
+                "COVERING INDEX rate_counters_expires_at (expires_at<?)",
+                "rate_counters USING INTEGER PRIMARY KEY (rowid=?)",
             ],
         ),
         (
             mail::PURGE[1].1,
             &[
-                "mail_tokens_expires_at (expires_at<?)",
-                "sqlite_autoindex_mail_tokens_1 (hash=?)",
+                "COVERING INDEX mail_tokens_expires_at (expires_at<?)",
+                "mail_tokens USING INTEGER PRIMARY KEY (rowid=?)",
             ],
+        ),
+        (
+            mfa::PURGE[0].1,
+            &[
+                "COVERING INDEX pending_signins_expires_at (expires_at<?)",
+                "pending_signins USING INTEGER PRIMARY KEY (rowid=?)",
+            ],
+        ),
+        (
+            oidc::PURGE[0].1,
+            &[
+                "COVERING INDEX oidc_codes_expires_at (expires_at<?)",
+                "oidc_codes USING INTEGER PRIMARY KEY (rowid=?)",
+            ],
+        ),
+        (
+            oidc::PURGE[1].1,
+            &[
+                "COVERING INDEX oidc_assertions_expires_at (expires_at<?)",
+                "oidc_assertions USING INTEGER PRIMARY KEY (rowid=?)",
+            ],
+        ),
+        (
+            admin::LIST_AFTER,
+            &["USING INDEX accounts_created_at ((created_at,id)>(?,?))"],
         ),
     ]
 }
@@ -539,8 +570,14 @@ async fn a_time_step_is_accepted_once_and_confirms_once() {
         store.attempt_pending("p1", 100, 5).await.unwrap().is_none(),
         "expired"
     );
-    assert_eq!(store.purge_pending(99).await.unwrap(), 0);
-    assert_eq!(store.purge_pending(100).await.unwrap(), 1);
+    assert_eq!(
+        store.purge_pending(99, 1_000).await.unwrap(),
+        [("pending_signins", 0)]
+    );
+    assert_eq!(
+        store.purge_pending(100, 1_000).await.unwrap(),
+        [("pending_signins", 1)]
+    );
     assert!(!store.take_pending("p1").await.unwrap());
 }
 
