@@ -45,13 +45,26 @@ pub struct Purge {
     pub rounds: u64,
 }
 
+/// The lease a purge runs under (one node at a time purges): renewed after every
+/// round, so that a purge of minutes keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub name: &'a str,
+    pub holder: &'a str,
+    /// How long each renewal holds it, seconds.
+    pub secs: i64,
+}
+
 /// Deletes everything that expired before `now`, in rounds of `batches.rows` rows per
-/// table, counting each round in `metrics` as it goes.
+/// table, counting each round in `metrics` as it goes. Under a `lease`, it renews the
+/// lease before each round after the first, and stops (leaving the rest to the next
+/// purge) if another holder has it.
 pub async fn expired(
     store: &dyn Store,
     metrics: &Metrics,
     now: i64,
     batches: Batches,
+    lease: Option<Lease<'_>>,
 ) -> StoreResult<Purge> {
     let mut done = Purge { rows: 0, rounds: 0 };
     loop {
@@ -77,5 +90,11 @@ pub async fn expired(
             return Ok(done);
         }
         tokio::time::sleep(batches.pause.max(started.elapsed())).await;
+        if let Some(l) = lease {
+            let t = crate::domain::unix_now();
+            if !store.take_lease(l.name, l.holder, t, t + l.secs).await? {
+                return Ok(done);
+            }
+        }
     }
 }

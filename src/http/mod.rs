@@ -384,7 +384,14 @@ async fn purge_expired(app: AppState) {
             }
         }
         let batches = crate::purge::Batches::DEFAULT;
-        match crate::purge::expired(app.store.as_ref(), &app.metrics, now, batches).await {
+        let lease = crate::purge::Lease {
+            name: "purge",
+            holder: &node,
+            secs: PURGE_LEASE_SECS,
+        };
+        let purge =
+            crate::purge::expired(app.store.as_ref(), &app.metrics, now, batches, Some(lease));
+        match purge.await {
             Ok(p) if p.rows > 0 => {
                 tracing::debug!(rows = p.rows, rounds = p.rounds, "purged expired rows");
             }

@@ -34,6 +34,7 @@ crate::on_every_backend!(
     a_sign_in_over_the_cap_ends_the_least_recently_used_sessions,
     an_account_over_the_cap_keeps_nine_tenths_of_it,
     an_account_that_signed_in_three_thousand_times_lists_at_most_the_cap,
+    a_purge_renews_its_lease_each_round_and_stops_when_another_holds_it,
 );
 
 const REFUSED: &str = "The refresh token is invalid, expired or revoked.";
@@ -651,7 +652,7 @@ async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
         pause: Duration::from_millis(1),
     };
     let metrics = &app.app.metrics;
-    let purge = expired(store.as_ref(), metrics, later, batches)
+    let purge = expired(store.as_ref(), metrics, later, batches, None)
         .await
         .unwrap();
     assert_eq!(purge.rounds, 3, "{purge:?}");
@@ -667,7 +668,7 @@ async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
     assert_live(&app, "the live session", &live).await;
-    let again = expired(store.as_ref(), metrics, later, batches)
+    let again = expired(store.as_ref(), metrics, later, batches, None)
         .await
         .unwrap();
     assert_eq!(again.rows, 0, "{again:?}");
@@ -866,4 +867,51 @@ async fn an_account_that_signed_in_three_thousand_times_lists_at_most_the_cap(b:
     );
     assert!(bytes.len() < 40_000, "{} bytes", bytes.len());
     assert_live(&app, "the newest", &newest).await;
+}
+
+/// 150 expired one-time values, purged 100 a round under a lease: when another node
+/// has taken the lease after the first round, the purge stops there (100 purged); under
+/// a lease it holds, it renews it and finishes.
+async fn a_purge_renews_its_lease_each_round_and_stops_when_another_holds_it(b: Backend) {
+    use gatehouse::purge::{Batches, Lease, expired};
+    let app = TestApp::spawn(b).await;
+    let store = &app.app.store;
+    let now = gatehouse::domain::unix_now();
+    let later = now + 3_601;
+    for n in 0..150 {
+        store
+            .put_one_time(&format!("leased-{n}"), "test", "subject", now + 3_600)
+            .await
+            .unwrap();
+    }
+    let batches = Batches {
+        rows: 100,
+        pause: Duration::from_millis(1),
+    };
+    let lease = |holder| Lease {
+        name: "purge-test",
+        holder,
+        secs: 150,
+    };
+    assert!(
+        store
+            .take_lease("purge-test", "other", now, now + 150)
+            .await
+            .unwrap()
+    );
+    let metrics = &app.app.metrics;
+    let stopped = expired(store.as_ref(), metrics, later, batches, Some(lease("this")))
+        .await
+        .unwrap();
+    assert_eq!((stopped.rows, stopped.rounds), (100, 1), "{stopped:?}");
+    let finished = expired(
+        store.as_ref(),
+        metrics,
+        later,
+        batches,
+        Some(lease("other")),
+    )
+    .await
+    .unwrap();
+    assert_eq!((finished.rows, finished.rounds), (50, 1), "{finished:?}");
 }
