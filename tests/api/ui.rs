@@ -29,6 +29,8 @@ on_every_backend!(
     enrolling_on_the_account_page_makes_the_next_sign_in_owe_the_code,
     new_codes_and_removal_need_a_sign_in_that_gave_the_second_factor,
     a_recovery_code_on_the_second_factor_page_signs_in_once,
+    a_passkey_is_the_second_factor_on_the_page,
+    under_require_mfa_the_second_factor_page_is_the_enrolment,
 );
 
 const PASSWORD: &str = "password-123";
@@ -1002,6 +1004,7 @@ async fn a_password_sign_in_owes_the_second_factor_on_its_own_page(b: Backend) {
     assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
     let pending = browser.cookies.get("gatehouse-ui-mfa").cloned();
     assert!(pending.is_some(), "{:?}", browser.cookies);
+    let pending_again = pending.clone().unwrap();
     let account = browser.get("/ui/account").await;
     assert_eq!(account.status, StatusCode::SEE_OTHER, "{}", account.body);
 
@@ -1044,16 +1047,29 @@ async fn a_password_sign_in_owes_the_second_factor_on_its_own_page(b: Backend) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(&address), "{}", page.body);
 
-    // The pending sign-in is used up: its cookie replayed is refused.
+    // The pending sign-in is used up: its cookie replayed is refused, on the page and
+    // on a post of the code.
     let mut replay = Browser::new(&app);
     replay
         .cookies
         .insert("gatehouse-ui-mfa".into(), pending.unwrap());
+    let page = replay.get("/ui/second-factor").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    let sign_in = replay.get("/ui/sign-in").await;
+    replay
+        .cookies
+        .insert("gatehouse-ui-mfa".into(), pending_again);
+    let token = app
+        .app
+        .pages
+        .as_ref()
+        .unwrap()
+        .form_token("second_factor", &replay.cookies["gatehouse-ui-nonce"]);
+    assert_eq!(sign_in.status, StatusCode::OK);
     let again = replay
-        .submit(
+        .post(
             "/ui/second-factor",
-            "/ui/second-factor",
-            &[("code", code.as_str())],
+            &[("csrf", token.as_str()), ("code", code.as_str())],
         )
         .await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
@@ -1356,4 +1372,246 @@ async fn a_recovery_code_on_the_second_factor_page_signs_in_once(b: Backend) {
         refused.body
     );
     assert!(second.session_cookie().is_none(), "{:?}", second.cookies);
+}
+
+/// The ceremony's options from the second-factor page's form, and `authenticator`'s
+/// assertion for them: the form's fields.
+async fn page_passkey_assertion(
+    browser: &mut Browser<'_>,
+    html: &str,
+    authenticator: &mut softpasskey::Authenticator,
+) -> (String, String) {
+    // The options take the passkey form's own token.
+    let token = csrf_of(html, "/ui/second-factor/passkey");
+    let options = browser
+        .post("/ui/second-factor/passkey/options", &[("csrf", &token)])
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    let options: serde_json::Value = serde_json::from_str(&options.body).unwrap();
+    let credential = authenticator.get(&options["publicKey"]);
+    (
+        options["ceremony"].as_str().unwrap().to_owned(),
+        credential.to_string(),
+    )
+}
+
+/// The second-factor page of an account with a passkey offers it ("Use a passkey");
+/// another account's passkey is refused at the page (no session), the account's own
+/// signs in through the same step as `/auth/mfa/passkey`: the session cookie, the
+/// factors `pwd hwk mfa`, the pending sign-in used up.
+async fn a_passkey_is_the_second_factor_on_the_page(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, both, _) = crate::mfa::sessions_with_and_without_the_factor(&app).await;
+    let address = crate::helpers::jwt_parts(&both).1["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut authenticator = softpasskey::Authenticator::new(crate::passkeys::ORIGIN);
+    let (status, body) = app
+        .register_passkey(&mut authenticator, Some(&both), Some("Laptop"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut stranger = softpasskey::Authenticator::new(crate::passkeys::ORIGIN);
+    app.passkey_account(&mut stranger).await;
+
+    let mut browser = Browser::new(&app);
+    let first = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[
+                ("email", address.as_str()),
+                ("password", crate::mfa::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(first.location(), "/ui/second-factor", "{}", first.body);
+    let step = browser.get("/ui/second-factor").await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert!(
+        step.body.contains("Use a passkey")
+            && step.body.contains("data-passkey=\"second-factor\"")
+            && step.body.contains("/ui/assets/passkeys.js")
+            && step.body.contains("autocomplete=\"one-time-code\""),
+        "{}",
+        step.body
+    );
+
+    let (ceremony, credential) =
+        page_passkey_assertion(&mut browser, &step.body, &mut stranger).await;
+    let refused = browser
+        .fill(
+            &step.body,
+            "/ui/second-factor/passkey",
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(
+        refused.body.contains("The passkey could not be used."),
+        "{}",
+        refused.body
+    );
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+
+    let (ceremony, credential) =
+        page_passkey_assertion(&mut browser, &refused.body, &mut authenticator).await;
+    let pending = browser.cookies.get("gatehouse-ui-mfa").cloned().unwrap();
+    let done = browser
+        .fill(
+            &refused.body,
+            "/ui/second-factor/passkey",
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/ui/account");
+    assert!(!browser.cookies.contains_key("gatehouse-ui-mfa"));
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains(&address), "{}", account.body);
+
+    // The pending sign-in is used: the same ceremony's cookie replayed starts over.
+    let mut replay = Browser::new(&app);
+    replay.cookies.insert("gatehouse-ui-mfa".into(), pending);
+    let again = replay.get("/ui/second-factor").await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    assert!(
+        again
+            .body
+            .contains("This sign-in has expired or took too many codes."),
+        "{}",
+        again.body
+    );
+}
+
+/// Under `accounts.require_mfa`, a sign-up through the pages gets no session: the
+/// second-factor page offers only the enrolment (a code is refused), which shows the
+/// QR code and the key once, refuses a wrong code at its field, and on the right one
+/// shows the ten recovery codes on the page that sets the session cookie.
+async fn under_require_mfa_the_second_factor_page_is_the_enrolment(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.accounts.require_mfa = true).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    let signed_up = browser.sign_up(&address).await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
+    assert_eq!(signed_up.location(), "/ui/second-factor");
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+
+    let step = browser.get("/ui/second-factor").await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert!(
+        step.body
+            .contains("This site asks for a second factor on every account.")
+            && step.body.contains("action=\"/ui/second-factor/enroll\"")
+            && !step.body.contains("action=\"/ui/second-factor\""),
+        "{}",
+        step.body
+    );
+    // A code is not what this sign-in may give (the page has no form for one: the
+    // form's token is made as the page would).
+    let nonce = browser.cookies["gatehouse-ui-nonce"].clone();
+    let code_form_token = app
+        .app
+        .pages
+        .as_ref()
+        .unwrap()
+        .form_token("second_factor", &nonce);
+    let code = browser
+        .post(
+            "/ui/second-factor",
+            &[("csrf", &code_form_token), ("code", "123456")],
+        )
+        .await;
+    assert_eq!(code.status, StatusCode::FORBIDDEN, "{}", code.body);
+    assert!(
+        code.body.contains("action=\"/ui/second-factor/enroll\""),
+        "{}",
+        code.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let enrolment = browser
+        .fill(&step.body, "/ui/second-factor/enroll", &[])
+        .await;
+    assert_eq!(enrolment.status, StatusCode::OK, "{}", enrolment.body);
+    assert!(
+        enrolment.body.contains("<figure class=\"qr\" role=\"img\"")
+            && enrolment.body.contains("<svg")
+            && enrolment
+                .body
+                .contains("action=\"/ui/second-factor/confirm\""),
+        "{}",
+        enrolment.body
+    );
+    let secret = between(&enrolment.body, "<code id=\"secret\">", "</code>").to_owned();
+    let wrong = browser
+        .fill(
+            &enrolment.body,
+            "/ui/second-factor/confirm",
+            &[("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(
+        wrong
+            .body
+            .contains("The code is wrong or was used already.")
+            && !wrong.body.contains(&secret),
+        "{}",
+        wrong.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let now = crate::mfa::clear_of_a_step_end().await;
+    let code = crate::mfa::oath_code(&secret, now);
+    let confirmed = browser
+        .fill(
+            &wrong.body,
+            "/ui/second-factor/confirm",
+            &[("code", code.as_str())],
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert_eq!(confirmed.headers["cache-control"], "no-store");
+    assert_eq!(
+        recovery_codes_of(&confirmed.body).len(),
+        10,
+        "{}",
+        confirmed.body
+    );
+    assert!(
+        // (minijinja escapes the slashes of the address.)
+        confirmed
+            .body
+            .contains("<a href=\"&#x2f;ui&#x2f;account\">Continue</a>"),
+        "{}",
+        confirmed.body
+    );
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    assert!(!browser.cookies.contains_key("gatehouse-ui-mfa"));
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.contains("An authenticator app is on"),
+        "{}",
+        account.body
+    );
+
+    // From then on the account owes its code like any other.
+    let mut other = Browser::new(&app);
+    let next = crate::mfa::oath_code(&secret, now + 30);
+    let signed_in = sign_in_with(&mut other, &address, &next).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert!(other.session_cookie().is_some());
 }

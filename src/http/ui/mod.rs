@@ -364,6 +364,12 @@ fn session_started(
 ) -> Response {
     let target = pages(app).return_origins().or_fallback(return_to);
     let mut res = redirect(app, &target);
+    session_cookies(app, browser, sign_in, &mut res);
+    res
+}
+
+/// Sets the session cookie of `sign_in` on `res`, and clears any pending sign-in's.
+fn session_cookies(app: &App, browser: &Browser, sign_in: &SignIn, res: &mut Response) {
     let cookie = app.sessions.browser_cookie(sign_in);
     let max_age = app.settings.session.absolute_lifetime_secs;
     let name = session_cookie_name(browser.secure);
@@ -377,7 +383,6 @@ fn session_started(
             set_cookie(pending_cookie_name(browser.secure), None, 0, browser.secure),
         );
     }
-    res
 }
 
 /// Clears the browser's session cookie on `res`.
