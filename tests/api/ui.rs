@@ -31,6 +31,7 @@ on_every_backend!(
     a_recovery_code_on_the_second_factor_page_signs_in_once,
     a_passkey_is_the_second_factor_on_the_page,
     under_require_mfa_the_second_factor_page_is_the_enrolment,
+    the_browser_cookie_lives_on_across_a_jwt_secret_rotation,
 );
 
 const PASSWORD: &str = "password-123";
@@ -1614,4 +1615,64 @@ async fn under_require_mfa_the_second_factor_page_is_the_enrolment(b: Backend) {
         signed_in.body
     );
     assert!(other.session_cookie().is_some());
+}
+
+/// The browser session cookie is tagged under the JWT secret: a node restarted with a
+/// new secret and the old one in `jwt.previous_secrets` still takes it (as it takes the
+/// account tokens), one without the old secret refuses it, and a cookie the rotated node
+/// gives out is tagged under the new secret alone.
+async fn the_browser_cookie_lives_on_across_a_jwt_secret_rotation(b: Backend) {
+    use gatehouse::domain::Secret;
+    const NEW_SECRET: &str = "the-new-secret-0123456789-0123456789-0123456789";
+    let before = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&before);
+    let signed_up = browser.sign_up(&address).await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
+    let cookie = browser.session_cookie().cloned().unwrap();
+
+    let url = before.app.settings.database_url();
+    let without = TestApp::spawn_on(&url, |s| {
+        s.jwt_secret = Some(Secret::new(NEW_SECRET.into()));
+    })
+    .await;
+    let mut there = Browser::new(&without);
+    there.cookies.insert("gatehouse-ui".into(), cookie.clone());
+    let refused = there.get("/ui/account").await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER, "{}", refused.body);
+    assert_eq!(refused.location(), "/ui/sign-in?return_to=%2Fui%2Faccount");
+
+    let rotated = TestApp::spawn_on(&url, |s| {
+        s.jwt_secret = Some(Secret::new(NEW_SECRET.into()));
+        s.jwt.previous_secrets = vec![Secret::new(crate::helpers::JWT_SECRET.into())];
+    })
+    .await;
+    let mut here = Browser::new(&rotated);
+    here.cookies.insert("gatehouse-ui".into(), cookie);
+    let account = here.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains(&address), "{}", account.body);
+
+    // What the rotated node tags now, the node that knows only the new secret takes.
+    let mut fresh = Browser::new(&rotated);
+    let signed_in = fresh.password_sign_in(&address).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    let mut there = Browser::new(&without);
+    there.cookies.insert(
+        "gatehouse-ui".into(),
+        fresh.session_cookie().cloned().unwrap(),
+    );
+    let account = there.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains(&address), "{}", account.body);
 }
