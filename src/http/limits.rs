@@ -41,11 +41,13 @@ pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) 
     match app.store.hit(&bucket(ip), now, window).await {
         Ok(c) if c.count > limits.per_address => {
             app.metrics.refused(crate::metrics::Limit::Address);
-            too_many(
-                req.uri().path(),
-                &app.settings,
-                c.window_start + window - now,
-            )
+            let retry_after_secs = c.window_start + window - now;
+            if under(req.uri().path(), "/ui") {
+                // A browser's form: a page, not JSON.
+                let (mut parts, _) = req.into_parts();
+                return super::ui::too_many(&app, &mut parts, retry_after_secs).await;
+            }
+            too_many(req.uri().path(), &app.settings, retry_after_secs)
         }
         Ok(_) => next.run(req).await,
         Err(e) => ApiError::from(e).into_response(),
@@ -53,7 +55,8 @@ pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) 
 }
 
 /// A 429 in the wire format of the surface it answers for: SelfKey's and SIWE's errors
-/// carry a `code` (the wallet and the page read it), the others the seed's `{"message"}`.
+/// carry a `code` (the wallet and the page read it), the others the seed's `{"message"}`
+/// (the hosted pages' forms get a page: [`super::ui::too_many`]).
 fn too_many(path: &str, settings: &Settings, retry_after_secs: i64) -> Response {
     let mut res = ApiError::TooManyRequests { retry_after_secs }.into_response();
     if under(path, &settings.selfkey.mount) || under(path, SIWE) {

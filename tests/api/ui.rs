@@ -32,6 +32,7 @@ on_every_backend!(
     a_passkey_is_the_second_factor_on_the_page,
     under_require_mfa_the_second_factor_page_is_the_enrolment,
     the_browser_cookie_lives_on_across_a_jwt_secret_rotation,
+    the_rate_limit_answers_a_pages_form_with_a_page,
 );
 
 const PASSWORD: &str = "password-123";
@@ -119,17 +120,17 @@ impl<'a> Browser<'a> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
-        let res = self
+        let mut req = self
             .app
             .client
             .post(self.app.url(path))
             .header("cookie", self.cookie_header())
             .header("origin", &self.origin)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(lang) = self.language {
+            req = req.header("accept-language", lang);
+        }
+        let res = req.body(body).send().await.unwrap();
         self.keep(res).await
     }
 
@@ -1675,4 +1676,91 @@ async fn the_browser_cookie_lives_on_across_a_jwt_secret_rotation(b: Backend) {
     let account = there.get("/ui/account").await;
     assert_eq!(account.status, StatusCode::OK, "{}", account.body);
     assert!(account.body.contains(&address), "{}", account.body);
+}
+
+/// Over the per-address limit, a page's form gets a `429` page (HTML, in the browser's
+/// language, `Retry-After`, the pages' headers) and changes nothing; an API route from
+/// the same address keeps its JSON `429`.
+async fn the_rate_limit_answers_a_pages_form_with_a_page(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_address = 2;
+        s.rate_limit.per_address_window_secs = 60;
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.language = Some("de");
+    let address = email();
+    let wrong = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", address.as_str()), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    let again = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", address.as_str()), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    let late = email();
+    let refused = browser
+        .submit(
+            "/ui/sign-up",
+            "/ui/sign-up",
+            &[("email", late.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.headers["content-type"], "text/html; charset=utf-8",
+        "{}",
+        refused.body
+    );
+    let retry: i64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(refused.headers["x-frame-options"], "DENY");
+    assert!(
+        app.app
+            .store
+            .account_by_email(&late)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        refused.body.contains("<html lang=\"de\">")
+            && refused
+                .body
+                .contains("Zu viele Versuche. Versuchen Sie es später noch einmal."),
+        "{}",
+        refused.body
+    );
+    let res = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&serde_json::json!({"email": address, "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let (_, body) = read(res).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"message": "Too many requests; try again later."})
+    );
 }

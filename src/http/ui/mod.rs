@@ -394,6 +394,28 @@ fn clear_session(browser: &Browser, res: &mut Response) {
     );
 }
 
+/// The per-address limit's `429` for a page's form: the page that says so, in the
+/// browser's language, with `Retry-After`, instead of the API's JSON.
+pub async fn too_many(app: &AppState, parts: &mut Parts, retry_after_secs: i64) -> Response {
+    let Ok(browser) = Browser::from_request_parts(parts, app).await;
+    let context = minijinja::context! {
+        title => "sign-in",
+        error => browser.message(app, "error-too-many"),
+    };
+    let mut res = page(
+        app,
+        &browser,
+        StatusCode::TOO_MANY_REQUESTS,
+        "message.html",
+        Kind::Plain,
+        context,
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    res
+}
+
 fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
     let mut res = (StatusCode::OK, body.into()).into_response();
     let h = res.headers_mut();
