@@ -33,6 +33,7 @@ on_every_backend!(
     under_require_mfa_the_second_factor_page_is_the_enrolment,
     the_browser_cookie_lives_on_across_a_jwt_secret_rotation,
     the_rate_limit_answers_a_pages_form_with_a_page,
+    sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie,
 );
 
 const PASSWORD: &str = "password-123";
@@ -1763,4 +1764,111 @@ async fn the_rate_limit_answers_a_pages_form_with_a_page(b: Backend) {
         body,
         serde_json::json!({"message": "Too many requests; try again later."})
     );
+}
+
+/// The sign-in page's Sign-In with Ethereum: the server gives the EIP-4361 message for
+/// the wallet's address (its site and chain, a new nonce, the EIP-55 address), a real
+/// secp256k1 `personal_sign` of it through the page's form starts the session cookie
+/// (no token in the answer's body); a signature of another key is the page with its
+/// error and no cookie; the nonce is single use.
+async fn sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let wallet = crate::selfkey::TestWallet::random();
+    let other = crate::selfkey::TestWallet::random();
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/ui/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("action=\"/ui/sign-in/siwe\" data-siwe")
+            && page.body.contains("/ui/assets/siwe.js"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body, "/ui/sign-in/siwe");
+    let asked = browser
+        .post(
+            "/ui/sign-in/siwe/message",
+            &[("csrf", csrf.as_str()), ("address", &wallet.address())],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert_eq!(asked.headers["cache-control"], "no-store");
+    let message = serde_json::from_str::<serde_json::Value>(&asked.body).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let eip55 = gatehouse::crypto::eth::Address::parse(&wallet.address())
+        .unwrap()
+        .to_eip55();
+    assert!(
+        message.starts_with(&format!(
+            "localhost:8080 wants you to sign in with your Ethereum account:\n{eip55}\n\n"
+        )) && message
+            .contains("\nURI: http://localhost:8080/ui/sign-in\nVersion: 1\nChain ID: 1\nNonce: "),
+        "{message}"
+    );
+
+    let forged = browser
+        .post(
+            "/ui/sign-in/siwe",
+            &[
+                ("csrf", csrf.as_str()),
+                ("message", &message),
+                ("signature", &other.sign(&message, false)),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
+    assert!(
+        forged
+            .body
+            .contains("The wallet&#x27;s signature could not be used."),
+        "{}",
+        forged.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let signed = browser
+        .post(
+            "/ui/sign-in/siwe",
+            &[
+                ("csrf", csrf.as_str()),
+                ("message", &message),
+                ("signature", &wallet.sign(&message, false)),
+                ("return_to", "/ui/account"),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    assert_eq!(signed.location(), "/ui/account");
+    assert!(
+        signed.body.is_empty(),
+        "no token in the answer: {}",
+        signed.body
+    );
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.to_lowercase().contains(&wallet.address()),
+        "{}",
+        account.body
+    );
+
+    // The nonce was used: the same signed message again is refused.
+    let mut again = Browser::new(&app);
+    let page = again.get("/ui/sign-in").await;
+    let csrf = csrf_of(&page.body, "/ui/sign-in/siwe");
+    let replay = again
+        .post(
+            "/ui/sign-in/siwe",
+            &[
+                ("csrf", csrf.as_str()),
+                ("message", &message),
+                ("signature", &wallet.sign(&message, false)),
+            ],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
+    assert!(again.session_cookie().is_none());
 }

@@ -12,6 +12,7 @@ mod account;
 mod pages;
 mod passkeys;
 mod second_factor;
+mod wallets;
 
 use std::collections::HashMap;
 
@@ -40,10 +41,12 @@ pub fn router(app: &App) -> Router<AppState> {
         .route("/ui/assets/theme.css", get(theme))
         .route("/ui/assets/link.js", get(link_js))
         .route("/ui/assets/passkeys.js", get(passkey_js))
+        .route("/ui/assets/siwe.js", get(siwe_js))
         .merge(pages::router(app))
         .merge(account::router())
         .merge(passkeys::router(app))
         .merge(second_factor::router())
+        .merge(wallets::router(app))
 }
 
 /// The pages' state: present whenever the routes are mounted.
@@ -437,6 +440,10 @@ async fn style() -> Response {
 
 async fn passkey_js() -> Response {
     asset("text/javascript; charset=utf-8", crate::ui::PASSKEY_JS)
+}
+
+async fn siwe_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::SIWE_JS)
 }
 
 async fn link_js() -> Response {
