@@ -459,7 +459,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ),
         );
         match bench
-            .mfa_verify(&jwt_secret, args.mfa_verify_accounts, args.mfa_verify_pending)
+            .mfa_verify(
+                &jwt_secret,
+                args.mfa_verify_accounts,
+                args.mfa_verify_pending,
+            )
             .await?
         {
             Outcome::Done(m) => print_measured(&m),

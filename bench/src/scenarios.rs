@@ -267,7 +267,13 @@ impl Bench {
         let run_id = self.run_id.clone();
         let secret = jwt_secret.to_owned();
         let seeded = tokio::task::spawn_blocking(move || {
-            crate::mfa_verify::seed_sqlite(std::path::Path::new(&path), &secret, accounts, pending, &run_id)
+            crate::mfa_verify::seed_sqlite(
+                std::path::Path::new(&path),
+                &secret,
+                accounts,
+                pending,
+                &run_id,
+            )
         })
         .await??;
         let mut lanes: Vec<Vec<_>> = (0..self.clients).map(|_| Vec::new()).collect();

@@ -9,15 +9,13 @@
 //! `/openapi.json`, and the OwnID routes (called only by OwnID's servers, and every
 //! request must carry a valid HMAC).
 
-use std::net::IpAddr;
-
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::client::client_of;
+use super::client::{bucket, client_of};
 use super::error::ApiError;
 use super::selfkey::error::SelfKeyApiError;
 use crate::config::Settings;
@@ -179,23 +177,10 @@ pub fn document(api: &mut utoipa::openapi::OpenApi, settings: &Settings) {
     }
 }
 
-/// The counter key of an address. An IPv6 client usually holds a whole /64, so its
-/// addresses share one count; an IPv4-mapped address counts as the IPv4 one.
-pub fn bucket(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("address:{v4}"),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("address:{v4}"),
-            None => {
-                let s = v6.segments();
-                format!("address:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]

@@ -176,7 +176,7 @@ impl FromRequestParts<AppState> for Browser {
             pending,
             same_origin,
             device,
-            address: super::limits::bucket(ip),
+            address: super::client::bucket(ip),
         })
     }
 }
