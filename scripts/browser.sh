@@ -35,10 +35,23 @@ start_test_server \
   GATEHOUSE_HTTP__PUBLIC_URL="http://localhost:$TEST_SERVER_PORT" \
   GATEHOUSE_MAIL__ENABLED=true
 
+# A second server with accounts.require_mfa, for the enrolment a sign-in must make.
+first=("$port" "$pid" "$data" "$log")
+TEST_SERVER_PORT=$(free_port)
+start_test_server \
+  GATEHOUSE_JWT_SECRET="$secret" \
+  GATEHOUSE_RATE_LIMIT__ENABLED=false \
+  GATEHOUSE_ARGON2__MEMORY_KIB=4096 \
+  GATEHOUSE_ACCOUNTS__REQUIRE_MFA=true \
+  GATEHOUSE_HTTP__PUBLIC_URL="http://localhost:$TEST_SERVER_PORT"
+strict_port=$port strict_pid=$pid strict_data=$data
+port=${first[0]} pid=${first[1]} data=${first[2]} log=${first[3]}
+trap 'kill "$pid" "$strict_pid" 2>/dev/null || true; wait "$pid" "$strict_pid" 2>/dev/null || true; rm -rf "$data" "$strict_data"' EXIT
+
 profile=$(mktemp -d)
 status=0
 GATEHOUSE_URL="http://127.0.0.1:$port" PAGE_PORT="$page_port" OTHER_PORT="$other_port" \
-UI_URL="http://localhost:$port" OUTBOX="$data/outbox" CHROMIUM_PROFILE="$profile" \
+UI_URL="http://localhost:$port" UI_REQUIRE_MFA_URL="http://localhost:$strict_port" OUTBOX="$data/outbox" CHROMIUM_PROFILE="$profile" \
   node --test --test-reporter=spec tests/browser/ || status=$?
 rm -rf "$profile"
 if grep -qF "$secret" "$log"; then

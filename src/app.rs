@@ -172,7 +172,8 @@ impl App {
             Arc::clone(&store),
             account_keys,
             RefreshKey::new(secret.expose().as_bytes()).accepting_previous(previous()),
-            TagKey::derive(secret.expose().as_bytes(), "gatehouse browser session"),
+            TagKey::derive(secret.expose().as_bytes(), "gatehouse browser session")
+                .accepting_previous(previous()),
             policy,
         ));
         let a = &settings.argon2;

@@ -6,6 +6,7 @@
 mod client;
 mod load;
 mod mfa;
+mod mfa_verify;
 mod outbox;
 mod ownid;
 mod scenarios;
@@ -35,7 +36,8 @@ struct Args {
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
     /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP,
     /// 11 password + TOTP sign-in, 12 GET /ui/sign-in, 13 sign-in through the /ui/sign-in
-    /// form, 14 OIDC client_credentials, 15 OIDC introspection.
+    /// form, 14 OIDC client_credentials, 15 OIDC introspection, 18 /auth/mfa/verify alone
+    /// (TOTP; SQLite only).
     #[arg(
         long,
         value_delimiter = ',',
@@ -65,6 +67,14 @@ struct Args {
     /// 30 (64 x 48 = 3,072 accounts, registered and enrolled first, for 100/s).
     #[arg(long, default_value_t = 48)]
     mfa_accounts_per_client: usize,
+    /// Accounts seeded for scenario 18, each with an authenticator and
+    /// --mfa-verify-pending pending sign-ins: an account gives about three codes in a
+    /// measured window (the steps before, at and after now), so this times three should
+    /// exceed the rate times the warm-up and window (48,000 x 3 for 10,000/s over 12 s).
+    #[arg(long, default_value_t = 48_000)]
+    mfa_verify_accounts: usize,
+    #[arg(long, default_value_t = 4)]
+    mfa_verify_pending: usize,
     /// Mails the outbox delivers in scenario 10 (one registration queues each).
     #[arg(long, default_value_t = 3000)]
     outbox_mails: usize,
@@ -137,10 +147,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let ownid_key = server::random_hex(32).into_bytes();
+    let jwt_secret = server::random_hex(32);
     let config = ServerConfig {
         binary: args.server.clone(),
         postgres: args.postgres.clone(),
-        jwt_secret: server::random_hex(32),
+        jwt_secret: jwt_secret.clone(),
         ownid_secret: base64::engine::general_purpose::STANDARD.encode(&ownid_key),
         extra_env: args
             .server_env
@@ -436,6 +447,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
             Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
+    if wants(18) {
+        heading(
+            18,
+            "/auth/mfa/verify alone with a TOTP code (seeded pending sign-ins)",
+            &format!(
+                "{} clients, {} accounts with {} pending sign-ins each",
+                bench.clients, args.mfa_verify_accounts, args.mfa_verify_pending
+            ),
+        );
+        match bench
+            .mfa_verify(
+                &jwt_secret,
+                args.mfa_verify_accounts,
+                args.mfa_verify_pending,
+            )
+            .await?
+        {
+            Outcome::Done(m) => print_measured(&m),
+            Outcome::Skipped => println!("  skipped: SQLite only"),
         }
     }
     if wants(6) {

@@ -250,6 +250,43 @@ impl Bench {
         Ok(Outcome::Done(self.measure(flows, "sign-ins/s").await))
     }
 
+    /// Scenario 18: `POST /auth/mfa/verify` alone with TOTP codes, on `accounts`
+    /// accounts with an authenticator and `pending` pending sign-ins each, written
+    /// straight into the SQLite file first (see [`crate::mfa_verify`]); each client
+    /// rotates over accounts of its own. Skipped on PostgreSQL.
+    pub async fn mfa_verify(
+        &self,
+        jwt_secret: &str,
+        accounts: usize,
+        pending: usize,
+    ) -> anyhow::Result<Outcome<Measured>> {
+        let Some(path) = self.server.database_url.strip_prefix("sqlite://") else {
+            return Ok(Outcome::Skipped);
+        };
+        let path = path.split('?').next().unwrap_or(path).to_owned();
+        let run_id = self.run_id.clone();
+        let secret = jwt_secret.to_owned();
+        let seeded = tokio::task::spawn_blocking(move || {
+            crate::mfa_verify::seed_sqlite(
+                std::path::Path::new(&path),
+                &secret,
+                accounts,
+                pending,
+                &run_id,
+            )
+        })
+        .await??;
+        let mut lanes: Vec<Vec<_>> = (0..self.clients).map(|_| Vec::new()).collect();
+        for (i, a) in seeded.into_iter().enumerate() {
+            lanes[i % self.clients].push(a);
+        }
+        let flows = lanes
+            .into_iter()
+            .map(|lane| crate::mfa_verify::VerifyFlow::new(self.addr(), lane))
+            .collect();
+        Ok(Outcome::Done(self.measure(flows, "verifies/s").await))
+    }
+
     /// Scenario 2: password login, each client on its own prepared account.
     pub async fn login(&self) -> Measured {
         let flows = self

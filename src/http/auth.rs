@@ -208,7 +208,7 @@ async fn login(
     let email = Email::parse(&required(req.email, "email")?, "email")?;
     let password = Password::parse(required(req.password, "password")?)?;
     let client = LoginClient {
-        address: super::limits::bucket(ip),
+        address: super::client::bucket(ip),
         device_token: req.device_token,
     };
     let done = app

@@ -90,7 +90,7 @@ async fn change_password(
     let ip =
         super::client::client_of(&parts, &app).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let client = LoginClient {
-        address: super::limits::bucket(ip),
+        address: super::client::bucket(ip),
         device_token: None,
     };
     change

@@ -176,6 +176,21 @@ impl FromRequestParts<AppState> for SecureCookies {
     }
 }
 
+/// The counter key of an address. An IPv6 client usually holds a whole /64, so its
+/// addresses share one count; an IPv4-mapped address counts as the IPv4 one.
+pub fn bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("address:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("address:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("address:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

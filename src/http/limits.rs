@@ -9,15 +9,13 @@
 //! `/openapi.json`, and the OwnID routes (called only by OwnID's servers, and every
 //! request must carry a valid HMAC).
 
-use std::net::IpAddr;
-
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::client::client_of;
+use super::client::{bucket, client_of};
 use super::error::ApiError;
 use super::selfkey::error::SelfKeyApiError;
 use crate::config::Settings;
@@ -41,11 +39,13 @@ pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) 
     match app.store.hit(&bucket(ip), now, window).await {
         Ok(c) if c.count > limits.per_address => {
             app.metrics.refused(crate::metrics::Limit::Address);
-            too_many(
-                req.uri().path(),
-                &app.settings,
-                c.window_start + window - now,
-            )
+            let retry_after_secs = c.window_start + window - now;
+            if under(req.uri().path(), "/ui") {
+                // A browser's form: a page, not JSON.
+                let (mut parts, _) = req.into_parts();
+                return super::ui::too_many(&app, &mut parts, retry_after_secs).await;
+            }
+            too_many(req.uri().path(), &app.settings, retry_after_secs)
         }
         Ok(_) => next.run(req).await,
         Err(e) => ApiError::from(e).into_response(),
@@ -53,7 +53,8 @@ pub async fn per_address(State(app): State<AppState>, req: Request, next: Next) 
 }
 
 /// A 429 in the wire format of the surface it answers for: SelfKey's and SIWE's errors
-/// carry a `code` (the wallet and the page read it), the others the seed's `{"message"}`.
+/// carry a `code` (the wallet and the page read it), the others the seed's `{"message"}`
+/// (the hosted pages' forms get a page: [`super::ui::too_many`]).
 fn too_many(path: &str, settings: &Settings, retry_after_secs: i64) -> Response {
     let mut res = ApiError::TooManyRequests { retry_after_secs }.into_response();
     if under(path, &settings.selfkey.mount) || under(path, SIWE) {
@@ -176,23 +177,10 @@ pub fn document(api: &mut utoipa::openapi::OpenApi, settings: &Settings) {
     }
 }
 
-/// The counter key of an address. An IPv6 client usually holds a whole /64, so its
-/// addresses share one count; an IPv4-mapped address counts as the IPv4 one.
-pub fn bucket(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("address:{v4}"),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("address:{v4}"),
-            None => {
-                let s = v6.segments();
-                format!("address:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]

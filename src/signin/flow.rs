@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::accounts::AccountError;
 use crate::crypto::{digest_hex, random_id};
-use crate::domain::{Account, unix_now};
+use crate::domain::{Account, AccountId, unix_now};
 use crate::sessions::{AMR_MFA, Device, Sessions, SignIn, Via};
 use crate::store::DynStore;
 use crate::store::mfa::{NewPending, PendingAttempt};
@@ -226,23 +226,34 @@ impl SignInFlow {
             .await
             .map_err(|e| Refused::Internal(e.into()))?;
         tracing::info!(account = %account.id.0, method = %pending.method, enroll_only, "sign-in waits for its second factor");
-        let methods = if enroll_only {
-            vec!["enroll_totp"]
-        } else if self
-            .store
-            .passkeys(&account.id)
-            .await
-            .map_err(|e| Refused::Internal(e.into()))?
-            .is_empty()
-        {
-            vec!["totp", "recovery_code"]
-        } else {
-            vec!["totp", "recovery_code", "passkey"]
-        };
+        let methods = self.methods(&account.id, enroll_only).await?;
         Ok(Pending {
             token,
             methods,
             expires_in: PENDING_TTL_SECS,
+        })
+    }
+
+    /// What the second step of a pending sign-in of `account` may be: `enroll_totp`
+    /// alone when it must enroll, else `totp`, `recovery_code` and, when the account
+    /// has a passkey, `passkey`.
+    pub async fn methods(
+        &self,
+        account: &AccountId,
+        enroll_only: bool,
+    ) -> Result<Vec<&'static str>, Refused> {
+        if enroll_only {
+            return Ok(vec!["enroll_totp"]);
+        }
+        let passkeys = self
+            .store
+            .passkeys(account)
+            .await
+            .map_err(|e| Refused::Internal(e.into()))?;
+        Ok(if passkeys.is_empty() {
+            vec!["totp", "recovery_code"]
+        } else {
+            vec!["totp", "recovery_code", "passkey"]
         })
     }
 

@@ -281,6 +281,28 @@ impl SecondFactor {
         })
     }
 
+    /// What the pending sign-in of `mfa_token` may do next ([`SignInFlow::methods`]),
+    /// `None` when it is not pending (unknown, expired, used, out of attempts). Counts
+    /// no attempt and grants nothing: the pages use it to choose what to show.
+    pub async fn pending_methods(
+        &self,
+        mfa_token: &str,
+    ) -> Result<Option<Vec<&'static str>>, FactorError> {
+        let Some(pending) = self
+            .store
+            .mfa()
+            .peek_pending(&digest_hex(mfa_token), unix_now(), PENDING_MAX_ATTEMPTS)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.flow
+                .methods(&pending.account, pending.enroll_only)
+                .await?,
+        ))
+    }
+
     /// The pending sign-in of `mfa_token` if it may only enroll (`accounts.require_mfa`,
     /// the account has no factor yet); each use counts as one of its attempts.
     pub async fn enrolling(&self, mfa_token: &str) -> Result<PendingAttempt, FactorError> {

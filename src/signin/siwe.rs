@@ -276,6 +276,46 @@ impl<'a> Siwe<'a> {
         Ok(nonce)
     }
 
+    /// The EIP-4361 message for `address` to sign, as the hosted sign-in page offers it:
+    /// for the first of the policy's origins that is `site` (else the first), the page
+    /// `path` as its URI, the first allowed chain, a new nonce and `now`. The wallet
+    /// signs it unchanged; [`Siwe::sign_in`] checks it as any other.
+    pub async fn page_message(
+        &self,
+        address: &str,
+        site: Option<&str>,
+        path: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, SiweError> {
+        let address = Address::parse(address).map_err(|_| {
+            SiweError::Grammar(message::GrammarError {
+                line: 2,
+                what: "the address must be 0x and 40 hex digits",
+            })
+        })?;
+        let origin = self
+            .policy
+            .origins
+            .iter()
+            .find(|o| site.is_some_and(|s| o.to_string().eq_ignore_ascii_case(s)))
+            .or_else(|| self.policy.origins.first())
+            .ok_or_else(|| SiweError::Internal(anyhow::anyhow!("siwe: no origin configured")))?;
+        let chain = self.policy.chain_ids.first().copied().unwrap_or(1);
+        let nonce = self.issue_nonce(now.unix_timestamp()).await?;
+        let issued_at = now
+            .replace_nanosecond(0)
+            .unwrap_or(now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| SiweError::Internal(e.into()))?;
+        Ok(format!(
+            "{authority} wants you to sign in with your Ethereum account:\n{address}\n\n\
+             Sign in with Ethereum\n\nURI: {origin}{path}\nVersion: 1\nChain ID: {chain}\n\
+             Nonce: {nonce}\nIssued At: {issued_at}",
+            authority = origin.authority,
+            address = address.to_eip55(),
+        ))
+    }
+
     /// Verifies a signed message and signs its address in: to the account it is a
     /// wallet of, or, with a link token, to the token's account, which the address
     /// joins, or else to a new account whose only way in is the address.

@@ -113,6 +113,14 @@ pub trait MfaStore: Send + Sync + 'static {
         now: i64,
         max_attempts: i64,
     ) -> StoreResult<Option<PendingAttempt>>;
+    /// The live pending sign-in with fewer than `max_attempts` attempts, read without
+    /// counting one: what the pages show it may do next. Grants nothing.
+    async fn peek_pending(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<PendingAttempt>>;
     /// Deletes the pending sign-in: true for the one caller that deleted it.
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool>;
     /// The purge's batch ([`crate::purge`]): deletes at most `limit` pending sign-ins
@@ -168,6 +176,10 @@ pub(super) mod sql {
      WHERE id_hash = $1 AND expires_at > $2 AND attempts < $3
      RETURNING account_id, amr, method, enroll_only";
 
+    /// Pending sign-in `$1`, live at `$2`, under `$3` attempts (read only).
+    pub const PEEK_PENDING: &str = "SELECT account_id, amr, method, enroll_only
+     FROM pending_signins WHERE id_hash = $1 AND expires_at > $2 AND attempts < $3";
+
     pub const TAKE_PENDING: &str = "DELETE FROM pending_signins WHERE id_hash = $1";
 
     use crate::store::queries::purge_batch;
@@ -199,6 +211,7 @@ pub(super) mod sql {
         SUMMARY,
         INSERT_PENDING,
         ATTEMPT_PENDING,
+        PEEK_PENDING,
         TAKE_PENDING,
         PURGE[0].1,
     ];

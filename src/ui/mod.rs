@@ -50,6 +50,7 @@ const TEMPLATES: [(&str, &str); 11] = [
 pub const STYLE: &str = include_str!("assets/style.css");
 /// The script of the passkey buttons and conditional UI.
 pub const PASSKEY_JS: &str = include_str!("assets/passkeys.js");
+pub const SIWE_JS: &str = include_str!("assets/siwe.js");
 /// The script of the emailed links' pages: takes the token out of the address bar.
 pub const LINK_JS: &str = include_str!("assets/link.js");
 

@@ -520,7 +520,9 @@ async fn guesses_are_limited_per_pending_sign_in_and_per_account(b: Backend) {
 
 /// A fresh, recent session of the first factor alone, from before the account's factor
 /// was enrolled; and one that gave the second factor.
-async fn sessions_with_and_without_the_factor(app: &TestApp) -> (String, String, String) {
+pub(crate) async fn sessions_with_and_without_the_factor(
+    app: &TestApp,
+) -> (String, String, String) {
     let address = email();
     let first_only = app.registered(&address, PASSWORD).await;
     let (secret, _) = enrolled(app, &first_only).await;
@@ -780,7 +782,10 @@ async fn a_rotated_jwt_secret_still_opens_the_sealed_totp_secrets(b: Backend) {
 }
 
 /// A passkey ceremony's assertion by `authenticator`, for `POST /auth/mfa/passkey`.
-async fn passkey_assertion(app: &TestApp, authenticator: &mut Authenticator) -> (Value, Value) {
+pub(crate) async fn passkey_assertion(
+    app: &TestApp,
+    authenticator: &mut Authenticator,
+) -> (Value, Value) {
     let (status, body) = post(app, "/auth/passkeys/login/options", None, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let credential = authenticator.get(&body["publicKey"]);

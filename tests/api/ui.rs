@@ -29,6 +29,11 @@ on_every_backend!(
     enrolling_on_the_account_page_makes_the_next_sign_in_owe_the_code,
     new_codes_and_removal_need_a_sign_in_that_gave_the_second_factor,
     a_recovery_code_on_the_second_factor_page_signs_in_once,
+    a_passkey_is_the_second_factor_on_the_page,
+    under_require_mfa_the_second_factor_page_is_the_enrolment,
+    the_browser_cookie_lives_on_across_a_jwt_secret_rotation,
+    the_rate_limit_answers_a_pages_form_with_a_page,
+    sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie,
 );
 
 const PASSWORD: &str = "password-123";
@@ -116,17 +121,17 @@ impl<'a> Browser<'a> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
-        let res = self
+        let mut req = self
             .app
             .client
             .post(self.app.url(path))
             .header("cookie", self.cookie_header())
             .header("origin", &self.origin)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(lang) = self.language {
+            req = req.header("accept-language", lang);
+        }
+        let res = req.body(body).send().await.unwrap();
         self.keep(res).await
     }
 
@@ -1002,6 +1007,7 @@ async fn a_password_sign_in_owes_the_second_factor_on_its_own_page(b: Backend) {
     assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
     let pending = browser.cookies.get("gatehouse-ui-mfa").cloned();
     assert!(pending.is_some(), "{:?}", browser.cookies);
+    let pending_again = pending.clone().unwrap();
     let account = browser.get("/ui/account").await;
     assert_eq!(account.status, StatusCode::SEE_OTHER, "{}", account.body);
 
@@ -1044,16 +1050,29 @@ async fn a_password_sign_in_owes_the_second_factor_on_its_own_page(b: Backend) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(&address), "{}", page.body);
 
-    // The pending sign-in is used up: its cookie replayed is refused.
+    // The pending sign-in is used up: its cookie replayed is refused, on the page and
+    // on a post of the code.
     let mut replay = Browser::new(&app);
     replay
         .cookies
         .insert("gatehouse-ui-mfa".into(), pending.unwrap());
+    let page = replay.get("/ui/second-factor").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    let sign_in = replay.get("/ui/sign-in").await;
+    replay
+        .cookies
+        .insert("gatehouse-ui-mfa".into(), pending_again);
+    let token = app
+        .app
+        .pages
+        .as_ref()
+        .unwrap()
+        .form_token("second_factor", &replay.cookies["gatehouse-ui-nonce"]);
+    assert_eq!(sign_in.status, StatusCode::OK);
     let again = replay
-        .submit(
+        .post(
             "/ui/second-factor",
-            "/ui/second-factor",
-            &[("code", code.as_str())],
+            &[("csrf", token.as_str()), ("code", code.as_str())],
         )
         .await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
@@ -1356,4 +1375,500 @@ async fn a_recovery_code_on_the_second_factor_page_signs_in_once(b: Backend) {
         refused.body
     );
     assert!(second.session_cookie().is_none(), "{:?}", second.cookies);
+}
+
+/// The ceremony's options from the second-factor page's form, and `authenticator`'s
+/// assertion for them: the form's fields.
+async fn page_passkey_assertion(
+    browser: &mut Browser<'_>,
+    html: &str,
+    authenticator: &mut softpasskey::Authenticator,
+) -> (String, String) {
+    // The options take the passkey form's own token.
+    let token = csrf_of(html, "/ui/second-factor/passkey");
+    let options = browser
+        .post("/ui/second-factor/passkey/options", &[("csrf", &token)])
+        .await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    let options: serde_json::Value = serde_json::from_str(&options.body).unwrap();
+    let credential = authenticator.get(&options["publicKey"]);
+    (
+        options["ceremony"].as_str().unwrap().to_owned(),
+        credential.to_string(),
+    )
+}
+
+/// The second-factor page of an account with a passkey offers it ("Use a passkey");
+/// another account's passkey is refused at the page (no session), the account's own
+/// signs in through the same step as `/auth/mfa/passkey`: the session cookie, the
+/// factors `pwd hwk mfa`, the pending sign-in used up.
+async fn a_passkey_is_the_second_factor_on_the_page(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, both, _) = crate::mfa::sessions_with_and_without_the_factor(&app).await;
+    let address = crate::helpers::jwt_parts(&both).1["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut authenticator = softpasskey::Authenticator::new(crate::passkeys::ORIGIN);
+    let (status, body) = app
+        .register_passkey(&mut authenticator, Some(&both), Some("Laptop"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut stranger = softpasskey::Authenticator::new(crate::passkeys::ORIGIN);
+    app.passkey_account(&mut stranger).await;
+
+    let mut browser = Browser::new(&app);
+    let first = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[
+                ("email", address.as_str()),
+                ("password", crate::mfa::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(first.location(), "/ui/second-factor", "{}", first.body);
+    let step = browser.get("/ui/second-factor").await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert!(
+        step.body.contains("Use a passkey")
+            && step.body.contains("data-passkey=\"second-factor\"")
+            && step.body.contains("/ui/assets/passkeys.js")
+            && step.body.contains("autocomplete=\"one-time-code\""),
+        "{}",
+        step.body
+    );
+
+    let (ceremony, credential) =
+        page_passkey_assertion(&mut browser, &step.body, &mut stranger).await;
+    let refused = browser
+        .fill(
+            &step.body,
+            "/ui/second-factor/passkey",
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(
+        refused.body.contains("The passkey could not be used."),
+        "{}",
+        refused.body
+    );
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+
+    let (ceremony, credential) =
+        page_passkey_assertion(&mut browser, &refused.body, &mut authenticator).await;
+    let pending = browser.cookies.get("gatehouse-ui-mfa").cloned().unwrap();
+    let done = browser
+        .fill(
+            &refused.body,
+            "/ui/second-factor/passkey",
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/ui/account");
+    assert!(!browser.cookies.contains_key("gatehouse-ui-mfa"));
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains(&address), "{}", account.body);
+
+    // The pending sign-in is used: the same ceremony's cookie replayed starts over.
+    let mut replay = Browser::new(&app);
+    replay.cookies.insert("gatehouse-ui-mfa".into(), pending);
+    let again = replay.get("/ui/second-factor").await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    assert!(
+        again
+            .body
+            .contains("This sign-in has expired or took too many codes."),
+        "{}",
+        again.body
+    );
+}
+
+/// Under `accounts.require_mfa`, a sign-up through the pages gets no session: the
+/// second-factor page offers only the enrolment (a code is refused), which shows the
+/// QR code and the key once, refuses a wrong code at its field, and on the right one
+/// shows the ten recovery codes on the page that sets the session cookie.
+async fn under_require_mfa_the_second_factor_page_is_the_enrolment(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| s.accounts.require_mfa = true).await;
+    let address = email();
+    let mut browser = Browser::new(&app);
+    let signed_up = browser.sign_up(&address).await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
+    assert_eq!(signed_up.location(), "/ui/second-factor");
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+
+    let step = browser.get("/ui/second-factor").await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert!(
+        step.body
+            .contains("This site asks for a second factor on every account.")
+            && step.body.contains("action=\"/ui/second-factor/enroll\"")
+            && !step.body.contains("action=\"/ui/second-factor\""),
+        "{}",
+        step.body
+    );
+    // A code is not what this sign-in may give (the page has no form for one: the
+    // form's token is made as the page would).
+    let nonce = browser.cookies["gatehouse-ui-nonce"].clone();
+    let code_form_token = app
+        .app
+        .pages
+        .as_ref()
+        .unwrap()
+        .form_token("second_factor", &nonce);
+    let code = browser
+        .post(
+            "/ui/second-factor",
+            &[("csrf", &code_form_token), ("code", "123456")],
+        )
+        .await;
+    assert_eq!(code.status, StatusCode::FORBIDDEN, "{}", code.body);
+    assert!(
+        code.body.contains("action=\"/ui/second-factor/enroll\""),
+        "{}",
+        code.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let enrolment = browser
+        .fill(&step.body, "/ui/second-factor/enroll", &[])
+        .await;
+    assert_eq!(enrolment.status, StatusCode::OK, "{}", enrolment.body);
+    assert!(
+        enrolment.body.contains("<figure class=\"qr\" role=\"img\"")
+            && enrolment.body.contains("<svg")
+            && enrolment
+                .body
+                .contains("action=\"/ui/second-factor/confirm\""),
+        "{}",
+        enrolment.body
+    );
+    let secret = between(&enrolment.body, "<code id=\"secret\">", "</code>").to_owned();
+    let wrong = browser
+        .fill(
+            &enrolment.body,
+            "/ui/second-factor/confirm",
+            &[("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(
+        wrong
+            .body
+            .contains("The code is wrong or was used already.")
+            && !wrong.body.contains(&secret),
+        "{}",
+        wrong.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let now = crate::mfa::clear_of_a_step_end().await;
+    let code = crate::mfa::oath_code(&secret, now);
+    let confirmed = browser
+        .fill(
+            &wrong.body,
+            "/ui/second-factor/confirm",
+            &[("code", code.as_str())],
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert_eq!(confirmed.headers["cache-control"], "no-store");
+    assert_eq!(
+        recovery_codes_of(&confirmed.body).len(),
+        10,
+        "{}",
+        confirmed.body
+    );
+    assert!(
+        // (minijinja escapes the slashes of the address.)
+        confirmed
+            .body
+            .contains("<a href=\"&#x2f;ui&#x2f;account\">Continue</a>"),
+        "{}",
+        confirmed.body
+    );
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    assert!(!browser.cookies.contains_key("gatehouse-ui-mfa"));
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.contains("An authenticator app is on"),
+        "{}",
+        account.body
+    );
+
+    // From then on the account owes its code like any other.
+    let mut other = Browser::new(&app);
+    let next = crate::mfa::oath_code(&secret, now + 30);
+    let signed_in = sign_in_with(&mut other, &address, &next).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert!(other.session_cookie().is_some());
+}
+
+/// The browser session cookie is tagged under the JWT secret: a node restarted with a
+/// new secret and the old one in `jwt.previous_secrets` still takes it (as it takes the
+/// account tokens), one without the old secret refuses it, and a cookie the rotated node
+/// gives out is tagged under the new secret alone.
+async fn the_browser_cookie_lives_on_across_a_jwt_secret_rotation(b: Backend) {
+    use gatehouse::domain::Secret;
+    const NEW_SECRET: &str = "the-new-secret-0123456789-0123456789-0123456789";
+    let before = TestApp::spawn(b).await;
+    let address = email();
+    let mut browser = Browser::new(&before);
+    let signed_up = browser.sign_up(&address).await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
+    let cookie = browser.session_cookie().cloned().unwrap();
+
+    let url = before.app.settings.database_url();
+    let without = TestApp::spawn_on(&url, |s| {
+        s.jwt_secret = Some(Secret::new(NEW_SECRET.into()));
+    })
+    .await;
+    let mut there = Browser::new(&without);
+    there.cookies.insert("gatehouse-ui".into(), cookie.clone());
+    let refused = there.get("/ui/account").await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER, "{}", refused.body);
+    assert_eq!(refused.location(), "/ui/sign-in?return_to=%2Fui%2Faccount");
+
+    let rotated = TestApp::spawn_on(&url, |s| {
+        s.jwt_secret = Some(Secret::new(NEW_SECRET.into()));
+        s.jwt.previous_secrets = vec![Secret::new(crate::helpers::JWT_SECRET.into())];
+    })
+    .await;
+    let mut here = Browser::new(&rotated);
+    here.cookies.insert("gatehouse-ui".into(), cookie);
+    let account = here.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains(&address), "{}", account.body);
+
+    // What the rotated node tags now, the node that knows only the new secret takes.
+    let mut fresh = Browser::new(&rotated);
+    let signed_in = fresh.password_sign_in(&address).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    let mut there = Browser::new(&without);
+    there.cookies.insert(
+        "gatehouse-ui".into(),
+        fresh.session_cookie().cloned().unwrap(),
+    );
+    let account = there.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(account.body.contains(&address), "{}", account.body);
+}
+
+/// Over the per-address limit, a page's form gets a `429` page (HTML, in the browser's
+/// language, `Retry-After`, the pages' headers) and changes nothing; an API route from
+/// the same address keeps its JSON `429`.
+async fn the_rate_limit_answers_a_pages_form_with_a_page(b: Backend) {
+    let app = TestApp::spawn_with(b, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_address = 2;
+        s.rate_limit.per_address_window_secs = 60;
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.language = Some("de");
+    let address = email();
+    let wrong = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", address.as_str()), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    let again = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in",
+            &[("email", address.as_str()), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    let late = email();
+    let refused = browser
+        .submit(
+            "/ui/sign-up",
+            "/ui/sign-up",
+            &[("email", late.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.headers["content-type"], "text/html; charset=utf-8",
+        "{}",
+        refused.body
+    );
+    let retry: i64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(refused.headers["x-frame-options"], "DENY");
+    assert!(
+        app.app
+            .store
+            .account_by_email(&late)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        refused.body.contains("<html lang=\"de\">")
+            && refused
+                .body
+                .contains("Zu viele Versuche. Versuchen Sie es später noch einmal."),
+        "{}",
+        refused.body
+    );
+    let res = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&serde_json::json!({"email": address, "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let (_, body) = read(res).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"message": "Too many requests; try again later."})
+    );
+}
+
+/// The sign-in page's Sign-In with Ethereum: the server gives the EIP-4361 message for
+/// the wallet's address (its site and chain, a new nonce, the EIP-55 address), a real
+/// secp256k1 `personal_sign` of it through the page's form starts the session cookie
+/// (no token in the answer's body); a signature of another key is the page with its
+/// error and no cookie; the nonce is single use.
+async fn sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let wallet = crate::selfkey::TestWallet::random();
+    let other = crate::selfkey::TestWallet::random();
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/ui/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("action=\"/ui/sign-in/siwe\" data-siwe")
+            && page.body.contains("/ui/assets/siwe.js"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body, "/ui/sign-in/siwe");
+    let asked = browser
+        .post(
+            "/ui/sign-in/siwe/message",
+            &[("csrf", csrf.as_str()), ("address", &wallet.address())],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert_eq!(asked.headers["cache-control"], "no-store");
+    let message = serde_json::from_str::<serde_json::Value>(&asked.body).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let eip55 = gatehouse::crypto::eth::Address::parse(&wallet.address())
+        .unwrap()
+        .to_eip55();
+    assert!(
+        message.starts_with(&format!(
+            "localhost:8080 wants you to sign in with your Ethereum account:\n{eip55}\n\n"
+        )) && message
+            .contains("\nURI: http://localhost:8080/ui/sign-in\nVersion: 1\nChain ID: 1\nNonce: "),
+        "{message}"
+    );
+
+    let forged = browser
+        .post(
+            "/ui/sign-in/siwe",
+            &[
+                ("csrf", csrf.as_str()),
+                ("message", &message),
+                ("signature", &other.sign(&message, false)),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
+    assert!(
+        forged
+            .body
+            .contains("The wallet&#x27;s signature could not be used."),
+        "{}",
+        forged.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let signed = browser
+        .post(
+            "/ui/sign-in/siwe",
+            &[
+                ("csrf", csrf.as_str()),
+                ("message", &message),
+                ("signature", &wallet.sign(&message, false)),
+                ("return_to", "/ui/account"),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    assert_eq!(signed.location(), "/ui/account");
+    assert!(
+        signed.body.is_empty(),
+        "no token in the answer: {}",
+        signed.body
+    );
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.to_lowercase().contains(&wallet.address()),
+        "{}",
+        account.body
+    );
+
+    // The nonce was used: the same signed message again is refused.
+    let mut again = Browser::new(&app);
+    let page = again.get("/ui/sign-in").await;
+    let csrf = csrf_of(&page.body, "/ui/sign-in/siwe");
+    let replay = again
+        .post(
+            "/ui/sign-in/siwe",
+            &[
+                ("csrf", csrf.as_str()),
+                ("message", &message),
+                ("signature", &wallet.sign(&message, false)),
+            ],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
+    assert!(again.session_cookie().is_none());
 }

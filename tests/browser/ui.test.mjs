@@ -319,3 +319,66 @@ test('an authenticator app set up on the account page, then a sign-in that owes 
   assert.ok((await context.cookies(site)).find((c) => c.name === 'gatehouse-ui'), 'signed in');
   await context.close();
 });
+
+test('a passkey as the second factor after a password, on the second-factor page', async () => {
+  const { t, context } = await tab({ authenticator: true });
+  // No conditional UI (the virtual authenticator would answer it at once, and a passkey
+  // sign-in is two factors by itself): this test is the password's second step.
+  await t.evaluateOnNewDocument(() => {
+    PublicKeyCredential.isConditionalMediationAvailable = async () => false;
+  });
+  const email = address();
+  await t.goto(`${site}/ui/sign-up`);
+  await submit(t, '/ui/sign-up', { email, password: PASSWORD });
+  await Promise.all([t.waitForNavigation(), t.click('form[data-passkey="add"] button')]);
+  assert.equal(new URL(t.url()).search, '?done=passkey-added', await t.content());
+  await submit(t, '/ui/account/second-factor/enroll');
+  const secret = await text(t, '#secret');
+  await submit(t, '/ui/account/second-factor/confirm', { code: codeAt(secret, await clearOfAStepEnd()) });
+  await t.goto(`${site}/ui/account`);
+  await submit(t, '/ui/sign-out');
+
+  await t.goto(`${site}/ui/sign-in`);
+  await submit(t, '/ui/sign-in', { email, password: PASSWORD });
+  assert.equal(new URL(t.url()).pathname, '/ui/second-factor');
+  assert.equal(await text(t, 'form[data-passkey="second-factor"] button'), 'Use a passkey');
+  assert.equal(await t.$eval('form[data-passkey="second-factor"] button', (b) => b.disabled), false);
+  await axeCheck(t, 'second factor with a passkey');
+  assert.equal((await context.cookies(site)).find((c) => c.name === 'gatehouse-ui'), undefined, 'no session yet');
+  await Promise.all([t.waitForNavigation(), t.click('form[data-passkey="second-factor"] button')]);
+  assert.equal(new URL(t.url()).pathname, '/ui/account', await t.content());
+  assert.match(await t.content(), new RegExp(email.replace('.', '\\.')));
+  assert.ok((await context.cookies(site)).find((c) => c.name === 'gatehouse-ui'), 'signed in');
+  assert.equal((await context.cookies(site)).find((c) => c.name === 'gatehouse-ui-mfa'), undefined);
+  await context.close();
+});
+
+// A second server with accounts.require_mfa (scripts/browser.sh starts it).
+const strict = process.env.UI_REQUIRE_MFA_URL;
+test('under accounts.require_mfa, the sign-in enrolls its authenticator on the second-factor page', { skip: !strict && 'UI_REQUIRE_MFA_URL is not set' }, async () => {
+  const { t, context } = await tab();
+  const email = address();
+  await t.goto(`${strict}/ui/sign-up`);
+  await submit(t, '/ui/sign-up', { email, password: PASSWORD });
+  assert.equal(new URL(t.url()).pathname, '/ui/second-factor');
+  assert.equal((await context.cookies(strict)).find((c) => c.name === 'gatehouse-ui'), undefined, 'no session yet');
+  assert.equal(await t.$('form[action="/ui/second-factor"]'), null, 'no code form: only the enrolment');
+  await axeCheck(t, 'second factor: enrol first');
+  let res = await submit(t, '/ui/second-factor/enroll');
+  assert.equal(res.status(), 200);
+  assert.ok(await t.$('figure.qr svg'), 'the QR code is on the page');
+  const secret = await text(t, '#secret');
+  await axeCheck(t, 'second factor: the enrolment');
+  res = await submit(t, '/ui/second-factor/confirm', { code: '000000' });
+  assert.equal(res.status(), 401);
+  assert.match(await text(t, '#form-error'), /^The code is wrong or was used already\./);
+  res = await submit(t, '/ui/second-factor/confirm', { code: codeAt(secret, await clearOfAStepEnd()) });
+  assert.equal(res.status(), 200);
+  const codes = await t.$$eval('[data-recovery-codes] code', (cs) => cs.map((c) => c.textContent));
+  assert.equal(codes.length, 10);
+  assert.ok((await context.cookies(strict)).find((c) => c.name === 'gatehouse-ui'), 'signed in');
+  await Promise.all([t.waitForNavigation(), t.click('main a[href="/ui/account"]')]);
+  assert.equal(new URL(t.url()).pathname, '/ui/account');
+  assert.match(await text(t, '[data-totp]'), /^An authenticator app is on/);
+  await context.close();
+});

@@ -69,13 +69,13 @@ fn to_sign_in(app: &App) -> Response {
 }
 
 /// An error shown on the page: its status, the field it belongs to, the message id.
-struct Shown {
+pub(super) struct Shown {
     status: StatusCode,
     field: &'static str,
     message: &'static str,
 }
 
-fn shown(status: StatusCode, field: &'static str, message: &'static str) -> Shown {
+pub(super) fn shown(status: StatusCode, field: &'static str, message: &'static str) -> Shown {
     Shown {
         status,
         field,
@@ -676,7 +676,7 @@ async fn delete_account(
     }
 }
 
-fn factor_shown(field: &'static str, e: FactorError) -> Shown {
+pub(super) fn factor_shown(field: &'static str, e: FactorError) -> Shown {
     match e {
         FactorError::WrongCode => shown(StatusCode::UNAUTHORIZED, field, "error-code-wrong"),
         FactorError::TooManyFailures { .. } => {
@@ -694,12 +694,31 @@ fn factor_shown(field: &'static str, e: FactorError) -> Shown {
     }
 }
 
+/// Where an enrolment page's forms go: the account page's, or the second-factor
+/// step's of a sign-in that must enroll (`accounts.require_mfa`).
+pub(super) struct EnrolmentForms {
+    /// The confirmation's action and form (CSRF) name.
+    pub confirm: (&'static str, &'static str),
+    /// "Start again with a new key": its action and form name.
+    pub restart: (&'static str, &'static str),
+    /// The way back: its link and text.
+    pub back: (&'static str, &'static str),
+}
+
+const ACCOUNT_ENROLMENT: EnrolmentForms = EnrolmentForms {
+    confirm: ("/ui/account/second-factor/confirm", "confirm_totp"),
+    restart: ("/ui/account/second-factor/enroll", "enroll_totp"),
+    back: ("/ui/account", "back-to-account"),
+};
+
 /// The enrolment page: the QR code and the key of a new enrolment (`enrollment`), or,
 /// after a wrong code, the code field alone (the key is shown once), with `error`.
-fn enrollment_page(
+pub(super) fn enrollment_page(
     app: &App,
     b: &Browser,
+    forms: &EnrolmentForms,
     enrollment: Option<&Enrollment>,
+    return_to: Option<&str>,
     error: Option<Shown>,
 ) -> Response {
     // The SVG goes into the page as markup: no prolog, nothing but the server's own
@@ -713,15 +732,28 @@ fn enrollment_page(
         title => "totp-enroll-title",
         qr_svg => qr_svg,
         secret => enrollment.map(|e| e.secret.as_str()),
+        confirm_action => forms.confirm.0,
+        confirm_form => forms.confirm.1,
+        restart_action => forms.restart.0,
+        restart_form => forms.restart.1,
+        back_href => forms.back.0,
+        back_text => forms.back.1,
+        return_to => return_to,
         field => error.as_ref().map(|e| e.field),
         error => error.as_ref().map(|e| b.message(app, e.message)),
     };
     page(app, b, status, "totp_enroll.html", Kind::Plain, context)
 }
 
-/// The recovery codes, shown once (the page, as every page, is `no-store`).
-fn codes_page(app: &App, b: &Browser, codes: &[String]) -> Response {
-    let context = context! { title => "recovery-codes-title", codes => codes };
+/// The recovery codes, shown once (the page, as every page, is `no-store`), then a
+/// link on: `next` (the account page when `None`).
+pub(super) fn codes_page(app: &App, b: &Browser, codes: &[String], next: Option<&str>) -> Response {
+    let context = context! {
+        title => "recovery-codes-title",
+        codes => codes,
+        next => next.unwrap_or("/ui/account"),
+        next_text => if next.is_some() { "continue" } else { "back-to-account" },
+    };
     page(
         app,
         b,
@@ -759,7 +791,9 @@ async fn enroll_totp(
         Err(e) => return render(&app, &b, &session, None, Some(account_shown(&e))).await,
     };
     match app.second_factor.enroll(&account).await {
-        Ok(enrollment) => enrollment_page(&app, &b, Some(&enrollment), None),
+        Ok(enrollment) => {
+            enrollment_page(&app, &b, &ACCOUNT_ENROLMENT, Some(&enrollment), None, None)
+        }
         Err(e) => {
             render(
                 &app,
@@ -785,7 +819,14 @@ async fn confirm_totp(
         Err(res) => return res,
     };
     if let Err(message) = step_up(&app, &session).await {
-        return enrollment_page(&app, &b, None, Some(refused("code", message)));
+        return enrollment_page(
+            &app,
+            &b,
+            &ACCOUNT_ENROLMENT,
+            None,
+            None,
+            Some(refused("code", message)),
+        );
     }
     let code: String = field(&f, "code")
         .unwrap_or_default()
@@ -794,11 +835,18 @@ async fn confirm_totp(
         .collect();
     if code.is_empty() {
         let error = shown(StatusCode::BAD_REQUEST, "code", "error-code-missing");
-        return enrollment_page(&app, &b, None, Some(error));
+        return enrollment_page(&app, &b, &ACCOUNT_ENROLMENT, None, None, Some(error));
     }
     match app.second_factor.confirm(&session.account, &code).await {
-        Ok(codes) => codes_page(&app, &b, &codes),
-        Err(e) => enrollment_page(&app, &b, None, Some(factor_shown("code", e))),
+        Ok(codes) => codes_page(&app, &b, &codes, None),
+        Err(e) => enrollment_page(
+            &app,
+            &b,
+            &ACCOUNT_ENROLMENT,
+            None,
+            None,
+            Some(factor_shown("code", e)),
+        ),
     }
 }
 
@@ -824,7 +872,7 @@ async fn new_recovery_codes(
         .await;
     }
     match app.second_factor.regenerate_codes(&session.account).await {
-        Ok(codes) => codes_page(&app, &b, &codes),
+        Ok(codes) => codes_page(&app, &b, &codes, None),
         Err(e) => {
             render(
                 &app,

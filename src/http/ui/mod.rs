@@ -12,6 +12,7 @@ mod account;
 mod pages;
 mod passkeys;
 mod second_factor;
+mod wallets;
 
 use std::collections::HashMap;
 
@@ -40,10 +41,12 @@ pub fn router(app: &App) -> Router<AppState> {
         .route("/ui/assets/theme.css", get(theme))
         .route("/ui/assets/link.js", get(link_js))
         .route("/ui/assets/passkeys.js", get(passkey_js))
+        .route("/ui/assets/siwe.js", get(siwe_js))
         .merge(pages::router(app))
         .merge(account::router())
         .merge(passkeys::router(app))
         .merge(second_factor::router())
+        .merge(wallets::router(app))
 }
 
 /// The pages' state: present whenever the routes are mounted.
@@ -173,7 +176,7 @@ impl FromRequestParts<AppState> for Browser {
             pending,
             same_origin,
             device,
-            address: super::limits::bucket(ip),
+            address: super::client::bucket(ip),
         })
     }
 }
@@ -364,6 +367,12 @@ fn session_started(
 ) -> Response {
     let target = pages(app).return_origins().or_fallback(return_to);
     let mut res = redirect(app, &target);
+    session_cookies(app, browser, sign_in, &mut res);
+    res
+}
+
+/// Sets the session cookie of `sign_in` on `res`, and clears any pending sign-in's.
+fn session_cookies(app: &App, browser: &Browser, sign_in: &SignIn, res: &mut Response) {
     let cookie = app.sessions.browser_cookie(sign_in);
     let max_age = app.settings.session.absolute_lifetime_secs;
     let name = session_cookie_name(browser.secure);
@@ -377,7 +386,6 @@ fn session_started(
             set_cookie(pending_cookie_name(browser.secure), None, 0, browser.secure),
         );
     }
-    res
 }
 
 /// Clears the browser's session cookie on `res`.
@@ -387,6 +395,28 @@ fn clear_session(browser: &Browser, res: &mut Response) {
         header::SET_COOKIE,
         set_cookie(name, None, 0, browser.secure),
     );
+}
+
+/// The per-address limit's `429` for a page's form: the page that says so, in the
+/// browser's language, with `Retry-After`, instead of the API's JSON.
+pub async fn too_many(app: &AppState, parts: &mut Parts, retry_after_secs: i64) -> Response {
+    let Ok(browser) = Browser::from_request_parts(parts, app).await;
+    let context = minijinja::context! {
+        title => "sign-in",
+        error => browser.message(app, "error-too-many"),
+    };
+    let mut res = page(
+        app,
+        &browser,
+        StatusCode::TOO_MANY_REQUESTS,
+        "message.html",
+        Kind::Plain,
+        context,
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    res
 }
 
 fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
@@ -410,6 +440,10 @@ async fn style() -> Response {
 
 async fn passkey_js() -> Response {
     asset("text/javascript; charset=utf-8", crate::ui::PASSKEY_JS)
+}
+
+async fn siwe_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::SIWE_JS)
 }
 
 async fn link_js() -> Response {

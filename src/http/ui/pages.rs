@@ -78,6 +78,7 @@ pub(super) fn sign_in_form(
     let context = context! {
         title => "sign-in",
         passkeys => app.settings.passkeys.enabled,
+        siwe => app.settings.siwe.enabled,
         email => field(fields, "email").unwrap_or_default(),
         return_to => return_to.as_deref().unwrap_or_default(),
         return_query => return_query(app, return_to.as_deref()),

@@ -175,6 +175,30 @@ impl MfaStore for PostgresStore {
             .transpose()?)
     }
 
+    async fn peek_pending(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<PendingAttempt>> {
+        let row = sqlx::query(sql::PEEK_PENDING)
+            .bind(id_hash)
+            .bind(now)
+            .bind(max_attempts)
+            .fetch_optional(self.db())
+            .await?;
+        Ok(row
+            .map(|r| -> sqlx::Result<PendingAttempt> {
+                Ok(PendingAttempt {
+                    account: AccountId(r.try_get(0)?),
+                    amr: r.try_get(1)?,
+                    method: r.try_get(2)?,
+                    enroll_only: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .transpose()?)
+    }
+
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool> {
         let done = sqlx::query(sql::TAKE_PENDING)
             .bind(id_hash)

@@ -170,6 +170,26 @@ impl MfaStore for SqliteStore {
             .await
     }
 
+    async fn peek_pending(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> StoreResult<Option<PendingAttempt>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::PEEK_PENDING)?
+                .query_row(params![id_hash, now, max_attempts], |r| {
+                    Ok(PendingAttempt {
+                        account: AccountId(r.get(0)?),
+                        amr: r.get(1)?,
+                        method: r.get(2)?,
+                        enroll_only: r.get(3)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool> {
         let id_hash = id_hash.to_owned();
         self.writer

@@ -1,6 +1,7 @@
 // Passkeys on Gatehouse's hosted pages, without a library: the browser's own JSON
 // helpers (PublicKeyCredential.parse*OptionsFromJSON, credential.toJSON()). Each form
-// with data-passkey="sign-in", "sign-up" or "add" gets its button enabled; a ceremony
+// with data-passkey="sign-in", "second-factor", "sign-up" or "add" gets its button
+// enabled (a form's data-options names where its ceremony's options come from); a ceremony
 // ends by submitting that form (the credential in a hidden field), so the server
 // answers as for any other form: a redirect, or the page with its error.
 "use strict";
@@ -34,7 +35,7 @@
   async function signIn(form, conditional) {
     if (pending) pending.abort();
     pending = new AbortController();
-    const begun = await options(form, "/ui/passkey/options");
+    const begun = await options(form, form.dataset.options || "/ui/passkey/options");
     const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(begun.publicKey);
     const request = { publicKey, signal: pending.signal };
     if (conditional) request.mediation = "conditional";
@@ -60,7 +61,7 @@
     button.addEventListener("click", (event) => {
       event.preventDefault();
       const run =
-        kind === "sign-in"
+        kind === "sign-in" || kind === "second-factor"
           ? signIn(form, false)
           : create(form, kind === "sign-up" ? "/ui/sign-up/passkey/options" : "/ui/account/passkeys/options");
       run.catch((e) => failed(form, e));
