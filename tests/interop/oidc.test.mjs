@@ -112,7 +112,7 @@ function authorizationCode({ clientId, accountId, redirectUri, scope, nonce, cha
 
 test('discovery: openid-client and oauth4webapi read the same issuer and endpoints', async () => {
   const { client_id: id, client_secret: secret } = server.cli('clients', 'add', '--name', 'discovery', '--grant', 'client_credentials');
-  const config = await discover(id, secret);
+  const config = await discover(id, secret, client.ClientSecretBasic(secret));
   const meta = config.serverMetadata();
   assert.equal(meta.issuer, server.issuer);
   assert.equal(meta.token_endpoint, `${server.issuer}/oauth/token`);
@@ -132,7 +132,7 @@ test('discovery: openid-client and oauth4webapi read the same issuer and endpoin
 
 test('client_credentials, introspection and revocation through openid-client (client_secret_basic)', async () => {
   const { client_id: id, client_secret: secret } = server.cli('clients', 'add', '--name', 'machine', '--grant', 'client_credentials');
-  const config = await discover(id, secret);
+  const config = await discover(id, secret, client.ClientSecretBasic(secret));
   const tokens = await client.clientCredentialsGrant(config);
   assert.equal(tokens.token_type.toLowerCase(), 'bearer');
   assert.ok(tokens.expires_in > 0);
@@ -145,11 +145,12 @@ test('client_credentials, introspection and revocation through openid-client (cl
   assert.deepEqual(garbage, { active: false });
   // Revoking a machine token has no session to end: the answer is 200 all the same.
   await client.tokenRevocation(config, tokens.access_token);
-  // A wrong secret is the library's error with the spec's code.
-  const wrong = await discover(id, 'x'.repeat(43));
+  // A wrong secret: 401 with RFC 6749's Basic challenge, which the library surfaces.
+  const wrong = await discover(id, 'x'.repeat(43), client.ClientSecretBasic('x'.repeat(43)));
   await assert.rejects(client.clientCredentialsGrant(wrong), (e) => {
-    assert.equal(e.error, 'invalid_client');
     assert.equal(e.status, 401);
+    assert.equal(e.code, 'OAUTH_WWW_AUTHENTICATE_CHALLENGE');
+    assert.equal(e.cause[0].scheme, 'basic');
     return true;
   });
 });
@@ -186,7 +187,7 @@ test('private_key_jwt: openid-client signs the client assertion, once per reques
   // Another key is refused.
   const other = await generateKeyPair('ES256');
   const impostor = await discover(id, undefined, client.PrivateKeyJwt({ key: other.privateKey, kid: 'interop-1' }));
-  await assert.rejects(client.clientCredentialsGrant(impostor), (e) => e.error === 'invalid_client');
+  await assert.rejects(client.clientCredentialsGrant(impostor), (e) => e.status === 401);
 });
 
 for (const alg of ['RS256', 'ES256']) {
@@ -194,7 +195,8 @@ for (const alg of ['RS256', 'ES256']) {
     const redirectUri = 'http://127.0.0.1:9/callback';
     const { client_id: id, client_secret: secret } = server.cli('clients', 'add', '--name', `web-${alg}`,
       '--redirect-uri', redirectUri, '--id-token-signed-response-alg', alg);
-    const config = await discover(id, { client_secret: secret, id_token_signed_response_alg: alg });
+    const config = await discover(id, { client_secret: secret, id_token_signed_response_alg: alg },
+      client.ClientSecretBasic(secret));
     const person = await account();
     const verifier = client.randomPKCECodeVerifier();
     const nonce = client.randomNonce();
