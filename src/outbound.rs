@@ -54,9 +54,7 @@ impl HttpPoster {
     async fn post(&self, uri: &str, body: String) -> anyhow::Result<()> {
         let url = url::Url::parse(uri).context("the URL does not parse")?;
         let host = url.host_str().context("the URL has no host")?.to_owned();
-        let port = url
-            .port_or_known_default()
-            .context("the URL has no port")?;
+        let port = url.port_or_known_default().context("the URL has no port")?;
         let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
             .await
             .with_context(|| format!("connecting to {host}:{port}"))?;

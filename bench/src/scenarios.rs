@@ -911,14 +911,21 @@ struct CodeFlow {
 
 impl Flow for CodeFlow {
     async fn run(&mut self) -> Result<(), Failure> {
-        let code = self.codes.pop().ok_or(Failure::Body("out of seeded codes"))?;
+        let code = self
+            .codes
+            .pop()
+            .ok_or(Failure::Body("out of seeded codes"))?;
         let body = format!(
             "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={}",
             self.redirect,
             crate::codes::VERIFIER
         );
         let request = form_request("/oauth/token", &self.auth, &body);
-        self.link.call(&request).await?.field(200, "id_token").map(drop)
+        self.link
+            .call(&request)
+            .await?
+            .field(200, "id_token")
+            .map(drop)
     }
 }
 

@@ -175,7 +175,9 @@ impl Deliverer {
             return Ok(Delivery::Pointless("the client is no longer registered"));
         };
         let Some(uri) = client.backchannel_logout_uri.as_deref() else {
-            return Ok(Delivery::Pointless("the client no longer has a backchannel_logout_uri"));
+            return Ok(Delivery::Pointless(
+                "the client no longer has a backchannel_logout_uri",
+            ));
         };
         let token = self.token(logout, &client.id_token_alg, unix_now())?;
         self.poster

@@ -1256,7 +1256,15 @@ async fn a_client_changed_by_another_process_counts_at_its_next_request(b: Backe
     let app = spawn(b).await;
     let run = cli(
         &app,
-        &["clients", "add", "--name", "Cron", "--grant", "client_credentials", "--json"],
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Cron",
+            "--grant",
+            "client_credentials",
+            "--json",
+        ],
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -1265,7 +1273,8 @@ async fn a_client_changed_by_another_process_counts_at_its_next_request(b: Backe
     let grant = [("grant_type", "client_credentials")];
     let token = |body: &Value| body["access_token"].as_str().map(str::to_owned);
     for _ in 0..2 {
-        let (status, body) = post_form(&app, "/oauth/token", Some(&basic(&id, &secret)), &grant).await;
+        let (status, body) =
+            post_form(&app, "/oauth/token", Some(&basic(&id, &secret)), &grant).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(token(&body).is_some(), "{body}");
     }
@@ -1283,7 +1292,13 @@ async fn a_client_changed_by_another_process_counts_at_its_next_request(b: Backe
     // Another authentication method: Basic is refused, the form's secret taken.
     let run = cli(
         &app,
-        &["clients", "update", &id, "--token-endpoint-auth-method", "client_secret_post"],
+        &[
+            "clients",
+            "update",
+            &id,
+            "--token-endpoint-auth-method",
+            "client_secret_post",
+        ],
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -1302,10 +1317,18 @@ async fn a_client_changed_by_another_process_counts_at_its_next_request(b: Backe
         &app,
         "/oauth/introspect",
         None,
-        &[("token", live.as_str()), ("client_id", id.as_str()), ("client_secret", rotated.as_str())],
+        &[
+            ("token", live.as_str()),
+            ("client_id", id.as_str()),
+            ("client_secret", rotated.as_str()),
+        ],
     )
     .await;
-    assert_eq!((status, body["active"].clone()), (StatusCode::OK, json!(true)), "{body}");
+    assert_eq!(
+        (status, body["active"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{body}"
+    );
 
     // Removed: refused at once.
     let run = cli(&app, &["clients", "remove", &id]).await;

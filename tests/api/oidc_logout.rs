@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::cli;
 use crate::helpers::{Backend, TestApp, jwt_parts, read};
-use crate::mail::{forgot, links, token_of, with_mail, RESET_PAGE};
+use crate::mail::{RESET_PAGE, forgot, links, token_of, with_mail};
 use crate::oidc::{VERIFIER, basic, challenge, code, exchange, post_form, register, web_client};
 use crate::smtp::SmtpServer;
 
@@ -110,7 +110,11 @@ async fn signed_in(app: &TestApp) -> (String, String, String) {
 }
 
 /// A client with a back-channel logout URI (`uri`), signing ID tokens with `alg`.
-async fn logout_client(app: &TestApp, uri: Option<&str>, alg: &str) -> (gatehouse::oidc::Client, String) {
+async fn logout_client(
+    app: &TestApp,
+    uri: Option<&str>,
+    alg: &str,
+) -> (gatehouse::oidc::Client, String) {
     let (client, secret) = register(
         app,
         gatehouse::oidc::Registration {
@@ -125,7 +129,12 @@ async fn logout_client(app: &TestApp, uri: Option<&str>, alg: &str) -> (gatehous
 }
 
 /// An OIDC session of `account` with `client`: its tokens (`sid` in the ID token).
-async fn oidc_session(app: &TestApp, account: &str, client: &gatehouse::oidc::Client, auth: &str) -> Value {
+async fn oidc_session(
+    app: &TestApp,
+    account: &str,
+    client: &gatehouse::oidc::Client,
+    auth: &str,
+) -> Value {
     let scopes = ["openid", "offline_access"];
     let c = code(app, account, client, &scopes, Some(&challenge(VERIFIER))).await;
     let (status, body) = exchange(app, auth, &c, "https://wiki.example/cb", Some(VERIFIER)).await;
@@ -172,8 +181,14 @@ async fn check_logout_token(
     assert_eq!(claims["sid"], sid, "{claims}");
     assert_eq!(claims["events"], json!({ EVENT: {} }), "{claims}");
     assert!(claims.get("nonce").is_none(), "{claims}");
-    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 32), "{claims}");
-    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert!(
+        claims["jti"].as_str().is_some_and(|j| j.len() >= 32),
+        "{claims}"
+    );
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
     let now = gatehouse::domain::unix_now();
     assert!((now - 30..=now + 1).contains(&iat), "{claims}");
     assert!(exp > now && exp <= iat + 300, "{claims}");
@@ -235,7 +250,15 @@ async fn every_way_a_session_ends_sends_its_client_a_logout_token(b: Backend) {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     expected += 1;
     let got = tokens(&received, expected).await;
-    check_logout_token(&app, got.last().unwrap(), ISSUER, &rs, &account, &sid_of(&s)).await;
+    check_logout_token(
+        &app,
+        got.last().unwrap(),
+        ISSUER,
+        &rs,
+        &account,
+        &sid_of(&s),
+    )
+    .await;
 
     // RFC 7009: the client revokes its refresh token.
     let s = oidc_session(&app, &account, &es, &es_auth).await;
@@ -249,18 +272,48 @@ async fn every_way_a_session_ends_sends_its_client_a_logout_token(b: Backend) {
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     expected += 1;
     let got = tokens(&received, expected).await;
-    check_logout_token(&app, got.last().unwrap(), ISSUER, &es, &account, &sid_of(&s)).await;
+    check_logout_token(
+        &app,
+        got.last().unwrap(),
+        ISSUER,
+        &es,
+        &account,
+        &sid_of(&s),
+    )
+    .await;
 
     // A replayed code ends the session its first use started.
     let c = code(&app, &account, &rs, &["openid"], Some(&challenge(VERIFIER))).await;
-    let (status, s) = exchange(&app, &rs_auth, &c, "https://wiki.example/cb", Some(VERIFIER)).await;
+    let (status, s) = exchange(
+        &app,
+        &rs_auth,
+        &c,
+        "https://wiki.example/cb",
+        Some(VERIFIER),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{s}");
-    let (status, body) = exchange(&app, &rs_auth, &c, "https://wiki.example/cb", Some(VERIFIER)).await;
+    let (status, body) = exchange(
+        &app,
+        &rs_auth,
+        &c,
+        "https://wiki.example/cb",
+        Some(VERIFIER),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_grant");
     expected += 1;
     let got = tokens(&received, expected).await;
-    check_logout_token(&app, got.last().unwrap(), ISSUER, &rs, &account, &sid_of(&s)).await;
+    check_logout_token(
+        &app,
+        got.last().unwrap(),
+        ISSUER,
+        &rs,
+        &account,
+        &sid_of(&s),
+    )
+    .await;
 
     // The operator's commands: sessions revoke, users mfa reset, users disable, users
     // delete (the account's id is still the token's sub once the account is gone).
@@ -280,8 +333,16 @@ async fn every_way_a_session_ends_sends_its_client_a_logout_token(b: Backend) {
         let run = cli(&app, &args).await;
         assert_eq!(run.code, 0, "{command:?}: {}", run.stderr);
         expected += 1;
-    let got = tokens(&received, expected).await;
-        check_logout_token(&app, got.last().unwrap(), ISSUER, &rs, &account, &sid_of(&s)).await;
+        let got = tokens(&received, expected).await;
+        check_logout_token(
+            &app,
+            got.last().unwrap(),
+            ISSUER,
+            &rs,
+            &account,
+            &sid_of(&s),
+        )
+        .await;
     }
     // Nothing more was sent than one token per session ended.
     tokio::time::sleep(Duration::from_millis(1500)).await;

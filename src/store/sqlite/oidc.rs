@@ -82,9 +82,12 @@ impl OidcStore for SqliteStore {
         let (id, hash) = (id.to_owned(), hash.to_owned());
         self.writer
             .write(true, move |c| {
-                Ok(c.prepare_cached(sql::SET_SECRET)?
-                    .execute(params![hash, now, random_id(), id])?
-                    == 1)
+                Ok(c.prepare_cached(sql::SET_SECRET)?.execute(params![
+                    hash,
+                    now,
+                    random_id(),
+                    id
+                ])? == 1)
             })
             .await
     }
@@ -224,17 +227,16 @@ impl OidcStore for SqliteStore {
         self.writer
             .write(false, move |c| {
                 let mut statement = c.prepare_cached(sql::LEASE_LOGOUTS)?;
-                let rows = statement
-                    .query_map(params![lease, leased_until, now, limit], |r| {
-                        Ok(QueuedLogout {
-                            id: r.get(0)?,
-                            client_id: r.get(1)?,
-                            account_id: r.get(2)?,
-                            session_id: r.get(3)?,
-                            created_at: r.get(4)?,
-                            attempts: r.get(5)?,
-                        })
-                    })?;
+                let rows = statement.query_map(params![lease, leased_until, now, limit], |r| {
+                    Ok(QueuedLogout {
+                        id: r.get(0)?,
+                        client_id: r.get(1)?,
+                        account_id: r.get(2)?,
+                        session_id: r.get(3)?,
+                        created_at: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
@@ -261,8 +263,12 @@ impl OidcStore for SqliteStore {
         let (lease, id, error) = (lease.to_owned(), id.to_owned(), error.to_owned());
         self.writer
             .write(true, move |c| {
-                c.prepare_cached(sql::LOGOUT_FAILED)?
-                    .execute(params![next_attempt_at, error, id, lease])?;
+                c.prepare_cached(sql::LOGOUT_FAILED)?.execute(params![
+                    next_attempt_at,
+                    error,
+                    id,
+                    lease
+                ])?;
                 Ok(())
             })
             .await
