@@ -6,6 +6,13 @@
 # ES256) from the same binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# oidc.test.mjs writes the authorization codes /oauth/authorize would issue straight
+# into the server's SQLite file, with Debian's sqlite3.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sqlite3 >/dev/null
+fi
 # shellcheck source=scripts/test-server.sh
 . scripts/test-server.sh
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust suite (unit, HTTP integration on SQLite and PostgreSQL,
-# process tests), then the Node interop tests (jwt-simple, ethers) and the browser
+# process tests), then the Node interop tests (jwt-simple, ethers, openid-client,
+# oauth4webapi), Python's Authlib against the OpenID Connect provider, and the browser
 # tests (passkeys in chromium) against the real server. Sets up what it needs:
 # PostgreSQL (if installed), the npm packages, Debian's oathtool and chromium if missing.
 set -euo pipefail
@@ -30,6 +31,9 @@ echo "== Node interop tests against the real server"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 cargo build --bin gatehouse
 scripts/interop.sh
+
+echo "== Python's Authlib against the OpenID Connect provider"
+scripts/authlib.sh
 
 echo "== README's token-verification snippets (jwt-simple, jose, PyJWT, jsonwebtoken) against a live token"
 scripts/verify-token.sh

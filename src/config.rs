@@ -388,6 +388,20 @@ impl Settings {
         if !(60..=86400).contains(&o.id_token_ttl_secs) {
             return bad("oidc.id_token_ttl_secs", "must be between 60 and 86400");
         }
+        if !(1..=3600).contains(&o.backchannel_logout_retry_base_secs) {
+            return bad(
+                "oidc.backchannel_logout_retry_base_secs",
+                "must be between 1 and 3600",
+            );
+        }
+        if !(o.backchannel_logout_retry_base_secs..=86400)
+            .contains(&o.backchannel_logout_retry_max_secs)
+        {
+            return bad(
+                "oidc.backchannel_logout_retry_max_secs",
+                "must be between oidc.backchannel_logout_retry_base_secs and 86400",
+            );
+        }
         if o.enabled && self.http.public_url.is_none() {
             return bad(
                 "oidc.enabled",

@@ -28,6 +28,7 @@ pub mod lockout;
 pub mod mail;
 pub mod metrics;
 pub mod oidc;
+pub mod outbound;
 pub mod purge;
 pub mod sessions;
 pub mod signin;

@@ -12,7 +12,7 @@
 //! one after the grace, can only come from a copy: the whole session ends, with
 //! whatever successor a concurrent refresh issued, because ending is by session.
 
-mod verified;
+pub mod verified;
 
 use std::sync::Arc;
 
@@ -425,6 +425,7 @@ impl Sessions {
             idle_expires_at: (now + p.idle_secs).min(expires_at),
             expires_at,
             max_per_account: p.max_per_account,
+            oidc: None,
             keep_per_account: keep_per_account(p.max_per_account),
         };
         let ended = self.store.sessions().create_session(&session).await?;

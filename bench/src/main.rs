@@ -4,6 +4,7 @@
 //! then which speed targets were met. `scripts/bench.sh` builds and runs it.
 
 mod client;
+mod codes;
 mod load;
 mod mfa;
 mod mfa_verify;
@@ -36,14 +37,20 @@ struct Args {
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
     /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP,
     /// 11 password + TOTP sign-in, 12 GET /ui/sign-in, 13 sign-in through the /ui/sign-in
-    /// form, 14 OIDC client_credentials, 15 OIDC introspection, 18 /auth/mfa/verify alone
-    /// (TOTP; SQLite only).
+    /// form, 14 OIDC client_credentials, 15 OIDC introspection, 16 OIDC code exchange
+    /// (RS256 and ES256 ID tokens; SQLite only), 18 /auth/mfa/verify alone (TOTP; SQLite
+    /// only).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15"
+        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15,16"
     )]
     scenarios: Vec<u8>,
+    /// Codes seeded per client in scenario 16: each request spends one, so this times
+    /// --clients must exceed what a run exchanges (64 x 2,000 = 128,000, for 10,000/s
+    /// over a warm-up and a window of 12 s).
+    #[arg(long, default_value_t = 2000)]
+    codes_per_client: usize,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -209,6 +216,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     bench.me_connections = args.me_connections.max(1);
     bench.burst = args.burst.max(1);
     bench.ownid_accounts = args.ownid_accounts;
+    bench.codes_per_client = args.codes_per_client.max(1);
     let wants = |n: u8| args.scenarios.contains(&n);
     let mut targets = Targets::default();
 
@@ -365,6 +373,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 targets.introspection = Some(m.throughput());
             }
             Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
+    if wants(16) {
+        for alg in ["RS256", "ES256"] {
+            heading(
+                16,
+                &format!(
+                    "OIDC code exchange: POST /oauth/token, authorization_code + PKCE, {alg} ID token"
+                ),
+                &format!(
+                    "{} clients, a code of its own for every request",
+                    bench.clients
+                ),
+            );
+            match bench.code_exchange(alg).await? {
+                Outcome::Done(m) => {
+                    print_measured(&m);
+                    targets.code_exchange.push((alg, m.throughput()));
+                }
+                Outcome::Skipped => {
+                    println!("  skipped: the provider is off, or the store is not SQLite")
+                }
+            }
         }
     }
     if wants(4) {
@@ -789,6 +820,8 @@ struct Targets {
     form_login: Option<f64>,
     client_credentials: Option<f64>,
     introspection: Option<f64>,
+    /// Scenario 16's rate for each ID token algorithm.
+    code_exchange: Vec<(&'static str, f64)>,
     /// The outbox's delivery rate, and whether every mail arrived exactly once.
     outbox: Option<(f64, bool)>,
 }
@@ -884,6 +917,12 @@ impl Targets {
             println!(
                 "  {} introspection >= {target:.0} req/s: {rate:.0}",
                 verdict(rate >= target)
+            );
+        }
+        for (alg, rate) in &self.code_exchange {
+            println!(
+                "  {} code exchange ({alg} ID token) >= 5,000 req/s: {rate:.0}",
+                verdict(*rate >= 5_000.0)
             );
         }
         if let Some((rate, once)) = self.outbox {

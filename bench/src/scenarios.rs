@@ -91,6 +91,8 @@ pub struct Bench {
     pub burst: usize,
     pub ownid_accounts: usize,
     pub ownid_key: Arc<Vec<u8>>,
+    /// Codes seeded per client of the load in scenario 16 (each request spends one).
+    pub codes_per_client: usize,
     /// Makes this run's emails unique even on a reused PostgreSQL.
     pub run_id: String,
     accounts: Vec<Account>,
@@ -106,6 +108,7 @@ impl Bench {
             burst: 1000,
             ownid_accounts: 2000,
             ownid_key: Arc::new(ownid_key),
+            codes_per_client: 2000,
             run_id: random_hex(4),
             accounts: Vec::new(),
         }
@@ -481,6 +484,67 @@ impl Bench {
                 link: Link::new(self.addr()),
                 request: form_request("/oauth/introspect", auth, &format!("token={token}")),
                 expect: FormAnswer::Active,
+            })
+            .collect();
+        Ok(Outcome::Done(self.measure(flows, "req/s").await))
+    }
+
+    /// A web client of the code flow whose ID tokens are signed with `alg`: its
+    /// `Authorization: Basic`.
+    fn web_client(&self, alg: &str) -> anyhow::Result<(String, String)> {
+        use base64::Engine;
+        let out = std::process::Command::new(&self.server.binary)
+            .args(["clients", "add", "--name", &format!("bench-web-{alg}")])
+            .args(["--redirect-uri", crate::codes::REDIRECT_URI])
+            .args(["--id-token-signed-response-alg", alg, "--json"])
+            .env("GATEHOUSE_DATABASE_URL", &self.server.database_url)
+            .output()
+            .context("running gatehouse clients add")?;
+        if !out.status.success() {
+            bail!(
+                "gatehouse clients add: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let (Some(id), Some(secret)) = (v["client_id"].as_str(), v["client_secret"].as_str())
+        else {
+            bail!("clients add --json: no client_id or client_secret");
+        };
+        let pair = format!("{id}:{secret}");
+        Ok((
+            id.to_owned(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ),
+        ))
+    }
+
+    /// Scenario 16: the code exchange (`authorization_code` at `POST /oauth/token`,
+    /// client_secret_basic, PKCE S256, scopes `openid email`), each request with a code
+    /// of its own, seeded into the database just before (see [`crate::codes`]): the
+    /// code consumed, the session started, an access token and an ID token signed with
+    /// `alg` (RS256 or ES256).
+    pub async fn code_exchange(&self, alg: &str) -> anyhow::Result<Outcome<Measured>> {
+        if !self.oidc_is_on().await? {
+            return Ok(Outcome::Skipped);
+        }
+        let Some(path) = crate::codes::sqlite_path(&self.server.database_url) else {
+            return Ok(Outcome::Skipped);
+        };
+        crate::codes::seed_accounts(path)?;
+        let (client_id, auth) = self.web_client(alg)?;
+        let per_flow = self.codes_per_client;
+        let mut codes = crate::codes::seed_codes(path, &client_id, per_flow * self.clients)?;
+        let redirect: String =
+            url::form_urlencoded::byte_serialize(crate::codes::REDIRECT_URI.as_bytes()).collect();
+        let flows = (0..self.clients)
+            .map(|_| CodeFlow {
+                link: Link::new(self.addr()),
+                auth: auth.clone(),
+                redirect: redirect.clone(),
+                codes: codes.split_off(codes.len() - per_flow),
             })
             .collect();
         Ok(Outcome::Done(self.measure(flows, "req/s").await))
@@ -870,6 +934,35 @@ impl Flow for FormFlow {
                 _ => Err(Failure::Body("active")),
             },
         }
+    }
+}
+
+/// A relying party exchanging its codes, one per request.
+struct CodeFlow {
+    link: Link,
+    auth: String,
+    /// The redirect URI, form-encoded.
+    redirect: String,
+    codes: Vec<String>,
+}
+
+impl Flow for CodeFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let code = self
+            .codes
+            .pop()
+            .ok_or(Failure::Body("out of seeded codes"))?;
+        let body = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={}",
+            self.redirect,
+            crate::codes::VERIFIER
+        );
+        let request = form_request("/oauth/token", &self.auth, &body);
+        self.link
+            .call(&request)
+            .await?
+            .field(200, "id_token")
+            .map(drop)
     }
 }
 

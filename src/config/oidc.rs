@@ -18,6 +18,12 @@ pub struct OidcSettings {
     pub id_token_ttl_secs: i64,
     /// A confidential client must use PKCE too (public clients always must).
     pub require_pkce_for_confidential: bool,
+    /// Back-channel logout: the wait before the second attempt to deliver a logout
+    /// token to a client that did not take it, seconds (1 to 3600); doubled after each
+    /// failure. A token not delivered within a day is dropped.
+    pub backchannel_logout_retry_base_secs: i64,
+    /// The longest wait between two attempts, seconds (the base to 86400).
+    pub backchannel_logout_retry_max_secs: i64,
     /// Clients declared here (`[[oidc.clients]]`), for operators who keep their
     /// configuration in git: written to the database at every start, and removed from
     /// it when no longer listed. `gatehouse clients update`, `remove` and
@@ -75,6 +81,8 @@ impl Default for OidcSettings {
             access_token_ttl_secs: 600,
             id_token_ttl_secs: 600,
             require_pkce_for_confidential: true,
+            backchannel_logout_retry_base_secs: 5,
+            backchannel_logout_retry_max_secs: 900,
             clients: Vec::new(),
         }
     }

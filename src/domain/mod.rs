@@ -22,6 +22,15 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The wait before the next attempt of an outbox's delivery (a mail, a back-channel
+/// logout) after `attempts` failed ones: `base`, doubled each time, at most `max`.
+pub fn backoff_secs(base: i64, max: i64, attempts: i64) -> i64 {
+    let factor = 1i64
+        .checked_shl(attempts.clamp(0, 30) as u32)
+        .unwrap_or(i64::MAX);
+    base.saturating_mul(factor).min(max)
+}
+
 /// Milliseconds since the Unix epoch (OwnID's timestamps).
 pub fn unix_now_millis() -> i64 {
     std::time::SystemTime::now()

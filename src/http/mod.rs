@@ -269,6 +269,18 @@ impl Server {
             );
             tokio::spawn(sender.run())
         });
+        let logouts = app.oidc.as_ref().map(|p| {
+            let o = &app.settings.oidc;
+            let deliverer = crate::oidc::logout::Deliverer::new(
+                Arc::clone(&app.store),
+                Arc::clone(p.keys()),
+                p.policy().issuer.clone(),
+                Arc::new(crate::outbound::HttpPoster::default()),
+                o.backchannel_logout_retry_base_secs,
+                o.backchannel_logout_retry_max_secs,
+            );
+            tokio::spawn(deliverer.run())
+        });
         let metrics_server = self.metrics_listener.map(|listener| {
             let router = metrics_router(Arc::clone(&app));
             tokio::spawn(async move {
@@ -342,8 +354,8 @@ impl Server {
         for reloads in [key_reloads, oidc_key_reloads].into_iter().flatten() {
             reloads.abort();
         }
-        if let Some(outbox) = outbox {
-            outbox.abort();
+        for task in [outbox, logouts].into_iter().flatten() {
+            task.abort();
         }
         if let Some(task) = metrics_server {
             task.abort();

@@ -277,6 +277,10 @@ fn discovery(app: &AppState) -> Result<Value, Failure> {
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid",
             "azp", "email", "email_verified"],
         "authorization_response_iss_parameter_supported": true,
+        // Back-channel logout (src/oidc/logout.rs): every logout token carries `sid`,
+        // so a client that registers backchannel_logout_session_required gets it.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
@@ -377,7 +381,7 @@ async fn client_and_token(
     p: &Provider,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(crate::domain::client::Client, String), Failure> {
+) -> Result<(Arc<crate::domain::client::Client>, String), Failure> {
     let mut params = form(headers, body)?;
     let proof = client_proof(headers, &mut params)?;
     let token = params
@@ -405,8 +409,8 @@ async fn introspect(
     body: Bytes,
 ) -> Result<Response, Failure> {
     let p = provider(&app)?;
-    let (_, token) = client_and_token(p, &headers, &body).await?;
-    let answer = p.introspect(&token).await?;
+    let (client, token) = client_and_token(p, &headers, &body).await?;
+    let answer = p.introspect(&client, &token).await?;
     let mut res = axum::Json(answer).into_response();
     no_store(res.headers_mut());
     Ok(res)

@@ -106,15 +106,8 @@ impl Sender {
         Ok(full)
     }
 
-    /// The wait before the next attempt after `attempts` failed ones: base, doubled
-    /// each time, at most the maximum.
     fn backoff(&self, attempts: i64) -> i64 {
-        let factor = 1i64
-            .checked_shl(attempts.clamp(0, 30) as u32)
-            .unwrap_or(i64::MAX);
-        self.retry_base_secs
-            .saturating_mul(factor)
-            .min(self.retry_max_secs)
+        crate::domain::backoff_secs(self.retry_base_secs, self.retry_max_secs, attempts)
     }
 }
 

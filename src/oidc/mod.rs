@@ -1,8 +1,9 @@
-//! The OpenID Connect provider's rules: clients and their redirect URIs. Knows nothing
-//! of HTTP or SQL.
+//! The OpenID Connect provider's rules: clients and their redirect URIs, the token
+//! endpoint's grants, back-channel logout. Knows nothing of HTTP or SQL.
 
 pub mod assertion;
 pub mod clients;
+pub mod logout;
 pub mod provider;
 pub mod redirect;
 

@@ -8,7 +8,8 @@
 //! tokens are keyed apart from account refresh tokens (and its access tokens signed by
 //! keys apart from account keys), so neither kind can be spent as the other.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -24,9 +25,10 @@ use crate::crypto::random_id;
 use crate::crypto::refresh::RefreshKey;
 use crate::crypto::signing::Algorithm;
 use crate::domain::{AccountId, Secret, unix_now};
+use crate::sessions::verified::VerifiedTokens;
 use crate::sessions::{SessionPolicy, keep_per_account};
 use crate::signing_keys::SigningKeys;
-use crate::store::sessions::{NewSession, Refresh, RefreshRules};
+use crate::store::sessions::{NewSession, OidcBinding, Refresh, RefreshRules};
 use crate::store::{CodeUse, DynStore, StoreError, StoredCode};
 
 /// How long an authorization code lives (RFC 6749 §4.1.2 recommends at most 10 min).
@@ -221,7 +223,21 @@ pub struct Provider {
     keys: Arc<SigningKeys>,
     refresh: RefreshKey,
     policy: ProviderPolicy,
+    /// Access tokens whose signature this node checked already, as `/auth/me` keeps
+    /// account tokens ([`crate::sessions::verified`]): a resource server introspects
+    /// the same token at every request it serves. Only the signature's verdict is
+    /// kept; the session (or the client) is read from the database every time.
+    verified: VerifiedTokens<Arc<Claims<AccessClaims>>>,
+    /// Clients as last read, each with the revision of its row then. A client is used
+    /// only after a read of its current revision matched (one small read by key), so
+    /// an update, a new secret or a removal on any node counts at the next request;
+    /// what is saved is decoding the row and its JSON lists at every request.
+    clients: Mutex<HashMap<String, (String, Arc<Client>)>>,
 }
+
+/// The most clients kept parsed (clients are registered by the operator; this only
+/// bounds the map against a store with very many).
+const CLIENTS_KEPT: usize = 10_000;
 
 /// The scopes a request names that we know, in our order, space-separated.
 pub fn known_scopes(requested: &str) -> Vec<String> {
@@ -271,7 +287,60 @@ impl Provider {
             keys,
             refresh: RefreshKey::new(&refresh_secret),
             policy,
+            verified: VerifiedTokens::default(),
+            clients: Mutex::default(),
         }
+    }
+
+    /// The client registered as `id`, as its row is now.
+    async fn client(&self, id: &str) -> ProviderResult<Option<Arc<Client>>> {
+        let oidc = self.store.oidc();
+        let Some(revision) = oidc.client_revision(id).await? else {
+            return Ok(None);
+        };
+        let kept = self.kept_clients().get(id).cloned();
+        if let Some((kept_revision, client)) = kept
+            && kept_revision == revision
+        {
+            return Ok(Some(client));
+        }
+        // Read after the revision: the row is that revision's or a newer one, so a
+        // client is never kept under a revision newer than its content.
+        let Some(client) = oidc.client(id).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        let mut kept = self.kept_clients();
+        if kept.len() >= CLIENTS_KEPT {
+            kept.clear();
+        }
+        kept.insert(id.to_owned(), (revision, Arc::clone(&client)));
+        Ok(Some(client))
+    }
+
+    fn kept_clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Arc<Client>)>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An access token of ours (`typ: at+jwt`, an OIDC key), its signature checked once
+    /// per node; expiry, not-before and the key (still published, not retired) are
+    /// checked at every call.
+    async fn verify_access(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<Claims<AccessClaims>>, TokenError> {
+        let known = self
+            .verified
+            .get(token, now)
+            .filter(|_| self.keys.still_verifies(token, now));
+        if let Some(claims) = known {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.keys.verify_typed("at+jwt", token, now).await?);
+        self.verified
+            .insert(token, Arc::clone(&claims), claims.exp, claims.nbf, now);
+        Ok(claims)
     }
 
     pub fn policy(&self) -> &ProviderPolicy {
@@ -283,7 +352,7 @@ impl Provider {
     }
 
     /// The client `proof` proves, by the one method it registered.
-    pub async fn authenticate_client(&self, proof: &ClientProof) -> ProviderResult<Client> {
+    pub async fn authenticate_client(&self, proof: &ClientProof) -> ProviderResult<Arc<Client>> {
         let now = unix_now();
         let asserted = match &proof.assertion {
             Some((kind, assertion)) => {
@@ -316,7 +385,7 @@ impl Provider {
             )
             .into());
         }
-        let Some(client) = self.store.oidc().client(&id).await? else {
+        let Some(client) = self.client(&id).await? else {
             // The same work as a known client's secret check, so that timing does not
             // tell which client ids exist.
             let _ = hash(proof.basic_secret.as_ref().map_or("", |s| s.expose()));
@@ -514,13 +583,13 @@ impl Provider {
             idle_expires_at: (now + p.idle_secs).min(expires_at),
             expires_at,
             max_per_account: p.max_per_account,
+            oidc: Some(OidcBinding {
+                client_id: client.id.clone(),
+                scopes: stored.scopes.clone(),
+            }),
             keep_per_account: keep_per_account(p.max_per_account),
         };
         self.store.sessions().create_session(&session).await?;
-        self.store
-            .oidc()
-            .bind_session(&session.id, &client.id, &stored.scopes)
-            .await?;
         tracing::info!(account = %profile.account.id.0, session = %session.id, client = %client.id, "OIDC session started");
         let scopes: Vec<String> = stored.scopes.split(' ').map(str::to_owned).collect();
         self.tokens(
@@ -667,17 +736,16 @@ impl Provider {
 
     /// An access token of ours, verified, and whether it is active now: signed by an
     /// OIDC key, unexpired, its session live (or, with no session, its client still
-    /// registered).
-    pub async fn introspect(&self, token: &str) -> ProviderResult<Introspection> {
+    /// registered). `asking`: the client that authenticated for this request, read
+    /// from the database just now, which answers for its own machine tokens.
+    pub async fn introspect(&self, asking: &Client, token: &str) -> ProviderResult<Introspection> {
         let now = unix_now();
         let inactive = Introspection {
             active: false,
             details: None,
         };
-        let claims: Claims<AccessClaims> = match self.keys.verify_typed("at+jwt", token, now).await
-        {
-            Ok(c) => c,
-            Err(_) => return Ok(inactive),
+        let Ok(claims) = self.verify_access(token, now).await else {
+            return Ok(inactive);
         };
         let live = match &claims.extra.sid {
             Some(sid) => {
@@ -686,16 +754,13 @@ impl Provider {
                     .session_is_live(sid, &AccountId(claims.sub.clone()), now)
                     .await?
             }
-            None => self
-                .store
-                .oidc()
-                .client(&claims.extra.client_id)
-                .await?
-                .is_some(),
+            None if claims.extra.client_id == asking.id => true,
+            None => self.client(&claims.extra.client_id).await?.is_some(),
         };
         if !live {
             return Ok(inactive);
         }
+        let claims = Arc::unwrap_or_clone(claims);
         Ok(Introspection {
             active: true,
             details: Some(ActiveToken {
@@ -720,12 +785,8 @@ impl Provider {
         let now = unix_now();
         let session = match self.refresh.open(token) {
             Some(claim) => Some(claim.session),
-            None => match self
-                .keys
-                .verify_typed::<AccessClaims>("at+jwt", token, now)
-                .await
-            {
-                Ok(c) if c.extra.client_id == client.id => c.extra.sid,
+            None => match self.verify_access(token, now).await {
+                Ok(c) if c.extra.client_id == client.id => c.extra.sid.clone(),
                 _ => None,
             },
         };
@@ -743,9 +804,8 @@ impl Provider {
     /// allow, while its session lives.
     pub async fn userinfo(&self, token: &str) -> ProviderResult<serde_json::Value> {
         let now = unix_now();
-        let claims: Claims<AccessClaims> = self
-            .keys
-            .verify_typed("at+jwt", token, now)
+        let claims = self
+            .verify_access(token, now)
             .await
             .map_err(|_: TokenError| {
                 OAuthError::new("invalid_token", "The access token is invalid.")

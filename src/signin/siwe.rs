@@ -886,6 +886,7 @@ mod tests {
             idle_expires_at: now.unix_timestamp() + 3600,
             expires_at: now.unix_timestamp() + 3600,
             max_per_account: 100,
+            oidc: None,
             keep_per_account: 90,
         };
         store.sessions().create_session(&session).await.unwrap();

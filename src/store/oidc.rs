@@ -35,11 +35,29 @@ pub enum CodeUse {
     Unknown,
 }
 
+/// A logout token owed to a client (OpenID Connect Back-Channel Logout), leased to
+/// this deliverer. The database queued it as the session ended; the token is signed
+/// at delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedLogout {
+    /// Also the logout token's `jti`, the same at every attempt.
+    pub id: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub session_id: String,
+    pub created_at: i64,
+    pub attempts: i64,
+}
+
 #[async_trait]
 pub trait OidcStore: Send + Sync + 'static {
     /// Registers a client; `Conflict` if its id is taken.
     async fn add_client(&self, client: &Client) -> StoreResult<()>;
     async fn client(&self, id: &str) -> StoreResult<Option<Client>>;
+    /// The client's revision, which every write of its row changes; `None` for no
+    /// such client. One small read by key: a node that keeps a parsed client checks
+    /// it is still the registration with this ([`crate::oidc::provider`]).
+    async fn client_revision(&self, id: &str) -> StoreResult<Option<String>>;
     /// Every client, by name.
     async fn clients(&self) -> StoreResult<Vec<Client>>;
     /// Rewrites a client's registration (not its id, secret or creation time); false if
@@ -66,8 +84,6 @@ pub trait OidcStore: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> StoreResult<bool>;
-    /// Marks a session as the OIDC session of `client_id`, granted `scopes`.
-    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()>;
     /// The client and scopes of an OIDC session; `None` for no session, or one that is
     /// not an OIDC session.
     async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>>;
@@ -77,6 +93,26 @@ pub trait OidcStore: Send + Sync + 'static {
     /// past their expiry at `now`, and at most `limit` assertion records expired at or
     /// before `now`.
     async fn purge_oidc(&self, now: i64, limit: i64) -> StoreResult<Purged>;
+
+    /// Leases up to `limit` due logout tokens until `leased_until`, under the name
+    /// `lease`; rows another deliverer holds are skipped.
+    async fn lease_logouts(
+        &self,
+        lease: &str,
+        now: i64,
+        leased_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedLogout>>;
+    /// Deletes a logout this deliverer still holds: delivered, or given up.
+    async fn logout_done(&self, lease: &str, id: &str) -> StoreResult<()>;
+    /// Gives a logout back for another attempt at `next_attempt_at`.
+    async fn logout_failed(
+        &self,
+        lease: &str,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StoreResult<()>;
 }
 
 /// A client's lists, as stored.
@@ -89,17 +125,18 @@ pub(super) fn list_from_text(text: &str) -> Vec<String> {
 }
 
 pub(super) mod sql {
+    /// Every write of a client row sets `revision` (`$16` here) to a new random value.
     pub const INSERT_CLIENT: &str = "INSERT INTO oidc_clients (id, name, secret_hash, public,
         first_party, redirect_uris, post_logout_redirect_uris, grant_types,
         token_endpoint_auth_method, jwks, id_token_signed_response_alg,
-        backchannel_logout_uri, source, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+        backchannel_logout_uri, source, created_at, updated_at, revision)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
     pub const UPSERT_CONFIG_CLIENT: &str = "INSERT INTO oidc_clients (id, name, secret_hash,
         public, first_party, redirect_uris, post_logout_redirect_uris, grant_types,
         token_endpoint_auth_method, jwks, id_token_signed_response_alg,
-        backchannel_logout_uri, source, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        backchannel_logout_uri, source, created_at, updated_at, revision)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash,
         public = excluded.public, first_party = excluded.first_party,
         redirect_uris = excluded.redirect_uris,
@@ -109,7 +146,7 @@ pub(super) mod sql {
         jwks = excluded.jwks,
         id_token_signed_response_alg = excluded.id_token_signed_response_alg,
         backchannel_logout_uri = excluded.backchannel_logout_uri, source = excluded.source,
-        updated_at = excluded.updated_at";
+        updated_at = excluded.updated_at, revision = excluded.revision";
 
     pub const CLIENT_BY_ID: &str = "SELECT id, name, secret_hash, public, first_party,
         redirect_uris, post_logout_redirect_uris, grant_types, token_endpoint_auth_method,
@@ -126,13 +163,17 @@ pub(super) mod sql {
     pub const UPDATE_CLIENT: &str = "UPDATE oidc_clients SET name = $1, public = $2,
         first_party = $3, redirect_uris = $4, post_logout_redirect_uris = $5,
         grant_types = $6, token_endpoint_auth_method = $7, jwks = $8,
-        id_token_signed_response_alg = $9, backchannel_logout_uri = $10, updated_at = $11
-     WHERE id = $12";
+        id_token_signed_response_alg = $9, backchannel_logout_uri = $10, updated_at = $11,
+        revision = $12
+     WHERE id = $13";
 
     pub const DELETE_CLIENT: &str = "DELETE FROM oidc_clients WHERE id = $1";
 
     pub const SET_SECRET: &str =
-        "UPDATE oidc_clients SET secret_hash = $1, updated_at = $2 WHERE id = $3";
+        "UPDATE oidc_clients SET secret_hash = $1, updated_at = $2, revision = $3 WHERE id = $4";
+
+    /// A client's revision: what a node checks its parsed copy against.
+    pub const CLIENT_REVISION: &str = "SELECT revision FROM oidc_clients WHERE id = $1";
 
     pub const CONFIG_CLIENT_IDS: &str = "SELECT id FROM oidc_clients WHERE source = 'config'";
 
@@ -151,9 +192,6 @@ pub(super) mod sql {
         "SELECT session_id FROM oidc_codes WHERE code_hash = $1 AND consumed_at IS NOT NULL";
 
     pub const END_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
-
-    pub const BIND_SESSION: &str =
-        "UPDATE sessions SET oidc_client_id = $1, oidc_scopes = $2 WHERE id = $3";
 
     pub const OIDC_SESSION: &str = "SELECT oidc_client_id, oidc_scopes FROM sessions
      WHERE id = $1 AND oidc_client_id IS NOT NULL";
@@ -198,9 +236,33 @@ pub(super) mod sql {
         ),
     ];
 
+    /// The due logouts nobody holds, oldest first (see the mail outbox's lease).
+    pub const LEASE_LOGOUTS: &str = "UPDATE oidc_logouts SET lease = $1, leased_until = $2
+        WHERE id IN (SELECT id FROM oidc_logouts
+                     WHERE next_attempt_at <= $3 AND leased_until <= $3
+                     ORDER BY next_attempt_at LIMIT $4)
+        RETURNING id, client_id, account_id, session_id, created_at, attempts";
+
+    pub const LEASE_LOGOUTS_POSTGRES: &str = "UPDATE oidc_logouts SET lease = $1,
+        leased_until = $2
+        WHERE id IN (SELECT id FROM oidc_logouts
+                     WHERE next_attempt_at <= $3 AND leased_until <= $3
+                     ORDER BY next_attempt_at LIMIT $4
+                     FOR UPDATE SKIP LOCKED)
+        RETURNING id, client_id, account_id, session_id, created_at, attempts";
+
+    pub const LOGOUT_DONE: &str = "DELETE FROM oidc_logouts WHERE id = $1 AND lease = $2";
+
+    pub const LOGOUT_FAILED: &str = "UPDATE oidc_logouts SET attempts = attempts + 1,
+        next_attempt_at = $1, leased_until = 0, lease = NULL, last_error = $2
+        WHERE id = $3 AND lease = $4";
+
     /// Every statement above, for the tests that prepare each on each backend.
     #[cfg(test)]
     pub const ALL: &[&str] = &[
+        LEASE_LOGOUTS,
+        LOGOUT_DONE,
+        LOGOUT_FAILED,
         INSERT_CLIENT,
         UPSERT_CONFIG_CLIENT,
         CLIENT_BY_ID,
@@ -208,12 +270,12 @@ pub(super) mod sql {
         UPDATE_CLIENT,
         DELETE_CLIENT,
         SET_SECRET,
+        CLIENT_REVISION,
         CONFIG_CLIENT_IDS,
         INSERT_CODE,
         CONSUME_CODE,
         REPLAYED_CODE_SESSION,
         END_SESSION,
-        BIND_SESSION,
         OIDC_SESSION,
         END_OIDC_SESSION,
         INSERT_ASSERTION,

@@ -27,10 +27,21 @@ pub struct NewSession {
     pub expires_at: i64,
     /// The most sessions the account keeps, this one included.
     pub max_per_account: i64,
+    /// For an OpenID Connect session (a code exchange starts one): its client and the
+    /// scopes granted, written with the row.
+    pub oidc: Option<OidcBinding>,
     /// How many it keeps, this one included, once a sign-in takes it over
     /// `max_per_account`: fewer, so that the sort that picks which to end runs on one
     /// sign-in in several, not on every sign-in of an account that keeps signing in.
     pub keep_per_account: i64,
+}
+
+/// The client an OIDC session belongs to, and the scopes it was granted.
+#[derive(Debug, Clone)]
+pub struct OidcBinding {
+    pub client_id: String,
+    /// Space-separated.
+    pub scopes: String,
 }
 
 /// A live session, as listed to its account.
@@ -123,8 +134,8 @@ pub(super) mod sql {
     pub const INSERT: &str =
         "INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
         method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at, expires_at,
-        amr)
-     VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8, $9)";
+        amr, oidc_client_id, oidc_scopes)
+     VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8, $9, $10, $11)";
 
     /// The account's (`$1`) sessions, counted in `sessions_account_id` alone.
     pub const COUNT_OF_ACCOUNT: &str = "SELECT COUNT(*) FROM sessions WHERE account_id = $1";
@@ -142,8 +153,8 @@ pub(super) mod sql {
     pub const INSERT_CAPPED_POSTGRES: &str = "WITH started AS (
         INSERT INTO sessions (id, account_id, generation, rotated_at, replays,
             method, user_agent, ip, auth_time, created_at, last_used_at, idle_expires_at,
-            expires_at, amr)
-        VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8, $11))
+            expires_at, amr, oidc_client_id, oidc_scopes)
+        VALUES ($1, $2, 0, $3, 0, $4, $5, $6, $3, $3, $3, $7, $8, $11, $12, $13))
      DELETE FROM sessions WHERE account_id = $2
         AND (SELECT COUNT(*) FROM sessions WHERE account_id = $2) >= $10
         AND id NOT IN (SELECT id FROM sessions WHERE account_id = $2

@@ -27,6 +27,7 @@ crate::on_every_backend!(
     revocation_ends_the_session_and_every_token_of_it,
     private_key_jwt_assertions_verify_once,
     clients_of_the_configuration_are_written_at_start_and_removed_when_gone,
+    a_client_changed_by_another_process_counts_at_its_next_request,
 );
 
 /// The issuer the tests configure: `http.public_url` with a trailing slash, which the
@@ -47,7 +48,7 @@ fn provider(app: &TestApp) -> &Arc<Provider> {
 }
 
 /// Registers a client straight in the store; its secret, if it has one.
-async fn register(app: &TestApp, r: Registration) -> (Client, Option<String>) {
+pub(crate) async fn register(app: &TestApp, r: Registration) -> (Client, Option<String>) {
     let mut client = r.check(gatehouse::crypto::random_id(), 1).unwrap();
     let mut secret = None;
     if needs_secret(&client) {
@@ -59,7 +60,7 @@ async fn register(app: &TestApp, r: Registration) -> (Client, Option<String>) {
     (client, secret)
 }
 
-fn web_client() -> Registration {
+pub(crate) fn web_client() -> Registration {
     Registration {
         name: "Wiki".into(),
         redirect_uris: vec!["https://wiki.example/cb".into()],
@@ -83,7 +84,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
     f.finish()
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(crate) fn basic(id: &str, secret: &str) -> String {
     let enc = |s: &str| form(&[("x", s)])[2..].to_owned();
     let pair = format!("{}:{}", enc(id), enc(secret));
     format!(
@@ -93,7 +94,7 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 /// POSTs a form to `path`, with `authorization` if given.
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     path: &str,
     authorization: Option<&str>,
@@ -132,14 +133,14 @@ async fn account(app: &TestApp) -> (String, String) {
     )
 }
 
-const VERIFIER: &str = "a-pkce-verifier-of-enough-length-0123456789abcdefghijk";
+pub(crate) const VERIFIER: &str = "a-pkce-verifier-of-enough-length-0123456789abcdefghijk";
 
-fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     B64.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// A code for `client`, issued as `/authorize` will issue it.
-async fn code(
+pub(crate) async fn code(
     app: &TestApp,
     account: &str,
     client: &Client,
@@ -163,7 +164,7 @@ async fn code(
         .unwrap()
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     app: &TestApp,
     auth: &str,
     code: &str,
@@ -1246,4 +1247,93 @@ async fn clients_of_the_configuration_are_written_at_start_and_removed_when_gone
             .unwrap()
             .is_some()
     );
+}
+
+/// The provider keeps parsed clients; a change made elsewhere (here by `gatehouse
+/// clients`, another process on the same database, as another node would be) counts
+/// at the client's very next request.
+async fn a_client_changed_by_another_process_counts_at_its_next_request(b: Backend) {
+    let app = spawn(b).await;
+    let run = cli(
+        &app,
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Cron",
+            "--grant",
+            "client_credentials",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.json()["client_id"].as_str().unwrap().to_owned();
+    let secret = run.json()["client_secret"].as_str().unwrap().to_owned();
+    let grant = [("grant_type", "client_credentials")];
+    let token = |body: &Value| body["access_token"].as_str().map(str::to_owned);
+    for _ in 0..2 {
+        let (status, body) =
+            post_form(&app, "/oauth/token", Some(&basic(&id, &secret)), &grant).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(token(&body).is_some(), "{body}");
+    }
+
+    // A new secret: the kept client's old secret is refused at once.
+    let run = cli(&app, &["clients", "rotate-secret", &id, "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rotated = run.json()["client_secret"].as_str().unwrap().to_owned();
+    let (status, body) = post_form(&app, "/oauth/token", Some(&basic(&id, &secret)), &grant).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(oauth_error("invalid_client")(&body), "{body}");
+    let (status, body) = post_form(&app, "/oauth/token", Some(&basic(&id, &rotated)), &grant).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Another authentication method: Basic is refused, the form's secret taken.
+    let run = cli(
+        &app,
+        &[
+            "clients",
+            "update",
+            &id,
+            "--token-endpoint-auth-method",
+            "client_secret_post",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (status, body) = post_form(&app, "/oauth/token", Some(&basic(&id, &rotated)), &grant).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(oauth_error("invalid_client")(&body), "{body}");
+    let posted = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", rotated.as_str()),
+    ];
+    let (status, body) = post_form(&app, "/oauth/token", None, &posted).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let live = token(&body).unwrap();
+    let (status, body) = post_form(
+        &app,
+        "/oauth/introspect",
+        None,
+        &[
+            ("token", live.as_str()),
+            ("client_id", id.as_str()),
+            ("client_secret", rotated.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["active"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{body}"
+    );
+
+    // Removed: refused at once.
+    let run = cli(&app, &["clients", "remove", &id]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (status, body) = post_form(&app, "/oauth/token", None, &posted).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(oauth_error("invalid_client")(&body), "{body}");
 }

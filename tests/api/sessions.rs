@@ -582,6 +582,7 @@ async fn a_purge_of_many_rows_goes_in_batches_and_counts_them(b: Backend) {
                 idle_expires_at: now + 3_600,
                 expires_at: now + 3_600,
                 max_per_account: 1_000,
+                oidc: None,
                 keep_per_account: 900,
             })
             .await

@@ -4,8 +4,11 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
 use super::{PostgresStore, on_unique};
+use crate::crypto::random_id;
 use crate::domain::client::{AuthMethod, Client};
-use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
+use crate::store::oidc::{
+    CodeUse, OidcStore, QueuedLogout, StoredCode, list_from_text, list_to_text, sql,
+};
 use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
@@ -24,6 +27,13 @@ impl OidcStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(client_from_row).transpose()?)
+    }
+
+    async fn client_revision(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(sql::CLIENT_REVISION)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {
@@ -47,6 +57,7 @@ impl OidcStore for PostgresStore {
             .bind(&c.id_token_alg)
             .bind(&c.backchannel_logout_uri)
             .bind(c.updated_at)
+            .bind(random_id())
             .bind(&c.id)
             .execute(&self.pool)
             .await?;
@@ -65,6 +76,7 @@ impl OidcStore for PostgresStore {
         let done = sqlx::query(sql::SET_SECRET)
             .bind(hash)
             .bind(now)
+            .bind(random_id())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -160,16 +172,6 @@ impl OidcStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()> {
-        sqlx::query(sql::BIND_SESSION)
-            .bind(client_id)
-            .bind(scopes)
-            .bind(session)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>> {
         let row = sqlx::query(sql::OIDC_SESSION)
             .bind(session)
@@ -195,6 +197,62 @@ impl OidcStore for PostgresStore {
     async fn purge_oidc(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.purge(&sql::PURGE_POSTGRES, now, limit).await
     }
+
+    async fn lease_logouts(
+        &self,
+        lease: &str,
+        now: i64,
+        leased_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedLogout>> {
+        let rows: Vec<(String, String, String, String, i64, i64)> =
+            sqlx::query_as(sql::LEASE_LOGOUTS_POSTGRES)
+                .bind(lease)
+                .bind(leased_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, client_id, account_id, session_id, created_at, attempts)| QueuedLogout {
+                    id,
+                    client_id,
+                    account_id,
+                    session_id,
+                    created_at,
+                    attempts,
+                },
+            )
+            .collect())
+    }
+
+    async fn logout_done(&self, lease: &str, id: &str) -> StoreResult<()> {
+        sqlx::query(sql::LOGOUT_DONE)
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn logout_failed(
+        &self,
+        lease: &str,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::LOGOUT_FAILED)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 fn insert_client(
@@ -217,6 +275,7 @@ fn insert_client(
         .bind(c.source.clone())
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(random_id())
 }
 
 fn client_from_row(r: &PgRow) -> sqlx::Result<Client> {

@@ -28,6 +28,8 @@ impl SessionStore for PostgresStore {
             .bind(s.keep_per_account - 1)
             .bind(s.max_per_account)
             .bind(&s.amr)
+            .bind(s.oidc.as_ref().map(|o| &o.client_id))
+            .bind(s.oidc.as_ref().map(|o| &o.scopes))
             .execute(self.db())
             .await?;
         Ok(done.rows_affected())

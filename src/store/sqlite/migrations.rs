@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_accounts_created_at.sql",
         include_str!("../../../migrations/sqlite/0011_accounts_created_at.sql"),
     ),
+    (
+        "0013_oidc_backchannel_logout.sql",
+        include_str!("../../../migrations/sqlite/0013_oidc_backchannel_logout.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.

@@ -3,8 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, on_unique};
+use crate::crypto::random_id;
 use crate::domain::client::{AuthMethod, Client};
-use crate::store::oidc::{CodeUse, OidcStore, StoredCode, list_from_text, list_to_text, sql};
+use crate::store::oidc::{
+    CodeUse, OidcStore, QueuedLogout, StoredCode, list_from_text, list_to_text, sql,
+};
 use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
@@ -22,6 +25,14 @@ impl OidcStore for SqliteStore {
         self.readers.read(|c| {
             c.prepare_cached(sql::CLIENT_BY_ID)?
                 .query_row([id], client_from_row)
+                .optional()
+        })
+    }
+
+    async fn client_revision(&self, id: &str) -> StoreResult<Option<String>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::CLIENT_REVISION)?
+                .query_row([id], |r| r.get(0))
                 .optional()
         })
     }
@@ -50,6 +61,7 @@ impl OidcStore for SqliteStore {
                     c.id_token_alg,
                     c.backchannel_logout_uri,
                     c.updated_at,
+                    random_id(),
                     c.id
                 ])?;
                 Ok(n == 1)
@@ -70,9 +82,12 @@ impl OidcStore for SqliteStore {
         let (id, hash) = (id.to_owned(), hash.to_owned());
         self.writer
             .write(true, move |c| {
-                Ok(c.prepare_cached(sql::SET_SECRET)?
-                    .execute(params![hash, now, id])?
-                    == 1)
+                Ok(c.prepare_cached(sql::SET_SECRET)?.execute(params![
+                    hash,
+                    now,
+                    random_id(),
+                    id
+                ])? == 1)
             })
             .await
     }
@@ -166,18 +181,6 @@ impl OidcStore for SqliteStore {
             .await
     }
 
-    async fn bind_session(&self, session: &str, client_id: &str, scopes: &str) -> StoreResult<()> {
-        let (session, client, scopes) =
-            (session.to_owned(), client_id.to_owned(), scopes.to_owned());
-        self.writer
-            .write(true, move |c| {
-                c.prepare_cached(sql::BIND_SESSION)?
-                    .execute(params![client, scopes, session])?;
-                Ok(())
-            })
-            .await
-    }
-
     async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>> {
         self.readers.read(|c| {
             c.prepare_cached(sql::OIDC_SESSION)?
@@ -207,6 +210,65 @@ impl OidcStore for SqliteStore {
             .write(false, move |c| super::purge(c, &sql::PURGE, now, limit))
             .await
     }
+
+    async fn lease_logouts(
+        &self,
+        lease: &str,
+        now: i64,
+        leased_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedLogout>> {
+        let lease = lease.to_owned();
+        // Not durable: a lease lost to a power cut only lets the token go out again.
+        self.writer
+            .write(false, move |c| {
+                let mut statement = c.prepare_cached(sql::LEASE_LOGOUTS)?;
+                let rows = statement.query_map(params![lease, leased_until, now, limit], |r| {
+                    Ok(QueuedLogout {
+                        id: r.get(0)?,
+                        client_id: r.get(1)?,
+                        account_id: r.get(2)?,
+                        session_id: r.get(3)?,
+                        created_at: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn logout_done(&self, lease: &str, id: &str) -> StoreResult<()> {
+        let (lease, id) = (lease.to_owned(), id.to_owned());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::LOGOUT_DONE)?
+                    .execute(params![id, lease])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn logout_failed(
+        &self,
+        lease: &str,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StoreResult<()> {
+        let (lease, id, error) = (lease.to_owned(), id.to_owned(), error.to_owned());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::LOGOUT_FAILED)?.execute(params![
+                    next_attempt_at,
+                    error,
+                    id,
+                    lease
+                ])?;
+                Ok(())
+            })
+            .await
+    }
 }
 
 fn insert_client(conn: &Connection, statement: &str, c: &Client) -> StoreResult<()> {
@@ -226,7 +288,8 @@ fn insert_client(conn: &Connection, statement: &str, c: &Client) -> StoreResult<
             c.backchannel_logout_uri,
             c.source,
             c.created_at,
-            c.updated_at
+            c.updated_at,
+            random_id()
         ])
         .map_err(on_unique)?;
     Ok(())

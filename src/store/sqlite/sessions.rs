@@ -26,7 +26,9 @@ impl SessionStore for SqliteStore {
                     s.ip,
                     s.idle_expires_at,
                     s.expires_at,
-                    s.amr
+                    s.amr,
+                    s.oidc.as_ref().map(|o| &o.client_id),
+                    s.oidc.as_ref().map(|o| &o.scopes)
                 ])?;
                 let count: i64 = c
                     .prepare_cached(sql::COUNT_OF_ACCOUNT)?
