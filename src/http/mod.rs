@@ -70,6 +70,7 @@ pub fn router(app: AppState) -> Router {
         .merge(health::router())
         .merge(jwks::router())
         .merge(oidc::router())
+        .merge(ui::oidc_router())
         .merge(lifecycle::router(&app))
         .merge(mfa::router())
         .merge(ownid::router(&app))
@@ -400,6 +401,15 @@ async fn purge_expired(app: AppState) {
                 Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired codes and assertions"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired codes failed"),
+            }
+            match app.store.authorize().purge_requests(now).await {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(rows = n, "purged expired authorization requests")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging expired authorization requests failed")
+                }
             }
         }
         match app.store.signing_keys().purge_signing_keys(now).await {

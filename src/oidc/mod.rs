@@ -2,6 +2,7 @@
 //! of HTTP or SQL.
 
 pub mod assertion;
+pub mod authorize;
 pub mod clients;
 pub mod provider;
 pub mod redirect;

@@ -32,7 +32,7 @@ crate::on_every_backend!(
 /// The issuer the tests configure: `http.public_url` with a trailing slash, which the
 /// issuer must not keep.
 const PUBLIC_URL: &str = "https://id.example.test/";
-const ISSUER: &str = "https://id.example.test";
+pub(crate) const ISSUER: &str = "https://id.example.test";
 
 async fn spawn(b: Backend) -> TestApp {
     TestApp::spawn_with(b, |s| {
@@ -47,7 +47,7 @@ fn provider(app: &TestApp) -> &Arc<Provider> {
 }
 
 /// Registers a client straight in the store; its secret, if it has one.
-async fn register(app: &TestApp, r: Registration) -> (Client, Option<String>) {
+pub(crate) async fn register(app: &TestApp, r: Registration) -> (Client, Option<String>) {
     let mut client = r.check(gatehouse::crypto::random_id(), 1).unwrap();
     let mut secret = None;
     if needs_secret(&client) {
@@ -59,7 +59,7 @@ async fn register(app: &TestApp, r: Registration) -> (Client, Option<String>) {
     (client, secret)
 }
 
-fn web_client() -> Registration {
+pub(crate) fn web_client() -> Registration {
     Registration {
         name: "Wiki".into(),
         redirect_uris: vec!["https://wiki.example/cb".into()],
@@ -83,7 +83,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
     f.finish()
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(crate) fn basic(id: &str, secret: &str) -> String {
     let enc = |s: &str| form(&[("x", s)])[2..].to_owned();
     let pair = format!("{}:{}", enc(id), enc(secret));
     format!(
@@ -93,7 +93,7 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 /// POSTs a form to `path`, with `authorization` if given.
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     path: &str,
     authorization: Option<&str>,
@@ -132,9 +132,9 @@ async fn account(app: &TestApp) -> (String, String) {
     )
 }
 
-const VERIFIER: &str = "a-pkce-verifier-of-enough-length-0123456789abcdefghijk";
+pub(crate) const VERIFIER: &str = "a-pkce-verifier-of-enough-length-0123456789abcdefghijk";
 
-fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     B64.encode(Sha256::digest(verifier.as_bytes()))
 }
 
@@ -163,7 +163,7 @@ async fn code(
         .unwrap()
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     app: &TestApp,
     auth: &str,
     code: &str,
@@ -182,7 +182,7 @@ async fn exchange(
 }
 
 /// Verifies a JWT with the key of the published JWKS its `kid` names.
-async fn verify_with_jwks(app: &TestApp, token: &str, audience: &str) -> Value {
+pub(crate) async fn verify_with_jwks(app: &TestApp, token: &str, audience: &str) -> Value {
     let (header, _) = jwt_parts(token);
     let (status, set) = read(app.get("/.well-known/jwks.json", None).await).await;
     assert_eq!(status, StatusCode::OK, "{set}");

@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_accounts_created_at.sql",
         include_str!("../../../migrations/sqlite/0011_accounts_created_at.sql"),
     ),
+    (
+        "0012_oidc_authorize.sql",
+        include_str!("../../../migrations/sqlite/0012_oidc_authorize.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -154,6 +158,8 @@ mod tests {
                 "oidc_assertions",
                 "oidc_clients",
                 "oidc_codes",
+                "oidc_consents",
+                "oidc_requests",
                 "one_time_tokens",
                 "passkeys",
                 "pending_signins",
