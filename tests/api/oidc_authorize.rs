@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, email, read};
 use crate::oidc::{
-    ISSUER, VERIFIER, basic, challenge, exchange, register, verify_with_jwks, web_client,
+    ISSUER, VERIFIER, basic, challenge, exchange, post_form, register, verify_with_jwks, web_client,
 };
 use crate::ui::{Browser, Page};
 
@@ -25,6 +25,10 @@ crate::on_every_backend!(
     form_post_answers_with_a_page_that_posts_to_the_client,
     a_disabled_account_gets_no_code,
     an_account_with_a_second_factor_gives_it_before_the_code,
+    a_consent_revoked_on_the_account_page_ends_the_clients_tokens,
+    consents_are_listed_and_revoked_over_the_api,
+    logout_with_an_id_token_hint_ends_the_sessions_and_returns_to_the_client,
+    logout_without_a_hint_asks_first_and_never_redirects_elsewhere,
 );
 
 const PASSWORD: &str = "password-123";
@@ -685,4 +689,264 @@ async fn an_account_with_a_second_factor_gives_it_before_the_code(b: Backend) {
         id["amr"].as_array().unwrap().contains(&json!("mfa")),
         "{id}"
     );
+}
+
+/// A browser signed in that consented to `client` and the client's tokens (with a
+/// refresh token).
+async fn consented<'a>(
+    app: &'a TestApp,
+    client: &Client,
+    auth: &str,
+    address: &str,
+) -> (Browser<'a>, serde_json::Value) {
+    let mut browser = signed_in(app, address).await;
+    let consent = browser.get(&authorize(&client.id, &[])).await;
+    let q = at_callback(&allow(&mut browser, &consent).await);
+    let (status, tokens) = exchange(app, auth, &q["code"], CALLBACK, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    (browser, tokens)
+}
+
+async fn refreshed(
+    app: &TestApp,
+    auth: &str,
+    tokens: &serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    post_form(
+        app,
+        "/oauth/token",
+        Some(auth),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await
+}
+
+async fn a_consent_revoked_on_the_account_page_ends_the_clients_tokens(b: Backend) {
+    let app = spawn(b).await;
+    let (client, auth) = wiki(&app, false).await;
+    let (address, _) = person(&app).await;
+    let (mut browser, tokens) = consented(&app, &client, &auth, &address).await;
+
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    for text in [
+        "Connected apps",
+        "<strong>Wiki</strong>",
+        "See your email address",
+        "Revoke access",
+    ] {
+        assert!(account.body.contains(text), "{text}: {}", account.body);
+    }
+    let revoked = browser
+        .fill(
+            &account.body,
+            "/ui/account/apps/revoke",
+            &[("client", &client.id)],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(revoked.location(), "/ui/account?done=app-revoked");
+    let account = browser.get(revoked.location()).await;
+    assert!(
+        account.body.contains("access is revoked"),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.body.contains("No app has access"),
+        "{}",
+        account.body
+    );
+    // The browser's own session lives on; the client's tokens are refused.
+    assert!(browser.session_cookie().is_some());
+    let (status, body) = refreshed(&app, &auth, &tokens).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    let (status, body) = post_form(
+        &app,
+        "/oauth/introspect",
+        Some(&auth),
+        &[("token", tokens["access_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(
+        (status, &body["active"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
+    // The next authorization asks again.
+    let again = browser.get(&authorize(&client.id, &[])).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(
+        again.body.contains("action=\"/oauth/authorize/consent\""),
+        "{}",
+        again.body
+    );
+}
+
+async fn consents_are_listed_and_revoked_over_the_api(b: Backend) {
+    let app = spawn(b).await;
+    let (client, auth) = wiki(&app, false).await;
+    let (address, _) = person(&app).await;
+    let (_, tokens) = consented(&app, &client, &auth, &address).await;
+    let (status, body) = app.login(&address, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bearer = body["token"].as_str().unwrap().to_owned();
+    let (status, list) = read(app.get("/auth/oidc/consents", Some(&bearer)).await).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["consents"][0]["client_id"], client.id.as_str());
+    assert_eq!(list["consents"][0]["client_name"], "Wiki");
+    assert_eq!(
+        list["consents"][0]["scopes"],
+        json!(["openid", "email", "offline_access"])
+    );
+    let delete = |path: String| {
+        app.client
+            .delete(app.url(&path))
+            .bearer_auth(&bearer)
+            .send()
+    };
+    let res = delete(format!("/auth/oidc/consents/{}", client.id))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (status, body) = refreshed(&app, &auth, &tokens).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = read(
+        delete(format!("/auth/oidc/consents/{}", client.id))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "No consent to this client.");
+    let (status, list) = read(app.get("/auth/oidc/consents", Some(&bearer)).await).await;
+    assert_eq!((status, list), (StatusCode::OK, json!({"consents": []})));
+}
+
+async fn logout_with_an_id_token_hint_ends_the_sessions_and_returns_to_the_client(b: Backend) {
+    let app = spawn(b).await;
+    let (client, auth) = wiki(&app, false).await;
+    let (address, _) = person(&app).await;
+    let (mut browser, tokens) = consented(&app, &client, &auth, &address).await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("id_token_hint", hint)
+        .append_pair("post_logout_redirect_uri", "https://wiki.example/bye")
+        .append_pair("state", "bye 1")
+        .finish();
+    let out = browser.get(&format!("/oauth/logout?{query}")).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert_eq!(out.location(), "https://wiki.example/bye?state=bye+1");
+    assert!(browser.session_cookie().is_none(), "the cookie is cleared");
+    // The browser's session and the ID token's (sid) both ended.
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::SEE_OTHER, "{}", account.body);
+    let (status, body) = refreshed(&app, &auth, &tokens).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_grant")),
+        "{body}"
+    );
+
+    // Without post_logout_redirect_uri: the signed-out page.
+    let mut browser = signed_in(&app, &address).await;
+    let out = browser
+        .get(&format!("/oauth/logout?id_token_hint={hint}"))
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    assert!(out.body.contains("You are signed out."), "{}", out.body);
+    assert!(browser.session_cookie().is_none());
+    // A token that is not one of our ID tokens: an error page.
+    let out = browser
+        .get("/oauth/logout?id_token_hint=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+        .await;
+    assert_eq!(out.status, StatusCode::BAD_REQUEST, "{}", out.body);
+    assert!(out.headers.get("location").is_none());
+    assert!(
+        out.body.contains("sign-out request is not valid"),
+        "{}",
+        out.body
+    );
+}
+
+async fn logout_without_a_hint_asks_first_and_never_redirects_elsewhere(b: Backend) {
+    let app = spawn(b).await;
+    let (client, auth) = wiki(&app, false).await;
+    let (address, _) = person(&app).await;
+    let (mut browser, tokens) = consented(&app, &client, &auth, &address).await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    for uri in [
+        "https://evil.example/bye",
+        "https://wiki.example/bye/",
+        "https://wiki.example/BYE",
+        "https://wiki.example/bye?x=1",
+        "https://wiki.example@evil.example/bye",
+        "https://wiki.example/cb",
+    ] {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("id_token_hint", hint)
+            .append_pair("post_logout_redirect_uri", uri)
+            .finish();
+        let out = browser.get(&format!("/oauth/logout?{query}")).await;
+        assert_eq!(out.status, StatusCode::BAD_REQUEST, "{uri}: {}", out.body);
+        assert!(out.headers.get("location").is_none(), "{uri}");
+        assert!(
+            out.body.contains("has not registered"),
+            "{uri}: {}",
+            out.body
+        );
+    }
+    assert!(browser.session_cookie().is_some(), "nothing ended");
+
+    // A link without a hint: a page asks, and nothing ends until its button.
+    let query = format!(
+        "client_id={}&post_logout_redirect_uri=https%3A%2F%2Fwiki.example%2Fbye&state=s2",
+        client.id
+    );
+    let ask = browser.get(&format!("/oauth/logout?{query}")).await;
+    assert_eq!(ask.status, StatusCode::OK, "{}", ask.body);
+    assert!(
+        ask.body.contains("An app asks to sign you out."),
+        "{}",
+        ask.body
+    );
+    assert!(ask.headers.get("location").is_none());
+    let account = browser.get("/ui/account").await;
+    assert_eq!(
+        account.status,
+        StatusCode::OK,
+        "still signed in: {}",
+        account.body
+    );
+    // The confirmation from another site is refused.
+    let forged = browser
+        .post("/oauth/logout", &[("confirm", "yes"), ("csrf", "x")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    let out = browser
+        .fill(
+            &ask.body,
+            "/oauth/logout",
+            &[
+                ("confirm", "yes"),
+                ("client_id", &client.id),
+                ("post_logout_redirect_uri", "https://wiki.example/bye"),
+                ("state", "s2"),
+            ],
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert_eq!(out.location(), "https://wiki.example/bye?state=s2");
+    assert!(browser.session_cookie().is_none());
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::SEE_OTHER, "{}", account.body);
 }
