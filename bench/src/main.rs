@@ -35,11 +35,12 @@ struct Args {
     /// Scenarios to run: 1 register, 2 login, 3 /auth/me, 4 wallet, 5 OwnID, 6 burst,
     /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP,
     /// 11 password + TOTP sign-in, 12 GET /ui/sign-in, 13 sign-in through the /ui/sign-in
-    /// form, 14 OIDC client_credentials, 15 OIDC introspection.
+    /// form, 14 OIDC client_credentials, 15 OIDC introspection, 17 a whole sign-in
+    /// through /oauth/authorize, the password form and the code exchange.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15"
+        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15,17"
     )]
     scenarios: Vec<u8>,
     /// Measured seconds per scenario.
@@ -216,7 +217,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         print_hash_share(&m, hash_together);
     }
-    if wants(2) || wants(3) || wants(9) || wants(13) {
+    if wants(2) || wants(3) || wants(9) || wants(13) || wants(17) {
         bench.prepare_accounts().await?;
     }
     if wants(2) {
@@ -352,6 +353,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Outcome::Done(m) => {
                 print_measured(&m);
                 targets.introspection = Some(m.throughput());
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
+        }
+    }
+    if wants(17) {
+        heading(
+            17,
+            "OIDC sign-in: /oauth/authorize, the sign-in page and form, /authorize again, the code exchange",
+            &format!(
+                "{} clients, one account each, a first-party public client with PKCE",
+                bench.clients
+            ),
+        );
+        match bench.authorize_sign_in().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                println!(
+                    "  hash-bound    {:.1}% of {:.1}/s (each flow hashes once)",
+                    100.0 * m.throughput() / hash_limit,
+                    hash_limit
+                );
             }
             Outcome::Skipped => println!("  skipped: route not available"),
         }
