@@ -73,6 +73,7 @@ pub async fn expired(
         round.extend(store.mail().purge_mail(now, batches.rows).await?);
         round.extend(store.mfa().purge_pending(now, batches.rows).await?);
         round.extend(store.oidc().purge_oidc(now, batches.rows).await?);
+        round.extend(store.authorize().purge_requests(now, batches.rows).await?);
         round.push((
             "sessions",
             store.sessions().purge_sessions(now, batches.rows).await?,

@@ -83,6 +83,10 @@ pub fn get(path: &str, bearer: Option<&str>) -> Vec<u8> {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
+    /// The `name=value` of each `Set-Cookie`.
+    pub cookies: Vec<String>,
 }
 
 impl Response {
@@ -142,6 +146,8 @@ impl Conn {
                 return Ok(Response {
                     status: head.status,
                     body,
+                    location: head.location,
+                    cookies: head.cookies,
                 });
             }
             self.fill().await?;
@@ -163,6 +169,8 @@ struct Head {
     len: usize,
     content_length: usize,
     close: bool,
+    location: Option<String>,
+    cookies: Vec<String>,
 }
 
 /// The status line and headers, once they are complete in `buf`.
@@ -176,6 +184,8 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
     };
     let mut content_length = 0;
     let mut close = false;
+    let mut location = None;
+    let mut cookies = Vec::new();
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             content_length = std::str::from_utf8(h.value)
@@ -188,6 +198,14 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             return Err(bad("chunked responses are not supported"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             close = h.value.eq_ignore_ascii_case(b"close");
+        } else if h.name.eq_ignore_ascii_case("location") {
+            location = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        } else if h.name.eq_ignore_ascii_case("set-cookie")
+            && let Some(pair) = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.split(';').next())
+        {
+            cookies.push(pair.trim().to_owned());
         }
     }
     Ok(Some(Head {
@@ -195,6 +213,8 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
         len,
         content_length,
         close,
+        location,
+        cookies,
     }))
 }
 

@@ -38,12 +38,13 @@ struct Args {
     /// 7 passkey sign-in, 8 SIWE sign-in, 9 refresh, 10 outbox delivery to SMTP,
     /// 11 password + TOTP sign-in, 12 GET /ui/sign-in, 13 sign-in through the /ui/sign-in
     /// form, 14 OIDC client_credentials, 15 OIDC introspection, 16 OIDC code exchange
-    /// (RS256 and ES256 ID tokens; SQLite only), 18 /auth/mfa/verify alone (TOTP; SQLite
-    /// only).
+    /// (RS256 and ES256 ID tokens; SQLite only), 17 a whole sign-in through
+    /// /oauth/authorize, the password form and the code exchange, 18 /auth/mfa/verify
+    /// alone (TOTP; SQLite only).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15,16"
+        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15,16,17"
     )]
     scenarios: Vec<u8>,
     /// Codes seeded per client in scenario 16: each request spends one, so this times
@@ -235,7 +236,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         print_hash_share(&m, hash_together);
     }
-    if wants(2) || wants(3) || wants(9) || wants(13) {
+    if wants(2) || wants(3) || wants(9) || wants(13) || wants(17) {
         bench.prepare_accounts().await?;
     }
     if wants(2) {
@@ -396,6 +397,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     println!("  skipped: the provider is off, or the store is not SQLite")
                 }
             }
+        }
+    }
+    if wants(17) {
+        heading(
+            17,
+            "OIDC sign-in: /oauth/authorize, the sign-in page and form, /authorize again, the code exchange",
+            &format!(
+                "{} clients, one account each, a first-party public client with PKCE",
+                bench.clients
+            ),
+        );
+        match bench.authorize_sign_in().await? {
+            Outcome::Done(m) => {
+                print_measured(&m);
+                println!(
+                    "  hash-bound    {:.1}% of {:.1}/s (each flow hashes once)",
+                    100.0 * m.throughput() / hash_limit,
+                    hash_limit
+                );
+            }
+            Outcome::Skipped => println!("  skipped: route not available"),
         }
     }
     if wants(4) {

@@ -550,6 +550,50 @@ impl Bench {
         Ok(Outcome::Done(self.measure(flows, "req/s").await))
     }
 
+    /// Scenario 17: a whole sign-in through `/oauth/authorize`, as a browser and a
+    /// relying party make it: `/authorize` without a session (to the sign-in page),
+    /// the page, the password form (a session and its cookie), `/authorize` again
+    /// (a first-party client: no consent; the code), and the code's exchange with PKCE
+    /// at `/oauth/token` (an RS256 ID token). Each load client signs its own prepared
+    /// account in, again and again.
+    pub async fn authorize_sign_in(&self) -> anyhow::Result<Outcome<Measured>> {
+        if !self.oidc_is_on().await? {
+            return Ok(Outcome::Skipped);
+        }
+        let out = std::process::Command::new(&self.server.binary)
+            .args(["clients", "add", "--name", "bench-authorize", "--public"])
+            .args([
+                "--first-party",
+                "--redirect-uri",
+                AUTHORIZE_CALLBACK,
+                "--json",
+            ])
+            .env("GATEHOUSE_DATABASE_URL", &self.server.database_url)
+            .output()
+            .context("running gatehouse clients add")?;
+        if !out.status.success() {
+            bail!(
+                "gatehouse clients add: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let client = v["client_id"]
+            .as_str()
+            .context("clients add --json: no client_id")?
+            .to_owned();
+        let flows = self
+            .accounts
+            .iter()
+            .map(|a| AuthorizeFlow {
+                link: Link::new(self.addr()),
+                client: client.clone(),
+                email: a.email.clone(),
+            })
+            .collect();
+        Ok(Outcome::Done(self.measure(flows, "flows/s").await))
+    }
+
     async fn oidc_is_on(&self) -> anyhow::Result<bool> {
         let mut link = Link::new(self.addr());
         let res = link
@@ -1156,6 +1200,131 @@ impl Flow for PageFlow {
             return Err(Failure::Body("no form"));
         }
         Ok(())
+    }
+}
+
+/// Scenario 17's client: a first-party public client on the loopback.
+const AUTHORIZE_CALLBACK: &str = "http://127.0.0.1/cb";
+/// Its PKCE verifier and that verifier's S256 challenge.
+const AUTHORIZE_VERIFIER: &str = "dBjftJeZ4CVP-mJ0L2qTuEN1X5Sd8fc2q0s0a3gtB4I";
+const AUTHORIZE_CHALLENGE: &str = "Q1l-jP9YrdnCNu-6nz_eIseapNaaOJH_CrFnETGcCKk";
+
+struct AuthorizeFlow {
+    link: Link,
+    client: String,
+    email: String,
+}
+
+impl AuthorizeFlow {
+    /// A `303` and its `Location`.
+    fn see_other(res: &client::Response) -> Result<String, Failure> {
+        if res.status != 303 {
+            return Err(Failure::Status(res.status));
+        }
+        res.location.clone().ok_or(Failure::Body("no Location"))
+    }
+}
+
+impl Flow for AuthorizeFlow {
+    async fn run(&mut self) -> Result<(), Failure> {
+        let nonce = nonce_cookie();
+        let authorize = format!(
+            "/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid+email&state=s&nonce=n&code_challenge={AUTHORIZE_CHALLENGE}&code_challenge_method=S256",
+            self.client,
+            url::form_urlencoded::byte_serialize(AUTHORIZE_CALLBACK.as_bytes()).collect::<String>()
+        );
+        let res = self
+            .link
+            .call(&client::request(
+                "GET",
+                &authorize,
+                &[("cookie", &nonce)],
+                b"",
+            ))
+            .await?;
+        let sign_in = Self::see_other(&res)?;
+        let return_to = url::Url::parse(&format!("http://x{sign_in}"))
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "return_to")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .ok_or(Failure::Body("no return_to"))?;
+        let page = self
+            .link
+            .call(&client::request(
+                "GET",
+                &sign_in,
+                &[("cookie", &nonce)],
+                b"",
+            ))
+            .await?;
+        if page.status != 200 {
+            return Err(Failure::Status(page.status));
+        }
+        let token =
+            csrf_of(&String::from_utf8_lossy(&page.body)).ok_or(Failure::Body("no form"))?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &token)
+            .append_pair("email", &self.email)
+            .append_pair("password", PASSWORD)
+            .append_pair("return_to", &return_to)
+            .finish();
+        let res = self
+            .link
+            .call(&client::request(
+                "POST",
+                "/ui/sign-in",
+                &[
+                    ("cookie", &nonce),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                form.as_bytes(),
+            ))
+            .await?;
+        let resume = Self::see_other(&res)?;
+        let session = res
+            .cookies
+            .iter()
+            .find(|c| c.starts_with("gatehouse-ui="))
+            .ok_or(Failure::Body("no session cookie"))?;
+        let cookies = format!("{nonce}; {session}");
+        let res = self
+            .link
+            .call(&client::request(
+                "GET",
+                &resume,
+                &[("cookie", &cookies)],
+                b"",
+            ))
+            .await?;
+        let callback = Self::see_other(&res)?;
+        let code = url::Url::parse(&callback)
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .ok_or(Failure::Body("no code"))?;
+        let exchange = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", AUTHORIZE_CALLBACK)
+            .append_pair("client_id", &self.client)
+            .append_pair("code_verifier", AUTHORIZE_VERIFIER)
+            .finish();
+        let res = self
+            .link
+            .call(&client::request(
+                "POST",
+                "/oauth/token",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                exchange.as_bytes(),
+            ))
+            .await?;
+        res.field(200, "id_token").map(drop)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod changes;
 pub mod client;
+pub mod consents;
 pub mod error;
 pub mod health;
 pub mod json;
@@ -67,9 +68,11 @@ pub fn router(app: AppState) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(changes::router(&app))
+        .merge(consents::router())
         .merge(health::router())
         .merge(jwks::router())
         .merge(oidc::router())
+        .merge(ui::oidc_router())
         .merge(lifecycle::router(&app))
         .merge(mfa::router())
         .merge(ownid::router(&app))

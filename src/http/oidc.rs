@@ -1,7 +1,8 @@
 //! The OpenID Connect provider's HTTP surface: discovery (`/.well-known/
 //! openid-configuration`, RFC 8414's `/.well-known/oauth-authorization-server`), and
 //! under `/oauth/`: the token endpoint, introspection (RFC 7662), revocation (RFC 7009)
-//! and UserInfo. `/oauth/authorize` comes with the hosted sign-in pages.
+//! and UserInfo. `/oauth/authorize` and `/oauth/logout` come with the hosted pages
+//! (`crate::http::ui`).
 //!
 //! Requests are `application/x-www-form-urlencoded` (RFC 6749 §3.2); a parameter given
 //! twice is refused. Errors are RFC 6749 §5.2's `{"error","error_description"}`; token
@@ -265,7 +266,11 @@ fn discovery(app: &AppState) -> Result<Value, Failure> {
         "introspection_endpoint": at("/oauth/introspect"),
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "acr_values_supported": ["aal1", "aal2"],
+        "ui_locales_supported": crate::ui::LANGUAGES,
+        "end_session_endpoint": at("/oauth/logout"),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,

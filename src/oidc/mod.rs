@@ -2,6 +2,7 @@
 //! endpoint's grants, back-channel logout. Knows nothing of HTTP or SQL.
 
 pub mod assertion;
+pub mod authorize;
 pub mod clients;
 pub mod logout;
 pub mod provider;

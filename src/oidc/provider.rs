@@ -838,6 +838,29 @@ impl Provider {
     }
 }
 
+/// What a verified `id_token_hint` says (RP-Initiated Logout §2).
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdTokenHint {
+    /// The account.
+    pub sub: String,
+    /// The client it was issued to.
+    pub aud: String,
+    /// The OIDC session it belongs to.
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+impl Provider {
+    /// An ID token of ours, handed back by a client: signed by a loaded OIDC key, our
+    /// issuer, expired or not. An access token (`typ: at+jwt`) is not one.
+    pub fn id_token_hint(&self, token: &str) -> Option<IdTokenHint> {
+        if crate::crypto::signing::typ_of(token).as_deref() == Some("at+jwt") {
+            return None;
+        }
+        self.keys.verify_ignoring_expiry(token).ok()
+    }
+}
+
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")

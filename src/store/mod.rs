@@ -2,6 +2,7 @@
 //! URL scheme. Domain code sees only [`Store`]; SQL lives in the backends.
 
 pub(crate) mod admin;
+pub mod authorize;
 pub mod mail;
 pub mod mfa;
 pub mod oidc;
@@ -21,6 +22,7 @@ use crate::domain::{Account, AccountId, WalletSummary};
 use crate::metrics::DatabaseTimer;
 
 pub use admin::{AccountOverview, AdminStore, contains_pattern};
+pub use authorize::{AuthorizeStore, Consent};
 pub use mail::MailStore;
 pub use mfa::MfaStore;
 pub use oidc::{CodeUse, OidcStore, StoredCode};
@@ -260,6 +262,8 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     fn admin(&self) -> &dyn AdminStore;
     /// The same database, seen through the second factor ([`MfaStore`]).
     fn mfa(&self) -> &dyn MfaStore;
+    /// The same database, seen through the authorization endpoint ([`AuthorizeStore`]).
+    fn authorize(&self) -> &dyn AuthorizeStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;

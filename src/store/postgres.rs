@@ -1,4 +1,5 @@
 mod admin;
+mod authorize;
 mod connections;
 mod mail;
 mod mfa;
@@ -272,6 +273,10 @@ impl Store for PostgresStore {
     }
 
     fn mfa(&self) -> &dyn MfaStore {
+        self
+    }
+
+    fn authorize(&self) -> &dyn AuthorizeStore {
         self
     }
 

@@ -11,6 +11,7 @@
 //! than a hop to another thread and back, which is what a read cost before.
 
 mod admin;
+mod authorize;
 mod backup;
 mod mail;
 mod mfa;
@@ -197,6 +198,10 @@ impl Store for SqliteStore {
     }
 
     fn mfa(&self) -> &dyn MfaStore {
+        self
+    }
+
+    fn authorize(&self) -> &dyn AuthorizeStore {
         self
     }
 

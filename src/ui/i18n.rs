@@ -97,6 +97,20 @@ impl Catalogue {
             .map_or(self.default, Lang)
     }
 
+    /// The first language of an OpenID Connect `ui_locales` (space-separated BCP 47
+    /// tags, in order of preference) that the catalogue has; `None` if it has none.
+    pub fn pick(&self, ui_locales: &str) -> Option<Lang> {
+        ui_locales
+            .split(' ')
+            .filter_map(|tag| tag.parse::<LanguageIdentifier>().ok())
+            .find_map(|asked| {
+                self.ids
+                    .iter()
+                    .position(|known| known.language == asked.language)
+            })
+            .map(Lang)
+    }
+
     /// Message `id` in `lang` (in English if that language lacks it, and the id itself
     /// if no language has it).
     pub fn message(&self, lang: Lang, id: &str, args: Option<&FluentArgs>) -> String {
@@ -172,5 +186,7 @@ mod tests {
             "Anmelden"
         );
         assert!(Catalogue::load("xx").is_err());
+        assert_eq!(c.pick("fr-CA de-AT en").map(Lang::tag), Some("de"));
+        assert_eq!(c.pick("fr ???"), None);
     }
 }

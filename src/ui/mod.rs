@@ -17,7 +17,7 @@ use crate::domain::return_to::ReturnOrigins;
 pub use i18n::{Catalogue, LANGUAGES, Lang, Messages};
 
 /// Every template, by name, and its built-in source.
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("base.html", include_str!("templates/base.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("sign_up.html", include_str!("templates/sign_up.html")),
@@ -44,6 +44,9 @@ const TEMPLATES: [(&str, &str); 11] = [
         "recovery_codes.html",
         include_str!("templates/recovery_codes.html"),
     ),
+    ("consent.html", include_str!("templates/consent.html")),
+    ("form_post.html", include_str!("templates/form_post.html")),
+    ("logout.html", include_str!("templates/logout.html")),
 ];
 
 /// The built-in stylesheet.
@@ -51,6 +54,8 @@ pub const STYLE: &str = include_str!("assets/style.css");
 /// The script of the passkey buttons and conditional UI.
 pub const PASSKEY_JS: &str = include_str!("assets/passkeys.js");
 pub const SIWE_JS: &str = include_str!("assets/siwe.js");
+/// The script of the form_post page: posts the authorization response on.
+pub const FORM_POST_JS: &str = include_str!("assets/form_post.js");
 /// The script of the emailed links' pages: takes the token out of the address bar.
 pub const LINK_JS: &str = include_str!("assets/link.js");
 
@@ -124,6 +129,11 @@ impl Pages {
     /// The language for an `Accept-Language` header.
     pub fn language(&self, accept_language: Option<&str>) -> Lang {
         self.catalogue.negotiate(accept_language)
+    }
+
+    /// The language an OpenID Connect `ui_locales` asks for, if the pages speak one.
+    pub fn language_of_locales(&self, ui_locales: &str) -> Option<Lang> {
+        self.catalogue.pick(ui_locales)
     }
 
     /// Message `id` in `lang`.

@@ -22,6 +22,7 @@ mod mail;
 mod mfa;
 mod observe;
 mod oidc;
+mod oidc_authorize;
 mod oidc_logout;
 mod operations;
 mod ownid;

@@ -33,7 +33,7 @@ crate::on_every_backend!(
 /// The issuer the tests configure: `http.public_url` with a trailing slash, which the
 /// issuer must not keep.
 const PUBLIC_URL: &str = "https://id.example.test/";
-const ISSUER: &str = "https://id.example.test";
+pub(crate) const ISSUER: &str = "https://id.example.test";
 
 async fn spawn(b: Backend) -> TestApp {
     TestApp::spawn_with(b, |s| {
@@ -183,7 +183,7 @@ pub(crate) async fn exchange(
 }
 
 /// Verifies a JWT with the key of the published JWKS its `kid` names.
-async fn verify_with_jwks(app: &TestApp, token: &str, audience: &str) -> Value {
+pub(crate) async fn verify_with_jwks(app: &TestApp, token: &str, audience: &str) -> Value {
     let (header, _) = jwt_parts(token);
     let (status, set) = read(app.get("/.well-known/jwks.json", None).await).await;
     assert_eq!(status, StatusCode::OK, "{set}");

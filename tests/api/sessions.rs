@@ -844,6 +844,7 @@ async fn an_account_that_signed_in_three_thousand_times_lists_at_most_the_cap(b:
                 expires_at: now + 3_600,
                 max_per_account: cap,
                 keep_per_account: keep,
+                oidc: None,
             })
             .collect();
         for ended in join_all(sessions.iter().map(|s| store.create_session(s))).await {

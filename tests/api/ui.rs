@@ -40,21 +40,21 @@ const PASSWORD: &str = "password-123";
 
 /// A browser without JavaScript: keeps the cookies it is given, sends its origin with
 /// every form, follows nothing by itself.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
-    cookies: HashMap<String, String>,
+    pub(crate) cookies: HashMap<String, String>,
     origin: String,
-    language: Option<&'static str>,
+    pub(crate) language: Option<&'static str>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get("location")
             .map_or("", |l| l.to_str().unwrap())
@@ -62,7 +62,7 @@ impl Page {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Browser<'a> {
+    pub(crate) fn new(app: &'a TestApp) -> Browser<'a> {
         let origin = app
             .app
             .settings
@@ -104,7 +104,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let mut req = self
             .app
             .client
@@ -117,7 +117,7 @@ impl<'a> Browser<'a> {
         self.keep(res).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -137,7 +137,12 @@ impl<'a> Browser<'a> {
 
     /// Opens `page`, fills the form that posts to `action` with `fields` and its CSRF
     /// token, and sends it.
-    async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn submit(
+        &mut self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
         let opened = self.get(page).await;
         assert_eq!(opened.status, StatusCode::OK, "{page}: {}", opened.body);
         let token = csrf_of(&opened.body, action);
@@ -157,7 +162,7 @@ impl<'a> Browser<'a> {
 
     /// Fills the form of `html` that posts to `action` with `fields` and its CSRF
     /// token, and sends it.
-    async fn fill(&mut self, html: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn fill(&mut self, html: &str, action: &str, fields: &[(&str, &str)]) -> Page {
         let token = csrf_of(html, action);
         let mut all = vec![("csrf", token.as_str())];
         all.extend_from_slice(fields);
@@ -173,7 +178,7 @@ impl<'a> Browser<'a> {
         .await
     }
 
-    fn session_cookie(&self) -> Option<&String> {
+    pub(crate) fn session_cookie(&self) -> Option<&String> {
         self.cookies
             .get("gatehouse-ui")
             .or_else(|| self.cookies.get("__Host-gatehouse-ui"))
@@ -181,7 +186,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The CSRF token of the form posting to `action`.
-fn csrf_of(html: &str, action: &str) -> String {
+pub(crate) fn csrf_of(html: &str, action: &str) -> String {
     let form = html
         .find(&format!("action=\"{action}\""))
         .unwrap_or_else(|| panic!("no form to {action}: {html}"));

@@ -36,6 +36,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/account/password", post(change_password))
         .route("/ui/account/sessions/end", post(end_session))
         .route("/ui/account/sessions/end-others", post(end_others))
+        .route("/ui/account/apps/revoke", post(revoke_app))
         .route("/ui/account/passkeys/rename", post(rename_passkey))
         .route("/ui/account/passkeys/remove", post(remove_passkey))
         .route("/ui/account/wallets/unlink", post(unlink_wallet))
@@ -50,7 +51,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// The notices a redirect back to the page may name (`?done=`); nothing else is shown.
-const NOTICES: [&str; 10] = [
+const NOTICES: [&str; 11] = [
     "totp-removed",
     "wallet-unlinked",
     "verification-sent",
@@ -61,6 +62,7 @@ const NOTICES: [&str; 10] = [
     "passkey-renamed",
     "passkey-removed",
     "passkey-added",
+    "app-revoked",
 ];
 
 /// The sign-in page, coming back here once signed in.
@@ -126,6 +128,20 @@ async fn render(
             return internal(app, b);
         }
     };
+    let apps = match app.store.authorize().consents(&session.account).await {
+        Ok(consents) => consents,
+        Err(e) => {
+            tracing::error!(error = %e, "the account page failed");
+            return internal(app, b);
+        }
+    };
+    let apps: Vec<_> = apps
+        .iter()
+        .map(|c| {
+            let scopes: Vec<String> = c.scopes.split(' ').map(|s| format!("scope-{s}")).collect();
+            context! { client_id => c.client_id, name => c.client_name, scopes => scopes, granted => rfc3339(c.granted_at) }
+        })
+        .collect();
     let passkeys: Vec<_> = profile
         .passkeys
         .iter()
@@ -145,6 +161,8 @@ async fn render(
         mail => app.lifecycle.is_some(),
         passkeys_on => app.settings.passkeys.enabled,
         sessions => sessions,
+        oidc => app.oidc.is_some(),
+        apps => apps,
         passkeys => passkeys,
         wallets => wallets,
         totp => factors.totp,
@@ -469,6 +487,47 @@ async fn end_session(
         Ok(_) => done(&app, "session-ended"),
         Err(e) => {
             tracing::error!(error = %e, "ending a session from the account page failed");
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "error-internal",
+                )),
+            )
+            .await
+        }
+    }
+}
+
+/// Revokes the consent to a client ("Connected apps"), ending the client's sessions
+/// of the account with it: its refresh and access tokens are refused from then on.
+async fn revoke_app(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let f = fields(form);
+    let session = match action(&app, &b, "revoke_app", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    let client = field(&f, "client").unwrap_or_default();
+    match app
+        .store
+        .authorize()
+        .revoke_consent(&session.account, client)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(account = %session.account.0, client, "consent revoked from the account page");
+            done(&app, "app-revoked")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "revoking a consent from the account page failed");
             render(
                 &app,
                 &b,

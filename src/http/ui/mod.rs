@@ -9,6 +9,8 @@
 //! loads nothing but this origin's stylesheet and scripts.
 
 mod account;
+mod authorize;
+mod logout;
 mod pages;
 mod passkeys;
 mod second_factor;
@@ -42,11 +44,19 @@ pub fn router(app: &App) -> Router<AppState> {
         .route("/ui/assets/link.js", get(link_js))
         .route("/ui/assets/passkeys.js", get(passkey_js))
         .route("/ui/assets/siwe.js", get(siwe_js))
+        .route("/ui/assets/form_post.js", get(form_post_js))
         .merge(pages::router(app))
         .merge(account::router())
         .merge(passkeys::router(app))
         .merge(second_factor::router())
         .merge(wallets::router(app))
+}
+
+/// The OpenID Connect provider's browser routes (`/oauth/authorize`, its consent and
+/// `/oauth/logout`): always mounted, for the API document; each answers 404 unless
+/// both the provider and the pages are on.
+pub fn oidc_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    authorize::router().merge(logout::router())
 }
 
 /// The pages' state: present whenever the routes are mounted.
@@ -444,6 +454,10 @@ async fn passkey_js() -> Response {
 
 async fn siwe_js() -> Response {
     asset("text/javascript; charset=utf-8", crate::ui::SIWE_JS)
+}
+
+async fn form_post_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::FORM_POST_JS)
 }
 
 async fn link_js() -> Response {

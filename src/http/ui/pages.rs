@@ -95,11 +95,20 @@ async fn sign_in_page(
     q: Result<Query<Fields>, QueryRejection>,
 ) -> Response {
     let q = query(q);
+    // `prompt=login` (from /oauth/authorize): a new sign-in even with a session.
     if let Some(return_to) = field(&q, "return_to")
+        && field(&q, "prompt") != Some("login")
         && b.session(&app).await.is_some()
         && let Some(target) = super::pages(&app).return_origins().check(return_to)
     {
         return redirect(&app, &target);
+    }
+    // An OpenID Connect `ui_locales` wins over Accept-Language.
+    let mut b = b;
+    if let Some(lang) =
+        field(&q, "ui_locales").and_then(|l| super::pages(&app).language_of_locales(l))
+    {
+        b.lang = lang;
     }
     sign_in_form(&app, &b, StatusCode::OK, &q, None, None)
 }

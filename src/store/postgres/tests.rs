@@ -160,6 +160,10 @@ async fn hot_statements_keep_their_index_after_analyze() {
             crate::store::oidc::sql::PURGE_POSTGRES[1].1,
             ["Tid Scan on oidc_assertions", "ctid = ANY"],
         ),
+        (
+            crate::store::authorize::sql::PURGE_POSTGRES[0].1,
+            ["oidc_requests_pkey", "id = ANY"],
+        ),
     ];
     for (i, (statement, steps)) in batches.iter().enumerate() {
         let text = plan(

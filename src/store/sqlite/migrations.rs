@@ -52,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../migrations/sqlite/0011_accounts_created_at.sql"),
     ),
     (
+        "0012_oidc_authorize.sql",
+        include_str!("../../../migrations/sqlite/0012_oidc_authorize.sql"),
+    ),
+    (
         "0013_oidc_backchannel_logout.sql",
         include_str!("../../../migrations/sqlite/0013_oidc_backchannel_logout.sql"),
     ),
@@ -158,6 +162,8 @@ mod tests {
                 "oidc_assertions",
                 "oidc_clients",
                 "oidc_codes",
+                "oidc_consents",
+                "oidc_requests",
                 "one_time_tokens",
                 "passkeys",
                 "pending_signins",

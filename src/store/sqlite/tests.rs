@@ -36,7 +36,8 @@ fn every_placeholder_is_numbered_by_its_position() {
         .chain(crate::store::sessions::sql::ALL)
         .chain(crate::store::signing_keys::sql::ALL)
         .chain(crate::store::mfa::sql::ALL)
-        .chain(crate::store::oidc::sql::ALL);
+        .chain(crate::store::oidc::sql::ALL)
+        .chain(crate::store::authorize::sql::ALL);
     for sql in statements.chain(crate::store::admin::sql::ALL) {
         let statement = conn.prepare(sql).unwrap();
         for i in 1..=statement.parameter_count() {
@@ -439,6 +440,13 @@ fn hot_statements() -> Vec<(&'static str, &'static [&'static str])> {
             &[
                 "COVERING INDEX oidc_assertions_expires_at (expires_at<?)",
                 "oidc_assertions USING INTEGER PRIMARY KEY (rowid=?)",
+            ],
+        ),
+        (
+            crate::store::authorize::sql::PURGE[0].1,
+            &[
+                "COVERING INDEX oidc_requests_expires_at (expires_at<?)",
+                "oidc_requests USING INTEGER PRIMARY KEY (rowid=?)",
             ],
         ),
         (
