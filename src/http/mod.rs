@@ -21,6 +21,7 @@ pub mod selfkey;
 pub mod session;
 pub mod sessions;
 pub mod siwe;
+pub mod social;
 pub mod ui;
 
 use std::future::Future;
@@ -77,6 +78,7 @@ pub fn router(app: AppState) -> Router {
         .merge(selfkey::router(&app.settings))
         .merge(sessions::router())
         .merge(siwe::router(&app.settings))
+        .merge(social::router(&app))
         .split_for_parts();
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);

@@ -11,6 +11,7 @@ mod postgres;
 mod queries;
 pub mod sessions;
 pub mod signing_keys;
+pub mod social;
 mod sqlite;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use passkeys::{
 pub use postgres::PostgresStore;
 pub use sessions::SessionStore;
 pub use signing_keys::{SigningKeyStore, StoredKey};
+pub use social::SocialStore;
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
 pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
 
@@ -260,6 +262,8 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     fn admin(&self) -> &dyn AdminStore;
     /// The same database, seen through the second factor ([`MfaStore`]).
     fn mfa(&self) -> &dyn MfaStore;
+    /// The same database, seen through social sign-in ([`SocialStore`]).
+    fn social(&self) -> &dyn SocialStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -5,6 +5,7 @@ mod mfa;
 mod oidc;
 mod sessions;
 mod signing_keys;
+mod social;
 #[cfg(test)]
 mod tests;
 
@@ -272,6 +273,10 @@ impl Store for PostgresStore {
     }
 
     fn mfa(&self) -> &dyn MfaStore {
+        self
+    }
+
+    fn social(&self) -> &dyn SocialStore {
         self
     }
 

@@ -19,6 +19,7 @@ mod oidc;
 mod passkeys;
 mod sessions;
 mod signing_keys;
+mod social;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -197,6 +198,10 @@ impl Store for SqliteStore {
     }
 
     fn mfa(&self) -> &dyn MfaStore {
+        self
+    }
+
+    fn social(&self) -> &dyn SocialStore {
         self
     }
 

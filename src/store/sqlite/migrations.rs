@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_accounts_created_at.sql",
         include_str!("../../../migrations/sqlite/0011_accounts_created_at.sql"),
     ),
+    (
+        "0014_social.sql",
+        include_str!("../../../migrations/sqlite/0014_social.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
