@@ -35,6 +35,7 @@ mod sessions;
 mod signin_flow;
 mod signing_keys;
 mod siwe;
+mod social;
 mod token_attacks;
 mod ui;
 mod wallet_emails;

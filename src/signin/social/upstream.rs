@@ -123,8 +123,9 @@ impl BoolOrText {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Audience {
-    One(serde::de::IgnoredAny),
+    // In this order: an array is `Many`; anything else, one.
     Many(Vec<serde::de::IgnoredAny>),
+    One(serde::de::IgnoredAny),
 }
 
 impl Audience {
