@@ -528,17 +528,22 @@ pub fn public_base(settings: &Settings) -> String {
     }
 }
 
+/// Makes ring (the rustls provider lettre links already) the process's TLS provider,
+/// which the HTTP client of social sign-in (reqwest, `rustls-no-provider`) builds on.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The social providers of the configuration, their secrets read from their files
 /// (and Apple's key opened) before anything is created.
 fn social_providers(settings: &Settings) -> anyhow::Result<Vec<SocialProvider>> {
     use crate::config::ProviderKind;
     use crate::crypto::signing::{Algorithm, KeyPair};
     use crate::signin::social::AppleKey;
+    install_tls_provider();
     if settings.social.providers.is_empty() {
         return Ok(Vec::new());
     }
-    // The HTTP client's TLS runs on the rustls provider lettre links already (ring).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))

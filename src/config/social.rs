@@ -17,7 +17,12 @@ pub struct SocialSettings {
     /// How long a sign-in sent to a provider may take to come back, seconds (60 to
     /// 3600).
     pub pending_ttl_secs: i64,
-    /// The providers (`[[social.providers]]`); none by default.
+    /// The providers, none by default: each a `[[social.providers]]` with `id`, `kind`
+    /// (`oidc`, `google`, `microsoft`, `apple`, `github`, `gitlab`), `client_id`,
+    /// `client_secret` or `client_secret_file`, and as needed `name`, `scopes`,
+    /// `issuer` (oidc), `trust_email_verified`, `enabled`, `base_url`, `tenant`
+    /// (microsoft), `team_id`, `key_id` and `private_key_file` (apple). README, "Social
+    /// sign-in", says what each does.
     pub providers: Vec<SocialProviderSettings>,
 }
 
@@ -135,14 +140,17 @@ impl SocialSettings {
             }
             let secrets = p.client_secret.is_some() as u8 + p.client_secret_file.is_some() as u8;
             match (p.kind, secrets) {
-                (ProviderKind::Apple, 0) => {
-                    if p.team_id.is_none() || p.key_id.is_none() || p.private_key_file.is_none() {
-                        return bad(
-                            at("kind"),
-                            "apple needs team_id, key_id and private_key_file",
-                        );
-                    }
+                (ProviderKind::Apple, 0)
+                    if p.team_id.is_none()
+                        || p.key_id.is_none()
+                        || p.private_key_file.is_none() =>
+                {
+                    return bad(
+                        at("kind"),
+                        "apple needs team_id, key_id and private_key_file",
+                    );
                 }
+                (ProviderKind::Apple, 0) => {}
                 (ProviderKind::Apple, _) => {
                     return bad(
                         at("client_secret"),

@@ -55,32 +55,6 @@ fn social(app: &App) -> &Social {
         .expect("the social routes are mounted only with providers")
 }
 
-/// The binding cookie's name: `__Host-` on https.
-fn binding_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-gatehouse-social"
-    } else {
-        "gatehouse-social"
-    }
-}
-
-/// `Set-Cookie` for the binding (`None`: cleared). On https it is `SameSite=None` so
-/// that a provider's `form_post` (Apple) carries it back; on http (development) `Lax`,
-/// which a top-level redirect back carries.
-fn binding_cookie(secure: bool, value: Option<&str>, max_age: i64) -> HeaderValue {
-    let name = binding_cookie_name(secure);
-    let (value, max_age) = value.map_or(("", 0), |v| (v, max_age));
-    let attributes = if secure {
-        "Path=/; Secure; SameSite=None"
-    } else {
-        "Path=/; SameSite=Lax"
-    };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; HttpOnly; {attributes}; Max-Age={max_age}"
-    ))
-    .expect("binding values are header-safe")
-}
-
 fn cookie<'h>(parts: &'h Parts, name: &str) -> Option<&'h str> {
     parts
         .headers
@@ -191,34 +165,7 @@ async fn begin(
         .begin(&provider, intent, unix_now())
         .await
         .map_err(api_error)?;
-    Ok(to_provider(&app, secure, begun))
-}
-
-/// A `302` to the provider, the binding cookie set.
-pub(in crate::http) fn to_provider(
-    app: &App,
-    secure: bool,
-    begun: crate::signin::social::Begun,
-) -> Response {
-    let mut res = StatusCode::FOUND.into_response();
-    let h = res.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&begun.authorize_url) {
-        h.insert(header::LOCATION, location);
-    }
-    h.append(
-        header::SET_COOKIE,
-        binding_cookie(
-            secure,
-            Some(begun.binding.expose()),
-            app.settings.social.pending_ttl_secs,
-        ),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    no_store(&mut res);
-    res
+    Ok(reply::to_provider(&app.settings, secure, begun))
 }
 
 /// The callback's fields, as the OpenAPI document describes them (the handlers read
@@ -307,7 +254,7 @@ async fn landed(
         error: fields.remove("error"),
         user: fields.remove("user"),
     };
-    let binding = cookie(parts, binding_cookie_name(secure)).map(str::to_owned);
+    let binding = cookie(parts, reply::binding_cookie_name(secure)).map(str::to_owned);
     let now = unix_now();
     let result = social(app)
         .callback(provider, cb, binding.as_deref(), now)
@@ -369,7 +316,7 @@ async fn landed(
         }
     };
     res.headers_mut()
-        .append(header::SET_COOKIE, binding_cookie(secure, None, 0));
+        .append(header::SET_COOKIE, reply::binding_cookie(secure, None, 0));
     res
 }
 
@@ -508,7 +455,7 @@ async fn link(
     .into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        binding_cookie(
+        reply::binding_cookie(
             secure,
             Some(begun.binding.expose()),
             app.settings.social.pending_ttl_secs,

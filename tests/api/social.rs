@@ -37,6 +37,7 @@ crate::on_every_backend!(
     an_account_with_a_second_factor_owes_it_after_a_social_sign_in,
     upstream_errors_end_on_a_clear_answer,
     github_signs_in_by_user_id_with_the_primary_verified_email,
+    a_reset_removes_a_provider_linked_since_the_address_was_proven,
 );
 
 const CLIENT_ID: &str = "gatehouse-test-client";
@@ -950,4 +951,58 @@ async fn github_sign_in(app: &TestApp, up: &Upstream, subject: &str) -> Value {
     let (status, body) = exchange(app, &code_of_path(&res)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.me(body["token"].as_str().unwrap()).await.1
+}
+
+/// Starts a link of provider `test` with the session `token`, consents and comes back
+/// through the callback: its answer.
+async fn linked(app: &TestApp, token: &str) -> reqwest::Response {
+    let res = app
+        .client
+        .post(app.url("/auth/social/test/link"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let mut jar = Jar::default();
+    jar.take(&res);
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let callback = consent(app, body["authorization_url"].as_str().unwrap()).await;
+    jar.get(app, &callback).await
+}
+
+async fn a_reset_removes_a_provider_linked_since_the_address_was_proven(b: Backend) {
+    use crate::mail::{RESET_PAGE, forgot, links, token_of, with_mail};
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let up = Upstream::start().await;
+    let app = server(b, &up, with_mail(&smtp)).await;
+    let address = email();
+    let token = app.registered(&address, "password123").await;
+    // Someone holding this session links their own provider account…
+    up.next(Next::person("intruder", None, true));
+    assert_eq!(linked(&app, &token).await.status(), StatusCode::SEE_OTHER);
+    let (_, me) = app.me(&token).await;
+    assert_eq!(me["sign_in_methods"][1]["method"], "social", "{me}");
+    // …and the owner takes the account back through its mailbox.
+    forgot(&app, &address).await;
+    let reset = token_of(&links(&smtp, RESET_PAGE, 1).await[0]);
+    let (status, body) = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({"token": reset, "password": "new-password-2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = app.me(body["token"].as_str().unwrap()).await;
+    assert_eq!(
+        me["sign_in_methods"],
+        json!([{"method": "password"}]),
+        "{me}"
+    );
+    let (status, body) = read(api_callback(&app).await).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the intruder's identity is a stranger again: {body}"
+    );
 }

@@ -690,7 +690,7 @@ async fn link_provider(
     };
     let provider = field(&f, "provider").unwrap_or_default();
     match social.begin(provider, intent, unix_now()).await {
-        Ok(begun) => crate::http::social::to_provider(&app, b.secure, begun),
+        Ok(begun) => crate::http::reply::to_provider(&app.settings, b.secure, begun),
         Err(e) => {
             let message = match e {
                 SocialError::UnknownProvider => ("social-unknown_provider", StatusCode::NOT_FOUND),
