@@ -38,6 +38,8 @@ crate::on_every_backend!(
     upstream_errors_end_on_a_clear_answer,
     github_signs_in_by_user_id_with_the_primary_verified_email,
     a_reset_removes_a_provider_linked_since_the_address_was_proven,
+    apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_key,
+    microsoft_multi_tenant_tokens_carry_their_tenant_in_the_issuer,
 );
 
 const CLIENT_ID: &str = "gatehouse-test-client";
@@ -87,6 +89,9 @@ struct Up {
     jwks_fetches: Mutex<u32>,
     /// The token endpoint answers 503.
     down: Mutex<bool>,
+    /// Apple-shaped: the client secret must be an ES256 JWT of this team, signed by
+    /// this key (its id, the public key).
+    apple: Mutex<Option<(String, String, p256::ecdsa::VerifyingKey)>>,
 }
 
 /// An upstream provider on loopback.
@@ -105,9 +110,14 @@ impl Upstream {
             grants: Mutex::new(HashMap::new()),
             jwks_fetches: Mutex::new(0),
             down: Mutex::new(false),
+            apple: Mutex::new(None),
         }));
         let router = axum::Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
+            .route(
+                "/common/v2.0/.well-known/openid-configuration",
+                get(microsoft_discovery),
+            )
             .route("/jwks", get(jwks))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
@@ -164,6 +174,17 @@ async fn discovery(State(up): State<Upstream>) -> axum::Json<Value> {
     }))
 }
 
+/// Microsoft's multi-tenant discovery: its issuer is a template.
+async fn microsoft_discovery(State(up): State<Upstream>) -> axum::Json<Value> {
+    let b = &up.0.base;
+    axum::Json(json!({
+        "issuer": format!("{b}/{{tenantid}}/v2.0"),
+        "authorization_endpoint": format!("{b}/authorize"),
+        "token_endpoint": format!("{b}/token"),
+        "jwks_uri": format!("{b}/jwks"),
+    }))
+}
+
 async fn jwks(State(up): State<Upstream>) -> axum::Json<Value> {
     *up.0.jwks_fetches.lock().unwrap() += 1;
     axum::Json(json!({"keys": [up.0.key.jwk()]}))
@@ -173,7 +194,7 @@ async fn jwks(State(up): State<Upstream>) -> axum::Json<Value> {
 async fn authorize(
     State(up): State<Upstream>,
     Query(q): Query<HashMap<String, String>>,
-) -> Redirect {
+) -> axum::response::Response {
     assert_eq!(q["client_id"], CLIENT_ID);
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["code_challenge_method"], "S256");
@@ -181,7 +202,8 @@ async fn authorize(
     let redirect_uri = q["redirect_uri"].clone();
     let state = url::form_urlencoded::byte_serialize(q["state"].as_bytes()).collect::<String>();
     if who.deny {
-        return Redirect::to(&format!("{redirect_uri}?error=access_denied&state={state}"));
+        return Redirect::to(&format!("{redirect_uri}?error=access_denied&state={state}"))
+            .into_response();
     }
     let code = gatehouse::crypto::random_id();
     up.0.grants.lock().unwrap().insert(
@@ -193,7 +215,15 @@ async fn authorize(
             who,
         },
     );
-    Redirect::to(&format!("{redirect_uri}?code={code}&state={state}"))
+    if q.get("response_mode").map(String::as_str) == Some("form_post") {
+        // Apple's: the page that posts the answer (here, what it would post).
+        return axum::Json(json!({
+            "action": redirect_uri,
+            "fields": {"code": code, "state": q["state"], "user": r#"{"name":{"firstName":"Ada","lastName":"Lovelace"},"email":"ada@example.com"}"#},
+        }))
+        .into_response();
+    }
+    Redirect::to(&format!("{redirect_uri}?code={code}&state={state}")).into_response()
 }
 
 /// The token endpoint: the client's secret (Basic, or in the form), the code once,
@@ -214,12 +244,19 @@ async fn token(
             let raw = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
             String::from_utf8(raw).unwrap()
         });
-    let client_ok = match basic {
-        Some(pair) => pair == format!("{CLIENT_ID}:{CLIENT_SECRET}"),
-        None => {
+    let apple = up.0.apple.lock().unwrap().clone();
+    let client_ok = match (basic, apple) {
+        (None, Some((team, kid, key))) => {
             form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-                && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+                && apple_secret_ok(&form["client_secret"], &team, &kid, &key, &up.0.base)
         }
+        (basic, _) => match basic {
+            Some(pair) => pair == format!("{CLIENT_ID}:{CLIENT_SECRET}"),
+            None => {
+                form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+                    && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+            }
+        },
     };
     let refuse = |error: &str| {
         (
@@ -268,6 +305,35 @@ async fn token(
         "id_token": key.sign(&claims),
     }))
     .into_response()
+}
+
+/// Apple's check of a client secret: an ES256 JWT whose header names the key, signed
+/// by it, from the team (`iss`) for this client (`sub`) to Apple (`aud`), live.
+fn apple_secret_ok(
+    jwt: &str,
+    team: &str,
+    kid: &str,
+    key: &p256::ecdsa::VerifyingKey,
+    audience: &str,
+) -> bool {
+    use p256::ecdsa::signature::Verifier;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return false;
+    };
+    let decode = |p: &str| serde_json::from_slice::<Value>(&B64.decode(p).unwrap()).unwrap();
+    let (header, claims) = (decode(header), decode(claims));
+    let signature = p256::ecdsa::Signature::from_slice(&B64.decode(signature).unwrap()).unwrap();
+    let now = gatehouse::domain::unix_now();
+    header["alg"] == "ES256"
+        && header["kid"] == kid
+        && claims["iss"] == team
+        && claims["sub"] == CLIENT_ID
+        && claims["aud"] == audience
+        && claims["exp"].as_i64().unwrap() > now
+        && key
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+            .is_ok()
 }
 
 fn github_person(headers: &HeaderMap) -> String {
@@ -1004,5 +1070,144 @@ async fn a_reset_removes_a_provider_linked_since_the_address_was_proven(b: Backe
         status,
         StatusCode::SEE_OTHER,
         "the intruder's identity is a stranger again: {body}"
+    );
+}
+
+async fn apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_key(b: Backend) {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let up = Upstream::start().await;
+    let key = p256::SecretKey::from_slice(&gatehouse::crypto::random_bytes::<32>()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p8 = dir.path().join("AuthKey_KEY123.p8");
+    std::fs::write(&p8, key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    *up.0.apple.lock().unwrap() = Some((
+        "TEAM123".into(),
+        "KEY123".into(),
+        p256::ecdsa::VerifyingKey::from(key.public_key()),
+    ));
+    let apple = SocialProviderSettings {
+        id: "apple".into(),
+        kind: ProviderKind::Apple,
+        name: None,
+        client_secret: None,
+        issuer: None,
+        trust_email_verified: None,
+        base_url: Some(up.0.base.clone()),
+        team_id: Some("TEAM123".into()),
+        key_id: Some("KEY123".into()),
+        private_key_file: Some(p8),
+        ..up.provider("apple")
+    };
+    let app = TestApp::spawn_with(b, |s| s.social.providers = vec![apple]).await;
+    let address = email();
+    let mut next = Next::person("001234.apple-subject", Some(&address), false);
+    // Apple writes email_verified as a string.
+    next.overrides = vec![("email_verified", json!("true"))];
+    up.next(next);
+    let mut jar = Jar::default();
+    let res = jar
+        .get(
+            &app,
+            &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
+        )
+        .await;
+    let authorize = location(&res);
+    let q = query_of(&authorize);
+    assert_eq!(q["response_mode"], "form_post");
+    assert_eq!(q["scope"], "openid email name");
+    // The browser posts Apple's form to the callback, cross-site.
+    let (_, form) = read(app.client.get(&authorize).send().await.unwrap()).await;
+    let action = on(&app, form["action"].as_str().unwrap());
+    let fields: HashMap<String, String> = serde_json::from_value(form["fields"].clone()).unwrap();
+    let res = app
+        .client
+        .post(action.trim_end_matches('?'))
+        .header("cookie", jar.header())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = exchange(&app, &code_of_path(&res)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = app.me(body["token"].as_str().unwrap()).await;
+    assert_eq!(me["email"], json!(address), "{me}");
+    assert_eq!(me["email_verified"], json!(true), "{me}");
+    assert_eq!(me["sign_in_methods"][0]["provider"], "apple", "{me}");
+    // A client secret signed by another key is refused by Apple: no sign-in.
+    let other = p256::SecretKey::from_slice(&gatehouse::crypto::random_bytes::<32>()).unwrap();
+    *up.0.apple.lock().unwrap() = Some((
+        "TEAM123".into(),
+        "KEY123".into(),
+        p256::ecdsa::VerifyingKey::from(other.public_key()),
+    ));
+    let mut jar = Jar::default();
+    let res = jar
+        .get(
+            &app,
+            &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
+        )
+        .await;
+    let (_, form) = read(app.client.get(location(&res)).send().await.unwrap()).await;
+    let fields: HashMap<String, String> = serde_json::from_value(form["fields"].clone()).unwrap();
+    let res = app
+        .client
+        .post(on(&app, form["action"].as_str().unwrap()).trim_end_matches('?'))
+        .header("cookie", jar.header())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let (status, html) = page(res).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{html}");
+    assert!(html.contains("refused to finish the sign-in"), "{html}");
+}
+
+async fn microsoft_multi_tenant_tokens_carry_their_tenant_in_the_issuer(b: Backend) {
+    let up = Upstream::start().await;
+    let microsoft = SocialProviderSettings {
+        id: "microsoft".into(),
+        kind: ProviderKind::Microsoft,
+        issuer: None,
+        trust_email_verified: None,
+        base_url: Some(up.0.base.clone()),
+        ..up.provider("microsoft")
+    };
+    let app = TestApp::spawn_with(b, |s| {
+        s.social.providers = vec![microsoft];
+        s.ui.enabled = false;
+    })
+    .await;
+    let sign_in = |iss: String, tid: &str| {
+        let mut next = Next::person("ms-subject", Some("someone@contoso.example"), true);
+        next.overrides = vec![("iss", json!(iss)), ("tid", json!(tid))];
+        up.next(next);
+    };
+    let callback = async |app: &TestApp| {
+        let mut jar = Jar::default();
+        let res = jar
+            .get(
+                app,
+                &app.url("/auth/social/microsoft?mode=api&return_to=%2Fdone"),
+            )
+            .await;
+        let callback = consent(app, &location(&res)).await;
+        jar.get(app, &callback).await
+    };
+    let base = up.0.base.clone();
+    // Another tenant's issuer than the token's tid: refused.
+    sign_in(format!("{base}/tenant-b/v2.0"), "tenant-a");
+    let (status, body) = read(callback(&app).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"], "invalid_id_token", "{body}");
+    // The template filled with the token's own tid.
+    sign_in(format!("{base}/tenant-a/v2.0"), "tenant-a");
+    let res = callback(&app).await;
+    let (status, body) = exchange(&app, &code_of_path(&res)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = app.me(body["token"].as_str().unwrap()).await;
+    assert_eq!(
+        me["email_verified"],
+        json!(false),
+        "Microsoft is not trusted for it: {me}"
     );
 }
