@@ -7,9 +7,8 @@
 //!
 //! The browser that began a sign-in holds its binding in an `HttpOnly` cookie; the
 //! callback consumes the pending sign-in only with it. Errors end on a page (with the
-//! hosted pages on) or a JSON error, 4xx or 502, never a 500 of the provider's making;
-//! an API-mode sign-in that fails after its callback goes back to its `return_to` with
-//! `error=<code>`.
+//! hosted pages on) or a JSON error, 4xx or 502, never a 500 of the provider's making,
+//! in API mode as in browser mode.
 
 use std::collections::HashMap;
 
@@ -186,7 +185,7 @@ pub struct CallbackFields {
 /// the link.
 #[utoipa::path(get, path = "/auth/social/{provider}/callback", tag = "social",
     params(("provider" = String, Path, description = "A configured provider's id"), CallbackFields),
-    responses((status = 303, description = "Signed in (session cookie) to `return_to`, or to the second-factor page; API mode: to `return_to` with `code` (or `error`); linked: to `return_to`"),
+    responses((status = 303, description = "Signed in (session cookie) to `return_to`, or to the second-factor page; API mode: to `return_to` with `code`; linked: to `return_to` with `linked`"),
         (status = 400, description = "`invalid_state` (unknown, used, expired, or from another browser), `invalid_request` (no code)", body = ErrorBody),
         (status = 401, description = "`session_ended`: the session that asked for a link has ended", body = ErrorBody),
         (status = 403, description = "`access_denied` (the provider's answer), `provider_disabled`, `account_disabled`", body = ErrorBody),

@@ -569,6 +569,40 @@ async fn the_browser_gets_a_session_cookie_and_goes_to_return_to(b: Backend) {
         html.contains("Sign-in providers") && html.contains("Test IdP"),
         "{html}"
     );
+    // Link a second identity of the provider from the account page's form.
+    let csrf = html
+        .split(r#"action="/ui/account/social/link"><input type="hidden" name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    up.next(Next::person("subject-b2", None, true));
+    let res = app
+        .client
+        .post(app.url("/ui/account/social/link"))
+        .header("cookie", jar.header())
+        .form(&[("csrf", csrf.as_str()), ("provider", "test")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    jar.take(&res);
+    let callback = consent(&app, &location(&res)).await;
+    let res = jar.get(&app, &callback).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        "/ui/account?done=provider-linked&linked=test"
+    );
+    let page = jar
+        .get(&app, &app.url("/ui/account?done=provider-linked"))
+        .await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("The provider is linked."), "{html}");
+    let unlinks = html
+        .matches(r#"action="/ui/account/social/unlink""#)
+        .count();
+    assert_eq!(unlinks, 2, "{html}");
     // A return_to that is not allowed is refused before the provider is asked.
     let res = jar
         .get(

@@ -166,6 +166,9 @@ mod tests {
                 "seen_requests",
                 "sessions",
                 "signing_keys",
+                "social_codes",
+                "social_identities",
+                "social_pending",
                 "totp_factors",
                 "wallets"
             ]
