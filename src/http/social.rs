@@ -288,6 +288,9 @@ async fn landed(
                         (_, Err(e)) => refusal(app, parts, e).await,
                     }
                 }
+                // A browser sign-in begun on a node with the pages, come back to one
+                // without them: no browser session to give.
+                _ if app.pages.is_none() => refusal(app, parts, SocialError::InvalidState).await,
                 intent => {
                     let done = app.flow.finish(&account, Proof::Social, &device).await;
                     let outcome = match &done {
