@@ -83,9 +83,22 @@ pub fn get(path: &str, bearer: Option<&str>) -> Vec<u8> {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Location`, when the answer has one.
+    pub location: Option<String>,
+    /// Each `Set-Cookie`'s `name=value` (empty, and unallocated, when none).
+    pub set_cookies: Vec<String>,
 }
 
 impl Response {
+    /// The value of the cookie `name` the answer sets.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.set_cookies.iter().find_map(|c| {
+            c.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .filter(|v| !v.is_empty())
+        })
+    }
+
     /// The body as JSON when the status is `expected`; otherwise the status is the failure.
     pub fn json(&self, expected: u16) -> Result<serde_json::Value, Failure> {
         if self.status != expected {
@@ -142,6 +155,8 @@ impl Conn {
                 return Ok(Response {
                     status: head.status,
                     body,
+                    location: head.location,
+                    set_cookies: head.set_cookies,
                 });
             }
             self.fill().await?;
@@ -163,6 +178,8 @@ struct Head {
     len: usize,
     content_length: usize,
     close: bool,
+    location: Option<String>,
+    set_cookies: Vec<String>,
 }
 
 /// The status line and headers, once they are complete in `buf`.
@@ -176,6 +193,8 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
     };
     let mut content_length = 0;
     let mut close = false;
+    let mut location = None;
+    let mut set_cookies = Vec::new();
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             content_length = std::str::from_utf8(h.value)
@@ -188,6 +207,11 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             return Err(bad("chunked responses are not supported"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             close = h.value.eq_ignore_ascii_case(b"close");
+        } else if h.name.eq_ignore_ascii_case("location") {
+            location = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("set-cookie") {
+            let pair = h.value.split(|&b| b == b';').next().unwrap_or_default();
+            set_cookies.push(String::from_utf8_lossy(pair).trim().to_owned());
         }
     }
     Ok(Some(Head {
@@ -195,6 +219,8 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
         len,
         content_length,
         close,
+        location,
+        set_cookies,
     }))
 }
 
