@@ -300,9 +300,11 @@ fn token(s: &Shared, auth: Option<&str>, body: &[u8]) -> Result<String, &'static
     let input = format!("{header}.{claims}");
     let signature: p256::ecdsa::Signature = s.key.sign(input.as_bytes());
     let id_token = format!("{input}.{}", B64.encode(signature.to_bytes()));
-    Ok(json!({"access_token": random_hex(16), "token_type": "Bearer", "expires_in": 300,
+    Ok(
+        json!({"access_token": random_hex(16), "token_type": "Bearer", "expires_in": 300,
         "id_token": id_token})
-    .to_string())
+        .to_string(),
+    )
 }
 
 /// A pending sign-in the upstream has authorized: the callback request, with the
@@ -480,7 +482,11 @@ async fn measure<F: Flow>(
 }
 
 /// Starts the upstream and a server of its own configured with it, and measures.
-pub async fn run(base: &ServerConfig, window: &Window, clients: usize) -> anyhow::Result<SocialRun> {
+pub async fn run(
+    base: &ServerConfig,
+    window: &Window,
+    clients: usize,
+) -> anyhow::Result<SocialRun> {
     let upstream = Arc::new(Upstream::start()?);
     let mut env = vec![upstream.provider_env()];
     env.extend(base.extra_env.iter().cloned());
