@@ -279,6 +279,17 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        let redirect = b"HTTP/1.1 302 Found\r\nlocation: /x?y=1\r\nset-cookie: a=1; Path=/\r\nset-cookie: b=; Max-Age=0\r\ncontent-length: 0\r\n\r\n";
+        let head = parse_head(redirect).unwrap().unwrap();
+        let res = Response {
+            status: head.status,
+            body: Vec::new(),
+            location: head.location,
+            set_cookies: head.set_cookies,
+        };
+        assert_eq!(res.location.as_deref(), Some("/x?y=1"));
+        assert_eq!(res.cookie("a"), Some("1"));
+        assert_eq!(res.cookie("b"), None, "a cleared cookie has no value");
         let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
         assert_eq!(
             parse_head(chunked).unwrap_err().kind(),

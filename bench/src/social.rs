@@ -585,3 +585,103 @@ async fn measure_all(
         upstream_alone,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The token endpoint redeems a code once, for its client, redirect URI and PKCE
+    /// verifier, and its ID token verifies with the key the JWKS publishes.
+    #[test]
+    fn the_token_endpoint_checks_the_grant_and_signs_what_the_jwks_verifies() {
+        use p256::ecdsa::signature::Verifier;
+        let up = Upstream::start().unwrap();
+        let verifier = random_hex(32);
+        let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
+        let redirect = "http://127.0.0.1:1/auth/social/bench/callback";
+        let authorization = format!(
+            "{}/authorize?client_id={CLIENT_ID}&code_challenge_method=S256&code_challenge={challenge}&state=st&nonce=n0&redirect_uri={}",
+            up.shared.issuer,
+            url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+        );
+        let callback = up.authorize(&authorization, "person").unwrap();
+        assert!(
+            callback.starts_with("/auth/social/bench/callback?code="),
+            "{callback}"
+        );
+        assert!(callback.ends_with("&state=st"), "{callback}");
+        let code = callback
+            .split_once("code=")
+            .unwrap()
+            .1
+            .split('&')
+            .next()
+            .unwrap();
+        let form = |verifier: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", redirect)
+                .append_pair("code_verifier", verifier)
+                .finish()
+        };
+        let basic = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{CLIENT_ID}:{}", up.shared.secret))
+        );
+        let wrong = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:not-it")));
+        assert_eq!(
+            token(&up.shared, Some(&wrong), form(&verifier).as_bytes()),
+            Err("invalid_client")
+        );
+        assert_eq!(
+            token(&up.shared, Some(&basic), form("another").as_bytes()),
+            Err("invalid_grant")
+        );
+        // The failed try consumed the code, as a real provider does.
+        assert_eq!(
+            token(&up.shared, Some(&basic), form(&verifier).as_bytes()),
+            Err("invalid_grant")
+        );
+
+        let callback = up.authorize(&authorization, "person").unwrap();
+        let code = callback
+            .split_once("code=")
+            .unwrap()
+            .1
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", redirect)
+            .append_pair("code_verifier", &verifier)
+            .finish();
+        let answer: serde_json::Value =
+            serde_json::from_str(&token(&up.shared, Some(&basic), body.as_bytes()).unwrap())
+                .unwrap();
+        let id_token = answer["id_token"].as_str().unwrap();
+        let (input, signature) = id_token.rsplit_once('.').unwrap();
+        let signature =
+            p256::ecdsa::Signature::from_slice(&B64.decode(signature).unwrap()).unwrap();
+        assert!(
+            up.shared
+                .key
+                .verifying_key()
+                .verify(input.as_bytes(), &signature)
+                .is_ok()
+        );
+        let claims: serde_json::Value =
+            serde_json::from_slice(&B64.decode(input.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        assert_eq!(claims["nonce"], "n0");
+        assert_eq!(claims["aud"], CLIENT_ID);
+        assert_eq!(claims["iss"], json!(up.shared.issuer));
+        assert_eq!(
+            token(&up.shared, Some(&basic), body.as_bytes()),
+            Err("invalid_grant"),
+            "once"
+        );
+    }
+}
