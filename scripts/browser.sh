@@ -2,7 +2,9 @@
 # Passkeys in a real browser: installs Debian's chromium if it is missing, starts the
 # built server on a free port with its passkey origin set to the test page's, and
 # runs tests/browser (puppeteer-core + the DevTools virtual authenticator +
-# @simplewebauthn/browser; the hosted pages with axe-core) against it.
+# @simplewebauthn/browser; the hosted pages with axe-core) against it. The social
+# sign-in test starts its own server and upstream (panva's oidc-provider, a package of
+# tests/interop, whose packages it installs too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/test-server.sh
@@ -16,6 +18,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   }
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+[ -d tests/interop/node_modules/oidc-provider ] ||
+  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -52,6 +56,7 @@ profile=$(mktemp -d)
 status=0
 GATEHOUSE_URL="http://127.0.0.1:$port" PAGE_PORT="$page_port" OTHER_PORT="$other_port" \
 UI_URL="http://localhost:$port" UI_REQUIRE_MFA_URL="http://localhost:$strict_port" OUTBOX="$data/outbox" CHROMIUM_PROFILE="$profile" \
+GATEHOUSE_BIN="${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}" \
   node --test --test-reporter=spec tests/browser/ || status=$?
 rm -rf "$profile"
 if grep -qF "$secret" "$log"; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust suite (unit, HTTP integration on SQLite and PostgreSQL,
 # process tests), then the Node interop tests (jwt-simple, ethers, openid-client,
-# oauth4webapi), Python's Authlib against the OpenID Connect provider, and the browser
-# tests (passkeys in chromium) against the real server. Sets up what it needs:
+# oauth4webapi, social sign-in through panva's oidc-provider), Python's Authlib against
+# the OpenID Connect provider, and the browser tests (passkeys, the hosted pages and
+# "Continue with …" in chromium) against the real server. Sets up what it needs:
 # PostgreSQL (if installed), the npm packages, Debian's oathtool and chromium if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ scripts/verify-token.sh
 echo "== README's nginx example in front of the server (Debian's nginx, installed if missing)"
 scripts/nginx.sh
 
-echo "== Browser tests: passkeys in chromium with the DevTools virtual authenticator"
+echo "== Browser tests: passkeys (DevTools virtual authenticator), the hosted pages and social sign-in in chromium"
 scripts/browser.sh
 
 if [ -n "${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then

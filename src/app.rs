@@ -26,6 +26,7 @@ use crate::signin::passkeys::Passkeys;
 use crate::signin::password::PasswordSignIn;
 use crate::signin::second_factor::SecondFactor;
 use crate::signin::siwe::{Origin, Policy};
+use crate::signin::social::{Provider as SocialProvider, Social};
 use crate::signing_keys::{KeyPolicy, KeyPurpose, SigningKeys};
 use crate::store::{self, DynStore};
 use crate::ui::Pages;
@@ -57,6 +58,8 @@ pub struct App {
     pub passkeys: Passkeys,
     /// What a SIWE message must satisfy.
     pub siwe: Policy,
+    /// The upstream sign-in providers; `None` when none is configured.
+    pub social: Option<Arc<Social>>,
     pub metrics: Arc<Metrics>,
     /// The hosted pages' templates and catalogue; `None` when `ui.enabled` is off.
     pub pages: Option<Arc<Pages>>,
@@ -81,6 +84,7 @@ impl App {
             true => Some(Pages::load(&settings)?),
             false => None,
         };
+        let social_providers = social_providers(&settings)?;
         let store = store::connect(
             &settings.database_url(),
             settings.database_max_connections,
@@ -253,7 +257,30 @@ impl App {
             let origins: Vec<String> = siwe.origins.iter().map(ToString::to_string).collect();
             tracing::info!(origins = ?origins, chain_ids = ?siwe.chain_ids, "SIWE: on");
         }
+        let social = (!social_providers.is_empty()).then(|| {
+            let enabled: Vec<&str> = social_providers
+                .iter()
+                .filter(|p| p.enabled)
+                .map(|p| p.id.as_str())
+                .collect();
+            tracing::info!(providers = ?enabled, "social sign-in: on");
+            Arc::new(Social::new(
+                social_providers,
+                Arc::clone(&store),
+                settings.social.pending_ttl_secs,
+                &public_base(&settings),
+                crate::domain::return_to::ReturnOrigins::new(
+                    settings
+                        .http
+                        .public_url
+                        .as_deref()
+                        .into_iter()
+                        .chain(settings.ui.return_origins.iter().map(String::as_str)),
+                ),
+            ))
+        });
         Ok(App {
+            social,
             lifecycle,
             settings,
             store,
@@ -491,6 +518,78 @@ fn generate_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
         .with_context(|| format!("cannot write the JWT secret {}", path.display()))?;
     tracing::info!(path = %path.display(), "JWT signing secret: generated and stored (mode 0600)");
     Ok(Secret::new(secret))
+}
+
+/// The site's own base URL, from the configuration: `http.public_url`, else
+/// `http://localhost:<the port of listen>` (what the SIWE and passkey defaults take).
+pub fn public_base(settings: &Settings) -> String {
+    match &settings.http.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://localhost:{}", settings.listen.port()),
+    }
+}
+
+/// Makes ring (the rustls provider lettre links already) the process's TLS provider,
+/// which the HTTP client of social sign-in (reqwest, `rustls-no-provider`) builds on.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The social providers of the configuration, their secrets read from their files
+/// (and Apple's key opened) before anything is created.
+fn social_providers(settings: &Settings) -> anyhow::Result<Vec<SocialProvider>> {
+    use crate::config::ProviderKind;
+    use crate::crypto::signing::{Algorithm, KeyPair};
+    use crate::signin::social::AppleKey;
+    install_tls_provider();
+    if settings.social.providers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("social sign-in: the HTTP client")?;
+    let mut providers = Vec::new();
+    for (i, p) in settings.social.providers.iter().enumerate() {
+        let at = format!("social.providers[{i}]");
+        let secret = match (&p.client_secret, &p.client_secret_file) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{at}.client_secret_file {}", path.display()))?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                anyhow::ensure!(
+                    !text.is_empty(),
+                    "{at}.client_secret_file: the file is empty"
+                );
+                Some(Secret::new(text.to_owned()))
+            }
+            (None, None) => None,
+        };
+        let apple = match (p.kind, &p.private_key_file) {
+            (ProviderKind::Apple, Some(path)) => {
+                use p256::pkcs8::DecodePrivateKey;
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("{at}.private_key_file {}", path.display()))?;
+                let key = p256::SecretKey::from_pkcs8_pem(&pem).map_err(|_| {
+                    anyhow::anyhow!("{at}.private_key_file: not a PKCS#8 P-256 key (.p8)")
+                })?;
+                let key_id = p.key_id.clone().unwrap_or_default();
+                let pair = KeyPair::from_private(Algorithm::ES256, &key_id, &key.to_bytes(), "")
+                    .map_err(|_| anyhow::anyhow!("{at}.private_key_file: unusable key"))?;
+                Some(AppleKey {
+                    team_id: p.team_id.clone().unwrap_or_default(),
+                    key: pair,
+                })
+            }
+            _ => None,
+        };
+        providers.push(SocialProvider::new(p, secret, apple, http.clone()).context(at)?);
+    }
+    Ok(providers)
 }
 
 /// The file's exact bytes are the secret, as they are for an integrator who reads the

@@ -23,6 +23,7 @@ pub mod reference;
 mod selfkey;
 mod serde_helpers;
 mod siwe;
+mod social;
 mod tokens;
 mod ui;
 
@@ -34,6 +35,7 @@ pub use self::ownid::OwnIdSettings;
 pub use self::passkeys::PasskeySettings;
 pub use self::selfkey::{RequestedAttribute, SelfKeySettings, Website};
 pub use self::siwe::SiweSettings;
+pub use self::social::{ProviderKind, SocialProviderSettings, SocialSettings};
 pub use self::tokens::{AccountsSettings, Argon2Settings, JwtSettings, SessionSettings};
 pub use self::ui::UiSettings;
 
@@ -106,6 +108,8 @@ pub struct Settings {
     pub ui: UiSettings,
     /// The OpenID Connect provider.
     pub oidc: OidcSettings,
+    /// Sign-in with upstream providers (Google, GitHub, any OpenID Connect provider).
+    pub social: SocialSettings,
 }
 
 impl Default for Settings {
@@ -136,6 +140,7 @@ impl Default for Settings {
             jwt: JwtSettings::default(),
             ui: UiSettings::default(),
             oidc: OidcSettings::default(),
+            social: SocialSettings::default(),
         }
     }
 }
@@ -462,6 +467,7 @@ impl Settings {
         }
         self.validate_mail()?;
         self.ui.validate()?;
+        self.social.validate()?;
         self.validate_passkeys()
     }
 

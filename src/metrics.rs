@@ -25,6 +25,7 @@ pub enum SignInMethod {
     Ownid,
     Passkey,
     Siwe,
+    Social,
 }
 
 impl SignInMethod {
@@ -35,6 +36,7 @@ impl SignInMethod {
             SignInMethod::Ownid => "ownid",
             SignInMethod::Passkey => "passkey",
             SignInMethod::Siwe => "siwe",
+            SignInMethod::Social => "social",
         }
     }
 }

@@ -131,6 +131,7 @@ pub enum Via {
     Ownid,
     Passkey,
     Siwe,
+    Social,
 }
 
 impl Via {
@@ -142,6 +143,7 @@ impl Via {
             Via::Ownid,
             Via::Passkey,
             Via::Siwe,
+            Via::Social,
         ]
         .into_iter()
         .find(|v| v.as_str() == method)
@@ -154,6 +156,7 @@ impl Via {
             Via::Ownid => "ownid",
             Via::Passkey => "passkey",
             Via::Siwe => "siwe",
+            Via::Social => "social",
         }
     }
 }

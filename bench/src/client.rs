@@ -90,6 +90,15 @@ pub struct Response {
 }
 
 impl Response {
+    /// The value of the cookie `name` the answer sets.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find_map(|c| {
+            c.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .filter(|v| !v.is_empty())
+        })
+    }
+
     /// The body as JSON when the status is `expected`; otherwise the status is the failure.
     pub fn json(&self, expected: u16) -> Result<serde_json::Value, Failure> {
         if self.status != expected {
@@ -273,6 +282,17 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        let redirect = b"HTTP/1.1 302 Found\r\nlocation: /x?y=1\r\nset-cookie: a=1; Path=/\r\nset-cookie: b=; Max-Age=0\r\ncontent-length: 0\r\n\r\n";
+        let head = parse_head(redirect).unwrap().unwrap();
+        let res = Response {
+            status: head.status,
+            body: Vec::new(),
+            location: head.location,
+            cookies: head.cookies,
+        };
+        assert_eq!(res.location.as_deref(), Some("/x?y=1"));
+        assert_eq!(res.cookie("a"), Some("1"));
+        assert_eq!(res.cookie("b"), None, "a cleared cookie has no value");
         let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
         assert_eq!(
             parse_head(chunked).unwrap_err().kind(),

@@ -13,6 +13,7 @@ mod ownid;
 mod scenarios;
 mod seed;
 mod server;
+mod social;
 mod stats;
 mod wallet;
 
@@ -40,11 +41,12 @@ struct Args {
     /// form, 14 OIDC client_credentials, 15 OIDC introspection, 16 OIDC code exchange
     /// (RS256 and ES256 ID tokens; SQLite only), 17 a whole sign-in through
     /// /oauth/authorize, the password form and the code exchange, 18 /auth/mfa/verify
-    /// alone (TOTP; SQLite only).
+    /// alone (TOTP; SQLite only), 19 social sign-in callback against an OpenID Connect
+    /// upstream in this process.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15,16,17"
+        default_value = "1,2,3,4,5,6,7,8,10,12,13,14,15,16,17,19"
     )]
     scenarios: Vec<u8>,
     /// Codes seeded per client in scenario 16: each request spends one, so this times
@@ -553,6 +555,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print_outbox(&o);
         targets.outbox = Some((o.steady_rate(), o.exactly_once()));
     }
+    if wants(19) {
+        let s = social::run(&config, &bench.window, bench.clients).await?;
+        heading(
+            19,
+            "social sign-in callback: code exchange with an OIDC upstream, ES256 ID token, session",
+            &format!("{} clients, a returning person each", bench.clients),
+        );
+        print_social(&s);
+        targets.social = Some(s.callback.rate());
+    }
     if args.postgres.is_none() {
         // The write-ahead log should stay near SQLite's checkpoint size (1,000 pages,
         // about 4 MiB) however long the run: a log that grows means checkpoints
@@ -797,6 +809,38 @@ fn print_outbox(o: &outbox::OutboxRun) {
     );
 }
 
+fn print_social(s: &social::SocialRun) {
+    println!(
+        "  SETTINGS for this scenario only: a server of its own with [[social.providers]] \
+         `bench` (kind oidc) at the upstream, a thread of this process"
+    );
+    let line = |label: &str, p: &social::Part, each: &str| {
+        println!(
+            "  {label:<14} {:.1} {each}s/s   p50 {:.2} ms   p99 {:.2} ms   errors {}",
+            p.rate(),
+            p.tally.quantile_ms(0.5),
+            p.tally.quantile_ms(0.99),
+            p.tally.describe_errors()
+        );
+        println!(
+            "  {:<14} server cpu {:.2} cores, {:.0} µs per {each}; upstream {:.2} cores, {:.0} µs; driver {:.2} cores",
+            "",
+            p.server_cpu / p.seconds,
+            p.per_op_us(p.server_cpu),
+            p.upstream_cpu / p.seconds,
+            p.per_op_us(p.upstream_cpu),
+            p.driver_cpu / p.seconds
+        );
+    };
+    line("callback", &s.callback, "callback");
+    println!(
+        "  {:<14} ({} begins and authorizations made before the window, not timed)",
+        "", s.prepared
+    );
+    line("whole flow", &s.whole, "flow");
+    line("upstream alone", &s.upstream_alone, "token");
+}
+
 fn print_burst(b: &Burst) {
     let each: Vec<String> = b
         .outcomes
@@ -844,6 +888,8 @@ struct Targets {
     introspection: Option<f64>,
     /// Scenario 16's rate for each ID token algorithm.
     code_exchange: Vec<(&'static str, f64)>,
+    /// Social sign-in callbacks per second.
+    social: Option<f64>,
     /// The outbox's delivery rate, and whether every mail arrived exactly once.
     outbox: Option<(f64, bool)>,
 }
@@ -945,6 +991,17 @@ impl Targets {
             println!(
                 "  {} code exchange ({alg} ID token) >= 5,000 req/s: {rate:.0}",
                 verdict(*rate >= 5_000.0)
+            );
+        }
+        if let Some(rate) = self.social {
+            let scope = if sqlite {
+                ""
+            } else {
+                " (the target is for SQLite)"
+            };
+            println!(
+                "  {} social sign-in callback >= 1,500/s: {rate:.0}{scope}",
+                verdict(rate >= 1_500.0)
             );
         }
         if let Some((rate, once)) = self.outbox {

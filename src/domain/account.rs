@@ -52,6 +52,15 @@ pub enum SignInMethod {
         name: String,
         created_at: i64,
     },
+    /// An upstream provider's identity (`social.providers`); `linked_at` in Unix
+    /// seconds; `id` for `DELETE /auth/social/identities/{id}`.
+    Social {
+        id: String,
+        provider: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        linked_at: i64,
+    },
 }
 
 impl Account {

@@ -258,6 +258,15 @@ async fn me(
         name: p.name,
         created_at: p.created_at,
     }));
+    if app.social.is_some() {
+        let identities = app.store.social().identities(&session.account).await?;
+        sign_in_methods.extend(identities.into_iter().map(|i| SignInMethod::Social {
+            id: i.id,
+            provider: i.provider,
+            email: i.email,
+            linked_at: i.linked_at,
+        }));
+    }
     Ok(axum::Json(MeResponse {
         created_at: rfc3339(account.created_at),
         email_verified: account.email_verified,

@@ -90,7 +90,7 @@ fn under(path: &str, prefix: &str) -> bool {
 /// The SIWE routes (nonce and sign-in), which answer in SelfKey's coded format.
 const SIWE: &str = "/auth/siwe";
 
-/// The password, passkey, SIWE and lifecycle routes (account deletion among them),
+/// The password, passkey, SIWE, social and lifecycle routes (account deletion among them),
 /// the second factor's changes and codes, and everything under the SelfKey mount, so
 /// that SelfKey routes added there are limited without further wiring.
 fn is_limited(method: &Method, path: &str, settings: &Settings) -> bool {
@@ -114,6 +114,9 @@ fn is_limited(method: &Method, path: &str, settings: &Settings) -> bool {
         SIWE,
         "/auth/verify-email",
         "/auth/email",
+        // Each sign-in begun writes a row, each callback calls the provider, and an
+        // exchange code is a secret to guess.
+        "/auth/social",
         &settings.selfkey.mount,
     ]
     .iter()
@@ -200,9 +203,12 @@ mod tests {
             "/auth/passkeys/login/options",
             "/auth/mfa/verify",
             "/auth/mfa/totp/confirm",
+            "/auth/social/exchange",
+            "/auth/social/google/callback",
         ] {
             assert!(is_limited(&Method::POST, path, &settings), "{path}");
         }
+        assert!(is_limited(&Method::GET, "/auth/social/google", &settings));
         assert!(!is_limited(&Method::GET, "/auth/mfa", &settings));
         for path in [
             "/auth/me",

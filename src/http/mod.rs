@@ -22,6 +22,7 @@ pub mod selfkey;
 pub mod session;
 pub mod sessions;
 pub mod siwe;
+pub mod social;
 pub mod ui;
 
 use std::future::Future;
@@ -80,6 +81,7 @@ pub fn router(app: AppState) -> Router {
         .merge(selfkey::router(&app.settings))
         .merge(sessions::router())
         .merge(siwe::router(&app.settings))
+        .merge(social::router(&app))
         .split_for_parts();
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);

@@ -2,7 +2,7 @@
 //! `no-store` headers, a required field, an account error's status, a date. Each
 //! surface uses these; none borrows them from another.
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -171,6 +171,59 @@ pub fn account_error(e: AccountError) -> ApiError {
         AccountError::Disabled => ApiError::AccountDisabled,
         AccountError::Internal(e) => ApiError::Internal(e),
     }
+}
+
+/// The binding cookie's name: `__Host-` on https.
+pub fn binding_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-gatehouse-social"
+    } else {
+        "gatehouse-social"
+    }
+}
+
+/// `Set-Cookie` for the binding (`None`: cleared). On https it is `SameSite=None` so
+/// that a provider's `form_post` (Apple) carries it back; on http (development) `Lax`,
+/// which a top-level redirect back carries.
+pub fn binding_cookie(secure: bool, value: Option<&str>, max_age: i64) -> HeaderValue {
+    let name = binding_cookie_name(secure);
+    let (value, max_age) = value.map_or(("", 0), |v| (v, max_age));
+    let attributes = if secure {
+        "Path=/; Secure; SameSite=None"
+    } else {
+        "Path=/; SameSite=Lax"
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; {attributes}; Max-Age={max_age}"
+    ))
+    .expect("binding values are header-safe")
+}
+
+/// A `302` to the provider, the binding cookie set.
+pub fn to_provider(
+    settings: &Settings,
+    secure: bool,
+    begun: crate::signin::social::Begun,
+) -> Response {
+    let mut res = StatusCode::FOUND.into_response();
+    let h = res.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&begun.authorize_url) {
+        h.insert(header::LOCATION, location);
+    }
+    h.append(
+        header::SET_COOKIE,
+        binding_cookie(
+            secure,
+            Some(begun.binding.expose()),
+            settings.social.pending_ttl_secs,
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    no_store(&mut res);
+    res
 }
 
 pub fn no_store(res: &mut Response) {

@@ -74,6 +74,9 @@ pub enum Proof {
     Passkey,
     /// A signed Sign-In with Ethereum message of the account's wallet.
     Siwe,
+    /// An upstream provider signed in the identity linked to the account (its ID
+    /// token checked, or GitHub's API asked): one factor, whatever the provider asked.
+    Social,
 }
 
 /// How the session began, as its record names it.
@@ -85,6 +88,7 @@ impl From<Proof> for Via {
             Proof::Selfkey => Via::Selfkey,
             Proof::Passkey => Via::Passkey,
             Proof::Siwe => Via::Siwe,
+            Proof::Social => Via::Social,
         }
     }
 }
@@ -92,12 +96,15 @@ impl From<Proof> for Via {
 impl Proof {
     /// The factors it proved, as RFC 8176 `amr` values: a password (or the new one a
     /// reset link set) is `pwd`; a wallet's or OwnID's key is `swk`; a passkey with
-    /// user verification is `hwk` and, being two factors by itself, `mfa`.
+    /// user verification is `hwk` and, being two factors by itself, `mfa`; an upstream
+    /// provider's sign-in is `fed` (federated), one factor: what the provider checked
+    /// is not ours to vouch for.
     pub fn amr(self) -> &'static str {
         match self {
             Proof::Password | Proof::RegisteredWithPassword | Proof::PasswordReset => "pwd",
             Proof::RegisteredWithOwnId | Proof::Ownid | Proof::Selfkey | Proof::Siwe => "swk",
             Proof::Passkey => "hwk mfa",
+            Proof::Social => "fed",
         }
     }
 

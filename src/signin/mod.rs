@@ -10,6 +10,7 @@
 //! - [`passkeys`]: WebAuthn ceremonies.
 //! - [`siwe`]: Sign-In with Ethereum.
 //! - [`second_factor`]: TOTP, recovery codes, and a pending sign-in's second step.
+//! - [`social`]: upstream OpenID Connect and OAuth 2 providers.
 
 pub mod flow;
 pub mod ownid;
@@ -18,3 +19,4 @@ pub mod password;
 pub mod second_factor;
 pub mod selfkey;
 pub mod siwe;
+pub mod social;

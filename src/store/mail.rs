@@ -258,6 +258,11 @@ pub(crate) mod sql {
         WHERE account_id = $1 AND ($2 IS NULL OR created_at >= $2) RETURNING address";
     pub const REMOVE_PASSKEYS_SINCE: &str = "DELETE FROM passkeys
         WHERE account_id = $1 AND ($2 IS NULL OR created_at >= $2) RETURNING name";
+    /// Social identities linked after `$2` (strictly: an account a provider made with
+    /// its verified address has its identity and its proof at the same second, and the
+    /// identity was that proof).
+    pub const REMOVE_SOCIAL_SINCE: &str = "DELETE FROM social_identities
+        WHERE account_id = $1 AND ($2 IS NULL OR linked_at > $2) RETURNING provider";
     pub const REMOVE_OWNID_SINCE: &str =
         "UPDATE accounts SET ownid_data = NULL, ownid_added_at = NULL
         WHERE id = $1 AND ownid_data IS NOT NULL
@@ -349,6 +354,7 @@ pub(crate) mod sql {
         VOID_ONE_TIME,
         REMOVE_WALLETS_SINCE,
         REMOVE_PASSKEYS_SINCE,
+        REMOVE_SOCIAL_SINCE,
         REMOVE_OWNID_SINCE,
         TAKE_TOKEN,
         SET_PASSWORD,

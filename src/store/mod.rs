@@ -12,6 +12,7 @@ mod postgres;
 mod queries;
 pub mod sessions;
 pub mod signing_keys;
+pub mod social;
 mod sqlite;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use passkeys::{
 pub use postgres::PostgresStore;
 pub use sessions::SessionStore;
 pub use signing_keys::{SigningKeyStore, StoredKey};
+pub use social::SocialStore;
 pub(crate) use sqlite::NEEDS_A_FILE as SQLITE_NEEDS_A_FILE;
 pub use sqlite::{BackupSummary, SqliteStore, backup as backup_sqlite, file_of as sqlite_file};
 
@@ -264,6 +266,8 @@ pub trait Store: PasskeyStore + OwnIdStore + Send + Sync + 'static {
     fn mfa(&self) -> &dyn MfaStore;
     /// The same database, seen through the authorization endpoint ([`AuthorizeStore`]).
     fn authorize(&self) -> &dyn AuthorizeStore;
+    /// The same database, seen through social sign-in ([`SocialStore`]).
+    fn social(&self) -> &dyn SocialStore;
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;

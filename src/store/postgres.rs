@@ -6,6 +6,7 @@ mod mfa;
 mod oidc;
 mod sessions;
 mod signing_keys;
+mod social;
 #[cfg(test)]
 mod tests;
 
@@ -277,6 +278,10 @@ impl Store for PostgresStore {
     }
 
     fn authorize(&self) -> &dyn AuthorizeStore {
+        self
+    }
+
+    fn social(&self) -> &dyn SocialStore {
         self
     }
 

@@ -107,6 +107,7 @@ pub const DELETE_WALLET_UNLESS_LAST: &str =
     "DELETE FROM wallets WHERE address = $1 AND account_id = $2 AND (
         (SELECT COUNT(*) FROM wallets WHERE account_id = $2) > 1
         OR EXISTS (SELECT 1 FROM passkeys WHERE account_id = $2)
+        OR EXISTS (SELECT 1 FROM social_identities WHERE account_id = $2)
         OR EXISTS (SELECT 1 FROM accounts WHERE id = $2
                    AND (password_hash IS NOT NULL OR ownid_data IS NOT NULL)))";
 
@@ -136,11 +137,12 @@ pub const RECORD_PASSKEY_USE: &str = "UPDATE passkeys
 pub const RENAME_PASSKEY: &str = "UPDATE passkeys SET name = $1 WHERE id = $2 AND account_id = $3";
 
 /// As [`DELETE_WALLET_UNLESS_LAST`], after [`LOCK_ACCOUNT`]: another passkey, a
-/// wallet, a password or OwnID must be left.
+/// wallet, a social identity, a password or OwnID must be left.
 pub const DELETE_PASSKEY_UNLESS_LAST: &str =
     "DELETE FROM passkeys WHERE id = $1 AND account_id = $2 AND (
         (SELECT COUNT(*) FROM passkeys WHERE account_id = $2) > 1
         OR EXISTS (SELECT 1 FROM wallets WHERE account_id = $2)
+        OR EXISTS (SELECT 1 FROM social_identities WHERE account_id = $2)
         OR EXISTS (SELECT 1 FROM accounts WHERE id = $2
                    AND (password_hash IS NOT NULL OR ownid_data IS NOT NULL)))";
 
@@ -266,7 +268,7 @@ pub(crate) use purge_batch;
 
 /// The purge's batches of single-use values, replay keys and counters, by table (see
 /// [`purge_batch!`]), on SQLite.
-pub const PURGE_EXPIRED: [(&str, &str); 3] = [
+pub const PURGE_EXPIRED: [(&str, &str); 5] = [
     (
         "one_time_tokens",
         purge_batch!(sqlite, "one_time_tokens", "expires_at"),
@@ -279,10 +281,18 @@ pub const PURGE_EXPIRED: [(&str, &str); 3] = [
         "rate_counters",
         purge_batch!(sqlite, "rate_counters", "expires_at"),
     ),
+    (
+        "social_pending",
+        purge_batch!(sqlite, "social_pending", "state_hash", "expires_at"),
+    ),
+    (
+        "social_codes",
+        purge_batch!(sqlite, "social_codes", "code_hash", "expires_at"),
+    ),
 ];
 
 /// [`PURGE_EXPIRED`] on PostgreSQL.
-pub const PURGE_EXPIRED_POSTGRES: [(&str, &str); 3] = [
+pub const PURGE_EXPIRED_POSTGRES: [(&str, &str); 5] = [
     (
         "one_time_tokens",
         purge_batch!(postgres, "one_time_tokens", "id", "expires_at"),
@@ -294,6 +304,14 @@ pub const PURGE_EXPIRED_POSTGRES: [(&str, &str); 3] = [
     (
         "rate_counters",
         purge_batch!(postgres, "rate_counters", "key", "expires_at"),
+    ),
+    (
+        "social_pending",
+        purge_batch!(postgres, "social_pending", "state_hash", "expires_at"),
+    ),
+    (
+        "social_codes",
+        purge_batch!(postgres, "social_codes", "code_hash", "expires_at"),
     ),
 ];
 
@@ -337,4 +355,6 @@ pub const ALL: &[&str] = &[
     PURGE_EXPIRED[0].1,
     PURGE_EXPIRED[1].1,
     PURGE_EXPIRED[2].1,
+    PURGE_EXPIRED[3].1,
+    PURGE_EXPIRED[4].1,
 ];

@@ -20,6 +20,7 @@ mod oidc;
 mod passkeys;
 mod sessions;
 mod signing_keys;
+mod social;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -202,6 +203,10 @@ impl Store for SqliteStore {
     }
 
     fn authorize(&self) -> &dyn AuthorizeStore {
+        self
+    }
+
+    fn social(&self) -> &dyn SocialStore {
         self
     }
 

@@ -141,6 +141,13 @@ impl Pages {
         self.catalogue.message(lang, id, None)
     }
 
+    /// Message `id` in `lang` with its one variable `arg` set to `value`.
+    pub fn message_with(&self, lang: Lang, id: &str, arg: &str, value: &str) -> String {
+        let mut args = fluent_bundle::FluentArgs::new();
+        args.set(arg.to_owned(), value.to_owned());
+        self.catalogue.message(lang, id, Some(&args))
+    }
+
     /// Renders `template` with `context` and what every page has: `lang`, the messages
     /// `t`, the form tokens `csrf` of browser `nonce`, the site's name and logo.
     pub fn render(

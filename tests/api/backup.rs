@@ -41,7 +41,7 @@ async fn a_backup_under_write_load_restores_every_acknowledged_account() {
     // recorded with the moment its 200 arrived.
     let acked: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let mut writers = Vec::new();
     for w in 0..4 {
         let (acked, stop, client, base) =

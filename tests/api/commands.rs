@@ -256,7 +256,7 @@ async fn a_log_at_trace_holds_no_smtp_password_and_no_token() {
         .spawn()
         .unwrap();
     let base = format!("http://{}", listening_address(&log, &mut child));
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let address = crate::helpers::email();
     let res = client
         .post(format!("{base}/auth/register"))

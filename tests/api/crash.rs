@@ -68,7 +68,7 @@ async fn acknowledged_registrations_survive_sigkill(b: Backend) {
 
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();

@@ -128,7 +128,7 @@ impl TestApp {
         tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
             .build()
@@ -332,4 +332,17 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     let header = serde_json::from_slice(&b64.decode(parts.next().unwrap()).unwrap()).unwrap();
     let claims = serde_json::from_slice(&b64.decode(parts.next().unwrap()).unwrap()).unwrap();
     (header, claims)
+}
+
+/// A client builder for the tests' requests. The library's HTTP client (social
+/// sign-in's) turns on reqwest's `rustls-no-provider`, which every client in this
+/// process shares: the TLS provider is installed first, as the server does.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    gatehouse::app::install_tls_provider();
+    reqwest::Client::builder()
+}
+
+/// A default client, as `reqwest::Client::new()` makes it.
+pub fn client() -> reqwest::Client {
+    client_builder().build().unwrap()
 }

@@ -405,7 +405,7 @@ async fn the_environment_switch_turns_the_limits_off() {
         ],
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     for _ in 0..4 {
         let res = client
             .post(format!("{}/auth/login", server.base))

@@ -37,6 +37,7 @@ mod sessions;
 mod signin_flow;
 mod signing_keys;
 mod siwe;
+mod social;
 mod token_attacks;
 mod ui;
 mod wallet_emails;

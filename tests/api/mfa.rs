@@ -88,7 +88,7 @@ async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (S
 /// Enrolls and confirms a TOTP authenticator with the session `token`, confirming with
 /// the code of the step before now (so that now's and the next step's codes are left
 /// for sign-ins). The secret (base32) and the recovery codes.
-async fn enrolled(app: &TestApp, token: &str) -> (String, Vec<String>) {
+pub(crate) async fn enrolled(app: &TestApp, token: &str) -> (String, Vec<String>) {
     let (status, body) = send(app, Method::POST, "/auth/mfa/totp", Some(token), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let secret = body["secret"].as_str().unwrap().to_owned();

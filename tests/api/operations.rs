@@ -83,7 +83,7 @@ async fn sigterm_drains_finishes_what_is_in_flight_and_exits_0() {
     };
     let (mut child, base) = start(&mut serve(), &log).await;
     let bound = base.trim_start_matches("http://").to_owned();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let post = |path: &str, body: serde_json::Value| {
         client.post(format!("{base}{path}")).json(&body).send()
     };

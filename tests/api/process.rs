@@ -133,7 +133,7 @@ async fn serve_with_no_configuration_but_the_port_uses_the_documented_defaults()
         cmd
     };
     let (mut child, base) = start(&mut serve(), &log).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let res = client
         .post(format!("{base}/auth/register"))
         .json(&json!({"email": "first@example.com", "password": "password123"}))
@@ -238,7 +238,7 @@ async fn another_server_answering_health_is_never_taken_for_the_child() {
         .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256");
     let (mut child, base) = start(&mut free, &log).await;
     assert!(!base.ends_with(&format!(":{port}")), "{base}");
-    let res = reqwest::Client::new()
+    let res = crate::helpers::client()
         .post(format!("{base}/auth/register"))
         .json(&json!({"email": "beside@example.com", "password": "password123"}))
         .send()
@@ -530,7 +530,7 @@ async fn flags_beat_environment_beats_file_beats_defaults() {
         let (mut child, base) = start(&mut serve(with_flag), &log).await;
         // The child itself says it bound the port of the layer that wins.
         assert_eq!(base, format!("http://127.0.0.1:{port}"));
-        let res = reqwest::Client::new()
+        let res = crate::helpers::client()
             .post(format!("{base}/auth/register"))
             .json(
                 &json!({"email": format!("layers-{port}@example.com"), "password": "password123"}),
@@ -564,7 +564,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
         "8",
     ]);
     let (mut child, base) = start(&mut cmd, &dir.path().join("log.txt")).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let in_flight = tokio::spawn({
         let client = client.clone();
         let url = format!("{base}/auth/register");

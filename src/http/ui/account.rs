@@ -40,6 +40,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/account/passkeys/rename", post(rename_passkey))
         .route("/ui/account/passkeys/remove", post(remove_passkey))
         .route("/ui/account/wallets/unlink", post(unlink_wallet))
+        .route("/ui/account/social/link", post(link_provider))
+        .route("/ui/account/social/unlink", post(unlink_provider))
         .route("/ui/account/delete", post(delete_account))
         .route("/ui/account/second-factor/enroll", post(enroll_totp))
         .route("/ui/account/second-factor/confirm", post(confirm_totp))
@@ -51,7 +53,9 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// The notices a redirect back to the page may name (`?done=`); nothing else is shown.
-const NOTICES: [&str; 11] = [
+const NOTICES: [&str; 13] = [
+    "provider-linked",
+    "provider-unlinked",
     "totp-removed",
     "wallet-unlinked",
     "verification-sent",
@@ -152,8 +156,39 @@ async fn render(
         .iter()
         .map(|w| context! { address => w.address })
         .collect();
+    let (identities, providers) = match &app.social {
+        Some(social) => match social.identities(&session.account).await {
+            Ok(list) => {
+                let linked: Vec<_> = list
+                    .iter()
+                    .map(|i| {
+                        context! {
+                            id => i.id,
+                            name => social.name_of(&i.provider),
+                            email => i.email,
+                            linked => rfc3339(i.linked_at),
+                        }
+                    })
+                    .collect();
+                let providers: Vec<_> = social
+                    .enabled()
+                    .into_iter()
+                    .map(|(id, name)| context! { id => id, name => name })
+                    .collect();
+                (linked, providers)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the account page failed");
+                return internal(app, b);
+            }
+        },
+        None => (Vec::new(), Vec::new()),
+    };
     let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
     let context = context! {
+        social_on => app.social.is_some(),
+        identities => identities,
+        providers => providers,
         title => "account",
         email => profile.account.email,
         email_verified => profile.account.email_verified,
@@ -665,6 +700,133 @@ async fn unlink_wallet(
         }
         Err(e) => {
             tracing::error!(error = %e, "unlinking a wallet from the account page failed");
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "error-internal",
+                )),
+            )
+            .await
+        }
+    }
+}
+
+/// Starts linking a provider as `POST /auth/social/{provider}/link` does: with a
+/// recent sign-in, to the provider and back to this page.
+async fn link_provider(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    use crate::signin::social::{Intent, SocialError};
+    let f = fields(form);
+    let session = match action(&app, &b, "link_provider", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if let Err(message) = step_up(&app, &session).await {
+        return render(&app, &b, &session, None, Some(refused("", message))).await;
+    }
+    let Some(social) = &app.social else {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(StatusCode::NOT_FOUND, "", "social-unknown_provider")),
+        )
+        .await;
+    };
+    let intent = Intent::Link {
+        account: session.account.clone(),
+        session: session.session.clone(),
+        return_to: Some("/ui/account?done=provider-linked".into()),
+    };
+    let provider = field(&f, "provider").unwrap_or_default();
+    match social.begin(provider, intent, unix_now()).await {
+        Ok(begun) => crate::http::reply::to_provider(&app.settings, b.secure, begun),
+        Err(e) => {
+            let message = match e {
+                SocialError::UnknownProvider => ("social-unknown_provider", StatusCode::NOT_FOUND),
+                SocialError::ProviderDisabled => {
+                    ("social-provider_disabled", StatusCode::FORBIDDEN)
+                }
+                SocialError::Upstream(_) => {
+                    ("social-provider_unavailable", StatusCode::BAD_GATEWAY)
+                }
+                e => {
+                    tracing::error!(error = %e, "linking a provider from the account page failed");
+                    ("error-internal", StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            };
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(message.1, "", message.0)),
+            )
+            .await
+        }
+    }
+}
+
+/// Unlinks an identity as `DELETE /auth/social/identities/{id}` does: with a recent
+/// sign-in, never the last way in.
+async fn unlink_provider(
+    State(app): State<AppState>,
+    b: Browser,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    use crate::signin::social::SocialError;
+    let f = fields(form);
+    let session = match action(&app, &b, "unlink_provider", &f).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    if let Err(message) = step_up(&app, &session).await {
+        return render(&app, &b, &session, None, Some(refused("", message))).await;
+    }
+    let Some(social) = &app.social else {
+        return render(
+            &app,
+            &b,
+            &session,
+            None,
+            Some(shown(StatusCode::NOT_FOUND, "", "social-not_found")),
+        )
+        .await;
+    };
+    let id = field(&f, "identity").unwrap_or_default();
+    match social.unlink(&session.account, id).await {
+        Ok(()) => done(&app, "provider-unlinked"),
+        Err(SocialError::LastWayIn) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(StatusCode::CONFLICT, "", "error-last-way-in")),
+            )
+            .await
+        }
+        Err(SocialError::NotFound) => {
+            render(
+                &app,
+                &b,
+                &session,
+                None,
+                Some(shown(StatusCode::NOT_FOUND, "", "social-not_found")),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "unlinking a provider from the account page failed");
             render(
                 &app,
                 &b,

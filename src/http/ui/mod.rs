@@ -16,6 +16,10 @@ mod passkeys;
 mod second_factor;
 mod wallets;
 
+/// The social callback's ends, through the pages (`crate::http::social`).
+pub(in crate::http) use social::{social_refused, social_signed_in};
+mod social;
+
 use std::collections::HashMap;
 
 use axum::Router;
@@ -127,7 +131,7 @@ pub(super) struct Browser {
     /// The form nonce: the browser's cookie, or a new one set with the answer.
     nonce: String,
     new_nonce: bool,
-    secure: bool,
+    pub(in crate::http) secure: bool,
     session_cookie: Option<String>,
     /// A pending sign-in's `mfa_token`, when a first factor asked for the second.
     pending: Option<String>,

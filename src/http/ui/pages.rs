@@ -75,8 +75,20 @@ pub(super) fn sign_in_form(
 ) -> Response {
     let return_to =
         field(fields, "return_to").and_then(|r| super::pages(app).return_origins().check(r));
+    let social: Vec<_> = app
+        .social
+        .as_ref()
+        .map(|s| s.enabled())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(id, name)| {
+            let label = super::pages(app).message_with(b.lang, "social-continue", "name", &name);
+            context! { id => id, label => label }
+        })
+        .collect();
     let context = context! {
         title => "sign-in",
+        social => social,
         passkeys => app.settings.passkeys.enabled,
         siwe => app.settings.siwe.enabled,
         email => field(fields, "email").unwrap_or_default(),

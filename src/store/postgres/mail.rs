@@ -278,6 +278,7 @@ async fn apply(
         for (statement, kind) in [
             (sql::REMOVE_WALLETS_SINCE, "wallet"),
             (sql::REMOVE_PASSKEYS_SINCE, "passkey"),
+            (sql::REMOVE_SOCIAL_SINCE, "social"),
             (sql::REMOVE_OWNID_SINCE, "ownid"),
         ] {
             let names: Vec<String> = sqlx::query_scalar(statement)

@@ -338,6 +338,7 @@ fn remove_ways_in(c: &Connection, id: &str, since: Option<i64>) -> StoreResult<V
     };
     taken(sql::REMOVE_WALLETS_SINCE, "wallet")?;
     taken(sql::REMOVE_PASSKEYS_SINCE, "passkey")?;
+    taken(sql::REMOVE_SOCIAL_SINCE, "social")?;
     taken(sql::REMOVE_OWNID_SINCE, "ownid")?;
     Ok(removed)
 }

@@ -59,6 +59,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_oidc_backchannel_logout.sql",
         include_str!("../../../migrations/sqlite/0013_oidc_backchannel_logout.sql"),
     ),
+    (
+        "0014_social.sql",
+        include_str!("../../../migrations/sqlite/0014_social.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.
@@ -172,6 +176,9 @@ mod tests {
                 "seen_requests",
                 "sessions",
                 "signing_keys",
+                "social_codes",
+                "social_identities",
+                "social_pending",
                 "totp_factors",
                 "wallets"
             ]

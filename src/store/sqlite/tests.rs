@@ -37,7 +37,8 @@ fn every_placeholder_is_numbered_by_its_position() {
         .chain(crate::store::signing_keys::sql::ALL)
         .chain(crate::store::mfa::sql::ALL)
         .chain(crate::store::oidc::sql::ALL)
-        .chain(crate::store::authorize::sql::ALL);
+        .chain(crate::store::authorize::sql::ALL)
+        .chain(crate::store::social::sql::ALL);
     for sql in statements.chain(crate::store::admin::sql::ALL) {
         let statement = conn.prepare(sql).unwrap();
         for i in 1..=statement.parameter_count() {

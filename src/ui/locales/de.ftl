@@ -154,3 +154,27 @@ no-connected-apps = Keine App hat Zugriff auf Ihr Konto.
 connected-scopes = Erlaubt
 revoke-app = Zugriff entziehen
 app-revoked = Der Zugriff der App ist entzogen, ihre Sitzungen sind beendet.
+
+# Anmeldung über andere Anbieter
+social-continue = Weiter mit { $name }
+sign-in-providers = Anmeldeanbieter
+no-providers = Kein Anmeldeanbieter verknüpft.
+link-with = Verknüpfen mit
+provider-linked = Der Anbieter ist verknüpft.
+provider-unlinked = Der Anbieter ist getrennt.
+social-unknown_provider = Diesen Anmeldeanbieter gibt es nicht.
+social-provider_disabled = Dieser Anmeldeanbieter ist ausgeschaltet.
+social-invalid_state = Diese Anmeldung ist abgelaufen, wurde schon verwendet oder in einem anderen Browser begonnen. Beginnen Sie erneut auf der Anmeldeseite.
+social-invalid_return_to = Diese Rücksprungadresse ist nicht erlaubt.
+social-access_denied = Der Anbieter hat Sie nicht angemeldet.
+social-invalid_request = Die Antwort des Anbieters war unvollständig. Beginnen Sie erneut auf der Anmeldeseite.
+social-invalid_id_token = Die Antwort des Anbieters konnte nicht geprüft werden. Beginnen Sie erneut auf der Anmeldeseite.
+social-code_refused = Der Anbieter hat die Anmeldung nicht abgeschlossen. Beginnen Sie erneut auf der Anmeldeseite.
+social-provider_unavailable = Der Anmeldeanbieter ist gerade nicht erreichbar. Versuchen Sie es später oder melden Sie sich anders an.
+social-link_required = Zu dieser E-Mail-Adresse gibt es schon ein Konto. Melden Sie sich anders daran an und verknüpfen Sie dann diesen Anbieter auf Ihrer Kontoseite.
+social-identity_linked_elsewhere = Das Konto bei diesem Anbieter ist mit einem anderen Konto verknüpft.
+social-session_ended = Die Sitzung, die die Verknüpfung angefragt hat, ist beendet. Melden Sie sich erneut an.
+social-invalid_code = Der Anmeldecode ist unbekannt, verwendet oder abgelaufen.
+social-not_found = Diesen verknüpften Anbieter gibt es nicht.
+social-last_sign_in_method = Das ist der letzte Weg in das Konto: Fügen Sie zuerst einen anderen hinzu.
+social-account_disabled = Dieses Konto ist gesperrt.

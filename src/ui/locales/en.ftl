@@ -155,3 +155,27 @@ no-connected-apps = No app has access to your account.
 connected-scopes = Allowed
 revoke-app = Revoke access
 app-revoked = The app's access is revoked, and its sessions are ended.
+
+# Social sign-in
+social-continue = Continue with { $name }
+sign-in-providers = Sign-in providers
+no-providers = No sign-in provider linked.
+link-with = Link with
+provider-linked = The provider is linked.
+provider-unlinked = The provider is unlinked.
+social-unknown_provider = There is no such sign-in provider.
+social-provider_disabled = This sign-in provider is turned off.
+social-invalid_state = This sign-in expired, was used already, or was started in another browser. Start again from the sign-in page.
+social-invalid_return_to = That return address is not allowed.
+social-access_denied = The provider did not sign you in.
+social-invalid_request = The provider's answer was incomplete. Start again from the sign-in page.
+social-invalid_id_token = The provider's answer could not be verified. Start again from the sign-in page.
+social-code_refused = The provider refused to finish the sign-in. Start again from the sign-in page.
+social-provider_unavailable = The sign-in provider cannot be reached right now. Try again later, or sign in another way.
+social-link_required = An account with this email address already exists. Sign in to it another way, then link this provider from your account page.
+social-identity_linked_elsewhere = This provider's account is linked to another account.
+social-session_ended = The session that asked for the link has ended. Sign in again.
+social-invalid_code = The sign-in code is unknown, used or expired.
+social-not_found = There is no such linked provider.
+social-last_sign_in_method = That is the account's last way in: add another first.
+social-account_disabled = This account is disabled.
