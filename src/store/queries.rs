@@ -283,11 +283,11 @@ pub const PURGE_EXPIRED: [(&str, &str); 5] = [
     ),
     (
         "social_pending",
-        purge_batch!(sqlite, "social_pending", "state_hash", "expires_at"),
+        purge_batch!(sqlite, "social_pending", "expires_at"),
     ),
     (
         "social_codes",
-        purge_batch!(sqlite, "social_codes", "code_hash", "expires_at"),
+        purge_batch!(sqlite, "social_codes", "expires_at"),
     ),
 ];
 

@@ -84,7 +84,10 @@ pub fn listening_address(log: &str) -> Option<String> {
 async fn wait_healthy(base: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(res) = reqwest::get(format!("{base}/health")).await
+        if let Ok(res) = crate::helpers::client()
+            .get(format!("{base}/health"))
+            .send()
+            .await
             && res.status() == StatusCode::OK
         {
             return;

@@ -167,6 +167,7 @@ mod tests {
                 "oidc_clients",
                 "oidc_codes",
                 "oidc_consents",
+                "oidc_logouts",
                 "oidc_requests",
                 "one_time_tokens",
                 "passkeys",
