@@ -97,6 +97,12 @@ impl Catalogue {
             .map_or(self.default, Lang)
     }
 
+    /// The language of [`LANGUAGES`] named `tag`, else the default.
+    pub fn lang(&self, tag: Option<&str>) -> Lang {
+        tag.and_then(|t| LANGUAGES.iter().position(|known| *known == t))
+            .map_or(self.default, Lang)
+    }
+
     /// Message `id` in `lang` (in English if that language lacks it, and the id itself
     /// if no language has it).
     pub fn message(&self, lang: Lang, id: &str, args: Option<&FluentArgs>) -> String {
@@ -110,6 +116,25 @@ impl Catalogue {
         }
         id.to_owned()
     }
+}
+
+/// The tag of the language of [`LANGUAGES`] an `Accept-Language` header asks for
+/// first, or `None` when it asks for none of them (the default then applies).
+pub fn requested(accept_language: &str) -> Option<&'static str> {
+    let requested = fluent_langneg::accepted_languages::parse(accept_language);
+    let available: Vec<LanguageIdentifier> =
+        LANGUAGES.iter().filter_map(|t| t.parse().ok()).collect();
+    let chosen = fluent_langneg::negotiate_languages(
+        &requested,
+        &available,
+        None,
+        fluent_langneg::NegotiationStrategy::Lookup,
+    );
+    let first = chosen.first()?;
+    available
+        .iter()
+        .position(|known| known == *first)
+        .map(|i| LANGUAGES[i])
 }
 
 /// The messages of one language, for a template: `{{ t["sign-in"] }}`.
@@ -172,5 +197,9 @@ mod tests {
             "Anmelden"
         );
         assert!(Catalogue::load("xx").is_err());
+        assert_eq!(requested("de-AT, en;q=0.5"), Some("de"));
+        assert_eq!(requested("fr"), None);
+        assert_eq!(german.lang(None).tag(), "de");
+        assert_eq!(german.lang(Some("en")).tag(), "en");
     }
 }
