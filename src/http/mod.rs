@@ -78,6 +78,7 @@ pub fn router(app: AppState) -> Router {
         .merge(sessions::router())
         .merge(siwe::router(&app.settings))
         .split_for_parts();
+    ui::document(&mut api, &app);
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
