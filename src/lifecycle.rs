@@ -86,7 +86,7 @@ fn notice(kind: MailKind, recipient: Option<String>, context: serde_json::Value)
         account: None, // the change's account, set in the transaction
         recipient,
         kind: kind.name().into(),
-        context: context.to_string(),
+        context: crate::mail::values_in_language(context),
         created_at: now,
         expires_at: now + NOTICE_TTL_SECS,
     }
@@ -179,11 +179,10 @@ impl Lifecycle {
             account: Some(account.id.clone()),
             recipient: Some(to.clone()),
             kind: MailKind::PasswordReset.name().into(),
-            context: json!({
+            context: crate::mail::values_in_language(json!({
                 "link": link,
                 "expires_in_minutes": self.reset_ttl_secs / 60,
-            })
-            .to_string(),
+            })),
             created_at: now,
             expires_at: now + self.reset_ttl_secs,
         };
@@ -369,11 +368,10 @@ impl Lifecycle {
             account: Some(account.id.clone()),
             recipient: Some(email.as_str().to_owned()),
             kind: MailKind::VerifyEmail.name().into(),
-            context: json!({
+            context: crate::mail::values_in_language(json!({
                 "link": link,
                 "expires_in_hours": self.verify_ttl_secs / 3600,
-            })
-            .to_string(),
+            })),
             created_at: now,
             expires_at: now + self.verify_ttl_secs,
         };

@@ -37,7 +37,8 @@ pub struct MailSettings {
     /// The name mails sign with.
     pub site_name: String,
     /// A directory whose `<kind>.subject.txt`, `<kind>.txt` and `<kind>.html` files
-    /// replace the built-in templates of that kind of mail (minijinja syntax).
+    /// replace the built-in templates of that kind of mail (minijinja syntax; `t("id")`
+    /// gives the catalogue's message `id` in the mail's language).
     #[schema(value_type = Option<String>)]
     pub templates_dir: Option<PathBuf>,
     /// How long a password-reset link works, seconds.

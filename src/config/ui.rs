@@ -27,8 +27,8 @@ pub struct UiSettings {
     /// Origins (`https://app.example.com`) a sign-in may send the browser back to with
     /// `return_to`, besides `http.public_url`'s. Matched exactly.
     pub return_origins: Vec<String>,
-    /// The language served when `Accept-Language` names none the pages have: `en` or
-    /// `de` (checked at start).
+    /// The language served when `Accept-Language` names none the pages have, and of
+    /// mails no request caused: `en` or `de` (checked at start).
     pub default_language: String,
 }
 

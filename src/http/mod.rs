@@ -83,6 +83,7 @@ pub fn router(app: AppState) -> Router {
         .merge(siwe::router(&app.settings))
         .merge(social::router(&app))
         .split_for_parts();
+    ui::document(&mut api, &app);
     limits::document(&mut api, &app.settings);
     let api = Arc::new(api);
     let timeout = Duration::from_secs(app.settings.http.request_timeout_secs);
@@ -132,11 +133,23 @@ pub fn router(app: AppState) -> Router {
                 path = %req.uri().path())
         }))
         .layer(middleware::from_fn(linger::close_if_body_unread))
+        .layer(middleware::from_fn(mail_language))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             observe::observe,
         ))
         .with_state(app)
+}
+
+/// Serves the request in the language its `Accept-Language` asks for, so that a mail it
+/// queues is written in that language (the pages choose theirs the same way).
+async fn mail_language(req: Request, next: middleware::Next) -> axum::response::Response {
+    let lang = req
+        .headers()
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::ui::i18n::requested);
+    crate::mail::in_language(lang, next.run(req)).await
 }
 
 /// The router of the separate metrics listener (`metrics.listen`).

@@ -61,11 +61,10 @@ impl Lifecycle {
             account: Some(account.id.clone()),
             recipient: Some(new.as_str().to_owned()),
             kind: MailKind::EmailChange.name().into(),
-            context: json!({
+            context: crate::mail::values_in_language(json!({
                 "link": self.mailer.link(LinkPage::ConfirmEmail, &token),
                 "expires_in_hours": ttl / 3600,
-            })
-            .to_string(),
+            })),
             created_at: now,
             expires_at: now + ttl,
         };

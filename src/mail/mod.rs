@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::store::mail::QueuedMail;
+use crate::ui::i18n::Catalogue;
 use templates::{Rendered, Templates};
 use transport::Transport;
 
@@ -103,6 +104,28 @@ struct TemplateValues<'a> {
     values: serde_json::Value,
 }
 
+tokio::task_local! {
+    /// The language the request being served asked for (`Accept-Language`), if one
+    /// of the catalogue's: set around every request by the HTTP layer.
+    static REQUEST_LANGUAGE: Option<&'static str>;
+}
+
+/// Runs `f` (a request) with `lang` as the language of the mails it queues.
+pub async fn in_language<F: std::future::Future>(lang: Option<&'static str>, f: F) -> F::Output {
+    REQUEST_LANGUAGE.scope(lang, f).await
+}
+
+/// A mail's values for the outbox, with the language of the request that queues it
+/// (`lang`; none outside a request: the sender then uses `ui.default_language`).
+/// Rendered when sent, the mail keeps its language in its stored values.
+pub fn values_in_language(mut values: serde_json::Value) -> String {
+    let lang = REQUEST_LANGUAGE.try_with(|l| *l).ok().flatten();
+    if let (Some(lang), Some(map)) = (lang, values.as_object_mut()) {
+        map.insert("lang".into(), lang.into());
+    }
+    values.to_string()
+}
+
 /// The pages an emailed link opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkPage {
@@ -161,7 +184,8 @@ impl Mailer {
             .context("http.public_url must be set when mail.enabled is true")?
             .trim_end_matches('/')
             .to_owned();
-        let templates = Templates::load(m.templates_dir.as_deref())?;
+        let catalogue = Catalogue::load(&settings.ui.default_language)?;
+        let templates = Templates::load(m.templates_dir.as_deref(), Arc::new(catalogue))?;
         let from = m.from.parse().context("mail.from")?;
         // Last: it may create the outbox directory.
         let transport = Transport::build(m, settings.data_dir.join("outbox"))?;
@@ -203,12 +227,16 @@ impl Mailer {
             .with_context(|| format!("unknown kind of mail {:?}", mail.kind))?;
         let values: serde_json::Value =
             serde_json::from_str(&mail.context).context("the mail's values are not JSON")?;
+        let lang = self
+            .templates
+            .lang(values.get("lang").and_then(|l| l.as_str()));
         let context = TemplateValues {
             site_name: &self.site_name,
             email: &mail.recipient,
             values,
         };
-        self.templates.render(kind, &context)
+        let context = serde_json::to_value(&context).context("the mail's values")?;
+        self.templates.render(kind, lang, &context)
     }
 
     /// Renders a queued mail and hands it to the transport.

@@ -111,6 +111,12 @@ impl Catalogue {
             .map(Lang)
     }
 
+    /// The language of [`LANGUAGES`] named `tag`, else the default.
+    pub fn lang(&self, tag: Option<&str>) -> Lang {
+        tag.and_then(|t| LANGUAGES.iter().position(|known| *known == t))
+            .map_or(self.default, Lang)
+    }
+
     /// Message `id` in `lang` (in English if that language lacks it, and the id itself
     /// if no language has it).
     pub fn message(&self, lang: Lang, id: &str, args: Option<&FluentArgs>) -> String {
@@ -124,6 +130,25 @@ impl Catalogue {
         }
         id.to_owned()
     }
+}
+
+/// The tag of the language of [`LANGUAGES`] an `Accept-Language` header asks for
+/// first, or `None` when it asks for none of them (the default then applies).
+pub fn requested(accept_language: &str) -> Option<&'static str> {
+    let requested = fluent_langneg::accepted_languages::parse(accept_language);
+    let available: Vec<LanguageIdentifier> =
+        LANGUAGES.iter().filter_map(|t| t.parse().ok()).collect();
+    let chosen = fluent_langneg::negotiate_languages(
+        &requested,
+        &available,
+        None,
+        fluent_langneg::NegotiationStrategy::Lookup,
+    );
+    let first = chosen.first()?;
+    available
+        .iter()
+        .position(|known| known == *first)
+        .map(|i| LANGUAGES[i])
 }
 
 /// The messages of one language, for a template: `{{ t["sign-in"] }}`.
@@ -188,5 +213,9 @@ mod tests {
         assert!(Catalogue::load("xx").is_err());
         assert_eq!(c.pick("fr-CA de-AT en").map(Lang::tag), Some("de"));
         assert_eq!(c.pick("fr ???"), None);
+        assert_eq!(requested("de-AT, en;q=0.5"), Some("de"));
+        assert_eq!(requested("fr"), None);
+        assert_eq!(german.lang(None).tag(), "de");
+        assert_eq!(german.lang(Some("en")).tag(), "en");
     }
 }

@@ -101,7 +101,8 @@ async fn openapi_declares_the_timeout_and_the_rate_limit_where_they_apply() {
                 || path == "/auth/register"
                 || path == "/auth/login"
                 || (path == "/auth/me" && method == "delete")
-                || (path.starts_with("/auth/mfa") && method != "get");
+                || (path.starts_with("/auth/mfa") && method != "get")
+                || (path.starts_with("/ui/") && method == "post");
             assert_eq!(responses.get("429").is_some(), limited, "{method} {path}");
             if coded {
                 selfkey_routes += 1;
@@ -114,4 +115,52 @@ async fn openapi_declares_the_timeout_and_the_rate_limit_where_they_apply() {
         }
     }
     assert!(selfkey_routes >= 10, "{selfkey_routes}");
+}
+
+/// The hosted pages are in the document: every route the pages serve, forms as
+/// objects (a fuzzer builds a form from them), pages as `text/html`, and the
+/// redirects and refusals they answer.
+#[tokio::test]
+async fn openapi_describes_the_hosted_pages() {
+    let app = crate::helpers::TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (status, doc) = crate::helpers::read(app.get("/openapi.json", None).await).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    let ui: Vec<&String> = paths.keys().filter(|p| p.starts_with("/ui/")).collect();
+    assert_eq!(ui.len(), 40, "{ui:?}");
+    let sign_in = &paths["/ui/sign-in"];
+    let form =
+        &sign_in["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+    assert_eq!(form["type"], "object", "{form}");
+    for field in ["csrf", "email", "password", "return_to"] {
+        assert_eq!(
+            form["properties"][field]["type"], "string",
+            "{field}: {form}"
+        );
+    }
+    for code in ["200", "303", "400", "401", "403", "429"] {
+        assert!(
+            sign_in["post"]["responses"][code].is_object(),
+            "{code}: {sign_in}"
+        );
+    }
+    assert!(sign_in["get"]["responses"]["200"]["content"]["text/html"].is_object());
+    assert_eq!(sign_in["get"]["parameters"][0]["name"], "return_to");
+    let style = &paths["/ui/assets/style.css"]["get"]["responses"]["200"]["content"];
+    assert!(style["text/css"].is_object(), "{style}");
+    // Every page the server serves is documented: each answers something but 404/405.
+    for path in &ui {
+        for method in paths[*path].as_object().unwrap().keys() {
+            let res = match method.as_str() {
+                "get" => app.client.get(app.url(path)).send().await.unwrap(),
+                _ => app.client.post(app.url(path)).send().await.unwrap(),
+            };
+            let status = res.status().as_u16();
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(
+                paths[*path][method]["responses"][status.to_string()].is_object(),
+                "{method} {path} answers {status}, undocumented"
+            );
+        }
+    }
 }

@@ -491,6 +491,63 @@ async fn verify_an_address_by_mail(backend: Backend) {
     assert_eq!(body["message"], INVALID_LINK);
 }
 
+/// A verification mail speaks the language the registration asked for
+/// (`Accept-Language`), rendered by the sender later; without a header, the default.
+async fn the_verification_mail_speaks_the_registration_language(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(backend, with_mail(&smtp)).await;
+    let german = email();
+    let res = app
+        .client
+        .post(app.url("/auth/register"))
+        .header("accept-language", "de-DE,de;q=0.9,en;q=0.5")
+        .json(&json!({ "email": german, "password": "old-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let english = email();
+    let (status, body) = app.register(&english, "old-password-1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    links(&smtp, VERIFY_PAGE, 2).await;
+    let received = smtp.received();
+
+    let de = to(&received, &german)[0];
+    assert_eq!(
+        de.decoded_subject(),
+        "Bestätigen Sie Ihre E-Mail-Adresse für Example"
+    );
+    let text = de.decoded();
+    assert!(text.contains("Hallo,"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Um zu bestätigen, dass {german} die Adresse Ihres Example-Kontos ist, öffnen \
+             Sie diesen Link innerhalb von 24 Stunden:"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("<html lang=\"de\">"), "{text}");
+    assert!(text.contains(">Meine Adresse bestätigen</a>"), "{text}");
+    assert!(!text.contains("Hello"), "{text}");
+
+    let en = to(&received, &english)[0];
+    assert_eq!(
+        en.decoded_subject(),
+        "Confirm your email address for Example"
+    );
+    let text = en.decoded();
+    assert!(
+        text.contains(&format!(
+            "To confirm that {english} is the address of your Example account, open this \
+             link within 24 hours:"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("<html lang=\"en\">"), "{text}");
+    assert!(!text.contains("Hallo"), "{text}");
+}
+
 /// Every row of every table of the test's database, as (table, row count).
 pub(crate) async fn row_counts(app: &TestApp) -> Vec<(String, i64)> {
     let url = app.app.settings.database_url();
@@ -772,6 +829,7 @@ async fn deleting_needs_a_recent_sign_in(backend: Backend) {
 
 on_every_backend!(
     verify_an_address_by_mail,
+    the_verification_mail_speaks_the_registration_language,
     deleting_an_account_leaves_no_row_of_it,
     deleting_accounts_does_not_reset_another_address_mail_limit,
     deleting_needs_a_recent_sign_in,

@@ -38,6 +38,44 @@ impl Received {
             .to_owned()
     }
 
+    /// The subject with its folded lines joined and its encoded words (RFC 2047, as
+    /// lettre writes non-ASCII subjects: `=?utf-8?b?…?=`) decoded.
+    pub fn decoded_subject(&self) -> String {
+        use base64::Engine;
+        let mut lines = self
+            .data
+            .lines()
+            .skip_while(|l| !l.starts_with("Subject: "));
+        let mut raw = lines.next().unwrap_or_default()["Subject: ".len()..].to_owned();
+        for more in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+            raw.push_str(more);
+        }
+        let mut subject = String::new();
+        let mut last_encoded = false;
+        for word in raw.split_whitespace() {
+            let lower = word.to_ascii_lowercase();
+            let encoded = lower.starts_with("=?utf-8?b?") && word.ends_with("?=");
+            if encoded {
+                let b64 = &word["=?utf-8?b?".len()..word.len() - 2];
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("an encoded word of the subject");
+                if !subject.is_empty() && !last_encoded {
+                    subject.push(' ');
+                }
+                subject.push_str(&String::from_utf8(bytes).unwrap());
+            } else {
+                assert!(!word.starts_with("=?"), "an encoding not read here: {word}");
+                if !subject.is_empty() {
+                    subject.push(' ');
+                }
+                subject.push_str(word);
+            }
+            last_encoded = encoded;
+        }
+        subject
+    }
+
     /// The first link in the message that starts with `prefix`, up to its token's end.
     pub fn link(&self, prefix: &str) -> Option<String> {
         let text = self.decoded();

@@ -474,3 +474,168 @@ async fn theme(axum::extract::State(app): axum::extract::State<AppState>) -> Res
         pages(&app).theme_css().to_owned(),
     )
 }
+
+/// What a route of the pages answers with, for the OpenAPI document.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// A page (`text/html`), or a redirect.
+    Page,
+    /// A page, or JSON for the page's script (passkey and wallet ceremonies).
+    PageOrJson,
+    /// A file of `/ui/assets/` with its content type.
+    Asset(&'static str),
+}
+
+/// A route of the pages in the document: method, path, query parameters, form
+/// fields, statuses, answer.
+type Route = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [u16],
+    Answer,
+);
+
+/// Every route of the pages: method, path, query parameters, form fields (every
+/// field optional: a missing one answers the page with its message), the statuses it
+/// answers, and with what.
+#[rustfmt::skip]
+const ROUTES: &[Route] = {
+    const PAGE: &[u16] = &[200, 202, 303, 400, 401, 403, 404, 409, 429, 500];
+    const ACCOUNT: &[u16] = &[200, 303, 400, 401, 403, 404, 409, 429, 500];
+    const CEREMONY: &[u16] = &[200, 303, 400, 401, 403, 429, 500];
+    const ASSET: &[u16] = &[200];
+    const TOKEN: &[&str] = &["csrf", "token"];
+    use Answer::{Asset, Page, PageOrJson};
+    &[
+        ("get", "/ui/assets/style.css", &[], &[], ASSET, Asset("text/css")),
+        ("get", "/ui/assets/theme.css", &[], &[], ASSET, Asset("text/css")),
+        ("get", "/ui/assets/link.js", &[], &[], ASSET, Asset("text/javascript")),
+        ("get", "/ui/assets/passkeys.js", &[], &[], ASSET, Asset("text/javascript")),
+        ("get", "/ui/assets/siwe.js", &[], &[], ASSET, Asset("text/javascript")),
+        ("get", "/ui/sign-in", &["return_to"], &[], PAGE, Page),
+        ("post", "/ui/sign-in", &[], &["csrf", "email", "password", "return_to"], PAGE, Page),
+        ("get", "/ui/sign-up", &["return_to"], &[], PAGE, Page),
+        ("post", "/ui/sign-up", &[], &["csrf", "email", "password", "return_to"], PAGE, Page),
+        ("post", "/ui/sign-out", &[], &["csrf"], PAGE, Page),
+        ("get", "/ui/forgot-password", &[], &[], PAGE, Page),
+        ("post", "/ui/forgot-password", &[], &["csrf", "email"], PAGE, Page),
+        ("get", "/ui/reset-password", &["token"], &[], PAGE, Page),
+        ("post", "/ui/reset-password", &[], &["csrf", "token", "password"], PAGE, Page),
+        ("get", "/ui/verify-email", &["token"], &[], PAGE, Page),
+        ("post", "/ui/verify-email", &[], TOKEN, PAGE, Page),
+        ("get", "/ui/confirm-email", &["token"], &[], PAGE, Page),
+        ("post", "/ui/confirm-email", &[], TOKEN, PAGE, Page),
+        ("get", "/ui/revert-email", &["token"], &[], PAGE, Page),
+        ("post", "/ui/revert-email", &[], TOKEN, PAGE, Page),
+        ("get", "/ui/account", &["done"], &[], ACCOUNT, Page),
+        ("post", "/ui/account/resend-verification", &[], &["csrf"], ACCOUNT, Page),
+        ("post", "/ui/account/email", &[], &["csrf", "new_email"], ACCOUNT, Page),
+        ("post", "/ui/account/password", &[], &["csrf", "current_password", "new_password"], ACCOUNT, Page),
+        ("post", "/ui/account/sessions/end", &[], &["csrf", "session"], ACCOUNT, Page),
+        ("post", "/ui/account/sessions/end-others", &[], &["csrf"], ACCOUNT, Page),
+        ("post", "/ui/account/passkeys/rename", &[], &["csrf", "passkey", "name"], ACCOUNT, Page),
+        ("post", "/ui/account/passkeys/remove", &[], &["csrf", "passkey"], ACCOUNT, Page),
+        ("post", "/ui/account/wallets/unlink", &[], &["csrf", "address"], ACCOUNT, Page),
+        ("post", "/ui/account/delete", &[], &["csrf", "confirm"], ACCOUNT, Page),
+        ("post", "/ui/account/second-factor/enroll", &[], &["csrf"], ACCOUNT, Page),
+        ("post", "/ui/account/second-factor/confirm", &[], &["csrf", "code"], ACCOUNT, Page),
+        ("post", "/ui/account/second-factor/recovery-codes", &[], &["csrf"], ACCOUNT, Page),
+        ("post", "/ui/account/second-factor/remove", &[], &["csrf"], ACCOUNT, Page),
+        ("post", "/ui/passkey/options", &[], &["csrf"], CEREMONY, PageOrJson),
+        ("post", "/ui/passkey", &[], &["csrf", "ceremony", "credential", "return_to"], CEREMONY, PageOrJson),
+        ("post", "/ui/sign-up/passkey/options", &[], &["csrf", "email"], CEREMONY, PageOrJson),
+        ("post", "/ui/sign-up/passkey", &[], &["csrf", "ceremony", "credential", "return_to"], CEREMONY, PageOrJson),
+        ("post", "/ui/account/passkeys/options", &[], &["csrf"], CEREMONY, PageOrJson),
+        ("post", "/ui/account/passkeys/add", &[], &["csrf", "ceremony", "credential", "name"], CEREMONY, PageOrJson),
+        ("get", "/ui/second-factor", &["return_to"], &[], CEREMONY, Page),
+        ("post", "/ui/second-factor", &[], &["csrf", "code", "return_to"], CEREMONY, Page),
+        ("post", "/ui/second-factor/passkey/options", &[], &["csrf"], CEREMONY, PageOrJson),
+        ("post", "/ui/second-factor/passkey", &[], &["csrf", "ceremony", "credential", "return_to"], CEREMONY, PageOrJson),
+        ("post", "/ui/second-factor/enroll", &[], &["csrf", "return_to"], CEREMONY, Page),
+        ("post", "/ui/second-factor/confirm", &[], &["csrf", "code", "return_to"], CEREMONY, Page),
+        ("post", "/ui/sign-in/siwe/message", &[], &["csrf", "address"], CEREMONY, PageOrJson),
+        ("post", "/ui/sign-in/siwe", &[], &["csrf", "message", "signature", "return_to"], CEREMONY, PageOrJson),
+    ]
+};
+
+/// Adds the pages' routes to the OpenAPI document (when `ui.enabled`): forms as
+/// `application/x-www-form-urlencoded` objects of string fields, pages as `text/html`.
+pub fn document(api: &mut utoipa::openapi::OpenApi, app: &App) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, PathItem, Required, ResponseBuilder};
+    if app.pages.is_none() {
+        return;
+    }
+    let string = || ObjectBuilder::new().schema_type(Type::String).build();
+    for (method, path, query, form, statuses, answer) in ROUTES {
+        let mut op = OperationBuilder::new()
+            .tag("hosted pages")
+            .summary(Some(format!("{} {path}", method.to_uppercase())));
+        for name in *query {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .schema(Some(string())),
+            );
+        }
+        if *method == "post" {
+            let mut fields = ObjectBuilder::new().schema_type(Type::Object);
+            for name in *form {
+                fields = fields.property(*name, string());
+            }
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/x-www-form-urlencoded",
+                        ContentBuilder::new().schema(Some(fields.build())).build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        // A GET counts against no limit and answers no 429 (see `limits::is_limited`).
+        let statuses = statuses
+            .iter()
+            .filter(|s| !(*method == "get" && **s == 429));
+        for status in statuses {
+            let mut response = ResponseBuilder::new().description(match status {
+                200 => "The page (or the file, or the ceremony's JSON)",
+                202 => "The page: done, a mail is on its way",
+                303 => "On to another page (`Location`)",
+                _ => "The page with the refusal's message",
+            });
+            if *status != 303 {
+                let content = |media: &str| (media.to_owned(), ContentBuilder::new().build());
+                let kinds: Vec<(String, utoipa::openapi::Content)> = match answer {
+                    Answer::Asset(media) => vec![content(media)],
+                    Answer::Page => vec![content("text/html")],
+                    Answer::PageOrJson => {
+                        vec![content("text/html"), content("application/json")]
+                    }
+                };
+                for (media, c) in kinds {
+                    response = response.content(media, c);
+                }
+            }
+            op = op.response(status.to_string(), response.build());
+        }
+        let method = if *method == "get" {
+            HttpMethod::Get
+        } else {
+            HttpMethod::Post
+        };
+        let item = PathItem::new(method, op.build());
+        match api.paths.paths.get_mut(*path) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                api.paths.paths.insert((*path).to_owned(), item);
+            }
+        }
+    }
+}

@@ -178,3 +178,41 @@ social-invalid_code = Der Anmeldecode ist unbekannt, verwendet oder abgelaufen.
 social-not_found = Diesen verknüpften Anbieter gibt es nicht.
 social-last_sign_in_method = Das ist der letzte Weg in das Konto: Fügen Sie zuerst einen anderen hinzu.
 social-account_disabled = Dieses Konto ist gesperrt.
+
+## Mails (src/mail/templates): arguments are the mail's values ($site_name, $email,
+## $link, $expires_in_minutes, $expires_in_hours, $expires_in_days, $new_email,
+## $recovery_codes_left, and $name in the list of removed ways in).
+mail-hello = Hallo,
+mail-if-not-you-reset = Wenn Sie das nicht waren, setzen Sie Ihr Passwort sofort zurück und informieren Sie uns.
+mail-password-reset-subject = Ihr Passwort für { $site_name } zurücksetzen
+mail-password-reset-body = Jemand hat verlangt, das Passwort des { $site_name }-Kontos für { $email } zurückzusetzen. Um ein neues Passwort zu wählen, öffnen Sie diesen Link innerhalb von { $expires_in_minutes } Minuten:
+mail-password-reset-button = Neues Passwort wählen
+mail-password-reset-ignore = Wenn Sie das nicht waren, ignorieren Sie diese E-Mail: Ihr Passwort bleibt, wie es ist.
+mail-password-changed-subject = Ihr Passwort für { $site_name } wurde geändert
+mail-password-changed-body = Das Passwort des { $site_name }-Kontos für { $email } wurde soeben geändert.
+mail-verify-email-subject = Bestätigen Sie Ihre E-Mail-Adresse für { $site_name }
+mail-verify-email-body = Um zu bestätigen, dass { $email } die Adresse Ihres { $site_name }-Kontos ist, öffnen Sie diesen Link innerhalb von { $expires_in_hours } Stunden:
+mail-verify-email-button = Meine Adresse bestätigen
+mail-verify-email-ignore = Wenn Sie kein Konto angelegt haben, ignorieren Sie diese E-Mail.
+mail-email-change-subject = Bestätigen Sie Ihre neue E-Mail-Adresse für { $site_name }
+mail-email-change-body = Jemand möchte { $email } zur Adresse eines { $site_name }-Kontos machen. Um das zu bestätigen, öffnen Sie diesen Link innerhalb von { $expires_in_hours } Stunden:
+mail-email-change-button = Meine neue Adresse bestätigen
+mail-email-change-ignore = Wenn Sie das nicht waren, ignorieren Sie diese E-Mail: Es ändert sich nichts.
+mail-email-changed-subject = Die E-Mail-Adresse Ihres { $site_name }-Kontos wurde geändert
+mail-email-changed-body = Die Adresse Ihres { $site_name }-Kontos wurde soeben von { $email } auf { $new_email } geändert.
+mail-email-changed-undo = Wenn Sie das nicht waren, öffnen Sie diesen Link innerhalb von { $expires_in_days } Tagen: Er stellt { $email } wieder her und meldet das Konto überall ab. Setzen Sie danach Ihr Passwort zurück.
+mail-email-changed-button = Änderung rückgängig machen
+mail-register-attempt-subject = Jemand wollte sich bei { $site_name } mit Ihrer Adresse registrieren
+mail-register-attempt-body = Jemand wollte ein { $site_name }-Konto mit { $email } anlegen, für die es schon eines gibt. Es hat sich nichts geändert.
+mail-register-attempt-advice = Wenn Sie das waren, melden Sie sich stattdessen an, oder setzen Sie Ihr Passwort zurück, falls Sie es vergessen haben. Wenn nicht, können Sie diese E-Mail ignorieren.
+mail-ways-in-removed-subject = Anmeldewege Ihres { $site_name }-Kontos wurden entfernt
+mail-ways-in-removed-body = Ihr { $site_name }-Konto für { $email } wurde soeben über seine Adresse wiederhergestellt (durch ein Zurücksetzen des Passworts oder eine rückgängig gemachte Adressänderung). Jeder Anmeldeweg, der seit dem letzten Nachweis der Adresse hinzukam, wurde dabei entfernt:
+mail-ways-in-removed-wallet = die Wallet { $name }
+mail-ways-in-removed-passkey = der Passkey „{ $name }“
+mail-ways-in-removed-ownid = die Anmeldung mit OwnID
+mail-ways-in-removed-social = die Anmeldung über den Anbieter { $name }
+mail-ways-in-removed-advice = Wenn einer davon Ihrer war, melden Sie sich an und fügen Sie ihn wieder hinzu.
+mail-second-factor-code-used-subject = Ein Wiederherstellungscode Ihres { $site_name }-Kontos wurde verwendet
+mail-second-factor-code-used-body = Soeben wurde mit einem Wiederherstellungscode eine Anmeldung beim { $site_name }-Konto für { $email } durchgeführt. Es bleiben { $recovery_codes_left } unbenutzte Wiederherstellungscodes.
+mail-second-factor-reset-subject = Der zweite Faktor Ihres { $site_name }-Kontos wurde entfernt
+mail-second-factor-reset-body = Der Support hat den zweiten Faktor des { $site_name }-Kontos für { $email } entfernt und jede Sitzung beendet. Melden Sie sich an und richten Sie einen neuen ein.

@@ -179,3 +179,41 @@ social-invalid_code = The sign-in code is unknown, used or expired.
 social-not_found = There is no such linked provider.
 social-last_sign_in_method = That is the account's last way in: add another first.
 social-account_disabled = This account is disabled.
+
+## Mails (src/mail/templates): arguments are the mail's values ($site_name, $email,
+## $link, $expires_in_minutes, $expires_in_hours, $expires_in_days, $new_email,
+## $recovery_codes_left, and $name in the list of removed ways in).
+mail-hello = Hello,
+mail-if-not-you-reset = If it was not you, reset your password at once and tell us.
+mail-password-reset-subject = Reset your { $site_name } password
+mail-password-reset-body = Someone asked to reset the password of the { $site_name } account for { $email }. To choose a new password, open this link within { $expires_in_minutes } minutes:
+mail-password-reset-button = Choose a new password
+mail-password-reset-ignore = If it was not you, ignore this mail: your password stays as it is.
+mail-password-changed-subject = Your { $site_name } password was changed
+mail-password-changed-body = The password of the { $site_name } account for { $email } was just changed.
+mail-verify-email-subject = Confirm your email address for { $site_name }
+mail-verify-email-body = To confirm that { $email } is the address of your { $site_name } account, open this link within { $expires_in_hours } hours:
+mail-verify-email-button = Confirm my address
+mail-verify-email-ignore = If you did not create an account, ignore this mail.
+mail-email-change-subject = Confirm your new email address for { $site_name }
+mail-email-change-body = Someone asked to make { $email } the address of a { $site_name } account. To confirm it, open this link within { $expires_in_hours } hours:
+mail-email-change-button = Confirm my new address
+mail-email-change-ignore = If it was not you, ignore this mail: nothing changes.
+mail-email-changed-subject = The email address of your { $site_name } account was changed
+mail-email-changed-body = The address of your { $site_name } account was just changed from { $email } to { $new_email }.
+mail-email-changed-undo = If it was not you, open this link within { $expires_in_days } days: it puts { $email } back and signs the account out everywhere. Then reset your password.
+mail-email-changed-button = Undo the change
+mail-register-attempt-subject = Someone tried to register at { $site_name } with your address
+mail-register-attempt-body = Someone tried to register a { $site_name } account with { $email }, which already has one. Nothing has changed.
+mail-register-attempt-advice = If it was you, sign in instead, or reset your password if you forgot it. If not, you can ignore this mail.
+mail-ways-in-removed-subject = Ways to sign in to your { $site_name } account were removed
+mail-ways-in-removed-body = Your { $site_name } account for { $email } was just recovered through its address (a password reset, or an email change undone). Every way to sign in added since the address was last proven was removed with it:
+mail-ways-in-removed-wallet = the wallet { $name }
+mail-ways-in-removed-passkey = the passkey “{ $name }”
+mail-ways-in-removed-ownid = sign-in with OwnID
+mail-ways-in-removed-social = sign-in with the provider { $name }
+mail-ways-in-removed-advice = If one of them was yours, sign in and add it again.
+mail-second-factor-code-used-subject = A recovery code of your { $site_name } account was used
+mail-second-factor-code-used-body = A recovery code was just used to sign in to the { $site_name } account for { $email }. { $recovery_codes_left } unused recovery codes are left.
+mail-second-factor-reset-subject = The second factor of your { $site_name } account was removed
+mail-second-factor-reset-body = Support removed the second factor of the { $site_name } account for { $email }, and signed out every session. Sign in and enroll a new one.
