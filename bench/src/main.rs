@@ -95,6 +95,16 @@ struct Args {
     /// a fresh SQLite file.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// With --postgres: run in this schema and keep it after the run instead of a fresh
+    /// one dropped at the end. A schema that already holds accounts is used as it is
+    /// (not seeded again), so a 10 M store is loaded once and measured many times:
+    /// with and without statistics, and by the operator's commands. Give the same
+    /// --jwt-secret on every run (the store's signing keys are sealed under it).
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    keep_schema: Option<String>,
+    /// The server's JWT secret (default: a random one per run).
+    #[arg(long, value_name = "SECRET")]
+    jwt_secret: Option<String>,
     /// An extra server setting, e.g. GATEHOUSE_DATABASE_MAX_CONNECTIONS=4 (repeatable):
     /// for experiments; the figures in BENCHMARKS.md use none.
     #[arg(long, value_name = "KEY=VALUE")]
@@ -157,10 +167,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let ownid_key = server::random_hex(32).into_bytes();
-    let jwt_secret = server::random_hex(32);
+    let jwt_secret = args
+        .jwt_secret
+        .clone()
+        .unwrap_or_else(|| server::random_hex(32));
     let config = ServerConfig {
         binary: args.server.clone(),
         postgres: args.postgres.clone(),
+        keep_schema: args.keep_schema.clone(),
         jwt_secret: jwt_secret.clone(),
         ownid_secret: base64::engine::general_purpose::STANDARD.encode(&ownid_key),
         extra_env: args
@@ -186,6 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         server.pid(),
         server.addr,
         match (args.postgres.is_some(), args.grow > 0) {
+            _ if args.keep_schema.is_some() => "PostgreSQL (kept schema)",
             (true, false) => "PostgreSQL (fresh schema)",
             (true, true) => "PostgreSQL (fresh schema, grown)",
             (false, false) => "SQLite (fresh file)",

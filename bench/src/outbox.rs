@@ -186,6 +186,7 @@ pub async fn run(
     let config = ServerConfig {
         binary: base.binary.clone(),
         postgres: base.postgres.clone(),
+        keep_schema: None,
         jwt_secret: base.jwt_secret.clone(),
         ownid_secret: base.ownid_secret.clone(),
         extra_env: env,

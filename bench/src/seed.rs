@@ -314,6 +314,14 @@ pub fn postgres(url: &str, schema: &str, grow: Grow) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, psql.stdin.take().expect("piped"));
     writeln!(out, "SET search_path TO {schema};")?;
     writeln!(out, "BEGIN;")?;
+    if !grow.analyze {
+        // Autovacuum would analyze the loaded tables within a minute or two; without
+        // statistics is to be measured as long as it takes. `ALTER TABLE … RESET
+        // (autovacuum_enabled)` gives it back.
+        for table in ["accounts", "wallets", "passkeys", "sessions"] {
+            writeln!(out, "ALTER TABLE {table} SET (autovacuum_enabled = off);")?;
+        }
+    }
     // As on SQLite: the accounts carry their last sign-in themselves.
     writeln!(
         out,

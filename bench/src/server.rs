@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub binary: PathBuf,
     /// `postgres://…` (a fresh schema is made in it) or `None` for a fresh SQLite file.
     pub postgres: Option<String>,
+    /// A schema of `postgres` to use and keep (seeded only while it holds no account).
+    pub keep_schema: Option<String>,
     pub jwt_secret: String,
     pub ownid_secret: String,
     /// Further `GATEHOUSE_*` settings, applied last.
@@ -67,15 +69,41 @@ impl Server {
         let data_dir = fresh_dir()?;
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let (database, postgres_schema) = match &config.postgres {
-            Some(url) => {
+        let mut grow = config.grow;
+        let (database, postgres_schema) = match (&config.postgres, &config.keep_schema) {
+            (Some(url), Some(schema)) => {
+                if !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    bail!("--keep-schema {schema:?}: lower-case letters, digits and _ only");
+                }
+                psql(url, &format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
+                let seeded = psql_value(
+                    url,
+                    &format!("SELECT to_regclass('{schema}.accounts') IS NOT NULL AND EXISTS (SELECT 1 FROM {schema}.accounts)"),
+                )
+                .unwrap_or_default();
+                if seeded == "t" {
+                    println!(
+                        "kept schema {schema}: holds accounts already, used as it is (not seeded)"
+                    );
+                    grow = None;
+                }
+                let sep = if url.contains('?') { '&' } else { '?' };
+                (
+                    format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+                    None,
+                )
+            }
+            (Some(url), None) => {
                 let schema = format!("bench_{}", random_hex(6));
                 psql(url, &format!("CREATE SCHEMA {schema}"))?;
                 let sep = if url.contains('?') { '&' } else { '?' };
                 let with_schema = format!("{url}{sep}options=-c%20search_path%3D{schema}");
                 (with_schema, Some((url.clone(), schema)))
             }
-            None => (
+            (None, _) => (
                 format!("sqlite://{}", data_dir.join("gatehouse.db").display()),
                 None,
             ),
@@ -85,7 +113,7 @@ impl Server {
             data_dir: Some(data_dir.clone()),
             postgres_schema: postgres_schema.clone(),
         };
-        if let Some(grow) = config.grow {
+        if let Some(grow) = grow {
             let status = command(config, &database)
                 .arg("migrate")
                 .arg("--data-dir")
@@ -96,9 +124,11 @@ impl Server {
             if !status.success() {
                 bail!("gatehouse migrate failed ({status}) before seeding");
             }
-            match &postgres_schema {
-                Some((url, schema)) => crate::seed::postgres(url, schema, grow)?,
-                None => crate::seed::sqlite(&data_dir.join("gatehouse.db"), grow)?,
+            match (&config.postgres, &config.keep_schema, &postgres_schema) {
+                (Some(url), Some(schema), _) | (Some(url), None, Some((_, schema))) => {
+                    crate::seed::postgres(url, schema, grow)?
+                }
+                _ => crate::seed::sqlite(&data_dir.join("gatehouse.db"), grow)?,
             }
         }
         let log = std::fs::File::create(data_dir.join("server.log"))?;
@@ -329,6 +359,18 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
         bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
+}
+
+/// The one value `sql` answers (`psql -tA`).
+fn psql_value(url: &str, sql: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql")
+        .args([url, "-qtAc", sql])
+        .output()
+        .context("--postgres needs the psql client on the PATH")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The configured binary, or a message that says how to build it.
