@@ -529,11 +529,7 @@ pub fn public_base(settings: &Settings) -> String {
     }
 }
 
-/// Makes ring (the rustls provider lettre links already) the process's TLS provider,
-/// which the HTTP client of social sign-in (reqwest, `rustls-no-provider`) builds on.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::outbound::install_tls_provider;
 
 /// The social providers of the configuration, their secrets read from their files
 /// (and Apple's key opened) before anything is created.
@@ -545,12 +541,7 @@ fn social_providers(settings: &Settings) -> anyhow::Result<Vec<SocialProvider>> 
     if settings.social.providers.is_empty() {
         return Ok(Vec::new());
     }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let http = crate::outbound::client(Duration::from_secs(10))
         .context("social sign-in: the HTTP client")?;
     let mut providers = Vec::new();
     for (i, p) in settings.social.providers.iter().enumerate() {

@@ -287,18 +287,21 @@ impl Server {
             );
             tokio::spawn(sender.run())
         });
-        let logouts = app.oidc.as_ref().map(|p| {
-            let o = &app.settings.oidc;
-            let deliverer = crate::oidc::logout::Deliverer::new(
-                Arc::clone(&app.store),
-                Arc::clone(p.keys()),
-                p.policy().issuer.clone(),
-                Arc::new(crate::outbound::HttpPoster::default()),
-                o.backchannel_logout_retry_base_secs,
-                o.backchannel_logout_retry_max_secs,
-            );
-            tokio::spawn(deliverer.run())
-        });
+        let logouts = match app.oidc.as_ref() {
+            Some(p) => {
+                let o = &app.settings.oidc;
+                let deliverer = crate::oidc::logout::Deliverer::new(
+                    Arc::clone(&app.store),
+                    Arc::clone(p.keys()),
+                    p.policy().issuer.clone(),
+                    Arc::new(crate::outbound::HttpPoster::new()?),
+                    o.backchannel_logout_retry_base_secs,
+                    o.backchannel_logout_retry_max_secs,
+                );
+                Some(tokio::spawn(deliverer.run()))
+            }
+            None => None,
+        };
         let metrics_server = self.metrics_listener.map(|listener| {
             let router = metrics_router(Arc::clone(&app));
             tokio::spawn(async move {
