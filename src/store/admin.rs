@@ -56,7 +56,8 @@ pub trait AdminStore: Send + Sync + 'static {
 }
 
 pub(crate) mod sql {
-    /// The columns of [`super::AccountOverview`], `$1` the time now (for live sessions).
+    /// The columns of [`super::AccountOverview`], `$1` the time now (for live sessions;
+    /// `+ 0`: see [`crate::store::sessions::sql::OF_ACCOUNT`]).
     macro_rules! overview {
         () => {
             "SELECT a.id, a.email, a.email_verified, a.created_at,
@@ -64,8 +65,8 @@ pub(crate) mod sql {
             a.password_hash IS NOT NULL, a.ownid_data IS NOT NULL,
             (SELECT COUNT(*) FROM wallets w WHERE w.account_id = a.id),
             (SELECT COUNT(*) FROM passkeys p WHERE p.account_id = a.id),
-            (SELECT COUNT(*) FROM sessions s WHERE s.account_id = a.id AND s.idle_expires_at > $1
-                AND a.disabled_at IS NULL)
+            (SELECT COUNT(*) FROM sessions s WHERE s.account_id = a.id
+                AND s.idle_expires_at + 0 > $1 AND a.disabled_at IS NULL)
         FROM accounts a"
         };
     }
@@ -106,8 +107,9 @@ pub(crate) mod sql {
     pub const DISABLE: &str =
         "UPDATE accounts SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2";
 
+    /// `+ 0`: see [`crate::store::sessions::sql::OF_ACCOUNT`].
     pub const LIVE_SESSIONS: &str =
-        "SELECT COUNT(*) FROM sessions WHERE account_id = $1 AND idle_expires_at > $2";
+        "SELECT COUNT(*) FROM sessions WHERE account_id = $1 AND idle_expires_at + 0 > $2";
 
     pub const IS_DISABLED: &str =
         "SELECT 1 FROM accounts WHERE id = $1 AND disabled_at IS NOT NULL";

@@ -527,6 +527,39 @@ async fn session_lookups_keep_the_primary_key_after_analyze() {
     );
 }
 
+/// The statements about one account's sessions (`GET /auth/sessions`, `users show`,
+/// `users list`, `users disable`) never read `sessions_idle_expires_at`, the purge's
+/// index (PostgreSQL, without statistics, read all of it for one account at 10 M:
+/// `store::postgres::tests`). With the account's index gone, a plan that could use the
+/// expiry index would.
+#[tokio::test]
+async fn an_accounts_sessions_are_never_read_through_the_expiry_index() {
+    use crate::store::admin::sql as admin;
+    use crate::store::sessions::sql;
+    let dir = tempfile::tempdir().unwrap();
+    let _store = store(&dir).await;
+    let c = Connection::open(dir.path().join("t.db")).unwrap();
+    c.execute_batch("DROP INDEX sessions_account_id").unwrap();
+    for statement in [
+        sql::OF_ACCOUNT,
+        admin::LIVE_SESSIONS,
+        admin::ONE,
+        admin::LIST,
+    ] {
+        let plan = plan_of(&c, statement);
+        assert!(
+            plan.iter().any(|step| step.starts_with("SCAN s")),
+            "{statement}\n{plan:#?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|step| step.contains("sessions_idle_expires_at")),
+            "{statement}\n{plan:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_time_step_is_accepted_once_and_confirms_once() {
     use crate::store::MfaStore;
