@@ -23,8 +23,10 @@ pub const VERIFIER: &str = "bench-pkce-verifier-0123456789-abcdefghijklmnopqrstu
 /// (100) in a run, so no sign-in pays for ending old sessions.
 pub const ACCOUNTS: u64 = 4_000;
 
-fn account_id(n: u64) -> String {
-    format!("00000000-0000-4000-9000-{n:012x}")
+/// Account `n` of run `run_id` (8 hex digits) in scenario 16: a UUID no other
+/// scenario's seed writes (scenario 18 seeds accounts into the same file).
+fn account_id(run_id: &str, n: u64) -> String {
+    format!("{run_id}-0016-4000-9000-{n:012x}")
 }
 
 /// The path of a `sqlite://PATH?…` URL.
@@ -33,8 +35,8 @@ pub fn sqlite_path(database_url: &str) -> Option<&Path> {
     Some(Path::new(rest.split('?').next().unwrap_or(rest)))
 }
 
-/// Writes the accounts the codes belong to.
-pub fn seed_accounts(path: &Path) -> anyhow::Result<()> {
+/// Writes the accounts the codes belong to (once a run: a second call finds them).
+pub fn seed_accounts(path: &Path, run_id: &str) -> anyhow::Result<()> {
     let mut db = rusqlite::Connection::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     db.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -46,8 +48,8 @@ pub fn seed_accounts(path: &Path) -> anyhow::Result<()> {
              VALUES (?1, ?2, ?2, ?3, 1)",
         )?;
         for n in 0..ACCOUNTS {
-            let email = format!("rp{n:06}@bench.example");
-            insert.execute(rusqlite::params![account_id(n), email, now])?;
+            let email = format!("rp-{run_id}-{n:06}@bench.example");
+            insert.execute(rusqlite::params![account_id(run_id, n), email, now])?;
         }
     }
     tx.commit()?;
@@ -56,7 +58,12 @@ pub fn seed_accounts(path: &Path) -> anyhow::Result<()> {
 
 /// Writes `count` fresh codes for `client_id` (scopes `openid email`, a nonce, the
 /// S256 challenge of [`VERIFIER`]), round the accounts; returns the codes.
-pub fn seed_codes(path: &Path, client_id: &str, count: usize) -> anyhow::Result<Vec<String>> {
+pub fn seed_codes(
+    path: &Path,
+    run_id: &str,
+    client_id: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
     let mut db = rusqlite::Connection::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     db.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -79,7 +86,7 @@ pub fn seed_codes(path: &Path, client_id: &str, count: usize) -> anyhow::Result<
             insert.execute(rusqlite::params![
                 hash,
                 client_id,
-                account_id(n as u64 % ACCOUNTS),
+                account_id(run_id, n as u64 % ACCOUNTS),
                 session,
                 REDIRECT_URI,
                 challenge,

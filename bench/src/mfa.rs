@@ -38,6 +38,15 @@ fn generator(secret_b32: &str) -> anyhow::Result<Totp> {
         .build_noncompliant())
 }
 
+/// The oldest step above `last_step` that the server accepts both at `current` and at
+/// the step after it: `current` or `current + 1` (never `current - 1`, which a request
+/// sent just before a step boundary and read just after it finds two steps old, out of
+/// the server's one step of drift). `None` when both are used already.
+pub fn usable_step(last_step: i64, current: i64) -> Option<i64> {
+    let step = (last_step + 1).max(current);
+    (step <= current + 1).then_some(step)
+}
+
 /// An enrolled account: its email, its authenticator and the newest step it used.
 pub struct Enrolled {
     email: String,
@@ -46,7 +55,7 @@ pub struct Enrolled {
 }
 
 /// Enrolls the account of `token` (`email`): a new authenticator, confirmed with the
-/// code of the step before now.
+/// code of the current step (the first sign-in then uses the next one).
 pub async fn enroll(link: &mut Link, email: String, token: &str) -> anyhow::Result<Enrolled> {
     let auth = format!("Bearer {token}");
     let headers = [("authorization", auth.as_str())];
@@ -58,7 +67,7 @@ pub async fn enroll(link: &mut Link, email: String, token: &str) -> anyhow::Resu
         .field(200, "secret")
         .map_err(|e| anyhow::anyhow!("POST /auth/mfa/totp: {e}"))?;
     let totp = generator(&secret)?;
-    let step = now() / STEP - 1;
+    let step = now() / STEP;
     let code = totp.generate((step * STEP) as u64).to_string();
     let req = client::post_json("/auth/mfa/totp/confirm", &headers, &json!({ "code": code }));
     link.call(&req)
@@ -97,8 +106,7 @@ impl MfaSignInFlow {
             let current = now() / STEP;
             for k in 0..self.accounts.len() {
                 let i = (self.next + k) % self.accounts.len();
-                let step = (self.accounts[i].last_step + 1).max(current - 1);
-                if step <= current + 1 {
+                if let Some(step) = usable_step(self.accounts[i].last_step, current) {
                     self.next = i + 1;
                     return (i, step);
                 }
@@ -127,5 +135,28 @@ impl Flow for MfaSignInFlow {
             &json!({"mfa_token": mfa_token, "code": code}),
         );
         self.link.call(&verify).await?.field(200, "token").map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every step picked is within the server's drift at the step it was picked in and
+    /// at the next (a request crossing a boundary), and none is picked twice.
+    #[test]
+    fn a_picked_step_is_accepted_across_a_boundary_and_used_once() {
+        let within = |step: i64, server: i64| (server - 1..=server + 1).contains(&step);
+        let current = 1_000;
+        let mut last = -1;
+        let mut picked = Vec::new();
+        while let Some(step) = usable_step(last, current) {
+            assert!(within(step, current) && within(step, current + 1), "{step}");
+            picked.push(step);
+            last = step;
+        }
+        assert_eq!(picked, [current, current + 1]);
+        assert_eq!(usable_step(last, current + 1), Some(current + 2));
+        assert_eq!(usable_step(current - 1, current), Some(current));
     }
 }

@@ -7,8 +7,11 @@
 //! associated data), and pending sign-ins whose random tokens the bench keeps (only
 //! their SHA-256 digests are stored, as `SignInFlow` stores them).
 //!
-//! Each account gives the codes of the steps before, at and after now, then one per new
-//! step: clients rotate over accounts of their own, as in scenario 11.
+//! Each account gives the codes of the steps at and after now, then one per new step
+//! ([`crate::mfa::usable_step`]): clients rotate over accounts of their own, as in
+//! scenario 11. The accounts' ids and emails carry the run's id and this scenario's
+//! number, so they meet no other scenario's rows in one file (scenario 16 seeds
+//! accounts too).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -71,6 +74,12 @@ impl Sealer {
     }
 }
 
+/// Account `n` of run `run_id` (8 hex digits) in scenario 18: a UUID no other
+/// scenario's seed writes.
+fn account_id(run_id: &str, n: usize) -> String {
+    format!("{run_id}-0018-4000-9000-{n:012x}")
+}
+
 /// An account seeded with an authenticator and pending sign-ins.
 pub struct Seeded {
     totp: Totp,
@@ -108,7 +117,7 @@ pub fn seed_sqlite(
              VALUES (?1, ?2, 'pwd', 'password', 0, 0, ?3)",
         )?;
         for n in 0..accounts {
-            let id = format!("00000000-0000-4000-9000-{n:012x}");
+            let id = account_id(run_id, n);
             account.execute(rusqlite::params![
                 id,
                 format!("mfa-{run_id}-{n}@bench.example"),
@@ -168,8 +177,7 @@ impl VerifyFlow {
                     continue;
                 }
                 any_token = true;
-                let step = (a.last_step + 1).max(current - 1);
-                if step <= current + 1 {
+                if let Some(step) = crate::mfa::usable_step(a.last_step, current) {
                     self.next = i + 1;
                     return Some((i, step));
                 }

@@ -213,9 +213,12 @@ impl Bench {
             .collect())
     }
 
-    /// Scenario 11: password + TOTP sign-in, each client over `per_client` accounts of
-    /// its own, registered and enrolled first (see [`crate::mfa`]).
-    pub async fn mfa_sign_in(&self, per_client: usize) -> anyhow::Result<Outcome<Measured>> {
+    /// Scenario 11's accounts: `per_client` for each client, registered and enrolled
+    /// (see [`crate::mfa`]), as the flows that sign them in.
+    pub async fn enroll_mfa_accounts(
+        &self,
+        per_client: usize,
+    ) -> anyhow::Result<Outcome<Vec<crate::mfa::MfaSignInFlow>>> {
         let accounts = self
             .register_accounts("mfa", self.clients * per_client.max(1))
             .await?;
@@ -250,7 +253,13 @@ impl Bench {
                 Err(e) => bail!("enrolling the accounts: {e}"),
             }
         }
-        Ok(Outcome::Done(self.measure(flows, "sign-ins/s").await))
+        Ok(Outcome::Done(flows))
+    }
+
+    /// Scenario 11: password + TOTP sign-in, each client over the accounts of its own
+    /// that [`Bench::enroll_mfa_accounts`] enrolled.
+    pub async fn mfa_sign_in(&self, flows: Vec<crate::mfa::MfaSignInFlow>) -> Measured {
+        self.measure(flows, "sign-ins/s").await
     }
 
     /// Scenario 18: `POST /auth/mfa/verify` alone with TOTP codes, on `accounts`
@@ -533,10 +542,11 @@ impl Bench {
         let Some(path) = crate::codes::sqlite_path(&self.server.database_url) else {
             return Ok(Outcome::Skipped);
         };
-        crate::codes::seed_accounts(path)?;
+        crate::codes::seed_accounts(path, &self.run_id)?;
         let (client_id, auth) = self.web_client(alg)?;
         let per_flow = self.codes_per_client;
-        let mut codes = crate::codes::seed_codes(path, &client_id, per_flow * self.clients)?;
+        let mut codes =
+            crate::codes::seed_codes(path, &self.run_id, &client_id, per_flow * self.clients)?;
         let redirect: String =
             url::form_urlencoded::byte_serialize(crate::codes::REDIRECT_URI.as_bytes()).collect();
         let flows = (0..self.clients)

@@ -12,6 +12,13 @@
 //! or wrong, counted before each is checked; wrong codes also count against the
 //! account (`MAX_ACCOUNT_FAILURES` in `FAILURE_WINDOW_SECS`), so many pending sign-ins
 //! give no more guesses. Both counts live in the database.
+//!
+//! A TOTP code, the common second step, costs one read and one write before the
+//! session's: the read brings the pending sign-in, the authenticator and the failure
+//! count together, the rules decide which step (if any) the code proves, and one
+//! transaction counts the attempt, accepts the step and consumes the pending sign-in
+//! ([`crate::store::MfaStore::spend_attempt`]). Each of those stays a conditional
+//! write in the database, so the read decides nothing another request could change.
 
 use std::sync::Arc;
 
@@ -22,8 +29,8 @@ use crate::crypto::seal::Sealer;
 use crate::crypto::{digest_hex, random_bytes};
 use crate::domain::{Account, AccountId, Secret, unix_now};
 use crate::sessions::{Device, SignIn};
-use crate::store::DynStore;
-use crate::store::mfa::{FactorSummary, PendingAttempt};
+use crate::store::mfa::{FactorSummary, PendingAttempt, Spent, StoredTotp};
+use crate::store::{DynStore, WindowCount};
 
 /// Digits of a code.
 pub const DIGITS: usize = 6;
@@ -203,6 +210,99 @@ impl SecondFactor {
         code: &str,
         device: &Device,
     ) -> Result<Verified, FactorError> {
+        let code = code.trim();
+        if is_totp_code(code) {
+            self.verify_totp(mfa_token, code, device).await
+        } else {
+            self.verify_recovery_code(mfa_token, code, device).await
+        }
+    }
+
+    /// The second step with a TOTP code: one read, then one transaction that counts
+    /// the attempt, accepts the step the code proves (if any) and consumes the pending
+    /// sign-in. The refusals are those of the other second steps, in the same order:
+    /// not pending, enrolment only, too many failures (each after the attempt is
+    /// counted), wrong code.
+    async fn verify_totp(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        device: &Device,
+    ) -> Result<Verified, FactorError> {
+        let now = unix_now();
+        let id_hash = digest_hex(mfa_token);
+        let read = self
+            .store
+            .mfa()
+            .second_step(
+                &id_hash,
+                now,
+                PENDING_MAX_ATTEMPTS,
+                FAILURE_KEY_PREFIX,
+                FAILURE_WINDOW_SECS,
+            )
+            .await?
+            .ok_or(FactorError::NotPending)?;
+        let account = &read.pending.account;
+        let refusal = if read.pending.enroll_only {
+            Some(FactorError::EnrollFirst)
+        } else {
+            locked_out(read.failures, now)
+        };
+        let step = match refusal {
+            Some(_) => None,
+            None => self.proven_step(account, read.totp.as_ref(), code, now)?,
+        };
+        let spent = self
+            .store
+            .mfa()
+            .spend_attempt(&id_hash, now, PENDING_MAX_ATTEMPTS, step)
+            .await?;
+        let attempt = match spent {
+            Spent::NotPending => return Err(FactorError::NotPending),
+            Spent::Counted(_) => {
+                if let Some(refusal) = refusal {
+                    return Err(refusal);
+                }
+                self.failed(account, now).await?;
+                return Err(FactorError::WrongCode);
+            }
+            Spent::Accepted(attempt) => attempt,
+        };
+        let sign_in = self
+            .flow
+            .complete(&attempt, Second::Totp.amr(), device)
+            .await?;
+        tracing::info!(account = %account.0, factor = Second::Totp.amr(), "second factor given");
+        Ok(Verified {
+            sign_in,
+            account: attempt.account,
+            recovery_code_used: None,
+        })
+    }
+
+    /// The time step `code` proves for the account's confirmed authenticator, if any.
+    fn proven_step(
+        &self,
+        account: &AccountId,
+        totp: Option<&StoredTotp>,
+        code: &str,
+        now: i64,
+    ) -> Result<Option<i64>, FactorError> {
+        let Some(stored) = totp.filter(|t| t.confirmed) else {
+            return Ok(None);
+        };
+        let secret = self.open(account, &stored.secret)?;
+        Ok(matching_step(secret.expose(), code, now))
+    }
+
+    /// The second step with a recovery code.
+    async fn verify_recovery_code(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        device: &Device,
+    ) -> Result<Verified, FactorError> {
         let now = unix_now();
         let id_hash = digest_hex(mfa_token);
         let attempt = self
@@ -216,29 +316,26 @@ impl SecondFactor {
         }
         let account = &attempt.account;
         self.admit(account, now).await?;
-        let Some(second) = self.check_code(account, code, now).await? else {
+        if !self.use_recovery_code(account, code, now).await? {
             self.failed(account, now).await?;
             return Err(FactorError::WrongCode);
-        };
+        }
         if !self.store.mfa().take_pending(&id_hash).await? {
             return Err(FactorError::NotPending);
         }
+        let second = Second::RecoveryCode;
         let sign_in = self.flow.complete(&attempt, second.amr(), device).await?;
         tracing::info!(account = %account.0, factor = second.amr(), "second factor given");
-        let recovery_code_used = match second {
-            Second::Totp => None,
-            Second::RecoveryCode => Some(
-                self.store
-                    .mfa()
-                    .factor_summary(account)
-                    .await?
-                    .recovery_codes_left,
-            ),
-        };
+        let left = self
+            .store
+            .mfa()
+            .factor_summary(account)
+            .await?
+            .recovery_codes_left;
         Ok(Verified {
             sign_in,
             account: account.clone(),
-            recovery_code_used,
+            recovery_code_used: Some(left),
         })
     }
 
@@ -347,12 +444,7 @@ impl SecondFactor {
             .store
             .count(&failure_key(account), now, FAILURE_WINDOW_SECS)
             .await?;
-        match count {
-            Some(c) if c.count >= MAX_ACCOUNT_FAILURES => Err(FactorError::TooManyFailures {
-                retry_after_secs: (c.window_start + FAILURE_WINDOW_SECS - now).max(1),
-            }),
-            _ => Ok(()),
-        }
+        locked_out(count, now).map_or(Ok(()), Err)
     }
 
     async fn failed(&self, account: &AccountId, now: i64) -> Result<(), FactorError> {
@@ -363,43 +455,22 @@ impl SecondFactor {
         Ok(())
     }
 
-    /// Which factor `code` proves for the account, consuming it (its time step, or the
-    /// recovery code); `None` if it proves none.
-    async fn check_code(
+    /// Uses the account's recovery code `code`: true once.
+    async fn use_recovery_code(
         &self,
         account: &AccountId,
         code: &str,
         now: i64,
-    ) -> Result<Option<Second>, FactorError> {
-        let code = code.trim();
-        if code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit()) {
-            let Some(stored) = self.store.mfa().totp(account).await? else {
-                return Ok(None);
-            };
-            if !stored.confirmed {
-                return Ok(None);
-            }
-            let secret = self.open(account, &stored.secret)?;
-            let Some(step) = matching_step(secret.expose(), code, now) else {
-                return Ok(None);
-            };
-            let accepted = self
-                .store
-                .mfa()
-                .accept_step(account, step, None, now)
-                .await?;
-            return Ok(accepted.then_some(Second::Totp));
-        }
+    ) -> Result<bool, FactorError> {
         let normalised = normalise_code(code);
         if normalised.len() != 12 {
-            return Ok(None);
+            return Ok(false);
         }
-        let used = self
+        Ok(self
             .store
             .mfa()
             .use_recovery_code(account, &digest_hex(&normalised), now)
-            .await?;
-        Ok(used.then_some(Second::RecoveryCode))
+            .await?)
     }
 
     /// The secret sealed for `account`, under the JWT secret or a previous one.
@@ -527,9 +598,28 @@ impl Second {
     }
 }
 
+/// Whether `code` has the shape of a TOTP code (else it may be a recovery code).
+fn is_totp_code(code: &str) -> bool {
+    code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The refusal of an account whose wrong codes (`failures`, the current window's)
+/// reached the limit.
+fn locked_out(failures: Option<WindowCount>, now: i64) -> Option<FactorError> {
+    failures
+        .filter(|c| c.count >= MAX_ACCOUNT_FAILURES)
+        .map(|c| FactorError::TooManyFailures {
+            retry_after_secs: (c.window_start + FAILURE_WINDOW_SECS - now).max(1),
+        })
+}
+
+/// The prefix of the counter of an account's wrong codes: the key is the prefix and
+/// the account's id.
+const FAILURE_KEY_PREFIX: &str = "mfa-failures:";
+
 /// The counter of an account's wrong codes.
 fn failure_key(account: &AccountId) -> String {
-    format!("mfa-failures:{}", account.0)
+    format!("{FAILURE_KEY_PREFIX}{}", account.0)
 }
 
 #[cfg(test)]

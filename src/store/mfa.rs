@@ -7,10 +7,15 @@
 //! $step`), a recovery code sets `used_at` (`WHERE used_at IS NULL`), a pending sign-in
 //! counts an attempt (`WHERE attempts < $max`) before its code is checked and is
 //! deleted by the one that succeeds.
+//!
+//! The second step with a TOTP code, the hot path, is one read
+//! ([`MfaStore::second_step`]: the pending sign-in, the account's authenticator and its
+//! recent wrong codes) and one write ([`MfaStore::spend_attempt`]: the attempt, the
+//! step and the pending sign-in's deletion in one transaction).
 
 use async_trait::async_trait;
 
-use super::{Purged, StoreResult};
+use super::{Purged, StoreResult, WindowCount};
 use crate::domain::AccountId;
 
 /// An account's TOTP authenticator as stored.
@@ -52,6 +57,31 @@ pub struct PendingAttempt {
     pub amr: String,
     pub method: String,
     pub enroll_only: bool,
+}
+
+/// What the second step of a pending sign-in reads before it writes
+/// ([`MfaStore::second_step`]).
+#[derive(Debug, Clone)]
+pub struct SecondStep {
+    /// The pending sign-in, as it was (its attempt is not counted yet).
+    pub pending: PendingAttempt,
+    /// The account's authenticator, confirmed or not.
+    pub totp: Option<StoredTotp>,
+    /// The account's wrong codes in the current window, if any.
+    pub failures: Option<WindowCount>,
+}
+
+/// What [`MfaStore::spend_attempt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spent {
+    /// No attempt: the pending sign-in is unknown, expired, used or out of attempts.
+    NotPending,
+    /// The attempt is counted, and no step was accepted (none was offered, or it was
+    /// used already, or the authenticator is not confirmed).
+    Counted(PendingAttempt),
+    /// The attempt is counted, the step accepted, and the pending sign-in deleted: the
+    /// one caller that gets this signs in.
+    Accepted(PendingAttempt),
 }
 
 /// The second factors an account has, for `/auth/me`, `GET /auth/mfa` and the CLI.
@@ -121,6 +151,31 @@ pub trait MfaStore: Send + Sync + 'static {
         now: i64,
         max_attempts: i64,
     ) -> StoreResult<Option<PendingAttempt>>;
+    /// The second step's read, one statement: the live pending sign-in `id_hash` with
+    /// fewer than `max_attempts` attempts, its account's authenticator, and the
+    /// account's counter `failure_prefix || account` if its window (`failure_window`
+    /// seconds) is current. Counts nothing and grants nothing: the rules decide on it,
+    /// then [`MfaStore::spend_attempt`] writes.
+    async fn second_step(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+        failure_prefix: &str,
+        failure_window: i64,
+    ) -> StoreResult<Option<SecondStep>>;
+    /// The second step's write, one transaction: counts one attempt on the live pending
+    /// sign-in `id_hash` (as [`MfaStore::attempt_pending`]); then, with `step`, accepts
+    /// that step for its account's confirmed authenticator (as
+    /// [`MfaStore::accept_step`]) and, if accepted, deletes the pending sign-in. The
+    /// attempt stays counted whatever follows.
+    async fn spend_attempt(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+        step: Option<i64>,
+    ) -> StoreResult<Spent>;
     /// Deletes the pending sign-in: true for the one caller that deleted it.
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool>;
     /// The purge's batch ([`crate::purge`]): deletes at most `limit` pending sign-ins
@@ -182,6 +237,17 @@ pub(super) mod sql {
 
     pub const TAKE_PENDING: &str = "DELETE FROM pending_signins WHERE id_hash = $1";
 
+    /// The second step's read: pending sign-in `$1`, live at `$2`, under `$3` attempts;
+    /// its account's authenticator; the account's counter `$4 || account` if its window
+    /// of `$5` seconds is current at `$2`. Each table by its primary key.
+    pub const SECOND_STEP: &str = "WITH p AS (
+        SELECT account_id, amr, method, enroll_only FROM pending_signins
+        WHERE id_hash = $1 AND expires_at > $2 AND attempts < $3)
+     SELECT p.account_id, p.amr, p.method, p.enroll_only,
+        t.secret, t.confirmed_at IS NOT NULL, r.count, r.window_start
+     FROM p LEFT JOIN totp_factors t ON t.account_id = p.account_id
+     LEFT JOIN rate_counters r ON r.key = $4 || p.account_id AND r.window_start + $5 > $2";
+
     use crate::store::queries::purge_batch;
 
     /// The purge's batch of expired pending sign-ins (see [`purge_batch!`]), on SQLite.
@@ -213,6 +279,7 @@ pub(super) mod sql {
         ATTEMPT_PENDING,
         PEEK_PENDING,
         TAKE_PENDING,
+        SECOND_STEP,
         PURGE[0].1,
     ];
 }

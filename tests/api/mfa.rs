@@ -33,6 +33,7 @@ crate::on_every_backend!(
     the_enrolment_code_does_not_sign_in,
     a_recovery_code_signs_in_once_and_mails_the_owner,
     guesses_are_limited_per_pending_sign_in_and_per_account,
+    a_used_step_spends_an_attempt_and_a_pending_sign_in_signs_in_once,
     every_sensitive_route_needs_the_second_factor,
     a_first_factor_session_cannot_enroll_or_replace_a_factor,
     a_passkey_sign_in_is_two_factors_by_itself,
@@ -516,6 +517,33 @@ async fn guesses_are_limited_per_pending_sign_in_and_per_account(b: Backend) {
     let (status, body) = verify(&app, &t, &oath_code(&secret, now)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert!(body.get("token").is_none(), "{body}");
+}
+
+/// The second step's one write counts the attempt whatever becomes of the code: a
+/// right code of a used step spends one of the five like a wrong one. And a pending
+/// sign-in signs in once, even offered a newer step than the one that signed it in.
+async fn a_used_step_spends_an_attempt_and_a_pending_sign_in_signs_in_once(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (address, secret) = enrolled_account(&app).await;
+    let now = clear_of_a_step_end().await;
+    let used = oath_code(&secret, now);
+    let first = password_pending(&app, &address).await;
+    let (status, body) = verify(&app, &first, &used).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = verify(&app, &first, &oath_code(&secret, now + 30)).await;
+    assert_refused(status, &body, "invalid_mfa_token", "a pending sign-in used");
+    let second = password_pending(&app, &address).await;
+    for _ in 0..5 {
+        let (status, body) = verify(&app, &second, &used).await;
+        assert_refused(status, &body, "invalid_code", "a used step");
+    }
+    let (status, body) = verify(&app, &second, &oath_code(&secret, now + 30)).await;
+    assert_refused(
+        status,
+        &body,
+        "invalid_mfa_token",
+        "the sixth code, a good one",
+    );
 }
 
 /// A fresh, recent session of the first factor alone, from before the account's factor

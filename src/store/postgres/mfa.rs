@@ -6,8 +6,10 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::domain::AccountId;
-use crate::store::mfa::{FactorSummary, MfaStore, NewPending, PendingAttempt, StoredTotp, sql};
-use crate::store::{Purged, StoreResult};
+use crate::store::mfa::{
+    FactorSummary, MfaStore, NewPending, PendingAttempt, SecondStep, Spent, StoredTotp, sql,
+};
+use crate::store::{Purged, StoreResult, WindowCount};
 
 #[async_trait::async_trait]
 impl MfaStore for PostgresStore {
@@ -199,6 +201,92 @@ impl MfaStore for PostgresStore {
             .transpose()?)
     }
 
+    async fn second_step(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+        failure_prefix: &str,
+        failure_window: i64,
+    ) -> StoreResult<Option<SecondStep>> {
+        let row = sqlx::query(sql::SECOND_STEP)
+            .bind(id_hash)
+            .bind(now)
+            .bind(max_attempts)
+            .bind(failure_prefix)
+            .bind(failure_window)
+            .fetch_optional(self.db())
+            .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let secret: Option<String> = r.try_get(4)?;
+        let count: Option<i64> = r.try_get(6)?;
+        Ok(Some(SecondStep {
+            pending: pending_attempt(&r)?,
+            totp: match secret {
+                Some(secret) => Some(StoredTotp {
+                    secret,
+                    confirmed: r.try_get(5)?,
+                }),
+                None => None,
+            },
+            failures: match count {
+                Some(count) => Some(WindowCount {
+                    count,
+                    window_start: r.try_get(7)?,
+                }),
+                None => None,
+            },
+        }))
+    }
+
+    async fn spend_attempt(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+        step: Option<i64>,
+    ) -> StoreResult<Spent> {
+        let (mut tx, _timing) = self.begin().await?;
+        // The pending sign-in's row stays locked to the end: a concurrent attempt on it
+        // waits, then finds it deleted or counted.
+        let row = sqlx::query(sql::ATTEMPT_PENDING)
+            .bind(id_hash)
+            .bind(now)
+            .bind(max_attempts)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Spent::NotPending);
+        };
+        let attempt = pending_attempt(&row)?;
+        let accepted = match step {
+            Some(step) => {
+                sqlx::query(sql::ACCEPT_STEP)
+                    .bind(step)
+                    .bind(&attempt.account.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0
+            }
+            None => false,
+        };
+        if accepted {
+            sqlx::query(sql::TAKE_PENDING)
+                .bind(id_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(if accepted {
+            Spent::Accepted(attempt)
+        } else {
+            Spent::Counted(attempt)
+        })
+    }
+
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool> {
         let done = sqlx::query(sql::TAKE_PENDING)
             .bind(id_hash)
@@ -210,6 +298,16 @@ impl MfaStore for PostgresStore {
     async fn purge_pending(&self, now: i64, limit: i64) -> StoreResult<Purged> {
         self.purge(&sql::PURGE_POSTGRES, now, limit).await
     }
+}
+
+/// The pending sign-in of a row of [`sql::ATTEMPT_PENDING`] or [`sql::SECOND_STEP`].
+fn pending_attempt(r: &sqlx::postgres::PgRow) -> sqlx::Result<PendingAttempt> {
+    Ok(PendingAttempt {
+        account: AccountId(r.try_get(0)?),
+        amr: r.try_get(1)?,
+        method: r.try_get(2)?,
+        enroll_only: r.try_get::<i64, _>(3)? != 0,
+    })
 }
 
 /// Replaces the account's recovery codes with `hashes`, in `tx`.

@@ -5,8 +5,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::domain::AccountId;
-use crate::store::mfa::{FactorSummary, MfaStore, NewPending, PendingAttempt, StoredTotp, sql};
-use crate::store::{Purged, StoreResult};
+use crate::store::mfa::{
+    FactorSummary, MfaStore, NewPending, PendingAttempt, SecondStep, Spent, StoredTotp, sql,
+};
+use crate::store::{Purged, StoreResult, WindowCount};
 
 #[async_trait::async_trait]
 impl MfaStore for SqliteStore {
@@ -190,6 +192,84 @@ impl MfaStore for SqliteStore {
         })
     }
 
+    async fn second_step(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+        failure_prefix: &str,
+        failure_window: i64,
+    ) -> StoreResult<Option<SecondStep>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::SECOND_STEP)?
+                .query_row(
+                    params![id_hash, now, max_attempts, failure_prefix, failure_window],
+                    |r| {
+                        let secret: Option<String> = r.get(4)?;
+                        let count: Option<i64> = r.get(6)?;
+                        Ok(SecondStep {
+                            pending: PendingAttempt {
+                                account: AccountId(r.get(0)?),
+                                amr: r.get(1)?,
+                                method: r.get(2)?,
+                                enroll_only: r.get(3)?,
+                            },
+                            totp: match secret {
+                                Some(secret) => Some(StoredTotp {
+                                    secret,
+                                    confirmed: r.get(5)?,
+                                }),
+                                None => None,
+                            },
+                            failures: match count {
+                                Some(count) => Some(WindowCount {
+                                    count,
+                                    window_start: r.get(7)?,
+                                }),
+                                None => None,
+                            },
+                        })
+                    },
+                )
+                .optional()
+        })
+    }
+
+    async fn spend_attempt(
+        &self,
+        id_hash: &str,
+        now: i64,
+        max_attempts: i64,
+        step: Option<i64>,
+    ) -> StoreResult<Spent> {
+        let id_hash = id_hash.to_owned();
+        // Durable when it may accept a step: an accepted step must not come back
+        // after a crash.
+        self.writer
+            .write(step.is_some(), move |c| {
+                let attempt = c
+                    .prepare_cached(sql::ATTEMPT_PENDING)?
+                    .query_row(params![id_hash, now, max_attempts], pending_attempt)
+                    .optional()?;
+                let Some(attempt) = attempt else {
+                    return Ok(Spent::NotPending);
+                };
+                let Some(step) = step else {
+                    return Ok(Spent::Counted(attempt));
+                };
+                let accepted = c
+                    .prepare_cached(sql::ACCEPT_STEP)?
+                    .execute(params![step, attempt.account.0])?
+                    > 0;
+                if !accepted {
+                    return Ok(Spent::Counted(attempt));
+                }
+                c.prepare_cached(sql::TAKE_PENDING)?.execute([&id_hash])?;
+                Ok(Spent::Accepted(attempt))
+            })
+            .await
+    }
+
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool> {
         let id_hash = id_hash.to_owned();
         self.writer
@@ -204,6 +284,15 @@ impl MfaStore for SqliteStore {
             .write(false, move |c| super::purge(c, &sql::PURGE, now, limit))
             .await
     }
+}
+
+fn pending_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingAttempt> {
+    Ok(PendingAttempt {
+        account: AccountId(r.get(0)?),
+        amr: r.get(1)?,
+        method: r.get(2)?,
+        enroll_only: r.get(3)?,
+    })
 }
 
 /// Replaces the account's recovery codes with `hashes`.

@@ -395,6 +395,14 @@ fn hot_statements() -> Vec<(&'static str, &'static [&'static str])> {
             &["sqlite_autoindex_one_time_tokens_1 (id=?)"],
         ),
         (q::COUNT, &["sqlite_autoindex_rate_counters_1 (key=?)"]),
+        (
+            mfa::SECOND_STEP,
+            &[
+                "sqlite_autoindex_pending_signins_1 (id_hash=?)",
+                "sqlite_autoindex_totp_factors_1 (account_id=?)",
+                "sqlite_autoindex_rate_counters_1 (key=?)",
+            ],
+        ),
         (q::RELEASE, &["sqlite_autoindex_rate_counters_1 (key=?)"]),
         (q::RESET, &["sqlite_autoindex_rate_counters_1 (key=?)"]),
         (
