@@ -254,6 +254,15 @@ async fn the_code_flow_goes_through_the_sign_in_form_and_consent_to_tokens_that_
     ] {
         assert!(consent.body.contains(text), "{text}: {}", consent.body);
     }
+    // Allow's answer redirects to the client, and browsers hold a form's redirects to
+    // the page's form-action: the client's origin is allowed beside the site's own.
+    let csp = consent.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!(
+            "form-action 'self' https://wiki.example {ISSUER}; "
+        )),
+        "{csp}"
+    );
     // The request was taken: resuming it again finds nothing, and never redirects.
     let replay = browser.get(&return_to).await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.body);

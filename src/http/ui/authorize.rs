@@ -341,7 +341,7 @@ async fn proceed(
             Err(&OAuthError::new(code, description)),
         ),
         (Next::Consent, Some(_)) => match pending(app, &request).await {
-            Ok(id) => consent_page(app, b, &client.name, &request.scopes, &id),
+            Ok(id) => consent_page(app, b, &client.name, &request, &id),
             Err(e) => internal(app, b, &e),
         },
         (next, _) => {
@@ -449,14 +449,42 @@ fn answer(app: &App, b: &Browser, reply: &Reply, outcome: Result<&str, &OAuthErr
     res
 }
 
-fn consent_page(app: &App, b: &Browser, client: &str, scopes: &[String], id: &str) -> Response {
+fn consent_page(
+    app: &App,
+    b: &Browser,
+    client: &str,
+    request: &AuthorizationRequest,
+    id: &str,
+) -> Response {
     let context = context! {
         title => "consent-title",
         client => client,
-        scopes => scopes.iter().map(|s| format!("scope-{s}")).collect::<Vec<_>>(),
+        scopes => request.scopes.iter().map(|s| format!("scope-{s}")).collect::<Vec<_>>(),
         request => id,
     };
-    page(app, b, StatusCode::OK, "consent.html", Kind::Plain, context)
+    let mut res = page(app, b, StatusCode::OK, "consent.html", Kind::Plain, context);
+    // The form's answer is a redirect to the client's redirect URI, and browsers hold
+    // every hop of a form's redirects to the page's form-action (Chromium blocks the
+    // navigation otherwise): the client's origin is allowed on this page.
+    if let Ok(target) = url::Url::parse(&request.reply.redirect_uri) {
+        let origin = target.origin().ascii_serialization();
+        let csp = res
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.replacen(
+                    "form-action 'self'",
+                    &format!("form-action 'self' {origin}"),
+                    1,
+                )
+            });
+        if let Some(Ok(csp)) = csp.map(|v| HeaderValue::from_str(&v)) {
+            res.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, csp);
+        }
+    }
+    res
 }
 
 fn internal(app: &App, b: &Browser, e: &anyhow::Error) -> Response {
