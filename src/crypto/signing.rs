@@ -183,8 +183,8 @@ impl KeyPair {
                 });
                 let der = public.to_pkcs1_der().map_err(|_| SigningKeyError)?;
                 let decoding = DecodingKey::from_rsa_der(der.as_bytes());
-                let signer =
-                    ring::signature::RsaKeyPair::from_pkcs8(private).map_err(|_| SigningKeyError)?;
+                let signer = ring::signature::RsaKeyPair::from_pkcs8(private)
+                    .map_err(|_| SigningKeyError)?;
                 (
                     Signing::Rsa(Box::new(signer), Secret::new(private.to_vec())),
                     parameters,
