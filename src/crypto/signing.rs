@@ -2,11 +2,16 @@
 //! public JWKs, the private halves sealed for the database, signing, and verification.
 //!
 //! Verification is `jsonwebtoken`'s (header, algorithm pinned per key, signature, typed
-//! claims, `exp`/`nbf`/`iss`), on a crypto provider of ours that calls ed25519-dalek and
-//! p256 (the crate's own `rust_crypto` backend pulls a second generation of RSA, see
-//! Cargo.toml). Signing uses the same JOSE header type and encoding, with the key pair
-//! held ready: the provider interface rebuilds a signing key from bytes for every call,
-//! a scalar multiplication each time, as much as the signature itself.
+//! claims, `exp`/`nbf`/`iss`), on a crypto provider of ours that calls ed25519-dalek,
+//! p256 and rsa (the crate's own `rust_crypto` backend pulls a second generation of RSA,
+//! see Cargo.toml). Signing uses the same JOSE header type and encoding, with the key
+//! pair held ready: the provider interface rebuilds a signing key from bytes for every
+//! call, a scalar multiplication each time, as much as the signature itself. ES256 and
+//! RS256 signatures are ring's (the crate rustls links already): its RSA-2048 private-key
+//! operation takes about a quarter of the `rsa` release candidate's CPU time and its
+//! P-256 a fraction of p256's (assembly, constant-time), and an RS256 ID token is most of
+//! a code exchange's cost. The keys, their generation, their sealed form and every
+//! verification stay as they were.
 
 use std::sync::Once;
 
@@ -67,12 +72,19 @@ impl Algorithm {
 
 enum Signing {
     Ed25519(ed25519_dalek::SigningKey),
-    P256(p256::ecdsa::SigningKey),
-    /// The PKCS#1 v1.5 signer, and the private key's PKCS#8 DER (what is sealed).
-    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>, Secret<Vec<u8>>),
+    /// ring's signer, and the private scalar (what is sealed).
+    P256(Box<ring::signature::EcdsaKeyPair>, Secret<Vec<u8>>),
+    /// ring's PKCS#1 v1.5 signer, and the private key's PKCS#8 DER (what is sealed).
+    Rsa(Box<ring::signature::RsaKeyPair>, Secret<Vec<u8>>),
 }
 
-/// The operating system's random source, for RSA key generation and blinding.
+/// The operating system's random source, as ring takes it (ECDSA nonces).
+fn ring_rng() -> &'static ring::rand::SystemRandom {
+    static RNG: std::sync::OnceLock<ring::rand::SystemRandom> = std::sync::OnceLock::new();
+    RNG.get_or_init(ring::rand::SystemRandom::new)
+}
+
+/// The operating system's random source, for RSA key generation.
 fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
@@ -144,7 +156,18 @@ impl KeyPair {
                     y: B64.encode(y),
                 });
                 let decoding = DecodingKey::from_ec_der(&point);
-                (Signing::P256(key), parameters, decoding)
+                let signer = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    private,
+                    &point,
+                    ring_rng(),
+                )
+                .map_err(|_| SigningKeyError)?;
+                (
+                    Signing::P256(Box::new(signer), Secret::new(private.to_vec())),
+                    parameters,
+                    decoding,
+                )
             }
             Algorithm::RS256 => {
                 use rsa::pkcs1::EncodeRsaPublicKey;
@@ -160,9 +183,10 @@ impl KeyPair {
                 });
                 let der = public.to_pkcs1_der().map_err(|_| SigningKeyError)?;
                 let decoding = DecodingKey::from_rsa_der(der.as_bytes());
-                let signing = rsa::pkcs1v15::SigningKey::<Sha256>::new(key);
+                let signer = ring::signature::RsaKeyPair::from_pkcs8(private)
+                    .map_err(|_| SigningKeyError)?;
                 (
-                    Signing::Rsa(Box::new(signing), Secret::new(private.to_vec())),
+                    Signing::Rsa(Box::new(signer), Secret::new(private.to_vec())),
                     parameters,
                     decoding,
                 )
@@ -219,7 +243,7 @@ impl KeyPair {
     pub fn private_bytes(&self) -> Secret<Vec<u8>> {
         match &self.signing {
             Signing::Ed25519(k) => Secret::new(k.to_bytes().to_vec()),
-            Signing::P256(k) => Secret::new(k.to_bytes().to_vec()),
+            Signing::P256(_, scalar) => scalar.clone(),
             Signing::Rsa(_, der) => der.clone(),
         }
     }
@@ -250,16 +274,22 @@ impl KeyPair {
                 use ed25519_dalek::Signer;
                 k.sign(token.as_bytes()).to_bytes().to_vec()
             }
-            Signing::P256(k) => {
-                use p256::ecdsa::signature::Signer;
-                let s: p256::ecdsa::Signature = k.sign(token.as_bytes());
-                s.to_bytes().to_vec()
-            }
+            // ECDSA's IEEE P1363 form, r then s, 32 bytes each, as JWS wants it.
+            Signing::P256(k, _) => k
+                .sign(ring_rng(), token.as_bytes())
+                .expect("the system's random source answers")
+                .as_ref()
+                .to_vec(),
             Signing::Rsa(k, _) => {
-                // Randomized: blinding, so the time taken says nothing of the key.
-                use rsa::signature::{RandomizedSigner, SignatureEncoding};
-                k.sign_with_rng(&mut system_rng(), token.as_bytes())
-                    .to_vec()
+                let mut signature = vec![0; k.public().modulus_len()];
+                k.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    ring_rng(),
+                    token.as_bytes(),
+                    &mut signature,
+                )
+                .expect("a buffer of the modulus' length takes the signature");
+                signature
             }
         };
         token.push('.');
