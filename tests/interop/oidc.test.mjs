@@ -77,8 +77,11 @@ after(() => {
   if (server) rmSync(server.data, { recursive: true, force: true });
 });
 
+// enableNonRepudiationChecks: openid-client then checks every ID token's signature
+// against the provider's JWKS (without it, v6 relies on TLS and checks the claims only).
 const discover = (id, secretOrMetadata, auth) =>
-  client.discovery(new URL(server.issuer), id, secretOrMetadata, auth, { execute: [client.allowInsecureRequests] });
+  client.discovery(new URL(server.issuer), id, secretOrMetadata, auth,
+    { execute: [client.allowInsecureRequests, client.enableNonRepudiationChecks] });
 
 /** An account, signed up with a password; its id. */
 async function account() {
