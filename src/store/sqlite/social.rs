@@ -8,7 +8,8 @@ use super::{SqliteStore, insert_account, on_unique};
 use crate::domain::AccountId;
 use crate::store::queries as q;
 use crate::store::social::{
-    IdentityAdded, IdentityRemoval, IdentitySummary, NewIdentity, SocialStore, StoredPending, sql,
+    IdentityAdded, IdentityRemoval, IdentitySummary, KnownIdentity, NewIdentity, SocialStore,
+    StoredPending, sql,
 };
 use crate::store::{NewAccount, StoreResult};
 
@@ -57,12 +58,33 @@ impl SocialStore for SqliteStore {
         &self,
         provider: &str,
         subject: &str,
-    ) -> StoreResult<Option<AccountId>> {
+    ) -> StoreResult<Option<KnownIdentity>> {
         self.readers.read(|c| {
             c.prepare_cached(sql::IDENTITY_ACCOUNT)?
-                .query_row([provider, subject], |r| r.get(0).map(AccountId))
+                .query_row([provider, subject], |r| {
+                    Ok(KnownIdentity {
+                        account: AccountId(r.get(0)?),
+                        display_name: r.get(1)?,
+                    })
+                })
                 .optional()
         })
+    }
+
+    async fn set_identity_name(
+        &self,
+        provider: &str,
+        subject: &str,
+        name: &str,
+    ) -> StoreResult<()> {
+        let (provider, subject, name) = (provider.to_owned(), subject.to_owned(), name.to_owned());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::SET_DISPLAY_NAME)?
+                    .execute(params![provider, subject, name])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn create_account_with_identity(
@@ -123,6 +145,7 @@ impl SocialStore for SqliteStore {
                         provider: r.get(1)?,
                         email: r.get(2)?,
                         linked_at: r.get(3)?,
+                        display_name: r.get(4)?,
                     })
                 })?
                 .collect()
@@ -203,7 +226,8 @@ fn insert_identity(
             i.subject,
             account.0,
             i.email,
-            i.linked_at
+            i.linked_at,
+            i.display_name
         ])
         .map_err(on_unique)?;
     Ok(())
