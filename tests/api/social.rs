@@ -57,6 +57,8 @@ struct Next {
     overrides: Vec<(&'static str, Value)>,
     /// Sign with a key the JWKS does not publish.
     unknown_key: bool,
+    /// Sign with another key under the published key's id: a forged signature.
+    forged: bool,
     /// The authorization endpoint answers `error=` instead of a code.
     deny: bool,
     /// `email` and `email_verified` only at UserInfo, not in the ID token.
@@ -73,6 +75,7 @@ impl Next {
             email_verified: verified,
             overrides: Vec::new(),
             unknown_key: false,
+            forged: false,
             deny: false,
             email_at_userinfo: false,
             userinfo_subject: None,
@@ -91,6 +94,8 @@ struct Up {
     base: String,
     key: KeyPair,
     stranger: KeyPair,
+    /// Another key with the published key's id.
+    forger: KeyPair,
     next: Mutex<Next>,
     grants: Mutex<HashMap<String, Grant>>,
     jwks_fetches: Mutex<u32>,
@@ -115,6 +120,7 @@ impl Upstream {
         let up = Upstream(Arc::new(Up {
             key: KeyPair::generate(Algorithm::ES256, "up-1", &base),
             stranger: KeyPair::generate(Algorithm::ES256, "up-2", &base),
+            forger: KeyPair::generate(Algorithm::ES256, "up-1", &base),
             base,
             next: Mutex::new(Next::person("subject-1", None, false)),
             grants: Mutex::new(HashMap::new()),
@@ -313,6 +319,8 @@ async fn token(
     }
     let key = if who.unknown_key {
         &up.0.stranger
+    } else if who.forged {
+        &up.0.forger
     } else {
         &up.0.key
     };
@@ -762,6 +770,19 @@ async fn id_tokens_that_fail_a_check_sign_in_no_one(b: Backend) {
     let (status, body) = read(api_callback(&app).await).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"], "invalid_id_token", "{body}");
+    // Signed by another key under the published key's id: the signature fails.
+    let mut next = Next::person("subject-f", Some(&address), true);
+    next.forged = true;
+    up.next(next);
+    let (status, body) = read(api_callback(&app).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"], "invalid_id_token", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("signature does not verify")),
+        "{body}"
+    );
     // None of them made the account: the address is still free for this identity.
     up.next(Next::person("subject-f", Some(&address), true));
     let token = api_sign_in(&app).await;

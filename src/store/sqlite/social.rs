@@ -15,10 +15,13 @@ use crate::store::{NewAccount, StoreResult};
 
 #[async_trait::async_trait]
 impl SocialStore for SqliteStore {
+    // The pending sign-ins are written without an fsync of their own (as the pending
+    // /oauth/authorize requests are): they live minutes, and a consumption lost to a
+    // power cut leaves a row whose upstream code is spent already.
     async fn put_social_pending(&self, p: &StoredPending) -> StoreResult<()> {
         let p = p.clone();
         self.writer
-            .write(true, move |c| {
+            .write(false, move |c| {
                 c.prepare_cached(sql::INSERT_PENDING)?
                     .execute(params![
                         p.state_hash,
@@ -46,7 +49,7 @@ impl SocialStore for SqliteStore {
     ) -> StoreResult<Option<StoredPending>> {
         let (hash, binding) = (state_hash.to_owned(), binding_hash.to_owned());
         self.writer
-            .write(true, move |c| {
+            .write(false, move |c| {
                 Ok(c.prepare_cached(sql::TAKE_PENDING)?
                     .query_row(params![hash, binding, now], pending_from_row)
                     .optional()?)
