@@ -466,9 +466,17 @@ fn verifier(
             Ok(Box::new(Ed25519Verifier(key)))
         }
         jsonwebtoken::Algorithm::ES256 => {
+            // p256 checks the point (compressed or not, on the curve); ring verifies
+            // with its uncompressed form.
             let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
                 .map_err(|_| ErrorKind::InvalidEcdsaKey)?;
-            Ok(Box::new(P256Verifier(key)))
+            let point = key.to_sec1_point(false).as_bytes().to_vec();
+            Ok(Box::new(P256Verifier(
+                ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    point,
+                ),
+            )))
         }
         jsonwebtoken::Algorithm::RS256 => {
             use rsa::pkcs1::DecodeRsaPublicKey;
@@ -496,12 +504,15 @@ impl JwtVerifier for Ed25519Verifier {
     }
 }
 
-struct P256Verifier(p256::ecdsa::VerifyingKey);
+/// ES256 (ECDSA P-256 with SHA-256, the signature as r || s): ring's verification
+/// (its P-256 is several times faster than p256's), of a point p256 has checked.
+struct P256Verifier(ring::signature::UnparsedPublicKey<Vec<u8>>);
 
 impl signature::Verifier<Vec<u8>> for P256Verifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
-        let signature = p256::ecdsa::Signature::from_slice(signature)?;
-        self.0.verify(msg, &signature)
+        self.0
+            .verify(msg, signature)
+            .map_err(|_| signature::Error::new())
     }
 }
 

@@ -59,6 +59,10 @@ pub enum SignInMethod {
         provider: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         email: Option<String>,
+        /// The person's name as the provider gave it (Apple: on the first sign-in
+        /// only, kept since).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
         linked_at: i64,
     },
 }

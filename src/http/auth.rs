@@ -264,6 +264,7 @@ async fn me(
             id: i.id,
             provider: i.provider,
             email: i.email,
+            display_name: i.display_name,
             linked_at: i.linked_at,
         }));
     }

@@ -83,6 +83,9 @@ fn code_of(e: &SocialError) -> (StatusCode, &'static str) {
         E::Upstream(crate::signin::social::upstream::UpstreamError::CodeRefused(_)) => {
             (StatusCode::BAD_GATEWAY, "code_refused")
         }
+        E::Upstream(crate::signin::social::upstream::UpstreamError::BadUserInfo(_)) => {
+            (StatusCode::BAD_GATEWAY, "invalid_userinfo")
+        }
         E::Upstream(_) => (StatusCode::BAD_GATEWAY, "provider_unavailable"),
         E::LinkFirst => (StatusCode::CONFLICT, "link_required"),
         E::IdentityTaken => (StatusCode::CONFLICT, "identity_linked_elsewhere"),
@@ -191,7 +194,7 @@ pub struct CallbackFields {
         (status = 403, description = "`access_denied` (the provider's answer), `provider_disabled`, `account_disabled`", body = ErrorBody),
         (status = 404, description = "`unknown_provider`", body = ErrorBody),
         (status = 409, description = "`link_required`: the email has an account; sign in to it and link the provider. `identity_linked_elsewhere`: linking an identity of another account", body = ErrorBody),
-        (status = 502, description = "`provider_unavailable`, `code_refused`, `invalid_id_token`", body = ErrorBody),
+        (status = 502, description = "`provider_unavailable`, `code_refused`, `invalid_id_token`, `invalid_userinfo` (the UserInfo answer, asked for an email the ID token left out, is of another subject)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn callback_get(
     State(app): State<AppState>,
@@ -221,7 +224,7 @@ async fn callback_get(
         (status = 403, description = "`access_denied`, `provider_disabled`, `account_disabled`", body = ErrorBody),
         (status = 404, description = "`unknown_provider`", body = ErrorBody),
         (status = 409, description = "`link_required`, `identity_linked_elsewhere`", body = ErrorBody),
-        (status = 502, description = "`provider_unavailable`, `code_refused`, `invalid_id_token`", body = ErrorBody),
+        (status = 502, description = "`provider_unavailable`, `code_refused`, `invalid_id_token`, `invalid_userinfo` (the UserInfo answer, asked for an email the ID token left out, is of another subject)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)))]
 async fn callback_post(
     State(app): State<AppState>,
@@ -478,6 +481,10 @@ pub struct IdentityView {
     /// The email the provider gave when it was linked.
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<String>,
+    /// The person's name as the provider gave it (Apple: on the first sign-in only,
+    /// kept since).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
     /// RFC 3339.
     linked_at: String,
 }
@@ -502,6 +509,7 @@ async fn identities(State(app): State<AppState>, session: Session) -> Result<Res
             id: i.id,
             provider: i.provider,
             email: i.email,
+            display_name: i.display_name,
             linked_at: rfc3339(i.linked_at),
         })
         .collect();

@@ -584,8 +584,25 @@ impl Social {
                     .upstream
                     .verify_id_token(&id_token, &m.jwks_uri, &expected)
                     .await?;
-                if identity.name.is_none() {
-                    identity.name = apple_user.and_then(apple_name);
+                // Apple's name, posted beside the code on the first sign-in only; its
+                // `email` is never taken (the ID token's is the one Apple signed).
+                if p.kind == ProviderKind::Apple
+                    && let Some(name) = apple_user.and_then(apple_name)
+                {
+                    identity.name = Some(name);
+                }
+                // The email only at UserInfo (OpenID Connect Core §5.4, the code
+                // flow's default): asked there, with the same exchange's access token.
+                // A missing `email_verified` matters only to a provider trusted for it.
+                let wanted = identity.email.is_none()
+                    || (identity.email_incomplete() && p.trust_email_verified);
+                if wanted
+                    && let (Some(endpoint), Some(token)) =
+                        (m.userinfo_endpoint.as_deref(), access_token.as_deref())
+                {
+                    p.upstream
+                        .fill_from_userinfo(endpoint, token, &mut identity)
+                        .await?;
                 }
                 Ok(identity)
             }
@@ -608,8 +625,16 @@ impl Social {
         now: i64,
     ) -> Result<Landed, SocialError> {
         let social = self.store.social();
-        if let Some(account) = social.identity_account(&p.id, &identity.subject).await? {
-            let account = self.account(&account).await?;
+        if let Some(known) = social.identity_account(&p.id, &identity.subject).await? {
+            // A name the provider gave now replaces the one kept; none keeps it.
+            if let Some(name) = display_name(&identity)
+                && known.display_name.as_deref() != Some(name.as_str())
+            {
+                social
+                    .set_identity_name(&p.id, &identity.subject, &name)
+                    .await?;
+            }
+            let account = self.account(&known.account).await?;
             return Ok(Landed::SignIn {
                 account,
                 provider: p.id.clone(),
@@ -627,7 +652,8 @@ impl Social {
             tracing::info!(provider = %p.id, "social sign-in refused: a new identity's email has an account; link it first");
             return Err(SocialError::LinkFirst);
         }
-        let verified = email.is_some() && p.trust_email_verified && identity.email_verified;
+        let verified =
+            email.is_some() && p.trust_email_verified && identity.email_verified == Some(true);
         let new = NewAccount {
             id: AccountId::generate(),
             email: email
@@ -727,15 +753,25 @@ fn new_identity(p: &Provider, identity: &UpstreamIdentity, now: i64) -> NewIdent
         provider: p.id.clone(),
         subject: identity.subject.clone(),
         email: identity.email.clone().filter(|e| e.len() <= 320),
+        display_name: display_name(identity),
         linked_at: now,
     }
+}
+
+/// The longest display name kept, in characters.
+const MAX_DISPLAY_NAME: usize = 200;
+
+/// The identity's name as kept: trimmed, at most [`MAX_DISPLAY_NAME`] characters.
+fn display_name(identity: &UpstreamIdentity) -> Option<String> {
+    let name = identity.name.as_deref()?.trim();
+    (!name.is_empty()).then(|| name.chars().take(MAX_DISPLAY_NAME).collect())
 }
 
 /// The name in Apple's `user` field (`{"name":{"firstName","lastName"},"email"}`).
 fn apple_name(user: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(user).ok()?;
-    let first = v["name"]["firstName"].as_str().unwrap_or_default();
-    let last = v["name"]["lastName"].as_str().unwrap_or_default();
+    let first = v["name"]["firstName"].as_str().unwrap_or_default().trim();
+    let last = v["name"]["lastName"].as_str().unwrap_or_default().trim();
     let name = format!("{first} {last}").trim().to_owned();
     (!name.is_empty()).then_some(name)
 }

@@ -31,6 +31,8 @@ pub struct NewIdentity {
     pub provider: String,
     pub subject: String,
     pub email: Option<String>,
+    /// The person's name as the provider gave it (Apple: on the first sign-in only).
+    pub display_name: Option<String>,
     pub linked_at: i64,
 }
 
@@ -40,7 +42,15 @@ pub struct IdentitySummary {
     pub id: String,
     pub provider: String,
     pub email: Option<String>,
+    pub display_name: Option<String>,
     pub linked_at: i64,
+}
+
+/// The account an identity belongs to, and the name kept for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownIdentity {
+    pub account: AccountId,
+    pub display_name: Option<String>,
 }
 
 /// What linking an identity to an existing account did.
@@ -73,12 +83,16 @@ pub trait SocialStore: Send + Sync + 'static {
         binding_hash: &str,
         now: i64,
     ) -> StoreResult<Option<StoredPending>>;
-    /// The account an identity belongs to.
+    /// The account an identity belongs to, and the name kept for it.
     async fn identity_account(
         &self,
         provider: &str,
         subject: &str,
-    ) -> StoreResult<Option<AccountId>>;
+    ) -> StoreResult<Option<KnownIdentity>>;
+    /// Keeps `name` as the identity's display name (a name, never nothing: Apple sends
+    /// it only once).
+    async fn set_identity_name(&self, provider: &str, subject: &str, name: &str)
+    -> StoreResult<()>;
     /// Creates an account and its first identity in one transaction; the email is
     /// verified (proven at `linked_at`) when `email_verified`. `Conflict(Email)` when
     /// the address has an account, `Conflict(Other)` when the identity is linked.
@@ -129,17 +143,21 @@ pub(super) mod sql {
      RETURNING state_hash, binding_hash, provider, nonce, verifier, mode, return_to,
         link_account, link_session, expires_at";
 
-    pub const IDENTITY_ACCOUNT: &str =
-        "SELECT account_id FROM social_identities WHERE provider = $1 AND subject = $2";
+    pub const IDENTITY_ACCOUNT: &str = "SELECT account_id, display_name FROM social_identities
+     WHERE provider = $1 AND subject = $2";
+
+    pub const SET_DISPLAY_NAME: &str =
+        "UPDATE social_identities SET display_name = $3 WHERE provider = $1 AND subject = $2";
 
     pub const INSERT_IDENTITY: &str = "INSERT INTO social_identities (id, provider, subject,
-        account_id, email, linked_at)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+        account_id, email, linked_at, display_name)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
     pub const MARK_VERIFIED: &str =
         "UPDATE accounts SET email_verified = TRUE, email_proven_at = $1 WHERE id = $2";
 
-    pub const IDENTITIES: &str = "SELECT id, provider, email, linked_at FROM social_identities
+    pub const IDENTITIES: &str = "SELECT id, provider, email, linked_at, display_name
+     FROM social_identities
      WHERE account_id = $1 ORDER BY linked_at, id";
 
     pub const IDENTITY_LINKED_TO: &str =
@@ -170,6 +188,7 @@ pub(super) mod sql {
         INSERT_PENDING,
         TAKE_PENDING,
         IDENTITY_ACCOUNT,
+        SET_DISPLAY_NAME,
         INSERT_IDENTITY,
         MARK_VERIFIED,
         IDENTITIES,

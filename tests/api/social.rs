@@ -40,6 +40,7 @@ crate::on_every_backend!(
     a_reset_removes_a_provider_linked_since_the_address_was_proven,
     apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_key,
     microsoft_multi_tenant_tokens_carry_their_tenant_in_the_issuer,
+    an_email_only_at_userinfo_is_taken_from_there_for_the_same_subject,
 );
 
 const CLIENT_ID: &str = "gatehouse-test-client";
@@ -56,8 +57,14 @@ struct Next {
     overrides: Vec<(&'static str, Value)>,
     /// Sign with a key the JWKS does not publish.
     unknown_key: bool,
+    /// Sign with another key under the published key's id: a forged signature.
+    forged: bool,
     /// The authorization endpoint answers `error=` instead of a code.
     deny: bool,
+    /// `email` and `email_verified` only at UserInfo, not in the ID token.
+    email_at_userinfo: bool,
+    /// UserInfo answers this `sub` instead of the person's.
+    userinfo_subject: Option<String>,
 }
 
 impl Next {
@@ -68,7 +75,10 @@ impl Next {
             email_verified: verified,
             overrides: Vec::new(),
             unknown_key: false,
+            forged: false,
             deny: false,
+            email_at_userinfo: false,
+            userinfo_subject: None,
         }
     }
 }
@@ -84,11 +94,16 @@ struct Up {
     base: String,
     key: KeyPair,
     stranger: KeyPair,
+    /// Another key with the published key's id.
+    forger: KeyPair,
     next: Mutex<Next>,
     grants: Mutex<HashMap<String, Grant>>,
     jwks_fetches: Mutex<u32>,
     /// The token endpoint answers 503.
     down: Mutex<bool>,
+    /// Who each access token was issued for, for UserInfo.
+    access: Mutex<HashMap<String, Next>>,
+    userinfo_calls: Mutex<u32>,
     /// Apple-shaped: the client secret must be an ES256 JWT of this team, signed by
     /// this key (its id, the public key).
     apple: Mutex<Option<(String, String, p256::ecdsa::VerifyingKey)>>,
@@ -105,11 +120,14 @@ impl Upstream {
         let up = Upstream(Arc::new(Up {
             key: KeyPair::generate(Algorithm::ES256, "up-1", &base),
             stranger: KeyPair::generate(Algorithm::ES256, "up-2", &base),
+            forger: KeyPair::generate(Algorithm::ES256, "up-1", &base),
             base,
             next: Mutex::new(Next::person("subject-1", None, false)),
             grants: Mutex::new(HashMap::new()),
             jwks_fetches: Mutex::new(0),
             down: Mutex::new(false),
+            access: Mutex::new(HashMap::new()),
+            userinfo_calls: Mutex::new(0),
             apple: Mutex::new(None),
         }));
         let router = axum::Router::new()
@@ -121,6 +139,7 @@ impl Upstream {
             .route("/jwks", get(jwks))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
             .route("/login/oauth/authorize", get(authorize))
             .route("/login/oauth/access_token", post(token))
             .route("/api/v3/user", get(github_user))
@@ -167,6 +186,7 @@ async fn discovery(State(up): State<Upstream>) -> axum::Json<Value> {
         "authorization_endpoint": format!("{b}/authorize"),
         "token_endpoint": format!("{b}/token"),
         "jwks_uri": format!("{b}/jwks"),
+        "userinfo_endpoint": format!("{b}/userinfo"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
@@ -289,20 +309,52 @@ async fn token(
         "email": who.email,
         "email_verified": who.email_verified,
     });
+    if who.email_at_userinfo {
+        let claims = claims.as_object_mut().unwrap();
+        claims.remove("email");
+        claims.remove("email_verified");
+    }
     for (claim, value) in &who.overrides {
         claims[*claim] = value.clone();
     }
     let key = if who.unknown_key {
         &up.0.stranger
+    } else if who.forged {
+        &up.0.forger
     } else {
         &up.0.key
     };
     // GitHub's access token names the person it was issued for.
     let access_token = format!("gho_{}", who.subject);
+    up.0.access
+        .lock()
+        .unwrap()
+        .insert(access_token.clone(), who.clone());
     axum::Json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "id_token": key.sign(&claims),
+    }))
+    .into_response()
+}
+
+/// UserInfo (OpenID Connect Core §5.3): the claims of the access token's person (or
+/// another `sub`, when told to).
+async fn userinfo(State(up): State<Upstream>, headers: HeaderMap) -> axum::response::Response {
+    *up.0.userinfo_calls.lock().unwrap() += 1;
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let Some(who) = up.0.access.lock().unwrap().get(token).cloned() else {
+        return (axum::http::StatusCode::UNAUTHORIZED, "invalid_token").into_response();
+    };
+    axum::Json(json!({
+        "sub": who.userinfo_subject.unwrap_or(who.subject),
+        "email": who.email,
+        "email_verified": who.email_verified,
+        "name": "Userinfo Person",
     }))
     .into_response()
 }
@@ -718,6 +770,19 @@ async fn id_tokens_that_fail_a_check_sign_in_no_one(b: Backend) {
     let (status, body) = read(api_callback(&app).await).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"], "invalid_id_token", "{body}");
+    // Signed by another key under the published key's id: the signature fails.
+    let mut next = Next::person("subject-f", Some(&address), true);
+    next.forged = true;
+    up.next(next);
+    let (status, body) = read(api_callback(&app).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"], "invalid_id_token", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("signature does not verify")),
+        "{body}"
+    );
     // None of them made the account: the address is still free for this identity.
     up.next(Next::person("subject-f", Some(&address), true));
     let token = api_sign_in(&app).await;
@@ -1164,9 +1229,57 @@ async fn apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_k
     let (status, body) = exchange(&app, &code_of_path(&res)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, me) = app.me(body["token"].as_str().unwrap()).await;
+    // The ID token's email, not the one in Apple's `user` field.
     assert_eq!(me["email"], json!(address), "{me}");
     assert_eq!(me["email_verified"], json!(true), "{me}");
     assert_eq!(me["sign_in_methods"][0]["provider"], "apple", "{me}");
+    assert_eq!(
+        me["sign_in_methods"][0]["display_name"], "Ada Lovelace",
+        "the name of the first sign-in's `user`: {me}"
+    );
+    // Apple sends `user` on the first sign-in only: the name is kept.
+    let mut jar = Jar::default();
+    let res = jar
+        .get(
+            &app,
+            &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
+        )
+        .await;
+    let (_, form) = read(app.client.get(location(&res)).send().await.unwrap()).await;
+    let mut fields: HashMap<String, String> =
+        serde_json::from_value(form["fields"].clone()).unwrap();
+    fields.remove("user");
+    let res = app
+        .client
+        .post(on(&app, form["action"].as_str().unwrap()).trim_end_matches('?'))
+        .header("cookie", jar.header())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = exchange(&app, &code_of_path(&res)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (_, again) = app.me(&token).await;
+    assert_eq!(again["id"], me["id"], "{again}");
+    assert_eq!(
+        again["sign_in_methods"][0]["display_name"], "Ada Lovelace",
+        "{again}"
+    );
+    let res = app
+        .client
+        .get(app.url("/auth/social/identities"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, list) = read(res).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(
+        list["identities"][0]["display_name"], "Ada Lovelace",
+        "{list}"
+    );
+    assert_eq!(list["identities"][0]["name"], "Apple", "{list}");
     // A client secret signed by another key is refused by Apple: no sign-in.
     let other = p256::SecretKey::from_slice(&gatehouse::crypto::random_bytes::<32>()).unwrap();
     *up.0.apple.lock().unwrap() = Some((
@@ -1244,4 +1357,73 @@ async fn microsoft_multi_tenant_tokens_carry_their_tenant_in_the_issuer(b: Backe
         json!(false),
         "Microsoft is not trusted for it: {me}"
     );
+}
+
+/// An ID token without `email` (oidc-provider's default for the code flow): the email
+/// and `email_verified` are read from UserInfo with the exchange's access token, under
+/// the same trust; a UserInfo answer of another `sub` signs no one in.
+async fn an_email_only_at_userinfo_is_taken_from_there_for_the_same_subject(b: Backend) {
+    let up = Upstream::start().await;
+    let app = server(b, &up, |s| s.ui.enabled = false).await;
+    // With the email in the ID token, UserInfo is not asked.
+    up.next(Next::person("subject-id-token", Some(&email()), true));
+    api_sign_in(&app).await;
+    assert_eq!(*up.0.userinfo_calls.lock().unwrap(), 0);
+
+    let address = email();
+    let mut next = Next::person("subject-u", Some(&address), true);
+    next.email_at_userinfo = true;
+    up.next(next.clone());
+    let token = api_sign_in(&app).await;
+    assert_eq!(*up.0.userinfo_calls.lock().unwrap(), 1);
+    let (status, me) = app.me(&token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], json!(address), "{me}");
+    assert_eq!(
+        me["email_verified"],
+        json!(true),
+        "trusted, and verified at UserInfo"
+    );
+    assert_eq!(me["sign_in_methods"][0]["email"], json!(address), "{me}");
+
+    // UserInfo of another subject: refused, and no account takes its address.
+    let stolen = email();
+    let mut next = Next::person("subject-v", Some(&stolen), true);
+    next.email_at_userinfo = true;
+    next.userinfo_subject = Some("subject-u".into());
+    up.next(next);
+    let (status, body) = read(api_callback(&app).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"], "invalid_userinfo", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("subject is not the ID token's")),
+        "{body}"
+    );
+    let mut next = Next::person("subject-w", Some(&stolen), true);
+    next.email_at_userinfo = true;
+    up.next(next);
+    let token = api_sign_in(&app).await;
+    let (_, me) = app.me(&token).await;
+    assert_eq!(
+        me["email"],
+        json!(stolen),
+        "the address was still free: {me}"
+    );
+
+    // An untrusted provider: the address is kept unverified.
+    let untrusted = server(b, &up, |s| {
+        s.ui.enabled = false;
+        s.social.providers[0].trust_email_verified = Some(false);
+    })
+    .await;
+    let address = email();
+    let mut next = Next::person("subject-x", Some(&address), true);
+    next.email_at_userinfo = true;
+    up.next(next);
+    let token = api_sign_in(&untrusted).await;
+    let (_, me) = untrusted.me(&token).await;
+    assert_eq!(me["email"], json!(address), "{me}");
+    assert_eq!(me["email_verified"], json!(false), "{me}");
 }

@@ -46,7 +46,7 @@ export async function startUpstream(clients) {
   const issuer = `http://127.0.0.1:${port}`;
   let next = null;
   const people = new Map();
-  const seen = { authorizations: 0, tokens: 0 };
+  const seen = { authorizations: 0, tokens: 0, userinfo: 0 };
   const provider = new Provider(issuer, {
     clients: clients.map((c) => ({
       client_id: c.client_id,
@@ -60,9 +60,9 @@ export async function startUpstream(clients) {
     jwks: { keys: signingKeys() },
     cookies: { keys: [randomBytes(32).toString('hex')] },
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-    // Gatehouse reads the person from the ID token (as Google puts it there), so the
-    // scopes' claims go in it, not only behind the userinfo endpoint.
-    conformIdTokenClaims: false,
+    // conformIdTokenClaims is left on (oidc-provider's default, OpenID Connect Core
+    // §5.4): with an access token issued, the scopes' claims (email, name) are only at
+    // the userinfo endpoint, not in the ID token, and Gatehouse reads them there.
     features: { devInteractions: { enabled: false } },
     pkce: { required: () => true },
     ttl: { Interaction: 600, Session: 600, Grant: 600, AccessToken: 600, IdToken: 600 },
@@ -86,6 +86,7 @@ export async function startUpstream(clients) {
   provider.on('grant.success', () => { seen.tokens += 1; });
   const callback = provider.callback();
   const server = createServer(async (req, res) => {
+    if (req.url === '/me' || req.url.startsWith('/me?')) seen.userinfo += 1;
     if (!req.url.startsWith('/interaction/')) return callback(req, res);
     try {
       await provider.interactionDetails(req, res);

@@ -117,7 +117,9 @@ for (const [provider, trusted] of [['panva', false], ['google', true]]) {
     assert.equal(authorize.searchParams.get('scope'), 'openid email profile');
     assert.ok(authorize.searchParams.get('state').length >= 32 && authorize.searchParams.get('nonce').length >= 32);
     assert.equal(hops.at(-1), `303 ${gatehouse.base}/auth/social/${provider}/callback`, hops.join(' → '));
-    assert.deepEqual(upstream.seen, { authorizations: before.authorizations + 1, tokens: before.tokens + 1 }, 'one authorization, one code redeemed');
+    // oidc-provider conforms to OpenID Connect Core §5.4 (its default): the ID token
+    // carries no email, so Gatehouse asks the userinfo endpoint, once.
+    assert.deepEqual(upstream.seen, { authorizations: before.authorizations + 1, tokens: before.tokens + 1, userinfo: before.userinfo + 1 }, 'one authorization, one code redeemed, one userinfo');
 
     const first = await exchange(code);
     assert.equal(first.status, 200, JSON.stringify(first.body));

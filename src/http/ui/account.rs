@@ -166,6 +166,7 @@ async fn render(
                             id => i.id,
                             name => social.name_of(&i.provider),
                             email => i.email,
+                            person => i.display_name,
                             linked => rfc3339(i.linked_at),
                         }
                     })

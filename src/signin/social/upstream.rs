@@ -42,6 +42,9 @@ pub enum UpstreamError {
     /// The ID token failed a check; says which.
     #[error("the ID token was refused: {0}")]
     BadIdToken(&'static str),
+    /// The UserInfo answer failed a check (OpenID Connect Core §5.3.2); says which.
+    #[error("the provider's UserInfo answer was refused: {0}")]
+    BadUserInfo(&'static str),
 }
 
 /// What a provider's discovery document says that we use.
@@ -51,6 +54,9 @@ pub struct Metadata {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+    /// Where the person's claims are read when the ID token leaves them out.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
@@ -79,8 +85,17 @@ pub struct Expected<'a> {
 pub struct UpstreamIdentity {
     pub subject: String,
     pub email: Option<String>,
-    pub email_verified: bool,
+    /// What the provider said of the email; `None`: it said nothing.
+    pub email_verified: Option<bool>,
     pub name: Option<String>,
+}
+
+impl UpstreamIdentity {
+    /// Whether the email and what is known of it are all the ID token gave: no
+    /// `email`, or no `email_verified` for it. The provider's UserInfo may say more.
+    pub fn email_incomplete(&self) -> bool {
+        self.email.is_none() || self.email_verified.is_none()
+    }
 }
 
 #[derive(Deserialize)]
@@ -361,9 +376,48 @@ impl Upstream {
         Ok(UpstreamIdentity {
             subject: claims.sub,
             email: claims.email.filter(|e| !e.is_empty()),
-            email_verified: claims.email_verified.is_some_and(|v| v.is_true()),
-            name: claims.name,
+            email_verified: claims.email_verified.map(|v| v.is_true()),
+            name: claims.name.filter(|n| !n.trim().is_empty()),
         })
+    }
+
+    /// The person's email (and name) from the provider's UserInfo endpoint, called
+    /// with the access token of the same exchange, for an ID token that left them out
+    /// (OpenID Connect Core §5.4: the code flow's scope claims may be given there
+    /// only). Its `sub` must be the ID token's (§5.3.2), else nothing of it is taken
+    /// and the sign-in fails. Its `email` and `email_verified` replace the ID token's
+    /// together, never one without the other.
+    pub async fn fill_from_userinfo(
+        &self,
+        endpoint: &str,
+        access_token: &str,
+        identity: &mut UpstreamIdentity,
+    ) -> Result<(), UpstreamError> {
+        #[derive(Deserialize)]
+        struct UserInfo {
+            #[serde(default)]
+            sub: Option<String>,
+            #[serde(default)]
+            email: Option<String>,
+            #[serde(default)]
+            email_verified: Option<BoolOrText>,
+            #[serde(default)]
+            name: Option<String>,
+        }
+        let info: UserInfo = self.get_json(endpoint, Some(access_token)).await?;
+        if info.sub.as_deref() != Some(identity.subject.as_str()) {
+            return Err(UpstreamError::BadUserInfo(
+                "its subject is not the ID token's",
+            ));
+        }
+        if let Some(email) = info.email.filter(|e| !e.is_empty()) {
+            identity.email = Some(email);
+            identity.email_verified = info.email_verified.map(|v| v.is_true());
+        }
+        if identity.name.is_none() {
+            identity.name = info.name.filter(|n| !n.trim().is_empty());
+        }
+        Ok(())
     }
 
     /// The key `kid` names (or the only key, when the token names none): from the
@@ -424,7 +478,7 @@ impl Upstream {
         let primary = emails.into_iter().find(|a| a.primary && a.verified);
         Ok(UpstreamIdentity {
             subject: user.id.to_string(),
-            email_verified: primary.is_some(),
+            email_verified: Some(primary.is_some()),
             email: primary.map(|a| a.email),
             name: user.name.or(user.login),
         })

@@ -8,7 +8,8 @@ use super::{PostgresStore, insert_account, on_unique};
 use crate::domain::AccountId;
 use crate::store::queries as q;
 use crate::store::social::{
-    IdentityAdded, IdentityRemoval, IdentitySummary, NewIdentity, SocialStore, StoredPending, sql,
+    IdentityAdded, IdentityRemoval, IdentitySummary, KnownIdentity, NewIdentity, SocialStore,
+    StoredPending, sql,
 };
 use crate::store::{NewAccount, StoreResult};
 
@@ -51,13 +52,34 @@ impl SocialStore for PostgresStore {
         &self,
         provider: &str,
         subject: &str,
-    ) -> StoreResult<Option<AccountId>> {
-        let id: Option<String> = sqlx::query_scalar(sql::IDENTITY_ACCOUNT)
+    ) -> StoreResult<Option<KnownIdentity>> {
+        let row = sqlx::query(sql::IDENTITY_ACCOUNT)
             .bind(provider)
             .bind(subject)
             .fetch_optional(self.db())
             .await?;
-        Ok(id.map(AccountId))
+        Ok(match row {
+            Some(r) => Some(KnownIdentity {
+                account: AccountId(r.try_get(0)?),
+                display_name: r.try_get(1)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn set_identity_name(
+        &self,
+        provider: &str,
+        subject: &str,
+        name: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::SET_DISPLAY_NAME)
+            .bind(provider)
+            .bind(subject)
+            .bind(name)
+            .execute(self.db())
+            .await?;
+        Ok(())
     }
 
     async fn create_account_with_identity(
@@ -131,6 +153,7 @@ impl SocialStore for PostgresStore {
                     provider: r.try_get(1)?,
                     email: r.try_get(2)?,
                     linked_at: r.try_get(3)?,
+                    display_name: r.try_get(4)?,
                 })
             })
             .collect::<sqlx::Result<_>>()
@@ -211,6 +234,7 @@ fn insert_identity<'q>(account: &'q AccountId, i: &'q NewIdentity) -> super::Que
         .bind(&account.0)
         .bind(i.email.as_deref())
         .bind(i.linked_at)
+        .bind(i.display_name.as_deref())
 }
 
 fn pending_from_row(r: &PgRow) -> sqlx::Result<StoredPending> {

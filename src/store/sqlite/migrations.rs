@@ -63,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_social.sql",
         include_str!("../../../migrations/sqlite/0014_social.sql"),
     ),
+    (
+        "0015_social_display_name.sql",
+        include_str!("../../../migrations/sqlite/0015_social_display_name.sql"),
+    ),
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this build.

@@ -8,16 +8,20 @@ use super::{SqliteStore, insert_account, on_unique};
 use crate::domain::AccountId;
 use crate::store::queries as q;
 use crate::store::social::{
-    IdentityAdded, IdentityRemoval, IdentitySummary, NewIdentity, SocialStore, StoredPending, sql,
+    IdentityAdded, IdentityRemoval, IdentitySummary, KnownIdentity, NewIdentity, SocialStore,
+    StoredPending, sql,
 };
 use crate::store::{NewAccount, StoreResult};
 
 #[async_trait::async_trait]
 impl SocialStore for SqliteStore {
+    // The pending sign-ins are written without an fsync of their own (as the pending
+    // /oauth/authorize requests are): they live minutes, and a consumption lost to a
+    // power cut leaves a row whose upstream code is spent already.
     async fn put_social_pending(&self, p: &StoredPending) -> StoreResult<()> {
         let p = p.clone();
         self.writer
-            .write(true, move |c| {
+            .write(false, move |c| {
                 c.prepare_cached(sql::INSERT_PENDING)?
                     .execute(params![
                         p.state_hash,
@@ -45,7 +49,7 @@ impl SocialStore for SqliteStore {
     ) -> StoreResult<Option<StoredPending>> {
         let (hash, binding) = (state_hash.to_owned(), binding_hash.to_owned());
         self.writer
-            .write(true, move |c| {
+            .write(false, move |c| {
                 Ok(c.prepare_cached(sql::TAKE_PENDING)?
                     .query_row(params![hash, binding, now], pending_from_row)
                     .optional()?)
@@ -57,12 +61,33 @@ impl SocialStore for SqliteStore {
         &self,
         provider: &str,
         subject: &str,
-    ) -> StoreResult<Option<AccountId>> {
+    ) -> StoreResult<Option<KnownIdentity>> {
         self.readers.read(|c| {
             c.prepare_cached(sql::IDENTITY_ACCOUNT)?
-                .query_row([provider, subject], |r| r.get(0).map(AccountId))
+                .query_row([provider, subject], |r| {
+                    Ok(KnownIdentity {
+                        account: AccountId(r.get(0)?),
+                        display_name: r.get(1)?,
+                    })
+                })
                 .optional()
         })
+    }
+
+    async fn set_identity_name(
+        &self,
+        provider: &str,
+        subject: &str,
+        name: &str,
+    ) -> StoreResult<()> {
+        let (provider, subject, name) = (provider.to_owned(), subject.to_owned(), name.to_owned());
+        self.writer
+            .write(true, move |c| {
+                c.prepare_cached(sql::SET_DISPLAY_NAME)?
+                    .execute(params![provider, subject, name])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn create_account_with_identity(
@@ -123,6 +148,7 @@ impl SocialStore for SqliteStore {
                         provider: r.get(1)?,
                         email: r.get(2)?,
                         linked_at: r.get(3)?,
+                        display_name: r.get(4)?,
                     })
                 })?
                 .collect()
@@ -203,7 +229,8 @@ fn insert_identity(
             i.subject,
             account.0,
             i.email,
-            i.linked_at
+            i.linked_at,
+            i.display_name
         ])
         .map_err(on_unique)?;
     Ok(())

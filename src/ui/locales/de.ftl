@@ -169,6 +169,7 @@ social-invalid_return_to = Diese Rücksprungadresse ist nicht erlaubt.
 social-access_denied = Der Anbieter hat Sie nicht angemeldet.
 social-invalid_request = Die Antwort des Anbieters war unvollständig. Beginnen Sie erneut auf der Anmeldeseite.
 social-invalid_id_token = Die Antwort des Anbieters konnte nicht geprüft werden. Beginnen Sie erneut auf der Anmeldeseite.
+social-invalid_userinfo = Die Kontoangaben des Anbieters passten nicht zu seiner Anmeldung. Beginnen Sie erneut auf der Anmeldeseite.
 social-code_refused = Der Anbieter hat die Anmeldung nicht abgeschlossen. Beginnen Sie erneut auf der Anmeldeseite.
 social-provider_unavailable = Der Anmeldeanbieter ist gerade nicht erreichbar. Versuchen Sie es später oder melden Sie sich anders an.
 social-link_required = Zu dieser E-Mail-Adresse gibt es schon ein Konto. Melden Sie sich anders daran an und verknüpfen Sie dann diesen Anbieter auf Ihrer Kontoseite.

@@ -170,6 +170,7 @@ social-invalid_return_to = That return address is not allowed.
 social-access_denied = The provider did not sign you in.
 social-invalid_request = The provider's answer was incomplete. Start again from the sign-in page.
 social-invalid_id_token = The provider's answer could not be verified. Start again from the sign-in page.
+social-invalid_userinfo = The provider's account details did not match its sign-in. Start again from the sign-in page.
 social-code_refused = The provider refused to finish the sign-in. Start again from the sign-in page.
 social-provider_unavailable = The sign-in provider cannot be reached right now. Try again later, or sign in another way.
 social-link_required = An account with this email address already exists. Sign in to it another way, then link this provider from your account page.
