@@ -408,11 +408,14 @@ impl SigningKeys {
     /// Whether a token that verified before still would at `now`: the key its `kid`
     /// names is still loaded, and not retired.
     pub fn still_verifies(&self, token: &str, now: i64) -> bool {
-        let Some(kid) = kid_of(token) else {
-            return false;
-        };
+        kid_of(token).is_some_and(|kid| self.kid_still_verifies(&kid, now))
+    }
+
+    /// [`Self::still_verifies`] for a token whose `kid` the caller kept when it
+    /// verified it: the key is still loaded (published) and not retired at `now`.
+    pub fn kid_still_verifies(&self, kid: &str, now: i64) -> bool {
         let loaded = self.current();
-        loaded.keys.contains_key(&kid) && !retired(&loaded, &kid, now)
+        loaded.keys.contains_key(kid) && !retired(&loaded, kid, now)
     }
 
     fn may_reload_on_miss(&self) -> bool {

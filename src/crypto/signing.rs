@@ -91,12 +91,17 @@ fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
 
 /// A signing key: its private half, ready to sign, and its public half as a JWK and as
 /// `jsonwebtoken`'s decoding key.
+/// The `typ` of RFC 9068 access tokens.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
 pub struct KeyPair {
     kid: String,
     algorithm: Algorithm,
     signing: Signing,
     /// The encoded JOSE header `{"typ":"JWT","alg":…,"kid":…}`, made once.
     header: String,
+    /// The same with `"typ":"at+jwt"` (RFC 9068 access tokens), made once.
+    access_header: String,
     decoding: DecodingKey,
     validation: Validation,
     jwk: Jwk,
@@ -207,7 +212,12 @@ impl KeyPair {
         };
         let mut header = Header::new(algorithm.jose());
         header.kid = Some(kid.to_owned());
-        let header = B64.encode(serde_json::to_vec(&header).expect("a header serialises"));
+        let encode = |h: &Header| B64.encode(serde_json::to_vec(h).expect("a header serialises"));
+        let access_header = encode(&Header {
+            typ: Some(ACCESS_TOKEN_TYP.to_owned()),
+            ..header.clone()
+        });
+        let header = encode(&header);
         let mut validation = Validation::new(algorithm.jose());
         validation.leeway = 0;
         validation.validate_nbf = true;
@@ -219,6 +229,7 @@ impl KeyPair {
             algorithm,
             signing,
             header,
+            access_header,
             decoding,
             validation,
             jwk,
@@ -256,6 +267,9 @@ impl KeyPair {
     /// A JWT of `claims` whose header's `typ` is `typ` (`at+jwt` for RFC 9068 access
     /// tokens, which a verifier must not take for another kind of token).
     pub fn sign_typed<C: Serialize>(&self, typ: &str, claims: &C) -> String {
+        if typ == ACCESS_TOKEN_TYP {
+            return self.sign_encoded(&self.access_header, claims);
+        }
         let mut header = Header::new(self.algorithm.jose());
         header.kid = Some(self.kid.clone());
         header.typ = Some(typ.to_owned());
@@ -558,6 +572,28 @@ mod tests {
             kind: None,
             extra: Extra { sid: "s".into() },
         }
+    }
+
+    #[test]
+    fn an_access_token_header_made_once_is_the_header_made_each_time() {
+        let now = crate::domain::unix_now();
+        let pair = KeyPair::generate(Algorithm::EdDSA, "k1", "gatehouse-test");
+        let header = |token: &str| -> serde_json::Value {
+            serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
+        };
+        let access = pair.sign_typed(ACCESS_TOKEN_TYP, &claims(now));
+        let logout = pair.sign_typed("logout+jwt", &claims(now));
+        assert_eq!(
+            header(&access),
+            serde_json::json!({"typ": "at+jwt", "alg": "EdDSA", "kid": "k1"})
+        );
+        assert_eq!(
+            header(&logout),
+            serde_json::json!({"typ": "logout+jwt", "alg": "EdDSA", "kid": "k1"})
+        );
+        assert_eq!(typ_of(&access).as_deref(), Some("at+jwt"));
+        let c: Claims<Extra> = pair.verify(&access, now + 1).unwrap();
+        assert_eq!(c.extra.sid, "s");
     }
 
     #[test]

@@ -227,7 +227,9 @@ pub struct Provider {
     /// account tokens ([`crate::sessions::verified`]): a resource server introspects
     /// the same token at every request it serves. Only the signature's verdict is
     /// kept; the session (or the client) is read from the database every time.
-    verified: VerifiedTokens<Arc<Claims<AccessClaims>>>,
+    /// Each with the `kid` of its key, so that a hit checks the key without decoding
+    /// the token's header again.
+    verified: VerifiedTokens<(Arc<str>, Arc<Claims<AccessClaims>>)>,
     /// Clients as last read, each with the revision of its row then. A client is used
     /// only after a read of its current revision matched (one small read by key), so
     /// an update, a new secret or a removal on any node counts at the next request;
@@ -298,10 +300,11 @@ impl Provider {
         let Some(revision) = oidc.client_revision(id).await? else {
             return Ok(None);
         };
-        let kept = self.kept_clients().get(id).cloned();
-        if let Some((kept_revision, client)) = kept
-            && kept_revision == revision
-        {
+        let kept = match self.kept_clients().get(id) {
+            Some((kept_revision, client)) if *kept_revision == revision => Some(Arc::clone(client)),
+            _ => None,
+        };
+        if let Some(client) = kept {
             return Ok(Some(client));
         }
         // Read after the revision: the row is that revision's or a newer one, so a
@@ -333,13 +336,19 @@ impl Provider {
         let known = self
             .verified
             .get(token, now)
-            .filter(|_| self.keys.still_verifies(token, now));
-        if let Some(claims) = known {
+            .filter(|(kid, _)| self.keys.kid_still_verifies(kid, now));
+        if let Some((_, claims)) = known {
             return Ok(claims);
         }
-        let claims = Arc::new(self.keys.verify_typed("at+jwt", token, now).await?);
+        let claims = Arc::new(
+            self.keys
+                .verify_typed(crate::crypto::signing::ACCESS_TOKEN_TYP, token, now)
+                .await?,
+        );
+        let kid = crate::crypto::signing::kid_of(token).ok_or(TokenError::Malformed)?;
+        let kept = (Arc::from(kid), Arc::clone(&claims));
         self.verified
-            .insert(token, Arc::clone(&claims), claims.exp, claims.nbf, now);
+            .insert(token, kept, claims.exp, claims.nbf, now);
         Ok(claims)
     }
 
@@ -466,7 +475,7 @@ impl Provider {
             .signer_for(self.policy.access_algorithm, now)
             .ok_or_else(|| anyhow::anyhow!("no OIDC key signs now"))?;
         Ok(signer.sign_typed(
-            "at+jwt",
+            crate::crypto::signing::ACCESS_TOKEN_TYP,
             &Claims {
                 sub: sub.to_owned(),
                 iat: now,

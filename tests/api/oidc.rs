@@ -6,9 +6,11 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use gatehouse::crypto::signing::{Algorithm, KeyPair};
+use gatehouse::domain::unix_now;
 use gatehouse::oidc::Client;
 use gatehouse::oidc::clients::{Registration, needs_secret, new_secret};
 use gatehouse::oidc::provider::{CodeRequest, Provider};
+use gatehouse::signing_keys;
 use gatehouse::store::StoredCode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -28,6 +30,7 @@ crate::on_every_backend!(
     private_key_jwt_assertions_verify_once,
     clients_of_the_configuration_are_written_at_start_and_removed_when_gone,
     a_client_changed_by_another_process_counts_at_its_next_request,
+    an_introspected_token_is_inactive_once_its_key_retires,
 );
 
 /// The issuer the tests configure: `http.public_url` with a trailing slash, which the
@@ -1336,4 +1339,43 @@ async fn a_client_changed_by_another_process_counts_at_its_next_request(b: Backe
     let (status, body) = post_form(&app, "/oauth/token", None, &posted).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(oauth_error("invalid_client")(&body), "{body}");
+}
+
+/// A node keeps the access tokens it verified (with the key that signed them), and
+/// still refuses one at its next use once that key retired.
+async fn an_introspected_token_is_inactive_once_its_key_retires(b: Backend) {
+    let app = spawn(b).await;
+    let (cron, secret) = register(&app, machine_client()).await;
+    let auth = basic(&cron.id, &secret.unwrap());
+    let grant = [("grant_type", "client_credentials")];
+    let (status, body) = post_form(&app, "/oauth/token", Some(&auth), &grant).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let old = body["access_token"].as_str().unwrap().to_owned();
+    let active = introspect(&app, &auth, &old).await;
+    assert_eq!(active["active"], true, "{active}");
+    assert_eq!(active["client_id"], cron.id.as_str());
+
+    // A rotation made long enough ago that the old key has retired.
+    let keys = provider(&app).keys();
+    let policy = keys.policy();
+    let past = unix_now()
+        - policy.jwks_max_age_secs
+        - 1
+        - policy.token_ttl_secs
+        - signing_keys::CLOCK_MARGIN_SECS
+        - 1;
+    signing_keys::rotate(&app.app.store, keys.sealer(), policy, past)
+        .await
+        .unwrap();
+    keys.reload(unix_now()).await.unwrap();
+    assert_eq!(
+        introspect(&app, &auth, &old).await,
+        json!({"active": false}),
+        "the token of the retired key, verified before"
+    );
+    let (status, body) = post_form(&app, "/oauth/token", Some(&auth), &grant).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = body["access_token"].as_str().unwrap();
+    let active = introspect(&app, &auth, new).await;
+    assert_eq!(active["active"], true, "the new key's token: {active}");
 }

@@ -24,7 +24,7 @@ impl OidcStore for PostgresStore {
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
         let row = sqlx::query(sql::CLIENT_BY_ID)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(row.as_ref().map(client_from_row).transpose()?)
     }
@@ -32,12 +32,12 @@ impl OidcStore for PostgresStore {
     async fn client_revision(&self, id: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar(sql::CLIENT_REVISION)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?)
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(sql::EVERY_CLIENT).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql::EVERY_CLIENT).fetch_all(self.db()).await?;
         Ok(rows
             .iter()
             .map(client_from_row)
@@ -59,7 +59,7 @@ impl OidcStore for PostgresStore {
             .bind(c.updated_at)
             .bind(random_id())
             .bind(&c.id)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -67,7 +67,7 @@ impl OidcStore for PostgresStore {
     async fn remove_client(&self, id: &str) -> StoreResult<bool> {
         let done = sqlx::query(sql::DELETE_CLIENT)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -78,7 +78,7 @@ impl OidcStore for PostgresStore {
             .bind(now)
             .bind(random_id())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -167,7 +167,7 @@ impl OidcStore for PostgresStore {
             .bind(client_id)
             .bind(jti)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -175,7 +175,7 @@ impl OidcStore for PostgresStore {
     async fn oidc_session(&self, session: &str) -> StoreResult<Option<(String, String)>> {
         let row = sqlx::query(sql::OIDC_SESSION)
             .bind(session)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db())
             .await?;
         Ok(match row {
             Some(r) => Some((
@@ -189,7 +189,7 @@ impl OidcStore for PostgresStore {
     async fn end_oidc_session(&self, session: &str) -> StoreResult<bool> {
         let done = sqlx::query(sql::END_OIDC_SESSION)
             .bind(session)
-            .execute(&self.pool)
+            .execute(self.db())
             .await?;
         Ok(done.rows_affected() == 1)
     }
