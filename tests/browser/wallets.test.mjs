@@ -246,7 +246,7 @@ test('Login with SelfKey: the button hands the lws.init object over and the wall
   const [res] = await selfkeySignIn(t);
   assert.equal(res.status(), 200);
   assert.equal(new URL(t.url()).pathname, '/ui/account', await t.content());
-  assert.match(await t.content(), new RegExp(email.replace('.', '\\.')));
+  assert.ok((await t.content()).toLowerCase().includes(signer.address.toLowerCase()), 'the wallet is on the account page');
   assert.ok(await sessionCookie(context));
   assert.equal(seen.length, 1);
   assert.equal(seen[0].rootEndpoint, root);
@@ -282,6 +282,6 @@ test('Login with SelfKey for an account with an authenticator app: the second-fa
 
   await selfkeySignIn(t);
   await secondFactor(t, context, secret);
-  assert.match(await t.content(), new RegExp(email.replace('.', '\\.')));
+  assert.ok((await t.content()).toLowerCase().includes(signer.address.toLowerCase()));
   await context.close();
 });
