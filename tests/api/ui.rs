@@ -1953,7 +1953,8 @@ async fn login_with_selfkey_on_the_page_ends_in_the_session_cookie(b: Backend) {
     for (bad, status) in [
         ("", StatusCode::BAD_REQUEST),
         ("not-a-jwt", StatusCode::BAD_REQUEST),
-        (wallet_token.as_str(), StatusCode::BAD_REQUEST),
+        // Signed for another kind: it does not verify as a login token.
+        (wallet_token.as_str(), StatusCode::UNAUTHORIZED),
         (expired.as_str(), StatusCode::UNAUTHORIZED),
     ] {
         let refused = browser
