@@ -35,6 +35,16 @@ impl Lang {
     pub fn tag(self) -> &'static str {
         CATALOGUES[self.0].0
     }
+
+    /// Every language of the catalogue.
+    pub fn all() -> impl Iterator<Item = Lang> {
+        (0..CATALOGUES.len()).map(Lang)
+    }
+
+    /// Its place in [`Lang::all`].
+    pub fn index(self) -> usize {
+        self.0
+    }
 }
 
 pub struct Catalogue {
@@ -135,12 +145,14 @@ impl Catalogue {
 /// The tag of the language of [`LANGUAGES`] an `Accept-Language` header asks for
 /// first, or `None` when it asks for none of them (the default then applies).
 pub fn requested(accept_language: &str) -> Option<&'static str> {
+    // Parsed once: this runs for every request that names a language.
+    static AVAILABLE: std::sync::LazyLock<Vec<LanguageIdentifier>> =
+        std::sync::LazyLock::new(|| LANGUAGES.iter().filter_map(|t| t.parse().ok()).collect());
+    let available = &*AVAILABLE;
     let requested = fluent_langneg::accepted_languages::parse(accept_language);
-    let available: Vec<LanguageIdentifier> =
-        LANGUAGES.iter().filter_map(|t| t.parse().ok()).collect();
     let chosen = fluent_langneg::negotiate_languages(
         &requested,
-        &available,
+        available,
         None,
         fluent_langneg::NegotiationStrategy::Lookup,
     );

@@ -34,6 +34,9 @@ on_every_backend!(
     the_browser_cookie_lives_on_across_a_jwt_secret_rotation,
     the_rate_limit_answers_a_pages_form_with_a_page,
     sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie,
+    login_with_selfkey_on_the_page_ends_in_the_session_cookie,
+    a_selfkey_login_on_the_page_owes_the_second_factor,
+    the_prepared_sign_in_page_is_each_browsers_own,
 );
 
 const PASSWORD: &str = "password-123";
@@ -1876,4 +1879,261 @@ async fn sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie(b: Backend
         .await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
     assert!(again.session_cookie().is_none());
+}
+
+/// The wallet's login token (steps 1-3 of LWS, played with a real secp256k1 key) for a
+/// wallet signed up with `address`.
+async fn selfkey_login_token(app: &TestApp, wallet: &crate::selfkey::TestWallet) -> String {
+    let wallet_token = crate::selfkey::wallet_token(app, wallet).await;
+    let (status, body) = crate::selfkey::login_token(app, &wallet_token, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+const SELFKEY_ERROR: &str = "The SelfKey wallet&#x27;s login could not be used.";
+
+/// Login with SelfKey on the sign-in page: the button's form (and its script) is on the
+/// page; the wallet's login token posted with the form's CSRF token starts the session
+/// cookie and goes to `return_to` (no token in the answer). Refused, each as the page
+/// with its message and no cookie, changing nothing: a post without the form's token
+/// (the login token stays good), no token, a token that is no JWT, a wallet token in
+/// its place, an expired one, and the used one again.
+async fn login_with_selfkey_on_the_page_ends_in_the_session_cookie(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let wallet = crate::selfkey::TestWallet::random();
+    let address = email();
+    let wallet_token = crate::selfkey::signed_up(&app, &wallet, &address).await;
+    let token = selfkey_login_token(&app, &wallet).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/ui/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(
+            "action=\"/ui/sign-in/selfkey\" data-selfkey data-lws-config=\"&#x2f;api&#x2f;v1&#x2f;selfkey/config\""
+        ) && page.body.contains("<script src=\"/ui/assets/selfkey.js\" defer></script>"),
+        "{}",
+        page.body
+    );
+    let script = app
+        .client
+        .get(app.url("/ui/assets/selfkey.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.text().await.unwrap().contains("wp_init"));
+    let csrf = csrf_of(&page.body, "/ui/sign-in/selfkey");
+
+    let tokenless = browser
+        .post("/ui/sign-in/selfkey", &[("token", token.as_str())])
+        .await;
+    assert_eq!(
+        tokenless.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        tokenless.body
+    );
+    assert!(
+        tokenless.body.contains("class=\"error\""),
+        "{}",
+        tokenless.body
+    );
+    assert!(browser.session_cookie().is_none());
+
+    let mut claims = crate::helpers::jwt_parts(&token).1;
+    claims["exp"] = serde_json::json!(gatehouse::domain::unix_now() - 1);
+    let expired = app
+        .app
+        .tokens
+        .sign(gatehouse::crypto::jwt::TokenKind::Login, &claims);
+    for (bad, status) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("not-a-jwt", StatusCode::BAD_REQUEST),
+        // Signed for another kind: it does not verify as a login token.
+        (wallet_token.as_str(), StatusCode::UNAUTHORIZED),
+        (expired.as_str(), StatusCode::UNAUTHORIZED),
+    ] {
+        let refused = browser
+            .post(
+                "/ui/sign-in/selfkey",
+                &[("csrf", csrf.as_str()), ("token", bad)],
+            )
+            .await;
+        assert_eq!(refused.status, status, "{bad}: {}", refused.body);
+        assert!(refused.body.contains(SELFKEY_ERROR), "{}", refused.body);
+        assert!(
+            refused.body.contains("action=\"/ui/sign-in/selfkey\""),
+            "the sign-in page again: {}",
+            refused.body
+        );
+        assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+    }
+
+    let signed = browser
+        .post(
+            "/ui/sign-in/selfkey",
+            &[
+                ("csrf", csrf.as_str()),
+                ("token", token.as_str()),
+                ("return_to", "/ui/account"),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    assert_eq!(signed.location(), "/ui/account");
+    assert!(
+        signed.body.is_empty(),
+        "no token in the answer: {}",
+        signed.body
+    );
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.to_lowercase().contains(&wallet.address()),
+        "the wallet's account: {}",
+        account.body
+    );
+    assert!(
+        account.body.contains("Signed in with: selfkey"),
+        "{}",
+        account.body
+    );
+
+    // The token was used: another browser posting it again is refused.
+    let mut again = Browser::new(&app);
+    let page = again.get("/ui/sign-in").await;
+    let csrf = csrf_of(&page.body, "/ui/sign-in/selfkey");
+    let replay = again
+        .post(
+            "/ui/sign-in/selfkey",
+            &[("csrf", csrf.as_str()), ("token", token.as_str())],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
+    assert!(replay.body.contains(SELFKEY_ERROR), "{}", replay.body);
+    assert!(again.session_cookie().is_none());
+}
+
+/// A wallet whose account has an authenticator app: the page's SelfKey login is the
+/// first factor only; the browser goes to the second-factor page with the pending
+/// sign-in's cookie and no session, and the code finishes it.
+async fn a_selfkey_login_on_the_page_owes_the_second_factor(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let wallet = crate::selfkey::TestWallet::random();
+    let address = email();
+    crate::selfkey::signed_up(&app, &wallet, &address).await;
+    let (account_token, _) = crate::selfkey::sign_in(&app, &wallet).await;
+    let (secret, _) = crate::mfa::enrolled(&app, &account_token).await;
+    let token = selfkey_login_token(&app, &wallet).await;
+    let mut browser = Browser::new(&app);
+    let first = browser
+        .submit(
+            "/ui/sign-in",
+            "/ui/sign-in/selfkey",
+            &[("token", token.as_str()), ("return_to", "/ui/account")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    assert_eq!(
+        first.location(),
+        "/ui/second-factor?return_to=%2Fui%2Faccount"
+    );
+    assert!(browser.session_cookie().is_none(), "{:?}", browser.cookies);
+    assert!(
+        browser.cookies.contains_key("gatehouse-ui-mfa"),
+        "{:?}",
+        browser.cookies
+    );
+    let page = browser
+        .get("/ui/second-factor?return_to=%2Fui%2Faccount")
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("autocomplete=\"one-time-code\""),
+        "{}",
+        page.body
+    );
+
+    let now = crate::mfa::clear_of_a_step_end().await;
+    let code = crate::mfa::oath_code(&secret, now);
+    let right = browser
+        .fill(
+            &page.body,
+            "/ui/second-factor",
+            &[("code", code.as_str()), ("return_to", "/ui/account")],
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER, "{}", right.body);
+    assert_eq!(right.location(), "/ui/account");
+    assert!(browser.session_cookie().is_some(), "{:?}", browser.cookies);
+    let account = browser.get("/ui/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.to_lowercase().contains(&wallet.address()),
+        "the wallet's account: {}",
+        account.body
+    );
+}
+
+/// The sign-in page as most browsers get it is prepared once per language, but each
+/// browser still gets its own form tokens (the ones its nonce verifies, and no other
+/// browser's), its `return_to` escaped into every form, and its language.
+async fn the_prepared_sign_in_page_is_each_browsers_own(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let pages = app.app.pages.as_ref().unwrap();
+    let mut one = Browser::new(&app);
+    let mut two = Browser::new(&app);
+    two.language = Some("de");
+    let first = one
+        .get("/ui/sign-in?return_to=%2Fui%2Faccount%3Fa%3D1%26b%3D2")
+        .await;
+    let second = two.get("/ui/sign-in").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(first.headers["cache-control"], "no-store");
+    assert!(first.body.contains("<html lang=\"en\">"), "{}", first.body);
+    assert!(
+        second.body.contains("<html lang=\"de\">"),
+        "{}",
+        second.body
+    );
+    let nonce_one = one.cookies["gatehouse-ui-nonce"].clone();
+    let nonce_two = two.cookies["gatehouse-ui-nonce"].clone();
+    assert_ne!(nonce_one, nonce_two);
+    for (form, action) in [
+        ("sign_in", "/ui/sign-in"),
+        ("passkey", "/ui/passkey"),
+        ("siwe", "/ui/sign-in/siwe"),
+        ("selfkey", "/ui/sign-in/selfkey"),
+    ] {
+        let token = csrf_of(&first.body, action);
+        assert!(pages.form_token_ok(form, &nonce_one, &token), "{form}");
+        assert!(!pages.form_token_ok(form, &nonce_two, &token), "{form}");
+        assert!(pages.form_token_ok(form, &nonce_two, &csrf_of(&second.body, action)));
+    }
+    assert_eq!(
+        first
+            .body
+            .matches("name=\"return_to\" value=\"&#x2f;ui&#x2f;account?a=1&amp;b=2\"")
+            .count(),
+        4,
+        "{}",
+        first.body
+    );
+    assert!(
+        first
+            .body
+            .contains("href=\"/ui/sign-up?return_to=%2Fui%2Faccount%3Fa%3D1%26b%3D2\""),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        second.body.matches("name=\"return_to\" value=\"\"").count(),
+        4
+    );
 }

@@ -14,6 +14,7 @@ mod logout;
 mod pages;
 mod passkeys;
 mod second_factor;
+mod selfkey;
 mod wallets;
 
 /// The social callback's ends, through the pages (`crate::http::social`).
@@ -48,12 +49,14 @@ pub fn router(app: &App) -> Router<AppState> {
         .route("/ui/assets/link.js", get(link_js))
         .route("/ui/assets/passkeys.js", get(passkey_js))
         .route("/ui/assets/siwe.js", get(siwe_js))
+        .route("/ui/assets/selfkey.js", get(selfkey_js))
         .route("/ui/assets/form_post.js", get(form_post_js))
         .merge(pages::router(app))
         .merge(account::router())
         .merge(passkeys::router(app))
         .merge(second_factor::router())
         .merge(wallets::router(app))
+        .merge(selfkey::router(app))
 }
 
 /// The OpenID Connect provider's browser routes (`/oauth/authorize`, its consent and
@@ -234,6 +237,12 @@ fn page(
             return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response();
         }
     };
+    page_of(app, browser, status, kind, html)
+}
+
+/// A page already rendered, with the headers every page carries (and the browser's
+/// new nonce cookie).
+fn page_of(app: &App, browser: &Browser, status: StatusCode, kind: Kind, html: String) -> Response {
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -254,25 +263,7 @@ fn page(
 /// The security headers of every page and redirect: no framing, no inline script, no
 /// caching, no sniffing; no referrer from a token's page.
 fn page_headers(app: &App, h: &mut HeaderMap, kind: Kind) {
-    let form_targets: String = pages(app)
-        .return_origins()
-        .origins()
-        .iter()
-        .map(|o| format!(" {o}"))
-        .collect();
-    let img = app
-        .settings
-        .ui
-        .logo_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .map(|u| format!(" {}", u.origin().ascii_serialization()))
-        .unwrap_or_default();
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{img}; \
-         connect-src 'self'; form-action 'self'{form_targets}; base-uri 'none'; frame-ancestors 'none'"
-    );
-    if let Ok(csp) = HeaderValue::from_str(&csp) {
+    if let Ok(csp) = HeaderValue::from_str(pages(app).csp()) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -460,6 +451,10 @@ async fn siwe_js() -> Response {
     asset("text/javascript; charset=utf-8", crate::ui::SIWE_JS)
 }
 
+async fn selfkey_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::ui::SELFKEY_JS)
+}
+
 async fn form_post_js() -> Response {
     asset("text/javascript; charset=utf-8", crate::ui::FORM_POST_JS)
 }
@@ -514,6 +509,7 @@ const ROUTES: &[Route] = {
         ("get", "/ui/assets/link.js", &[], &[], ASSET, Asset("text/javascript")),
         ("get", "/ui/assets/passkeys.js", &[], &[], ASSET, Asset("text/javascript")),
         ("get", "/ui/assets/siwe.js", &[], &[], ASSET, Asset("text/javascript")),
+        ("get", "/ui/assets/selfkey.js", &[], &[], ASSET, Asset("text/javascript")),
         ("get", "/ui/sign-in", &["return_to"], &[], PAGE, Page),
         ("post", "/ui/sign-in", &[], &["csrf", "email", "password", "return_to"], PAGE, Page),
         ("get", "/ui/sign-up", &["return_to"], &[], PAGE, Page),
@@ -557,6 +553,7 @@ const ROUTES: &[Route] = {
         ("post", "/ui/second-factor/confirm", &[], &["csrf", "code", "return_to"], CEREMONY, Page),
         ("post", "/ui/sign-in/siwe/message", &[], &["csrf", "address"], CEREMONY, PageOrJson),
         ("post", "/ui/sign-in/siwe", &[], &["csrf", "message", "signature", "return_to"], CEREMONY, PageOrJson),
+        ("post", "/ui/sign-in/selfkey", &[], &["csrf", "token", "return_to"], CEREMONY, Page),
     ]
 };
 

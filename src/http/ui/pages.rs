@@ -73,8 +73,43 @@ pub(super) fn sign_in_form(
     error: Option<(&str, &str)>,
     notice: Option<&str>,
 ) -> Response {
-    let return_to =
-        field(fields, "return_to").and_then(|r| super::pages(app).return_origins().check(r));
+    let pages = super::pages(app);
+    let return_to = field(fields, "return_to").and_then(|r| pages.return_origins().check(r));
+    let return_to = return_to.as_deref().unwrap_or_default();
+    let return_query = return_query(app, Some(return_to).filter(|r| !r.is_empty()));
+    let email = field(fields, "email").unwrap_or_default();
+    // The page as most browsers get it (no message, no email typed): prepared once per
+    // language, the browser's form tokens and `return_to` spliced in.
+    if status == StatusCode::OK && error.is_none() && notice.is_none() && email.is_empty() {
+        let none: Option<&str> = None;
+        let prepared = pages.prepared_sign_in(b.lang, SIGN_IN_SLOTS, |lang| {
+            context! { email => "", field => none, error => none, notice => none,
+            ..sign_in_context(app, lang) }
+        });
+        if let Some(prepared) = prepared {
+            let html = prepared.fill(pages, &b.nonce, &[return_to, &return_query]);
+            return super::page_of(app, b, status, Kind::Plain, html);
+        }
+    }
+    let context = context! {
+        email => email,
+        return_to => return_to,
+        return_query => return_query,
+        field => error.map(|(f, _)| f),
+        error => error.map(|(_, id)| b.message(app, id)),
+        notice => notice.map(|id| b.message(app, id)),
+        ..sign_in_context(app, b.lang)
+    };
+    page(app, b, status, "sign_in.html", Kind::Plain, context)
+}
+
+/// The per-request values of the prepared sign-in page, by [`Prepared::fill`]'s index.
+///
+/// [`Prepared::fill`]: crate::ui::Prepared::fill
+const SIGN_IN_SLOTS: &[&str] = &["return_to", "return_query"];
+
+/// What the sign-in page shows in `lang` whoever asks: the methods this server offers.
+fn sign_in_context(app: &App, lang: crate::ui::Lang) -> minijinja::Value {
     let social: Vec<_> = app
         .social
         .as_ref()
@@ -82,23 +117,17 @@ pub(super) fn sign_in_form(
         .unwrap_or_default()
         .into_iter()
         .map(|(id, name)| {
-            let label = super::pages(app).message_with(b.lang, "social-continue", "name", &name);
+            let label = super::pages(app).message_with(lang, "social-continue", "name", &name);
             context! { id => id, label => label }
         })
         .collect();
-    let context = context! {
+    context! {
         title => "sign-in",
         social => social,
         passkeys => app.settings.passkeys.enabled,
         siwe => app.settings.siwe.enabled,
-        email => field(fields, "email").unwrap_or_default(),
-        return_to => return_to.as_deref().unwrap_or_default(),
-        return_query => return_query(app, return_to.as_deref()),
-        field => error.map(|(f, _)| f),
-        error => error.map(|(_, id)| b.message(app, id)),
-        notice => notice.map(|id| b.message(app, id)),
-    };
-    page(app, b, status, "sign_in.html", Kind::Plain, context)
+        selfkey => app.settings.selfkey.enabled.then_some(app.settings.selfkey.mount.as_str()),
+    }
 }
 
 async fn sign_in_page(

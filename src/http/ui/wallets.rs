@@ -95,8 +95,11 @@ async fn sign_in(
     let (Some(text), Some(signature)) = (field(&f, "message"), field(&f, "signature")) else {
         return refused(&app, &b, StatusCode::BAD_REQUEST, "error-siwe");
     };
+    // A form post sends its line breaks as CRLF (HTML's form encoding); the wallet
+    // signed the message with LF, which EIP-4361 uses and no message holds a CR of.
+    let text = text.replace("\r\n", "\n");
     let verified = service(&app)
-        .sign_in(text, signature, None, OffsetDateTime::now_utc())
+        .sign_in(&text, signature, None, OffsetDateTime::now_utc())
         .await;
     let signed = match verified {
         Ok(signed) => signed,
