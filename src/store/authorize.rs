@@ -31,6 +31,9 @@ pub trait AuthorizeStore: Send + Sync + 'static {
     /// Takes a pending request, once: the row is deleted by the same statement that
     /// reads it. `None`: unknown, expired or taken already.
     async fn take_request(&self, id: &str, now: i64) -> StoreResult<Option<String>>;
+    /// A pending request, read and left in place (for what a page shows or allows
+    /// before the request is taken): `None` if unknown or expired.
+    async fn peek_request(&self, id: &str, now: i64) -> StoreResult<Option<String>>;
     /// The scopes the account consented to for the client, if it did.
     async fn consent(&self, account: &AccountId, client_id: &str) -> StoreResult<Option<String>>;
     /// Records (or replaces) the account's consent to the client.
@@ -61,6 +64,9 @@ pub(super) mod sql {
     /// Only one taker can see the row come back.
     pub const TAKE_REQUEST: &str =
         "DELETE FROM oidc_requests WHERE id = $1 AND expires_at > $2 RETURNING request";
+
+    pub const PEEK_REQUEST: &str =
+        "SELECT request FROM oidc_requests WHERE id = $1 AND expires_at > $2";
 
     pub const CONSENT: &str =
         "SELECT scopes FROM oidc_consents WHERE account_id = $1 AND client_id = $2";
@@ -102,6 +108,7 @@ pub(super) mod sql {
     pub const ALL: &[&str] = &[
         INSERT_REQUEST,
         TAKE_REQUEST,
+        PEEK_REQUEST,
         CONSENT,
         GRANT_CONSENT,
         CONSENTS,

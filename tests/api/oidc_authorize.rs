@@ -223,6 +223,42 @@ async fn the_code_flow_goes_through_the_sign_in_form_and_consent_to_tokens_that_
     let form = browser.get(start.location()).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     assert!(form.body.contains("<html lang=\"de\">"), "{}", form.body);
+    // The form's answer ends at the client (the resume, then its redirect URI), and
+    // browsers hold a form's redirects to the page's form-action: the client's origin
+    // is allowed on the sign-in page that works for it, prepared or rendered, and kept
+    // on the page a wrong password answers; a page for no pending request allows none.
+    let with_client = "form-action 'self' https://wiki.example ";
+    let csp = |page: &Page| {
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(csp(&form).contains(with_client), "{}", csp(&form));
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", &return_to)
+        .finish();
+    let prepared = browser.get(&format!("/ui/sign-in?{query}")).await;
+    assert_eq!(prepared.status, StatusCode::OK, "{}", prepared.body);
+    assert!(csp(&prepared).contains(with_client), "{}", csp(&prepared));
+    let wrong = browser
+        .fill(
+            &form.body,
+            "/ui/sign-in",
+            &[
+                ("email", &address),
+                ("password", "not the password"),
+                ("return_to", &return_to),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(csp(&wrong).contains(with_client), "{}", csp(&wrong));
+    let unknown = browser
+        .get("/ui/sign-in?return_to=%2Foauth%2Fauthorize%2Fresume%3Frequest%3D00000000000000000000000000000000")
+        .await;
+    assert_eq!(unknown.status, StatusCode::OK, "{}", unknown.body);
+    assert!(!csp(&unknown).contains("wiki.example"), "{}", csp(&unknown));
     assert!(
         form.body.contains(&format!("value=\"{address}\"")),
         "{}",

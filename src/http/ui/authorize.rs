@@ -463,28 +463,47 @@ fn consent_page(
         request => id,
     };
     let mut res = page(app, b, StatusCode::OK, "consent.html", Kind::Plain, context);
-    // The form's answer is a redirect to the client's redirect URI, and browsers hold
-    // every hop of a form's redirects to the page's form-action (Chromium blocks the
-    // navigation otherwise): the client's origin is allowed on this page.
-    if let Ok(target) = url::Url::parse(&request.reply.redirect_uri) {
-        let origin = target.origin().ascii_serialization();
-        let csp = res
-            .headers()
-            .get(header::CONTENT_SECURITY_POLICY)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.replacen(
-                    "form-action 'self'",
-                    &format!("form-action 'self' {origin}"),
-                    1,
-                )
-            });
-        if let Some(Ok(csp)) = csp.map(|v| HeaderValue::from_str(&v)) {
-            res.headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, csp);
-        }
+    // The form's answer is a redirect to the client's redirect URI.
+    if let Some(origin) = redirect_origin(request) {
+        super::allow_form_target(&mut res, &origin);
     }
     res
+}
+
+fn redirect_origin(request: &AuthorizationRequest) -> Option<String> {
+    let target = url::Url::parse(&request.reply.redirect_uri).ok()?;
+    Some(target.origin().ascii_serialization())
+}
+
+/// The origin a sign-in page's forms end at when the page works for a client: when
+/// `return_to` is the resume of a pending authorization request (as [`authorize`]
+/// sends the browser to the sign-in page with), the request's redirect URI's origin,
+/// read without taking the request. A sign-in, sign-up or second-factor form answers
+/// with redirects that end there (the resume, then the client), and browsers hold
+/// every hop of a form's redirects to the page's form-action.
+pub(super) async fn client_origin(app: &App, return_to: Option<&str>) -> Option<String> {
+    let return_to = return_to?;
+    let public = url::Url::parse(&provider(app)?.policy().issuer).ok()?;
+    let target = public.join(return_to).ok()?;
+    if target.origin() != public.origin() || target.path() != "/oauth/authorize/resume" {
+        return None;
+    }
+    let id = target
+        .query_pairs()
+        .find(|(k, _)| k == "request")
+        .map(|(_, v)| v.into_owned())?;
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let text = match app.store.authorize().peek_request(&id, unix_now()).await {
+        Ok(text) => text?,
+        Err(e) => {
+            tracing::warn!(error = %e, "a pending authorization request could not be read");
+            return None;
+        }
+    };
+    let request: AuthorizationRequest = serde_json::from_str(&text).ok()?;
+    redirect_origin(&request)
 }
 
 fn internal(app: &App, b: &Browser, e: &anyhow::Error) -> Response {

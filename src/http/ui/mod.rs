@@ -279,6 +279,37 @@ fn page_headers(app: &App, h: &mut HeaderMap, kind: Kind) {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
 }
 
+/// Adds `origin` to the page's `form-action`: its forms' answers are redirects that end
+/// there (browsers hold every hop of a form's redirects to the page's form-action, and
+/// Chromium stops the navigation at the first that is not allowed).
+fn allow_form_target(res: &mut Response, origin: &str) {
+    let csp = res
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.replacen(
+                "form-action 'self'",
+                &format!("form-action 'self' {origin}"),
+                1,
+            )
+        });
+    if let Some(Ok(csp)) = csp.map(|v| HeaderValue::from_str(&v)) {
+        res.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+}
+
+/// `res`, a page whose forms end at `return_to`, with the client's origin in its
+/// `form-action` when `return_to` resumes an OpenID Connect authorization request (the
+/// forms' redirects then end at the client's redirect URI).
+async fn for_client(app: &App, return_to: Option<&str>, mut res: Response) -> Response {
+    if let Some(origin) = authorize::client_origin(app, return_to.filter(|r| !r.is_empty())).await {
+        allow_form_target(&mut res, &origin);
+    }
+    res
+}
+
 /// A `303 See Other` to `to`, with the pages' headers.
 fn redirect(app: &App, to: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();

@@ -65,7 +65,7 @@ fn return_query(app: &App, return_to: Option<&str>) -> String {
 }
 
 /// The sign-in form, with `error` next to `field` when a try failed.
-pub(super) fn sign_in_form(
+pub(super) async fn sign_in_form(
     app: &App,
     b: &Browser,
     status: StatusCode,
@@ -88,7 +88,8 @@ pub(super) fn sign_in_form(
         });
         if let Some(prepared) = prepared {
             let html = prepared.fill(pages, &b.nonce, &[return_to, &return_query]);
-            return super::page_of(app, b, status, Kind::Plain, html);
+            let res = super::page_of(app, b, status, Kind::Plain, html);
+            return super::for_client(app, Some(return_to), res).await;
         }
     }
     let context = context! {
@@ -100,7 +101,8 @@ pub(super) fn sign_in_form(
         notice => notice.map(|id| b.message(app, id)),
         ..sign_in_context(app, b.lang)
     };
-    page(app, b, status, "sign_in.html", Kind::Plain, context)
+    let res = page(app, b, status, "sign_in.html", Kind::Plain, context);
+    super::for_client(app, Some(return_to), res).await
 }
 
 /// The per-request values of the prepared sign-in page, by [`Prepared::fill`]'s index.
@@ -151,7 +153,7 @@ async fn sign_in_page(
     {
         b.lang = lang;
     }
-    sign_in_form(&app, &b, StatusCode::OK, &q, None, None)
+    sign_in_form(&app, &b, StatusCode::OK, &q, None, None).await
 }
 
 /// The message id and field of a refused sign-in or sign-up.
@@ -189,7 +191,8 @@ async fn sign_in(
             &f,
             Some(("email", "error-email-invalid")),
             None,
-        );
+        )
+        .await;
     };
     // Not parsed as a new password: an old one may predate today's rules.
     let password = f.remove("password").map(Password::parse);
@@ -201,7 +204,8 @@ async fn sign_in(
             &f,
             Some(("password", "error-invalid-credentials")),
             None,
-        );
+        )
+        .await;
     };
     let client = LoginClient {
         address: b.address.clone(),
@@ -218,12 +222,12 @@ async fn sign_in(
                 tracing::error!(error = %e, "a sign-in page failed");
             }
             let (status, fld, id) = account_refusal(&e);
-            sign_in_form(&app, &b, status, &f, Some((fld, id)), None)
+            sign_in_form(&app, &b, status, &f, Some((fld, id)), None).await
         }
     }
 }
 
-pub(super) fn sign_up_form(
+pub(super) async fn sign_up_form(
     app: &App,
     b: &Browser,
     status: StatusCode,
@@ -244,7 +248,8 @@ pub(super) fn sign_up_form(
         done => done.is_some(),
         notice => done.map(|id| b.message(app, id)),
     };
-    page(app, b, status, "sign_up.html", Kind::Plain, context)
+    let res = page(app, b, status, "sign_up.html", Kind::Plain, context);
+    super::for_client(app, return_to.as_deref(), res).await
 }
 
 async fn sign_up_page(
@@ -252,7 +257,7 @@ async fn sign_up_page(
     b: Browser,
     q: Result<Query<Fields>, QueryRejection>,
 ) -> Response {
-    sign_up_form(&app, &b, StatusCode::OK, &query(q), None, None)
+    sign_up_form(&app, &b, StatusCode::OK, &query(q), None, None).await
 }
 
 /// Registration as `POST /auth/register` does it: with `accounts.require_verified_email`
@@ -275,7 +280,8 @@ async fn sign_up(
             &f,
             Some(("email", "error-email-invalid")),
             None,
-        );
+        )
+        .await;
     };
     let Ok(password) = Password::parse(f.remove("password").unwrap_or_default()) else {
         return sign_up_form(
@@ -285,37 +291,42 @@ async fn sign_up(
             &f,
             Some(("password", "error-password-invalid")),
             None,
-        );
+        )
+        .await;
     };
-    let refused = |e: AccountError, f: &Fields| {
+    let (app_, b_, f_) = (&app, &b, &f);
+    let refused = |e: AccountError| {
         if let AccountError::Internal(e) = &e {
             tracing::error!(error = %e, "the sign-up page failed");
         }
         let (status, fld, id) = account_refusal(&e);
-        sign_up_form(&app, &b, status, f, Some((fld, id)), None)
+        async move { sign_up_form(app_, b_, status, f_, Some((fld, id)), None).await }
     };
     if app.settings.accounts.require_verified_email {
         let Some(lifecycle) = &app.lifecycle else {
-            return refused(AccountError::Internal(anyhow::anyhow!("no mail")), &f);
+            return refused(AccountError::Internal(anyhow::anyhow!("no mail"))).await;
         };
         return match lifecycle
             .register_unverified(&app.accounts, &email, Some(&password), None)
             .await
         {
-            Ok(()) => sign_up_form(
-                &app,
-                &b,
-                StatusCode::ACCEPTED,
-                &f,
-                None,
-                Some("register-check-mail"),
-            ),
-            Err(e) => refused(e, &f),
+            Ok(()) => {
+                sign_up_form(
+                    &app,
+                    &b,
+                    StatusCode::ACCEPTED,
+                    &f,
+                    None,
+                    Some("register-check-mail"),
+                )
+                .await
+            }
+            Err(e) => refused(e).await,
         };
     }
     let created = match app.accounts.create(&email, Some(&password), None).await {
         Ok(created) => created,
-        Err(e) => return refused(e, &f),
+        Err(e) => return refused(e).await,
     };
     let sign_in = match app
         .flow
@@ -323,7 +334,7 @@ async fn sign_up(
         .await
     {
         Ok(sign_in) => sign_in,
-        Err(e) => return refused(e.into(), &f),
+        Err(e) => return refused(e.into()).await,
     };
     crate::http::lifecycle::after_registration(&app, &email).await;
     signed_in(&app, &b, &sign_in, field(&f, "return_to"))
@@ -351,7 +362,8 @@ async fn sign_out(
         &Fields::new(),
         None,
         Some("signed-out"),
-    );
+    )
+    .await;
     clear_session(&b, &mut res);
     res
 }

@@ -73,15 +73,15 @@ async fn sign_in_options(
 }
 
 /// The sign-in page again, with the passkey's error.
-fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
-    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None)
+async fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
+    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None).await
 }
 
 /// Starts the session of `account`, proven by a passkey, through the sign-in flow.
 async fn start(app: &App, b: &Browser, account: &AccountId, return_to: Option<&str>) -> Response {
     let profile = match app.accounts.profile(account).await {
         Ok(Some(profile)) => profile,
-        _ => return refused(app, b, StatusCode::INTERNAL_SERVER_ERROR, "error-internal"),
+        _ => return refused(app, b, StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await,
     };
     match app
         .flow
@@ -95,11 +95,11 @@ async fn start(app: &App, b: &Browser, account: &AccountId, return_to: Option<&s
         Err(crate::signin::flow::Refused::Disabled) => {
             app.metrics
                 .sign_in(SignInMethod::Passkey, Outcome::Disabled);
-            refused(app, b, StatusCode::FORBIDDEN, "error-disabled")
+            refused(app, b, StatusCode::FORBIDDEN, "error-disabled").await
         }
         Err(e) => {
             tracing::error!(error = %e, "a passkey sign-in of the pages failed");
-            refused(app, b, StatusCode::INTERNAL_SERVER_ERROR, "error-internal")
+            refused(app, b, StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await
         }
     }
 }
@@ -114,14 +114,14 @@ async fn sign_in(
         return refusal;
     }
     let Some((ceremony, credential)) = credential::<PublicKeyCredential>(&f) else {
-        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-passkey");
+        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-passkey").await;
     };
     match app.passkeys.finish_login(&ceremony, &credential).await {
         Ok(account) => start(&app, &b, &account, field(&f, "return_to")).await,
         Err(e) => {
             tracing::info!(error = %e, "a passkey sign-in of the pages was refused");
             app.metrics.sign_in(SignInMethod::Passkey, Outcome::Failure);
-            refused(&app, &b, StatusCode::UNAUTHORIZED, "error-passkey")
+            refused(&app, &b, StatusCode::UNAUTHORIZED, "error-passkey").await
         }
     }
 }
@@ -152,15 +152,19 @@ async fn sign_up(
     if let Some(refusal) = csrf_refusal(&app, &b, "passkey_sign_up", &f) {
         return refusal;
     }
+    let (app_, b_) = (&app, &b);
     let fail = |status| {
         let mut kept = Fields::new();
         if let Some(r) = field(&f, "return_to") {
             kept.insert("return_to".into(), r.to_owned());
         }
-        super::pages::sign_up_form(&app, &b, status, &kept, Some(("", "error-passkey")), None)
+        async move {
+            super::pages::sign_up_form(app_, b_, status, &kept, Some(("", "error-passkey")), None)
+                .await
+        }
     };
     let Some((ceremony, credential)) = credential::<RegisterPublicKeyCredential>(&f) else {
-        return fail(StatusCode::BAD_REQUEST);
+        return fail(StatusCode::BAD_REQUEST).await;
     };
     match app
         .passkeys
@@ -169,11 +173,11 @@ async fn sign_up(
     {
         Ok(registered) => match registered.new_account {
             Some(account) => start(&app, &b, &account, field(&f, "return_to")).await,
-            None => fail(StatusCode::BAD_REQUEST),
+            None => fail(StatusCode::BAD_REQUEST).await,
         },
         Err(e) => {
             tracing::info!(error = %e, "a passkey sign-up of the pages was refused");
-            fail(StatusCode::BAD_REQUEST)
+            fail(StatusCode::BAD_REQUEST).await
         }
     }
 }

@@ -58,7 +58,7 @@ fn fields(form: Result<Form<Fields>, FormRejection>) -> Fields {
 /// The step's page for what the pending sign-in may do (`methods`): the code form
 /// (and the passkey button when `passkey` is among them), or, for `enroll_totp`, the
 /// button that starts the enrolment.
-fn form(
+async fn form(
     app: &App,
     b: &Browser,
     status: StatusCode,
@@ -75,7 +75,8 @@ fn form(
         return_to => return_to.as_deref().unwrap_or_default(),
         error => error.map(|id| b.message(app, id)),
     };
-    page(app, b, status, "second_factor.html", Kind::Plain, context)
+    let res = page(app, b, status, "second_factor.html", Kind::Plain, context);
+    super::for_client(app, return_to.as_deref(), res).await
 }
 
 /// `return_to` when it is allowed.
@@ -135,14 +136,17 @@ async fn step_page(
 ) -> Response {
     let q = q.map(|Query(f)| f).unwrap_or_default();
     match pending_methods(&app, &b).await {
-        Ok(methods) => form(
-            &app,
-            &b,
-            StatusCode::OK,
-            &methods,
-            field(&q, "return_to"),
-            None,
-        ),
+        Ok(methods) => {
+            form(
+                &app,
+                &b,
+                StatusCode::OK,
+                &methods,
+                field(&q, "return_to"),
+                None,
+            )
+            .await
+        }
         Err(res) => res,
     }
 }
@@ -162,7 +166,7 @@ async fn refused_step(app: &App, b: &Browser, e: FactorError, return_to: Option<
         _ => return start_over(app, b, StatusCode::UNAUTHORIZED),
     };
     match pending_methods(app, b).await {
-        Ok(methods) => form(app, b, status, &methods, return_to, Some(id)),
+        Ok(methods) => form(app, b, status, &methods, return_to, Some(id)).await,
         Err(res) => res,
     }
 }
@@ -187,14 +191,17 @@ async fn step(
         .collect();
     if code.is_empty() {
         return match pending_methods(&app, &b).await {
-            Ok(methods) => form(
-                &app,
-                &b,
-                StatusCode::BAD_REQUEST,
-                &methods,
-                return_to,
-                Some("error-code-missing"),
-            ),
+            Ok(methods) => {
+                form(
+                    &app,
+                    &b,
+                    StatusCode::BAD_REQUEST,
+                    &methods,
+                    return_to,
+                    Some("error-code-missing"),
+                )
+                .await
+            }
             Err(res) => res,
         };
     }

@@ -32,8 +32,8 @@ pub(super) fn router(app: &App) -> Router<AppState> {
 }
 
 /// The sign-in page again, with the wallet's error.
-fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
-    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None)
+async fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
+    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None).await
 }
 
 /// The wallet's login token, from the form: redeemed once, then the sign-in flow.
@@ -47,7 +47,7 @@ async fn sign_in(
         return refusal;
     }
     let Some(token) = field(&f, "token").filter(|t| !t.is_empty()) else {
-        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-selfkey");
+        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-selfkey").await;
     };
     let service = SelfKey::new(app.store.as_ref(), &app.tokens, &app.settings.selfkey);
     let account = match service.redeem_login_token(token).await {
@@ -60,7 +60,8 @@ async fn sign_in(
                 &b,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
-            );
+            )
+            .await;
         }
         Err(e) => {
             tracing::info!(error = %e, "a SelfKey sign-in of the pages was refused");
@@ -71,7 +72,7 @@ async fn sign_in(
                 }
                 _ => StatusCode::UNAUTHORIZED,
             };
-            return refused(&app, &b, status, "error-selfkey");
+            return refused(&app, &b, status, "error-selfkey").await;
         }
     };
     match app.flow.finish(&account, Proof::Selfkey, &b.device).await {
@@ -82,7 +83,7 @@ async fn sign_in(
         Err(Refused::Disabled) => {
             app.metrics
                 .sign_in(SignInMethod::Selfkey, Outcome::Disabled);
-            refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled")
+            refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled").await
         }
         Err(e) => {
             tracing::error!(error = %e, "a SelfKey sign-in of the pages failed");
@@ -93,6 +94,7 @@ async fn sign_in(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
             )
+            .await
         }
     }
 }

@@ -79,8 +79,8 @@ async fn message(
 }
 
 /// The sign-in page again, with the wallet's error.
-fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
-    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None)
+async fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
+    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None).await
 }
 
 async fn sign_in(
@@ -93,7 +93,7 @@ async fn sign_in(
         return refusal;
     }
     let (Some(text), Some(signature)) = (field(&f, "message"), field(&f, "signature")) else {
-        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-siwe");
+        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-siwe").await;
     };
     // A form post sends its line breaks as CRLF (HTML's form encoding); the wallet
     // signed the message with LF, which EIP-4361 uses and no message holds a CR of.
@@ -105,7 +105,7 @@ async fn sign_in(
         Ok(signed) => signed,
         Err(SiweError::AccountDisabled) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Disabled);
-            return refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled");
+            return refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled").await;
         }
         Err(SiweError::Internal(e)) => {
             tracing::error!(error = %e, "a SIWE sign-in of the pages failed");
@@ -115,7 +115,8 @@ async fn sign_in(
                 &b,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
-            );
+            )
+            .await;
         }
         Err(e) => {
             tracing::info!(error = %e, "a SIWE sign-in of the pages was refused");
@@ -124,7 +125,7 @@ async fn sign_in(
                 SiweError::Grammar(_) | SiweError::MalformedSignature => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            return refused(&app, &b, status, "error-siwe");
+            return refused(&app, &b, status, "error-siwe").await;
         }
     };
     match app
@@ -138,7 +139,7 @@ async fn sign_in(
         }
         Err(Refused::Disabled) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Disabled);
-            refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled")
+            refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled").await
         }
         Err(e) => {
             tracing::error!(error = %e, "a SIWE sign-in of the pages failed");
@@ -148,6 +149,7 @@ async fn sign_in(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
             )
+            .await
         }
     }
 }

@@ -34,6 +34,14 @@ impl AuthorizeStore for PostgresStore {
             .await?)
     }
 
+    async fn peek_request(&self, id: &str, now: i64) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(sql::PEEK_REQUEST)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn consent(&self, account: &AccountId, client_id: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar(sql::CONSENT)
             .bind(&account.0)

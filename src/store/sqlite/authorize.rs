@@ -37,6 +37,14 @@ impl AuthorizeStore for SqliteStore {
             .await
     }
 
+    async fn peek_request(&self, id: &str, now: i64) -> StoreResult<Option<String>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::PEEK_REQUEST)?
+                .query_row(params![id, now], |r| r.get(0))
+                .optional()
+        })
+    }
+
     async fn consent(&self, account: &AccountId, client_id: &str) -> StoreResult<Option<String>> {
         self.readers.read(|c| {
             c.prepare_cached(sql::CONSENT)?
