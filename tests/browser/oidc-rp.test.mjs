@@ -229,6 +229,21 @@ for (const library of ['openid-client', 'oauth4webapi']) {
     body = await res.json();
     assert.equal(res.status(), 401, JSON.stringify(body));
     assert.equal(body.error, 'login_required');
+
+    // A returning user: signed out, consent remembered. The sign-in form's answer goes
+    // through the resume straight to the app's callback, which the page's form-action
+    // must allow (Chromium stalled here while it allowed only the site).
+    res = await go(t, `${app.origin}/login`);
+    assert.deepEqual(trail(res), [`${app.origin}/login`, `${site}/oauth/authorize`, `${site}/ui/sign-in`]);
+    assert.equal(res.status(), 200);
+    await t.type('form[action="/ui/sign-in"] #email', who.email);
+    await t.type('form[action="/ui/sign-in"] #password', PASSWORD);
+    res = await click(t, 'form[action="/ui/sign-in"] button[type=submit]');
+    assert.deepEqual(trail(res), [`${site}/ui/sign-in`, `${site}/oauth/authorize/resume`, `${app.origin}/callback`]);
+    body = await res.json();
+    assert.equal(res.status(), 200, JSON.stringify(body));
+    assert.equal(body.sub, who.id);
+    assert.equal(body.nonce_matches, true);
     await context.close();
   });
 }
