@@ -147,7 +147,7 @@ pub(super) mod sql {
      WHERE provider = $1 AND subject = $2";
 
     pub const SET_DISPLAY_NAME: &str =
-        "UPDATE social_identities SET display_name = $3 WHERE provider = $1 AND subject = $2";
+        "UPDATE social_identities SET display_name = $1 WHERE provider = $2 AND subject = $3";
 
     pub const INSERT_IDENTITY: &str = "INSERT INTO social_identities (id, provider, subject,
         account_id, email, linked_at, display_name)

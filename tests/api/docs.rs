@@ -127,7 +127,7 @@ async fn openapi_describes_the_hosted_pages() {
     assert_eq!(status, reqwest::StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();
     let ui: Vec<&String> = paths.keys().filter(|p| p.starts_with("/ui/")).collect();
-    assert_eq!(ui.len(), 40, "{ui:?}");
+    assert_eq!(ui.len(), 42, "{ui:?}");
     let sign_in = &paths["/ui/sign-in"];
     let form =
         &sign_in["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];

@@ -1280,6 +1280,37 @@ async fn apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_k
         "{list}"
     );
     assert_eq!(list["identities"][0]["name"], "Apple", "{list}");
+    // A different name given later replaces the kept one.
+    let mut jar = Jar::default();
+    let res = jar
+        .get(
+            &app,
+            &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
+        )
+        .await;
+    let (_, form) = read(app.client.get(location(&res)).send().await.unwrap()).await;
+    let mut fields: HashMap<String, String> =
+        serde_json::from_value(form["fields"].clone()).unwrap();
+    fields.insert(
+        "user".into(),
+        r#"{"name":{"firstName":"Ada","lastName":"King"}}"#.into(),
+    );
+    let res = app
+        .client
+        .post(on(&app, form["action"].as_str().unwrap()).trim_end_matches('?'))
+        .header("cookie", jar.header())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = exchange(&app, &code_of_path(&res)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, renamed) = app.me(body["token"].as_str().unwrap()).await;
+    assert_eq!(renamed["id"], me["id"], "{renamed}");
+    assert_eq!(
+        renamed["sign_in_methods"][0]["display_name"], "Ada King",
+        "{renamed}"
+    );
     // A client secret signed by another key is refused by Apple: no sign-in.
     let other = p256::SecretKey::from_slice(&gatehouse::crypto::random_bytes::<32>()).unwrap();
     *up.0.apple.lock().unwrap() = Some((

@@ -74,9 +74,9 @@ impl SocialStore for PostgresStore {
         name: &str,
     ) -> StoreResult<()> {
         sqlx::query(sql::SET_DISPLAY_NAME)
+            .bind(name)
             .bind(provider)
             .bind(subject)
-            .bind(name)
             .execute(self.db())
             .await?;
         Ok(())

@@ -84,7 +84,7 @@ impl SocialStore for SqliteStore {
         self.writer
             .write(true, move |c| {
                 c.prepare_cached(sql::SET_DISPLAY_NAME)?
-                    .execute(params![provider, subject, name])?;
+                    .execute(params![name, provider, subject])?;
                 Ok(())
             })
             .await
