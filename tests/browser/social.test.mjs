@@ -64,7 +64,8 @@ test('Continue with Panva: the hosted sign-in page, oidc-provider, and back sign
   assert.equal(`${hops.at(-1).origin}${hops.at(-1).pathname}`, `${site}/auth/social/panva/callback`, trail);
   assert.equal(new URL(t.url()).href, `${site}/ui/account`);
   assert.equal(res.status(), 200);
-  assert.deepEqual(upstream.seen, { authorizations: 1, tokens: 1 });
+  // The upstream conforms (the email is in UserInfo, not the ID token): one UserInfo call.
+  assert.deepEqual(upstream.seen, { authorizations: 1, tokens: 1, userinfo: 1 });
   const html = await t.content();
   assert.match(html, new RegExp(email.replace('.', '\\.')));
   const providers = await t.$eval('section[aria-labelledby="h-providers"]', (s) => s.textContent);
