@@ -414,12 +414,28 @@ impl Sessions {
         amr: &str,
         device: &Device,
     ) -> Result<SignIn, SessionError> {
+        let session = self.new_session(&account.id, method, amr, device);
+        let ended = self.store.sessions().create_session(&session).await?;
+        self.started(account, &session, ended)
+    }
+
+    /// The row of a session about to start for `account`, under the session policy:
+    /// for a store write that starts it together with another change
+    /// ([`crate::store::MfaStore::spend_attempt`]); [`Sessions::started`] then issues
+    /// its tokens.
+    pub fn new_session(
+        &self,
+        account: &AccountId,
+        method: Via,
+        amr: &str,
+        device: &Device,
+    ) -> NewSession {
         let now = unix_now();
         let p = &self.policy;
         let expires_at = now + p.absolute_secs;
-        let session = NewSession {
+        NewSession {
             id: random_id(),
-            account: account.id.clone(),
+            account: account.clone(),
             method: method.as_str().to_owned(),
             amr: amr.to_owned(),
             user_agent: device.user_agent.clone(),
@@ -430,13 +446,23 @@ impl Sessions {
             max_per_account: p.max_per_account,
             oidc: None,
             keep_per_account: keep_per_account(p.max_per_account),
-        };
-        let ended = self.store.sessions().create_session(&session).await?;
-        tracing::info!(account = %account.id.0, session = %session.id, method = method.as_str(), "session started");
+        }
+    }
+
+    /// The first tokens of `session`, written (with `ended` of the account's older
+    /// sessions ended over `session.max_per_account`).
+    pub fn started(
+        &self,
+        account: &Account,
+        session: &NewSession,
+        ended: u64,
+    ) -> Result<SignIn, SessionError> {
+        tracing::info!(account = %account.id.0, session = %session.id, method = %session.method, "session started");
         if ended > 0 {
             tracing::info!(account = %account.id.0, ended, "sessions over session.max_per_account ended, least recently used first");
         }
-        self.sign_in(account, &session.id, 0, now, amr, now)
+        let now = session.now;
+        self.sign_in(account, &session.id, 0, now, &session.amr, now)
     }
 
     /// The tokens of generation `generation` of a session.

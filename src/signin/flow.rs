@@ -19,6 +19,7 @@ use crate::domain::{Account, AccountId, unix_now};
 use crate::sessions::{AMR_MFA, Device, Sessions, SignIn, Via};
 use crate::store::DynStore;
 use crate::store::mfa::{NewPending, PendingAttempt};
+use crate::store::sessions::NewSession;
 
 /// How long a pending sign-in waits for its second factor.
 pub const PENDING_TTL_SECS: i64 = 300;
@@ -273,6 +274,29 @@ impl SignInFlow {
         second: &str,
         device: &Device,
     ) -> Result<SignIn, Refused> {
+        let (account, session) = self.second_session(attempt, second, device).await?;
+        let ended = self
+            .store
+            .sessions()
+            .create_session(&session)
+            .await
+            .map_err(|e| Refused::Internal(e.into()))?;
+        self.started(&account, &session, ended)
+    }
+
+    /// The session a pending sign-in (`attempt`, as read) starts once its second factor
+    /// `second` is accepted, for a store write that accepts the factor, consumes the
+    /// pending sign-in and starts the session in one commit
+    /// ([`crate::store::MfaStore::spend_attempt`]); [`SignInFlow::started`] issues its
+    /// tokens after. The account is read first: a disabled one is refused (and one
+    /// disabled after this read has no live session: a disabled account's sessions
+    /// never are).
+    pub async fn second_session(
+        &self,
+        attempt: &PendingAttempt,
+        second: &str,
+        device: &Device,
+    ) -> Result<(Account, NewSession), Refused> {
         let internal = |e: crate::store::StoreError| Refused::Internal(e.into());
         let account = self
             .store
@@ -289,9 +313,19 @@ impl SignInFlow {
         }
         let via = Via::parse(&attempt.method).unwrap_or(Via::Password);
         let amr = format!("{} {second} {AMR_MFA}", attempt.amr);
+        let session = self.sessions.new_session(&account.id, via, &amr, device);
+        Ok((account, session))
+    }
+
+    /// The tokens of a session [`SignInFlow::second_session`] prepared, once written.
+    pub fn started(
+        &self,
+        account: &Account,
+        session: &NewSession,
+        ended: u64,
+    ) -> Result<SignIn, Refused> {
         self.sessions
-            .start(&account, via, &amr, device)
-            .await
+            .started(account, session, ended)
             .map_err(|e| Refused::Internal(e.into()))
     }
 }

@@ -29,7 +29,7 @@ use crate::crypto::seal::Sealer;
 use crate::crypto::{digest_hex, random_bytes};
 use crate::domain::{Account, AccountId, Secret, unix_now};
 use crate::sessions::{Device, SignIn};
-use crate::store::mfa::{FactorSummary, PendingAttempt, Spent, StoredTotp};
+use crate::store::mfa::{FactorSummary, PendingAttempt, Proof, Spent, StoredTotp};
 use crate::store::{DynStore, WindowCount};
 
 /// Digits of a code.
@@ -94,6 +94,12 @@ fn normalise_code(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// The digest a recovery code is stored as, if `code` has a recovery code's shape.
+fn recovery_code_digest(code: &str) -> Option<String> {
+    let normalised = normalise_code(code);
+    (normalised.len() == 12).then(|| digest_hex(&normalised))
 }
 
 /// A new set of recovery codes (12 hex digits, 48 bits, shown `xxxx-xxxx-xxxx`) and
@@ -203,7 +209,12 @@ impl SecondFactor {
         format!("totp.{}", account.0).into_bytes()
     }
 
-    /// The second step of a pending sign-in: a TOTP code or a recovery code.
+    /// The second step of a pending sign-in, with a TOTP code or a recovery code: one
+    /// read, then one transaction that counts the attempt, accepts what the code proves
+    /// (if anything), consumes the pending sign-in and starts the session. The
+    /// refusals are those of the other second steps, in the same order: not pending,
+    /// enrolment only, too many failures (each after the attempt is counted), wrong
+    /// code.
     pub async fn verify(
         &self,
         mfa_token: &str,
@@ -211,24 +222,11 @@ impl SecondFactor {
         device: &Device,
     ) -> Result<Verified, FactorError> {
         let code = code.trim();
-        if is_totp_code(code) {
-            self.verify_totp(mfa_token, code, device).await
+        let second = if is_totp_code(code) {
+            Second::Totp
         } else {
-            self.verify_recovery_code(mfa_token, code, device).await
-        }
-    }
-
-    /// The second step with a TOTP code: one read, then one transaction that counts
-    /// the attempt, accepts the step the code proves (if any) and consumes the pending
-    /// sign-in. The refusals are those of the other second steps, in the same order:
-    /// not pending, enrolment only, too many failures (each after the attempt is
-    /// counted), wrong code.
-    async fn verify_totp(
-        &self,
-        mfa_token: &str,
-        code: &str,
-        device: &Device,
-    ) -> Result<Verified, FactorError> {
+            Second::RecoveryCode
+        };
         let now = unix_now();
         let id_hash = digest_hex(mfa_token);
         let read = self
@@ -249,16 +247,37 @@ impl SecondFactor {
         } else {
             locked_out(read.failures, now)
         };
-        let step = match refusal {
-            Some(_) => None,
-            None => self.proven_step(account, read.totp.as_ref(), code, now)?,
+        let proof = match (&refusal, second) {
+            (Some(_), _) => Proof::Nothing,
+            (None, Second::Totp) => self
+                .proven_step(account, read.totp.as_ref(), code, now)?
+                .map_or(Proof::Nothing, Proof::Step),
+            (None, Second::RecoveryCode) => {
+                recovery_code_digest(code).map_or(Proof::Nothing, Proof::RecoveryCode)
+            }
+        };
+        // The session to start with the proof: only when there is one to accept, and
+        // only for an account that is not disabled.
+        let start = match proof {
+            Proof::Nothing => None,
+            _ => Some(
+                self.flow
+                    .second_session(&read.pending, second.amr(), device)
+                    .await?,
+            ),
         };
         let spent = self
             .store
             .mfa()
-            .spend_attempt(&id_hash, now, PENDING_MAX_ATTEMPTS, step)
+            .spend_attempt(
+                &id_hash,
+                now,
+                PENDING_MAX_ATTEMPTS,
+                proof,
+                start.as_ref().map(|(_, session)| session),
+            )
             .await?;
-        let attempt = match spent {
+        let (attempt, ended, codes_left) = match spent {
             Spent::NotPending => return Err(FactorError::NotPending),
             Spent::Counted(_) => {
                 if let Some(refusal) = refusal {
@@ -267,17 +286,24 @@ impl SecondFactor {
                 self.failed(account, now).await?;
                 return Err(FactorError::WrongCode);
             }
-            Spent::Accepted(attempt) => attempt,
+            Spent::Accepted {
+                attempt,
+                ended,
+                codes_left,
+            } => (attempt, ended, codes_left),
         };
-        let sign_in = self
-            .flow
-            .complete(&attempt, Second::Totp.amr(), device)
-            .await?;
-        tracing::info!(account = %account.0, factor = Second::Totp.amr(), "second factor given");
+        let Some((account, session)) = start else {
+            // Accepted without a proof: the store accepts nothing without one.
+            return Err(FactorError::Internal(anyhow::anyhow!(
+                "a second step was accepted without a proof"
+            )));
+        };
+        let sign_in = self.flow.started(&account, &session, ended)?;
+        tracing::info!(account = %account.id.0, factor = second.amr(), "second factor given");
         Ok(Verified {
             sign_in,
             account: attempt.account,
-            recovery_code_used: None,
+            recovery_code_used: codes_left,
         })
     }
 
@@ -294,49 +320,6 @@ impl SecondFactor {
         };
         let secret = self.open(account, &stored.secret)?;
         Ok(matching_step(secret.expose(), code, now))
-    }
-
-    /// The second step with a recovery code.
-    async fn verify_recovery_code(
-        &self,
-        mfa_token: &str,
-        code: &str,
-        device: &Device,
-    ) -> Result<Verified, FactorError> {
-        let now = unix_now();
-        let id_hash = digest_hex(mfa_token);
-        let attempt = self
-            .store
-            .mfa()
-            .attempt_pending(&id_hash, now, PENDING_MAX_ATTEMPTS)
-            .await?
-            .ok_or(FactorError::NotPending)?;
-        if attempt.enroll_only {
-            return Err(FactorError::EnrollFirst);
-        }
-        let account = &attempt.account;
-        self.admit(account, now).await?;
-        if !self.use_recovery_code(account, code, now).await? {
-            self.failed(account, now).await?;
-            return Err(FactorError::WrongCode);
-        }
-        if !self.store.mfa().take_pending(&id_hash).await? {
-            return Err(FactorError::NotPending);
-        }
-        let second = Second::RecoveryCode;
-        let sign_in = self.flow.complete(&attempt, second.amr(), device).await?;
-        tracing::info!(account = %account.0, factor = second.amr(), "second factor given");
-        let left = self
-            .store
-            .mfa()
-            .factor_summary(account)
-            .await?
-            .recovery_codes_left;
-        Ok(Verified {
-            sign_in,
-            account: account.clone(),
-            recovery_code_used: Some(left),
-        })
     }
 
     /// The second step with a passkey: `passkey_account` is the account whose passkey's
@@ -453,24 +436,6 @@ impl SecondFactor {
             .await?;
         tracing::info!(account = %account.0, "second factor: wrong code");
         Ok(())
-    }
-
-    /// Uses the account's recovery code `code`: true once.
-    async fn use_recovery_code(
-        &self,
-        account: &AccountId,
-        code: &str,
-        now: i64,
-    ) -> Result<bool, FactorError> {
-        let normalised = normalise_code(code);
-        if normalised.len() != 12 {
-            return Ok(false);
-        }
-        Ok(self
-            .store
-            .mfa()
-            .use_recovery_code(account, &digest_hex(&normalised), now)
-            .await?)
     }
 
     /// The secret sealed for `account`, under the JWT secret or a previous one.

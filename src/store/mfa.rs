@@ -11,10 +11,12 @@
 //! The second step with a TOTP code, the hot path, is one read
 //! ([`MfaStore::second_step`]: the pending sign-in, the account's authenticator and its
 //! recent wrong codes) and one write ([`MfaStore::spend_attempt`]: the attempt, the
-//! step and the pending sign-in's deletion in one transaction).
+//! step, the pending sign-in's deletion and the session's start in one transaction).
+//! A recovery code takes the same two.
 
 use async_trait::async_trait;
 
+use super::sessions::NewSession;
 use super::{Purged, StoreResult, WindowCount};
 use crate::domain::AccountId;
 
@@ -71,17 +73,45 @@ pub struct SecondStep {
     pub failures: Option<WindowCount>,
 }
 
+/// What a second step offers, as the rules read it from [`MfaStore::second_step`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// Nothing to accept: the code proves no step, or a refusal comes first.
+    Nothing,
+    /// This time step of the account's confirmed authenticator.
+    Step(i64),
+    /// The recovery code with this digest.
+    RecoveryCode(String),
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Nothing => f.write_str("Nothing"),
+            Proof::Step(step) => f.debug_tuple("Step").field(step).finish(),
+            Proof::RecoveryCode(_) => f.write_str("RecoveryCode(<hidden>)"),
+        }
+    }
+}
+
 /// What [`MfaStore::spend_attempt`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spent {
     /// No attempt: the pending sign-in is unknown, expired, used or out of attempts.
     NotPending,
-    /// The attempt is counted, and no step was accepted (none was offered, or it was
-    /// used already, or the authenticator is not confirmed).
+    /// The attempt is counted, and nothing was accepted (no proof was offered, the step
+    /// was used already, the authenticator is not confirmed, or the recovery code is
+    /// not the account's or used already).
     Counted(PendingAttempt),
-    /// The attempt is counted, the step accepted, and the pending sign-in deleted: the
-    /// one caller that gets this signs in.
-    Accepted(PendingAttempt),
+    /// The attempt is counted, the proof accepted, the pending sign-in deleted and the
+    /// session (if one was given) started: the one caller that gets this signs in.
+    Accepted {
+        attempt: PendingAttempt,
+        /// The account's older sessions ended over `session.max_per_account`.
+        ended: u64,
+        /// With a recovery code: how many the account has left.
+        codes_left: Option<i64>,
+    },
 }
 
 /// The second factors an account has, for `/auth/me`, `GET /auth/mfa` and the CLI.
@@ -124,13 +154,6 @@ pub trait MfaStore: Send + Sync + 'static {
         hashes: &[String],
         now: i64,
     ) -> StoreResult<bool>;
-    /// Uses a recovery code (by digest): true once.
-    async fn use_recovery_code(
-        &self,
-        account: &AccountId,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<bool>;
     async fn factor_summary(&self, account: &AccountId) -> StoreResult<FactorSummary>;
 
     /// Stores a pending sign-in.
@@ -165,16 +188,22 @@ pub trait MfaStore: Send + Sync + 'static {
         failure_window: i64,
     ) -> StoreResult<Option<SecondStep>>;
     /// The second step's write, one transaction: counts one attempt on the live pending
-    /// sign-in `id_hash` (as [`MfaStore::attempt_pending`]); then, with `step`, accepts
-    /// that step for its account's confirmed authenticator (as
-    /// [`MfaStore::accept_step`]) and, if accepted, deletes the pending sign-in. The
-    /// attempt stays counted whatever follows.
+    /// sign-in `id_hash` (as [`MfaStore::attempt_pending`]); then accepts `proof` — the
+    /// time step, once, for the account's confirmed authenticator (as
+    /// [`MfaStore::accept_step`]), or the recovery code, once (as
+    /// `USE_CODE`) — and, if accepted, deletes the pending sign-in
+    /// and starts `session` (with the per-account cap, as
+    /// [`super::SessionStore::create_session`]) for the pending sign-in's own account,
+    /// whatever account `session` names. One commit: no session without the step
+    /// spent, no step spent without its session. The attempt stays counted whatever
+    /// follows.
     async fn spend_attempt(
         &self,
         id_hash: &str,
         now: i64,
         max_attempts: i64,
-        step: Option<i64>,
+        proof: Proof,
+        session: Option<&NewSession>,
     ) -> StoreResult<Spent>;
     /// Deletes the pending sign-in: true for the one caller that deleted it.
     async fn take_pending(&self, id_hash: &str) -> StoreResult<bool>;
@@ -217,6 +246,10 @@ pub(super) mod sql {
     /// Code `$3` of account `$2`, once, at `$1`.
     pub const USE_CODE: &str = "UPDATE recovery_codes SET used_at = $1
      WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL";
+
+    /// Account `$1`'s recovery codes not used yet.
+    pub const CODES_LEFT: &str =
+        "SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL";
 
     pub const SUMMARY: &str = "SELECT
         (SELECT COUNT(*) FROM totp_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL),
@@ -274,6 +307,7 @@ pub(super) mod sql {
         REMOVE_CODES,
         INSERT_CODE,
         USE_CODE,
+        CODES_LEFT,
         SUMMARY,
         INSERT_PENDING,
         ATTEMPT_PENDING,

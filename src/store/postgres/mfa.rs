@@ -7,8 +7,9 @@ use sqlx::Row;
 use super::PostgresStore;
 use crate::domain::AccountId;
 use crate::store::mfa::{
-    FactorSummary, MfaStore, NewPending, PendingAttempt, SecondStep, Spent, StoredTotp, sql,
+    FactorSummary, MfaStore, NewPending, PendingAttempt, Proof, SecondStep, Spent, StoredTotp, sql,
 };
+use crate::store::sessions::NewSession;
 use crate::store::{Purged, StoreResult, WindowCount};
 
 #[async_trait::async_trait]
@@ -112,21 +113,6 @@ impl MfaStore for PostgresStore {
         insert_codes(&mut tx, account, hashes, now).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn use_recovery_code(
-        &self,
-        account: &AccountId,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(sql::USE_CODE)
-            .bind(now)
-            .bind(&account.0)
-            .bind(hash)
-            .execute(self.db())
-            .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     async fn factor_summary(&self, account: &AccountId) -> StoreResult<FactorSummary> {
@@ -246,7 +232,8 @@ impl MfaStore for PostgresStore {
         id_hash: &str,
         now: i64,
         max_attempts: i64,
-        step: Option<i64>,
+        proof: Proof,
+        session: Option<&NewSession>,
     ) -> StoreResult<Spent> {
         let (mut tx, _timing) = self.begin().await?;
         // The pending sign-in's row stays locked to the end: a concurrent attempt on it
@@ -261,29 +248,52 @@ impl MfaStore for PostgresStore {
             return Ok(Spent::NotPending);
         };
         let attempt = pending_attempt(&row)?;
-        let accepted = match step {
-            Some(step) => {
-                sqlx::query(sql::ACCEPT_STEP)
+        let account = &attempt.account.0;
+        let (accepted, codes_left) = match &proof {
+            Proof::Nothing => (false, None),
+            Proof::Step(step) => {
+                let done = sqlx::query(sql::ACCEPT_STEP)
                     .bind(step)
-                    .bind(&attempt.account.0)
+                    .bind(account)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0
+                    .await?;
+                (done.rows_affected() > 0, None)
             }
-            None => false,
+            Proof::RecoveryCode(hash) => {
+                let done = sqlx::query(sql::USE_CODE)
+                    .bind(now)
+                    .bind(account)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                let left: i64 = sqlx::query_scalar(sql::CODES_LEFT)
+                    .bind(account)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                (done.rows_affected() > 0, Some(left))
+            }
         };
-        if accepted {
-            sqlx::query(sql::TAKE_PENDING)
-                .bind(id_hash)
-                .execute(&mut *tx)
-                .await?;
+        if !accepted {
+            tx.commit().await?;
+            return Ok(Spent::Counted(attempt));
         }
+        sqlx::query(sql::TAKE_PENDING)
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await?;
+        let ended = match session {
+            Some(s) => {
+                let mut s = s.clone();
+                s.account = attempt.account.clone();
+                super::sessions::insert_session(&mut *tx, &s).await?
+            }
+            None => 0,
+        };
         tx.commit().await?;
-        Ok(if accepted {
-            Spent::Accepted(attempt)
-        } else {
-            Spent::Counted(attempt)
+        Ok(Spent::Accepted {
+            attempt,
+            ended,
+            codes_left,
         })
     }
 

@@ -16,23 +16,7 @@ use crate::store::{AccountProfile, StoreResult};
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
     async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
-        let done = sqlx::query(sql::INSERT_CAPPED_POSTGRES)
-            .bind(&s.id)
-            .bind(&s.account.0)
-            .bind(s.now)
-            .bind(&s.method)
-            .bind(s.user_agent.as_deref())
-            .bind(s.ip.as_deref())
-            .bind(s.idle_expires_at)
-            .bind(s.expires_at)
-            .bind(s.keep_per_account - 1)
-            .bind(s.max_per_account)
-            .bind(&s.amr)
-            .bind(s.oidc.as_ref().map(|o| &o.client_id))
-            .bind(s.oidc.as_ref().map(|o| &o.scopes))
-            .execute(self.db())
-            .await?;
-        Ok(done.rows_affected())
+        Ok(insert_session(self.db(), s).await?)
     }
 
     async fn session_is_live(&self, id: &str, account: &AccountId, now: i64) -> StoreResult<bool> {
@@ -190,4 +174,30 @@ impl PostgresStore {
             account: account_from_row(&account)?,
         }))
     }
+}
+
+/// Inserts session `s` and ends the account's oldest sessions over its cap, in one
+/// statement on `db` (a connection or the caller's transaction): the rows it ended,
+/// counting none for the insert.
+pub(super) async fn insert_session<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    s: &NewSession,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(sql::INSERT_CAPPED_POSTGRES)
+        .bind(&s.id)
+        .bind(&s.account.0)
+        .bind(s.now)
+        .bind(&s.method)
+        .bind(s.user_agent.as_deref())
+        .bind(s.ip.as_deref())
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.keep_per_account - 1)
+        .bind(s.max_per_account)
+        .bind(&s.amr)
+        .bind(s.oidc.as_ref().map(|o| &o.client_id))
+        .bind(s.oidc.as_ref().map(|o| &o.scopes))
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
 }

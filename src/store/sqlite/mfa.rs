@@ -6,8 +6,9 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use crate::domain::AccountId;
 use crate::store::mfa::{
-    FactorSummary, MfaStore, NewPending, PendingAttempt, SecondStep, Spent, StoredTotp, sql,
+    FactorSummary, MfaStore, NewPending, PendingAttempt, Proof, SecondStep, Spent, StoredTotp, sql,
 };
+use crate::store::sessions::NewSession;
 use crate::store::{Purged, StoreResult, WindowCount};
 
 #[async_trait::async_trait]
@@ -100,22 +101,6 @@ impl MfaStore for SqliteStore {
                 }
                 insert_codes(c, &account, &hashes, now)?;
                 Ok(true)
-            })
-            .await
-    }
-
-    async fn use_recovery_code(
-        &self,
-        account: &AccountId,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let (account, hash) = (account.0.clone(), hash.to_owned());
-        self.writer
-            .write(true, move |c| {
-                Ok(c.prepare_cached(sql::USE_CODE)?
-                    .execute(params![now, account, hash])?
-                    > 0)
             })
             .await
     }
@@ -240,13 +225,16 @@ impl MfaStore for SqliteStore {
         id_hash: &str,
         now: i64,
         max_attempts: i64,
-        step: Option<i64>,
+        proof: Proof,
+        session: Option<&NewSession>,
     ) -> StoreResult<Spent> {
         let id_hash = id_hash.to_owned();
-        // Durable when it may accept a step: an accepted step must not come back
-        // after a crash.
+        let session = session.cloned();
+        // Durable when it may accept a proof: an accepted step or code, or a started
+        // session, must not come back (or go) after a crash.
+        let durable = proof != Proof::Nothing;
         self.writer
-            .write(step.is_some(), move |c| {
+            .write(durable, move |c| {
                 let attempt = c
                     .prepare_cached(sql::ATTEMPT_PENDING)?
                     .query_row(params![id_hash, now, max_attempts], pending_attempt)
@@ -254,18 +242,41 @@ impl MfaStore for SqliteStore {
                 let Some(attempt) = attempt else {
                     return Ok(Spent::NotPending);
                 };
-                let Some(step) = step else {
-                    return Ok(Spent::Counted(attempt));
+                let account = &attempt.account.0;
+                let (accepted, codes_left) = match &proof {
+                    Proof::Nothing => (false, None),
+                    Proof::Step(step) => {
+                        let n = c
+                            .prepare_cached(sql::ACCEPT_STEP)?
+                            .execute(params![step, account])?;
+                        (n > 0, None)
+                    }
+                    Proof::RecoveryCode(hash) => {
+                        let n = c
+                            .prepare_cached(sql::USE_CODE)?
+                            .execute(params![now, account, hash])?;
+                        let left: i64 = c
+                            .prepare_cached(sql::CODES_LEFT)?
+                            .query_row([account], |r| r.get(0))?;
+                        (n > 0, Some(left))
+                    }
                 };
-                let accepted = c
-                    .prepare_cached(sql::ACCEPT_STEP)?
-                    .execute(params![step, attempt.account.0])?
-                    > 0;
                 if !accepted {
                     return Ok(Spent::Counted(attempt));
                 }
                 c.prepare_cached(sql::TAKE_PENDING)?.execute([&id_hash])?;
-                Ok(Spent::Accepted(attempt))
+                let ended = match session {
+                    Some(mut s) => {
+                        s.account = attempt.account.clone();
+                        super::sessions::insert_session(c, &s)?
+                    }
+                    None => 0,
+                };
+                Ok(Spent::Accepted {
+                    attempt,
+                    ended,
+                    codes_left,
+                })
             })
             .await
     }

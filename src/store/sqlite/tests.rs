@@ -593,8 +593,77 @@ async fn a_time_step_is_accepted_once_and_confirms_once() {
     assert!(!store.accept_step(&id, 10, None, 3).await.unwrap());
     assert!(store.accept_step(&id, 11, None, 3).await.unwrap());
     assert!(!store.begin_totp(&id, "other", 4).await.unwrap());
-    assert!(store.use_recovery_code(&id, "h1", 5).await.unwrap());
-    assert!(!store.use_recovery_code(&id, "h1", 5).await.unwrap());
+
+    // The second step's write: a recovery code is accepted once, with its session.
+    use crate::store::mfa::{Proof, Spent};
+    let session = |sid: &str| crate::store::sessions::NewSession {
+        id: sid.into(),
+        // The pending sign-in's account is the session's, whatever this says.
+        account: AccountId("someone-else".into()),
+        method: "password".into(),
+        amr: "pwd otp mfa".into(),
+        user_agent: None,
+        ip: None,
+        now: 5,
+        idle_expires_at: 1_000,
+        expires_at: 2_000,
+        max_per_account: 10,
+        oidc: None,
+        keep_per_account: 10,
+    };
+    for p in ["q1", "q2"] {
+        let pending = crate::store::mfa::NewPending {
+            id_hash: p.into(),
+            account: id.clone(),
+            amr: "pwd".into(),
+            method: "password".into(),
+            enroll_only: false,
+            expires_at: 100,
+        };
+        store.put_pending(&pending).await.unwrap();
+    }
+    let code = || Proof::RecoveryCode("h1".into());
+    let spent = store
+        .spend_attempt("q1", 5, 5, code(), Some(&session("s1")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&spent, Spent::Accepted { attempt, ended: 0, codes_left: Some(1) } if attempt.account == id),
+        "{spent:?}"
+    );
+    assert!(store.session_is_live("s1", &id, 6).await.unwrap());
+    let spent = store
+        .spend_attempt("q2", 5, 5, code(), Some(&session("s2")))
+        .await
+        .unwrap();
+    assert!(matches!(spent, Spent::Counted(_)), "{spent:?}");
+    assert!(!store.session_is_live("s2", &id, 6).await.unwrap());
+    let spent = store.spend_attempt("q1", 5, 5, Proof::Step(12), None).await;
+    assert_eq!(spent.unwrap(), Spent::NotPending, "used");
+    let spent = store
+        .spend_attempt("q2", 5, 5, Proof::Step(11), Some(&session("s3")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(spent, Spent::Counted(_)),
+        "step 11 was accepted: {spent:?}"
+    );
+    let spent = store
+        .spend_attempt("q2", 5, 5, Proof::Step(12), Some(&session("s4")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            spent,
+            Spent::Accepted {
+                codes_left: None,
+                ..
+            }
+        ),
+        "{spent:?}"
+    );
+    assert!(store.session_is_live("s4", &id, 6).await.unwrap());
+    assert!(!store.session_is_live("s3", &id, 6).await.unwrap());
     let summary = store.factor_summary(&id).await.unwrap();
     assert_eq!((summary.totp, summary.recovery_codes_left), (true, 1));
 
