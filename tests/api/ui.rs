@@ -937,6 +937,13 @@ async fn a_wallets_last_way_in_stays_and_a_second_wallet_unlinks(b: Backend) {
         "{address}"
     );
     assert!(page.body.contains("Signed in with: siwe"), "{}", page.body);
+    // No email: no username for a password manager to save (not the word "none").
+    assert!(!page.body.contains(r#"name="username""#), "{}", page.body);
+    assert!(
+        !page.body.to_lowercase().contains(r#"value="none""#),
+        "{}",
+        page.body
+    );
 
     let refused = browser
         .submit(
@@ -1823,6 +1830,7 @@ async fn sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie(b: Backend
                 ("csrf", csrf.as_str()),
                 ("message", &message),
                 ("signature", &other.sign(&message, false)),
+                ("return_to", "/ui/account"),
             ],
         )
         .await;
@@ -1832,6 +1840,13 @@ async fn sign_in_with_ethereum_on_the_page_ends_in_the_session_cookie(b: Backend
             .body
             .contains("The wallet&#x27;s signature could not be used."),
         "{}",
+        forged.body
+    );
+    assert!(
+        forged
+            .body
+            .contains(r#"name="return_to" value="&#x2f;ui&#x2f;account""#),
+        "the page again keeps where the sign-in was going: {}",
         forged.body
     );
     assert!(browser.session_cookie().is_none());
@@ -1960,11 +1975,22 @@ async fn login_with_selfkey_on_the_page_ends_in_the_session_cookie(b: Backend) {
         let refused = browser
             .post(
                 "/ui/sign-in/selfkey",
-                &[("csrf", csrf.as_str()), ("token", bad)],
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("token", bad),
+                    ("return_to", "/ui/account"),
+                ],
             )
             .await;
         assert_eq!(refused.status, status, "{bad}: {}", refused.body);
         assert!(refused.body.contains(SELFKEY_ERROR), "{}", refused.body);
+        assert!(
+            refused
+                .body
+                .contains(r#"name="return_to" value="&#x2f;ui&#x2f;account""#),
+            "the page again keeps where the sign-in was going: {}",
+            refused.body
+        );
         assert!(
             refused.body.contains("action=\"/ui/sign-in/selfkey\""),
             "the sign-in page again: {}",

@@ -105,6 +105,22 @@ pub(super) async fn sign_in_form(
     super::for_client(app, Some(return_to), res).await
 }
 
+/// The sign-in page again after a wallet's, SelfKey's or passkey's refusal (`id`, a
+/// message), keeping the form's `return_to` (and with it the client an authorization
+/// request came from).
+pub(super) async fn sign_in_refused(
+    app: &App,
+    b: &Browser,
+    return_to: Option<&str>,
+    status: StatusCode,
+    id: &str,
+) -> Response {
+    let kept: Fields = return_to
+        .map(|r| [("return_to".to_owned(), r.to_owned())].into())
+        .unwrap_or_default();
+    sign_in_form(app, b, status, &kept, Some(("", id)), None).await
+}
+
 /// The per-request values of the prepared sign-in page, by [`Prepared::fill`]'s index.
 ///
 /// [`Prepared::fill`]: crate::ui::Prepared::fill

@@ -72,16 +72,20 @@ async fn sign_in_options(
     options(app.passkeys.begin_login().await)
 }
 
-/// The sign-in page again, with the passkey's error.
-async fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
-    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None).await
-}
-
 /// Starts the session of `account`, proven by a passkey, through the sign-in flow.
 async fn start(app: &App, b: &Browser, account: &AccountId, return_to: Option<&str>) -> Response {
     let profile = match app.accounts.profile(account).await {
         Ok(Some(profile)) => profile,
-        _ => return refused(app, b, StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await,
+        _ => {
+            return super::pages::sign_in_refused(
+                app,
+                b,
+                return_to,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error-internal",
+            )
+            .await;
+        }
     };
     match app
         .flow
@@ -95,11 +99,25 @@ async fn start(app: &App, b: &Browser, account: &AccountId, return_to: Option<&s
         Err(crate::signin::flow::Refused::Disabled) => {
             app.metrics
                 .sign_in(SignInMethod::Passkey, Outcome::Disabled);
-            refused(app, b, StatusCode::FORBIDDEN, "error-disabled").await
+            super::pages::sign_in_refused(
+                app,
+                b,
+                return_to,
+                StatusCode::FORBIDDEN,
+                "error-disabled",
+            )
+            .await
         }
         Err(e) => {
             tracing::error!(error = %e, "a passkey sign-in of the pages failed");
-            refused(app, b, StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await
+            super::pages::sign_in_refused(
+                app,
+                b,
+                return_to,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error-internal",
+            )
+            .await
         }
     }
 }
@@ -114,14 +132,28 @@ async fn sign_in(
         return refusal;
     }
     let Some((ceremony, credential)) = credential::<PublicKeyCredential>(&f) else {
-        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-passkey").await;
+        return super::pages::sign_in_refused(
+            &app,
+            &b,
+            field(&f, "return_to"),
+            StatusCode::BAD_REQUEST,
+            "error-passkey",
+        )
+        .await;
     };
     match app.passkeys.finish_login(&ceremony, &credential).await {
         Ok(account) => start(&app, &b, &account, field(&f, "return_to")).await,
         Err(e) => {
             tracing::info!(error = %e, "a passkey sign-in of the pages was refused");
             app.metrics.sign_in(SignInMethod::Passkey, Outcome::Failure);
-            refused(&app, &b, StatusCode::UNAUTHORIZED, "error-passkey").await
+            super::pages::sign_in_refused(
+                &app,
+                &b,
+                field(&f, "return_to"),
+                StatusCode::UNAUTHORIZED,
+                "error-passkey",
+            )
+            .await
         }
     }
 }

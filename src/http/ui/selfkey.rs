@@ -31,11 +31,6 @@ pub(super) fn router(app: &App) -> Router<AppState> {
     Router::new().route("/ui/sign-in/selfkey", post(sign_in))
 }
 
-/// The sign-in page again, with the wallet's error.
-async fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
-    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None).await
-}
-
 /// The wallet's login token, from the form: redeemed once, then the sign-in flow.
 async fn sign_in(
     State(app): State<AppState>,
@@ -47,7 +42,14 @@ async fn sign_in(
         return refusal;
     }
     let Some(token) = field(&f, "token").filter(|t| !t.is_empty()) else {
-        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-selfkey").await;
+        return super::pages::sign_in_refused(
+            &app,
+            &b,
+            field(&f, "return_to"),
+            StatusCode::BAD_REQUEST,
+            "error-selfkey",
+        )
+        .await;
     };
     let service = SelfKey::new(app.store.as_ref(), &app.tokens, &app.settings.selfkey);
     let account = match service.redeem_login_token(token).await {
@@ -55,9 +57,10 @@ async fn sign_in(
         Err(SelfKeyError::Internal(e)) => {
             tracing::error!(error = %e, "a SelfKey sign-in of the pages failed");
             app.metrics.sign_in(SignInMethod::Selfkey, Outcome::Error);
-            return refused(
+            return super::pages::sign_in_refused(
                 &app,
                 &b,
+                field(&f, "return_to"),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
             )
@@ -72,7 +75,14 @@ async fn sign_in(
                 }
                 _ => StatusCode::UNAUTHORIZED,
             };
-            return refused(&app, &b, status, "error-selfkey").await;
+            return super::pages::sign_in_refused(
+                &app,
+                &b,
+                field(&f, "return_to"),
+                status,
+                "error-selfkey",
+            )
+            .await;
         }
     };
     match app.flow.finish(&account, Proof::Selfkey, &b.device).await {
@@ -83,14 +93,22 @@ async fn sign_in(
         Err(Refused::Disabled) => {
             app.metrics
                 .sign_in(SignInMethod::Selfkey, Outcome::Disabled);
-            refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled").await
+            super::pages::sign_in_refused(
+                &app,
+                &b,
+                field(&f, "return_to"),
+                StatusCode::FORBIDDEN,
+                "error-disabled",
+            )
+            .await
         }
         Err(e) => {
             tracing::error!(error = %e, "a SelfKey sign-in of the pages failed");
             app.metrics.sign_in(SignInMethod::Selfkey, Outcome::Error);
-            refused(
+            super::pages::sign_in_refused(
                 &app,
                 &b,
+                field(&f, "return_to"),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
             )

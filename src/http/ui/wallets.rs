@@ -78,11 +78,6 @@ async fn message(
     }
 }
 
-/// The sign-in page again, with the wallet's error.
-async fn refused(app: &App, b: &Browser, status: StatusCode, id: &str) -> Response {
-    super::pages::sign_in_form(app, b, status, &Fields::new(), Some(("", id)), None).await
-}
-
 async fn sign_in(
     State(app): State<AppState>,
     b: Browser,
@@ -93,7 +88,14 @@ async fn sign_in(
         return refusal;
     }
     let (Some(text), Some(signature)) = (field(&f, "message"), field(&f, "signature")) else {
-        return refused(&app, &b, StatusCode::BAD_REQUEST, "error-siwe").await;
+        return super::pages::sign_in_refused(
+            &app,
+            &b,
+            field(&f, "return_to"),
+            StatusCode::BAD_REQUEST,
+            "error-siwe",
+        )
+        .await;
     };
     // A form post sends its line breaks as CRLF (HTML's form encoding); the wallet
     // signed the message with LF, which EIP-4361 uses and no message holds a CR of.
@@ -105,14 +107,22 @@ async fn sign_in(
         Ok(signed) => signed,
         Err(SiweError::AccountDisabled) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Disabled);
-            return refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled").await;
+            return super::pages::sign_in_refused(
+                &app,
+                &b,
+                field(&f, "return_to"),
+                StatusCode::FORBIDDEN,
+                "error-disabled",
+            )
+            .await;
         }
         Err(SiweError::Internal(e)) => {
             tracing::error!(error = %e, "a SIWE sign-in of the pages failed");
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Error);
-            return refused(
+            return super::pages::sign_in_refused(
                 &app,
                 &b,
+                field(&f, "return_to"),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
             )
@@ -125,7 +135,14 @@ async fn sign_in(
                 SiweError::Grammar(_) | SiweError::MalformedSignature => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            return refused(&app, &b, status, "error-siwe").await;
+            return super::pages::sign_in_refused(
+                &app,
+                &b,
+                field(&f, "return_to"),
+                status,
+                "error-siwe",
+            )
+            .await;
         }
     };
     match app
@@ -139,13 +156,21 @@ async fn sign_in(
         }
         Err(Refused::Disabled) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Disabled);
-            refused(&app, &b, StatusCode::FORBIDDEN, "error-disabled").await
+            super::pages::sign_in_refused(
+                &app,
+                &b,
+                field(&f, "return_to"),
+                StatusCode::FORBIDDEN,
+                "error-disabled",
+            )
+            .await
         }
         Err(e) => {
             tracing::error!(error = %e, "a SIWE sign-in of the pages failed");
-            refused(
+            super::pages::sign_in_refused(
                 &app,
                 &b,
+                field(&f, "return_to"),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error-internal",
             )
