@@ -12,17 +12,4 @@ cargo build --locked --quiet --manifest-path tests/interop/openidconnect-rp/Carg
   --target-dir target/openidconnect-rp
 # shellcheck source=scripts/test-server.sh
 . scripts/test-server.sh
-TEST_SERVER_PORT=$(free_port)
-public_url="http://127.0.0.1:$TEST_SERVER_PORT"
-start_test_server \
-  GATEHOUSE_HTTP__PUBLIC_URL="$public_url" \
-  GATEHOUSE_OIDC__ENABLED=true \
-  GATEHOUSE_RATE_LIMIT__ENABLED=false \
-  GATEHOUSE_ARGON2__MEMORY_KIB=4096
-status=0
-GATEHOUSE_PUBLIC_URL="$public_url" \
-GATEHOUSE_BIN="${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}" \
-GATEHOUSE_DATA_DIR="$data" \
-  target/openidconnect-rp/debug/gatehouse-openidconnect-rp || status=$?
-[ "$status" -eq 0 ] || { echo "server log:"; tail -n 50 "$log"; }
-exit "$status"
+run_against_provider target/openidconnect-rp/debug/gatehouse-openidconnect-rp

@@ -1,4 +1,4 @@
-# Sourced by the scripts that test a running server (interop.sh, fuzz.sh).
+# Sourced by the scripts that test a running server (interop.sh, fuzz.sh, authlib.sh, …).
 # start_test_server KEY=VALUE…: starts the built server ($GATEHOUSE_TEST_BIN, default
 # the debug build) on loopback with a fresh data directory, configured by the given
 # GATEHOUSE_* settings and nothing else (the caller's GATEHOUSE_* variables would be
@@ -39,4 +39,26 @@ start_test_server() {
     sleep 0.1
   done
   echo "the server did not answer${port:+ on port $port}"; cat "$log"; exit 1
+}
+
+# run_against_provider CMD…: starts the built server as an OpenID Connect provider on a
+# port of its own (its http.public_url names it), runs CMD with GATEHOUSE_PUBLIC_URL,
+# GATEHOUSE_BIN and GATEHOUSE_DATA_DIR set (a test drives the CLI on the same data to
+# register its clients), and exits with CMD's status, the server's last lines after a
+# failure. For the relying-party suites (authlib.sh, openidconnect-rp.sh).
+run_against_provider() {
+  TEST_SERVER_PORT=$(free_port)
+  local public_url="http://127.0.0.1:$TEST_SERVER_PORT"
+  start_test_server \
+    GATEHOUSE_HTTP__PUBLIC_URL="$public_url" \
+    GATEHOUSE_OIDC__ENABLED=true \
+    GATEHOUSE_RATE_LIMIT__ENABLED=false \
+    GATEHOUSE_ARGON2__MEMORY_KIB=4096
+  local status=0
+  GATEHOUSE_PUBLIC_URL="$public_url" \
+  GATEHOUSE_BIN="${GATEHOUSE_TEST_BIN:-target/debug/gatehouse}" \
+  GATEHOUSE_DATA_DIR="$data" \
+    "$@" || status=$?
+  [ "$status" -eq 0 ] || { echo "server log:"; tail -n 50 "$log"; }
+  exit "$status"
 }
