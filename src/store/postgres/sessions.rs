@@ -16,22 +16,7 @@ use crate::store::{AccountProfile, StoreResult};
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
     async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
-        let done = sqlx::query(sql::INSERT_CAPPED_POSTGRES)
-            .bind(&s.id)
-            .bind(&s.account.0)
-            .bind(s.now)
-            .bind(&s.method)
-            .bind(s.user_agent.as_deref())
-            .bind(s.ip.as_deref())
-            .bind(s.idle_expires_at)
-            .bind(s.expires_at)
-            .bind(s.keep_per_account - 1)
-            .bind(s.max_per_account)
-            .bind(&s.amr)
-            .bind(s.oidc.as_ref().map(|o| &o.client_id))
-            .bind(s.oidc.as_ref().map(|o| &o.scopes))
-            .execute(self.db())
-            .await?;
+        let done = insert_session(s).execute(self.db()).await?;
         Ok(done.rows_affected())
     }
 
@@ -190,4 +175,26 @@ impl PostgresStore {
             account: account_from_row(&account)?,
         }))
     }
+}
+
+/// Starts a session, and ends the account's oldest beyond its cap (the rows it affects:
+/// those it ended). A code's exchange runs it in the transaction that spends the code
+/// ([`super::oidc`]).
+pub(super) fn insert_session(
+    s: &NewSession,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql::INSERT_CAPPED_POSTGRES)
+        .bind(&s.id)
+        .bind(&s.account.0)
+        .bind(s.now)
+        .bind(&s.method)
+        .bind(s.user_agent.as_deref())
+        .bind(s.ip.as_deref())
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.keep_per_account - 1)
+        .bind(s.max_per_account)
+        .bind(&s.amr)
+        .bind(s.oidc.as_ref().map(|o| &o.client_id))
+        .bind(s.oidc.as_ref().map(|o| &o.scopes))
 }

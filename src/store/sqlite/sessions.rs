@@ -16,33 +16,7 @@ impl SessionStore for SqliteStore {
     async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
         let s = s.clone();
         self.writer
-            .write(true, move |c| {
-                c.prepare_cached(sql::INSERT)?.execute(params![
-                    s.id,
-                    s.account.0,
-                    s.now,
-                    s.method,
-                    s.user_agent,
-                    s.ip,
-                    s.idle_expires_at,
-                    s.expires_at,
-                    s.amr,
-                    s.oidc.as_ref().map(|o| &o.client_id),
-                    s.oidc.as_ref().map(|o| &o.scopes)
-                ])?;
-                let count: i64 = c
-                    .prepare_cached(sql::COUNT_OF_ACCOUNT)?
-                    .query_row([&s.account.0], |r| r.get(0))?;
-                if count <= s.max_per_account {
-                    return Ok(0);
-                }
-                let ended = c.prepare_cached(sql::END_OVER_CAP)?.execute(params![
-                    s.account.0,
-                    s.id,
-                    s.keep_per_account - 1
-                ])?;
-                Ok(ended as u64)
-            })
+            .write(true, move |c| insert_session(c, &s))
             .await
     }
 
@@ -179,4 +153,34 @@ fn refreshed(
         amr,
         account,
     }))
+}
+
+/// Starts a session, and ends the account's oldest beyond its cap: how many it ended.
+/// (A code's exchange starts its session in the same write: [`super::oidc`].)
+pub(super) fn insert_session(c: &Connection, s: &NewSession) -> StoreResult<u64> {
+    c.prepare_cached(sql::INSERT)?.execute(params![
+        s.id,
+        s.account.0,
+        s.now,
+        s.method,
+        s.user_agent,
+        s.ip,
+        s.idle_expires_at,
+        s.expires_at,
+        s.amr,
+        s.oidc.as_ref().map(|o| &o.client_id),
+        s.oidc.as_ref().map(|o| &o.scopes)
+    ])?;
+    let count: i64 = c
+        .prepare_cached(sql::COUNT_OF_ACCOUNT)?
+        .query_row([&s.account.0], |r| r.get(0))?;
+    if count <= s.max_per_account {
+        return Ok(0);
+    }
+    let ended = c.prepare_cached(sql::END_OVER_CAP)?.execute(params![
+        s.account.0,
+        s.id,
+        s.keep_per_account - 1
+    ])?;
+    Ok(ended as u64)
 }
