@@ -273,6 +273,68 @@ fn hash(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
+/// A new code for `request` at `now`, and its row.
+fn new_code(request: &CodeRequest<'_>, now: i64) -> (String, StoredCode) {
+    let code = B64.encode(crate::crypto::random_bytes::<32>());
+    let stored = StoredCode {
+        code_hash: hash(&code),
+        client_id: request.client.id.clone(),
+        account_id: request.account.0.clone(),
+        session_id: random_id(),
+        redirect_uri: request.redirect_uri.to_owned(),
+        scopes: request.scopes.join(" "),
+        nonce: request.nonce.map(str::to_owned),
+        code_challenge: request.challenge.map(str::to_owned),
+        auth_time: request.auth_time,
+        amr: request.amr.to_owned(),
+        expires_at: now + CODE_TTL_SECS,
+    };
+    (code, stored)
+}
+
+/// Why `client` may not exchange `stored` with `redirect_uri` and `verifier`, if it
+/// may not: the code is another client's, the redirect URI differs, or PKCE fails.
+fn code_refusal(
+    client: &Client,
+    stored: &StoredCode,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+    policy: &ProviderPolicy,
+) -> Option<OAuthError> {
+    if stored.client_id != client.id {
+        return Some(OAuthError::grant("The code was issued to another client."));
+    }
+    if redirect_uri != Some(stored.redirect_uri.as_str()) {
+        return Some(OAuthError::grant(
+            "redirect_uri differs from the authorization request's.",
+        ));
+    }
+    match (&stored.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => None,
+        (Some(_), Some(_)) => Some(OAuthError::grant("code_verifier does not match.")),
+        (Some(_), None) => Some(OAuthError::grant("code_verifier is required.")),
+        // A verifier for an authorization without a challenge: a downgrade attempt
+        // (Authentik CVE-2024-23647).
+        (None, Some(_)) => Some(OAuthError::grant(
+            "code_verifier given, but the authorization had no code_challenge.",
+        )),
+        (None, None) if client.public || policy.require_pkce_for_confidential => {
+            Some(OAuthError::grant("PKCE is required."))
+        }
+        (None, None) => None,
+    }
+}
+
+/// The refusal of a code that was not live to exchange: used before (its session
+/// ended), or unknown or expired.
+fn spent(client: &Client, used: &CodeUse) -> OAuthError {
+    if *used == CodeUse::Replayed {
+        tracing::warn!(client = %client.id, "an authorization code was used twice: its session ended");
+        return OAuthError::grant("The code was used already.");
+    }
+    OAuthError::grant("The code is unknown or expired.")
+}
+
 impl Provider {
     /// `secret`: the JWT secret; OIDC refresh tokens are keyed with a key derived from
     /// it for this use alone.
@@ -494,26 +556,37 @@ impl Provider {
     /// single use, for [`CODE_TTL_SECS`]. Called by `/authorize`, which checked the
     /// client, the redirect URI and the challenge's form already.
     pub async fn issue_code(&self, request: &CodeRequest<'_>) -> ProviderResult<String> {
-        let now = unix_now();
-        let code = B64.encode(crate::crypto::random_bytes::<32>());
-        let stored = StoredCode {
-            code_hash: hash(&code),
-            client_id: request.client.id.clone(),
-            account_id: request.account.0.clone(),
-            session_id: random_id(),
-            redirect_uri: request.redirect_uri.to_owned(),
-            scopes: request.scopes.join(" "),
-            nonce: request.nonce.map(str::to_owned),
-            code_challenge: request.challenge.map(str::to_owned),
-            auth_time: request.auth_time,
-            amr: request.amr.to_owned(),
-            expires_at: now + CODE_TTL_SECS,
-        };
+        let (code, stored) = new_code(request, unix_now());
         self.store.oidc().add_code(&stored).await?;
         Ok(code)
     }
 
+    /// [`Provider::issue_code`] for the pending authorization request `pending`, which
+    /// the same write takes: one write for the take and the code, and no code unless
+    /// this took the request. `None`: the request was taken already, or expired.
+    pub async fn issue_code_taking(
+        &self,
+        request: &CodeRequest<'_>,
+        pending: &str,
+    ) -> ProviderResult<Option<String>> {
+        let now = unix_now();
+        let (code, stored) = new_code(request, now);
+        let added = self
+            .store
+            .oidc()
+            .add_code_taking(&stored, pending, now)
+            .await?;
+        Ok(added.then_some(code))
+    }
+
     /// `authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6): the code's tokens, once.
+    ///
+    /// The code is read first and checked; it is spent in the same write that starts
+    /// its session ([`OidcStore::redeem_code`]), so an exchange costs one write and a
+    /// session never starts for a code another use spent meanwhile. A refused exchange
+    /// spends the code all the same.
+    ///
+    /// [`OidcStore::redeem_code`]: crate::store::OidcStore::redeem_code
     pub async fn exchange_code(
         &self,
         client: &Client,
@@ -529,61 +602,29 @@ impl Provider {
             .into());
         }
         let now = unix_now();
-        let stored = match self.store.oidc().use_code(&hash(code), now).await? {
-            CodeUse::Fresh(stored) => stored,
-            CodeUse::Replayed => {
-                tracing::warn!(client = %client.id, "an authorization code was used twice: its session ended");
-                return Err(OAuthError::grant("The code was used already.").into());
-            }
-            CodeUse::Unknown => {
-                return Err(OAuthError::grant("The code is unknown or expired.").into());
+        let code_hash = hash(code);
+        let oidc = self.store.oidc();
+        let Some(stored) = oidc.peek_code(&code_hash, now).await? else {
+            // Used before (its session ends now) or unknown.
+            let used = oidc.use_code(&code_hash, now).await?;
+            return Err(spent(client, &used).into());
+        };
+        let checked = match code_refusal(client, &stored, redirect_uri, verifier, &self.policy) {
+            Some(refusal) => Err(refusal),
+            None => self.live_account(&stored).await?,
+        };
+        let account = match checked {
+            Ok(account) => account,
+            Err(refusal) => {
+                oidc.use_code(&code_hash, now).await?;
+                return Err(refusal.into());
             }
         };
-        if stored.client_id != client.id {
-            return Err(OAuthError::grant("The code was issued to another client.").into());
-        }
-        if redirect_uri != Some(stored.redirect_uri.as_str()) {
-            return Err(OAuthError::grant(
-                "redirect_uri differs from the authorization request's.",
-            )
-            .into());
-        }
-        match (&stored.code_challenge, verifier) {
-            (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
-            (Some(_), Some(_)) => {
-                return Err(OAuthError::grant("code_verifier does not match.").into());
-            }
-            (Some(_), None) => {
-                return Err(OAuthError::grant("code_verifier is required.").into());
-            }
-            // A verifier for an authorization without a challenge: a downgrade attempt
-            // (Authentik CVE-2024-23647).
-            (None, Some(_)) => {
-                return Err(OAuthError::grant(
-                    "code_verifier given, but the authorization had no code_challenge.",
-                )
-                .into());
-            }
-            (None, None) if client.public || self.policy.require_pkce_for_confidential => {
-                return Err(OAuthError::grant("PKCE is required.").into());
-            }
-            (None, None) => {}
-        }
-        let Some(profile) = self
-            .store
-            .account_profile(&AccountId(stored.account_id.clone()))
-            .await?
-        else {
-            return Err(OAuthError::grant("The account is gone.").into());
-        };
-        if profile.account.disabled {
-            return Err(OAuthError::grant("The account is disabled.").into());
-        }
         let p = &self.policy.sessions;
         let expires_at = now + p.absolute_secs;
         let session = NewSession {
             id: stored.session_id.clone(),
-            account: profile.account.id.clone(),
+            account: account.id.clone(),
             method: "oidc".to_owned(),
             amr: stored.amr.clone(),
             user_agent: Some(format!("{} (OpenID Connect)", client.name)),
@@ -598,12 +639,15 @@ impl Provider {
             }),
             keep_per_account: keep_per_account(p.max_per_account),
         };
-        self.store.sessions().create_session(&session).await?;
-        tracing::info!(account = %profile.account.id.0, session = %session.id, client = %client.id, "OIDC session started");
+        match oidc.redeem_code(&code_hash, now, &session).await? {
+            CodeUse::Fresh(_) => {}
+            used => return Err(spent(client, &used).into()),
+        }
+        tracing::info!(account = %account.id.0, session = %session.id, client = %client.id, "OIDC session started");
         let scopes: Vec<String> = stored.scopes.split(' ').map(str::to_owned).collect();
         self.tokens(
             client,
-            &profile.account,
+            &account,
             &session.id,
             0,
             stored.auth_time,
@@ -612,6 +656,21 @@ impl Provider {
             stored.nonce.as_deref(),
             now,
         )
+    }
+
+    /// The account a code was issued for, if it may still have tokens.
+    async fn live_account(
+        &self,
+        stored: &StoredCode,
+    ) -> ProviderResult<Result<crate::domain::Account, OAuthError>> {
+        let account = AccountId(stored.account_id.clone());
+        Ok(match self.store.account_profile(&account).await? {
+            None => Err(OAuthError::grant("The account is gone.")),
+            Some(profile) if profile.account.disabled => {
+                Err(OAuthError::grant("The account is disabled."))
+            }
+            Some(profile) => Ok(profile.account),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::sessions::NewSession;
 use super::{Purged, StoreResult};
 use crate::domain::client::Client;
 
@@ -73,9 +74,35 @@ pub trait OidcStore: Send + Sync + 'static {
     async fn sync_config_clients(&self, clients: &[Client]) -> StoreResult<()>;
 
     async fn add_code(&self, code: &StoredCode) -> StoreResult<()>;
+    /// Adds `code` for the pending authorization request `request`, taking the request
+    /// (as [`AuthorizeStore::take_request`] does, if it has not expired at `now`) in the
+    /// same transaction: the code is added only if this write took the request. False,
+    /// and no code: the request was unknown, expired or taken already.
+    ///
+    /// [`AuthorizeStore::take_request`]: super::authorize::AuthorizeStore::take_request
+    async fn add_code_taking(
+        &self,
+        code: &StoredCode,
+        request: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Consumes a code in one conditional write; a second use ends the session of the
     /// first (deletes its row, and so every token of it) in the same transaction.
     async fn use_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeUse>;
+    /// A live code not used yet, read and left in place: what an exchange checks before
+    /// it redeems the code ([`OidcStore::redeem_code`]). `None`: unknown, expired or used.
+    async fn peek_code(&self, code_hash: &str, now: i64) -> StoreResult<Option<StoredCode>>;
+    /// Consumes a code as [`OidcStore::use_code`] does and, only if this write consumed
+    /// it, starts `session` (the session of the code's tokens) in the same transaction:
+    /// one write, and never a session without its code spent. A code used meanwhile is
+    /// a second use (`Replayed`, the first use's session ended); one expired
+    /// meanwhile is `Unknown`.
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session: &NewSession,
+    ) -> StoreResult<CodeUse>;
     /// Records a client assertion's `jti`; false if this client used it already.
     async fn use_assertion(
         &self,
@@ -187,6 +214,11 @@ pub(super) mod sql {
      RETURNING code_hash, client_id, account_id, session_id, redirect_uri, scopes, nonce,
         code_challenge, auth_time, expires_at, amr";
 
+    /// A live code not used yet, left in place.
+    pub const PEEK_CODE: &str = "SELECT code_hash, client_id, account_id, session_id,
+        redirect_uri, scopes, nonce, code_challenge, auth_time, expires_at, amr
+     FROM oidc_codes WHERE code_hash = $1 AND consumed_at IS NULL AND expires_at > $2";
+
     /// The session of a code consumed before, for ending it.
     pub const REPLAYED_CODE_SESSION: &str =
         "SELECT session_id FROM oidc_codes WHERE code_hash = $1 AND consumed_at IS NOT NULL";
@@ -274,6 +306,7 @@ pub(super) mod sql {
         CONFIG_CLIENT_IDS,
         INSERT_CODE,
         CONSUME_CODE,
+        PEEK_CODE,
         REPLAYED_CODE_SESSION,
         END_SESSION,
         OIDC_SESSION,

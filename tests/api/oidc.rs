@@ -25,6 +25,7 @@ crate::on_every_backend!(
     client_credentials_tokens_introspect_until_the_client_is_removed,
     a_code_is_exchanged_once_with_pkce_for_tokens_that_verify,
     code_exchanges_are_refused_with_the_specs_error_codes,
+    a_code_is_spent_in_the_write_that_starts_its_session,
     refresh_tokens_rotate_and_stay_with_their_client_and_kind,
     revocation_ends_the_session_and_every_token_of_it,
     private_key_jwt_assertions_verify_once,
@@ -898,6 +899,131 @@ async fn code_exchanges_are_refused_with_the_specs_error_codes(b: Backend) {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(oauth_error("invalid_grant")(&body), "{body}");
+}
+
+/// The store's writes behind `/authorize` and the code exchange: the code is stored in
+/// the write that takes its pending request, and spent in the write that starts its
+/// session; each only once, and neither half without the other.
+async fn a_code_is_spent_in_the_write_that_starts_its_session(b: Backend) {
+    use gatehouse::store::CodeUse;
+    use gatehouse::store::sessions::{NewSession, OidcBinding};
+
+    let app = spawn(b).await;
+    let (wiki, _) = register(&app, web_client()).await;
+    let (account, _) = account(&app).await;
+    let id = gatehouse::domain::AccountId(account.clone());
+    let store = &app.app.store;
+    let now = unix_now();
+    let stored = |n: &str| StoredCode {
+        code_hash: format!("code-{n}"),
+        client_id: wiki.id.clone(),
+        account_id: account.clone(),
+        session_id: format!("session-{n}"),
+        redirect_uri: "https://wiki.example/cb".into(),
+        scopes: "openid".into(),
+        nonce: None,
+        code_challenge: None,
+        auth_time: now,
+        amr: "pwd".into(),
+        expires_at: now + 60,
+    };
+    let session = |n: &str| NewSession {
+        id: format!("session-{n}"),
+        account: id.clone(),
+        method: "oidc".into(),
+        amr: "pwd".into(),
+        user_agent: None,
+        ip: None,
+        now,
+        idle_expires_at: now + 600,
+        expires_at: now + 600,
+        max_per_account: 100,
+        oidc: Some(OidcBinding {
+            client_id: wiki.id.clone(),
+            scopes: "openid".into(),
+        }),
+        keep_per_account: 100,
+    };
+    let live = |n: &str| {
+        let (store, id, session) = (store.clone(), id.clone(), format!("session-{n}"));
+        async move {
+            store
+                .sessions()
+                .session_is_live(&session, &id, now)
+                .await
+                .unwrap()
+        }
+    };
+
+    // The request is taken by the first code's write; a second finds it gone and
+    // stores no code.
+    let request = gatehouse::crypto::random_id();
+    store
+        .authorize()
+        .add_request(&request, &wiki.id, "{}", now + 600)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .oidc()
+            .add_code_taking(&stored("a"), &request, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .oidc()
+            .add_code_taking(&stored("b"), &request, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.authorize().peek_request(&request, now).await.unwrap(),
+        None
+    );
+    assert_eq!(store.oidc().peek_code("code-b", now).await.unwrap(), None);
+    assert_eq!(
+        store.oidc().peek_code("code-a", now).await.unwrap(),
+        Some(stored("a"))
+    );
+
+    // Redeemed once: spent, and its session started.
+    let first = store
+        .oidc()
+        .redeem_code("code-a", now, &session("a"))
+        .await
+        .unwrap();
+    assert_eq!(first, CodeUse::Fresh(Box::new(stored("a"))));
+    assert!(live("a").await);
+    assert_eq!(store.oidc().peek_code("code-a", now).await.unwrap(), None);
+    // Again: a replay, which starts nothing and ends the first's session.
+    let again = store
+        .oidc()
+        .redeem_code("code-a", now, &session("a2"))
+        .await
+        .unwrap();
+    assert_eq!(again, CodeUse::Replayed);
+    assert!(!live("a").await);
+    assert!(!live("a2").await);
+
+    // A code spent already (a refused exchange spends it) starts no session.
+    store.oidc().add_code(&stored("c")).await.unwrap();
+    let spent = store.oidc().use_code("code-c", now).await.unwrap();
+    assert_eq!(spent, CodeUse::Fresh(Box::new(stored("c"))));
+    let late = store
+        .oidc()
+        .redeem_code("code-c", now, &session("c"))
+        .await
+        .unwrap();
+    assert_eq!(late, CodeUse::Replayed);
+    assert!(!live("c").await);
+    let unknown = store
+        .oidc()
+        .redeem_code("code-z", now, &session("z"))
+        .await
+        .unwrap();
+    assert_eq!(unknown, CodeUse::Unknown);
+    assert!(!live("z").await);
 }
 
 async fn refresh_tokens_rotate_and_stay_with_their_client_and_kind(b: Backend) {

@@ -7,7 +7,9 @@
 //! `/ui/sign-in` with a same-origin `return_to` naming the pending request, which the
 //! database holds (single use, [`REQUEST_TTL_SECS`]), so the sign-in may finish on any
 //! node. A request is taken once at every step and stored again under a new id when it
-//! needs another, so a replayed resume or consent finds nothing.
+//! needs another, so a replayed resume or consent finds nothing. A resume that ends in
+//! the code takes the request in the write that stores the code (one write, and no
+//! code unless that write took the request).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -24,6 +26,7 @@ use crate::http::AppState;
 use crate::oidc::authorize::{
     self, AuthorizationRequest, BrowserSession, Next, PageError, REQUEST_TTL_SECS, Reply,
 };
+use crate::oidc::clients::Client;
 use crate::oidc::provider::{CodeRequest, OAuthError, Provider};
 use crate::sessions::Authenticated;
 
@@ -187,7 +190,7 @@ async fn authorize(app: &App, b: &Browser, params: &[(String, String)]) -> Respo
         unix_now(),
     );
     match checked {
-        Ok(request) => proceed(app, b, request, session).await,
+        Ok(request) => proceed(app, b, request, client, session, None).await,
         Err(refused) => answer(app, b, &refused.reply, Err(&refused.error)),
     }
 }
@@ -208,13 +211,18 @@ async fn resume(State(app): State<AppState>, b: Browser, uri: Uri) -> Response {
         .iter()
         .find(|(k, _)| k == "request")
         .map(|(_, v)| v.as_str());
-    let request = match taken(&app, id).await {
-        Ok(Some(request)) => request,
+    // Read, not taken: each way on takes it (the code's write, or a take of its own).
+    let (id, request) = match peeked(&app, id).await {
+        Ok(Some(found)) => found,
         Ok(None) => return error_page(&app, &b, "authorize-expired"),
         Err(e) => return internal(&app, &b, &e),
     };
+    let client = match registered(&app, &b, &request).await {
+        Ok(client) => client,
+        Err(page) => return page,
+    };
     let session = b.session(&app).await;
-    proceed(&app, &b, request, session).await
+    proceed(&app, &b, request, &client, session, Some(&id)).await
 }
 
 /// The consent form's answer: `allow` records the consent and issues the code, `deny`
@@ -250,9 +258,13 @@ async fn consent(
         Ok(None) => return error_page(&app, &b, "authorize-expired"),
         Err(e) => return internal(&app, &b, &e),
     };
+    let client = match registered(&app, &b, &request).await {
+        Ok(client) => client,
+        Err(page) => return page,
+    };
     let Some(session) = b.session(&app).await else {
         // Signed out meanwhile: the request starts over at the sign-in page.
-        return proceed(&app, &b, request, None).await;
+        return proceed(&app, &b, request, &client, None, None).await;
     };
     if field(&fields, "decision") != Some("allow") {
         tracing::info!(client = %request.client_id, "consent denied");
@@ -271,13 +283,17 @@ async fn consent(
         return internal(&app, &b, &e.into());
     }
     tracing::info!(account = %session.account.0, client = %request.client_id, scopes = %granted, "consent given");
-    issue(&app, &b, &request, &session).await
+    issue(&app, &b, &request, &client, &session, None).await
+}
+
+/// Whether `id` can name a pending request.
+fn is_request_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The request stored under `id`, taken (deleted) by this read alone.
 async fn taken(app: &App, id: Option<&str>) -> anyhow::Result<Option<AuthorizationRequest>> {
-    let Some(id) = id.filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-    else {
+    let Some(id) = id.filter(|id| is_request_id(id)) else {
         return Ok(None);
     };
     let Some(text) = app.store.authorize().take_request(id, unix_now()).await? else {
@@ -286,8 +302,36 @@ async fn taken(app: &App, id: Option<&str>) -> anyhow::Result<Option<Authorizati
     Ok(serde_json::from_str(&text).ok())
 }
 
+/// The request stored under `id`, and its id, read and left in place: whatever comes
+/// next takes it ([`proceed`]).
+async fn peeked(
+    app: &App,
+    id: Option<&str>,
+) -> anyhow::Result<Option<(String, AuthorizationRequest)>> {
+    let Some(id) = id.filter(|id| is_request_id(id)) else {
+        return Ok(None);
+    };
+    let Some(text) = app.store.authorize().peek_request(id, unix_now()).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_str(&text).ok().map(|r| (id.to_owned(), r)))
+}
+
+/// The client of a stored request, or the page to answer with.
+async fn registered(
+    app: &App,
+    b: &Browser,
+    request: &AuthorizationRequest,
+) -> Result<Client, Response> {
+    match app.store.oidc().client(&request.client_id).await {
+        Ok(Some(client)) => Ok(client),
+        Ok(None) => Err(error_page(app, b, PageError::UnknownClient.message())),
+        Err(e) => Err(internal(app, b, &e.into())),
+    }
+}
+
 /// Stores `request` for its next step: the id the browser carries there.
-async fn pending(app: &App, request: &AuthorizationRequest) -> anyhow::Result<String> {
+async fn pending_request(app: &App, request: &AuthorizationRequest) -> anyhow::Result<String> {
     let id = crate::crypto::random_id();
     let text = serde_json::to_string(request)?;
     app.store
@@ -302,24 +346,25 @@ async fn pending(app: &App, request: &AuthorizationRequest) -> anyhow::Result<St
     Ok(id)
 }
 
-/// The next step of a checked request for a browser with `session`.
+/// The next step of a checked request of `client` for a browser with `session`.
+/// `pending`: the id the request waits under (at a resume), which this step takes.
 async fn proceed(
     app: &App,
     b: &Browser,
     request: AuthorizationRequest,
+    client: &Client,
     session: Option<Authenticated>,
+    pending: Option<&str>,
 ) -> Response {
-    let client = match app.store.oidc().client(&request.client_id).await {
-        Ok(Some(client)) => client,
-        Ok(None) => return error_page(app, b, PageError::UnknownClient.message()),
-        Err(e) => return internal(app, b, &e.into()),
-    };
+    // A first-party client is never asked: its consent is not read.
     let consented = match &session {
-        Some(s) => match app.store.authorize().consent(&s.account, &client.id).await {
-            Ok(c) => c,
-            Err(e) => return internal(app, b, &e.into()),
-        },
-        None => None,
+        Some(s) if !client.first_party => {
+            match app.store.authorize().consent(&s.account, &client.id).await {
+                Ok(c) => c,
+                Err(e) => return internal(app, b, &e.into()),
+            }
+        }
+        _ => None,
     };
     let facts = session.as_ref().map(|s| BrowserSession {
         session: &s.session,
@@ -332,21 +377,31 @@ async fn proceed(
         consented.as_deref(),
         unix_now(),
     );
+    if let (Next::Issue, Some(session)) = (&next, &session) {
+        return issue(app, b, &request, client, session, pending).await;
+    }
+    // Every other way on ends this request here: it is taken first.
+    if let Some(id) = pending {
+        match app.store.authorize().take_request(id, unix_now()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return error_page(app, b, "authorize-expired"),
+            Err(e) => return internal(app, b, &e.into()),
+        }
+    }
     match (next, session) {
-        (Next::Issue, Some(session)) => issue(app, b, &request, &session).await,
         (Next::Refuse(code, description), _) => answer(
             app,
             b,
             &request.reply,
             Err(&OAuthError::new(code, description)),
         ),
-        (Next::Consent, Some(_)) => match pending(app, &request).await {
+        (Next::Consent, Some(_)) => match pending_request(app, &request).await {
             Ok(id) => consent_page(app, b, &client.name, &request, &id),
             Err(e) => internal(app, b, &e),
         },
         (next, _) => {
             let fresh = next == Next::SignIn { fresh: true };
-            let id = match pending(app, &request).await {
+            let id = match pending_request(app, &request).await {
                 Ok(id) => id,
                 Err(e) => return internal(app, b, &e),
             };
@@ -367,43 +422,45 @@ async fn proceed(
     }
 }
 
-/// Issues the code for the browser's session and sends it to the client.
+/// Issues the code for the browser's session and sends it to the client; with
+/// `pending`, only if the write that stores the code takes that request.
 async fn issue(
     app: &App,
     b: &Browser,
     request: &AuthorizationRequest,
+    client: &Client,
     session: &Authenticated,
+    pending: Option<&str>,
 ) -> Response {
     let Some(p) = provider(app) else {
         return error_page(app, b, "authorize-bad-request");
-    };
-    let client = match app.store.oidc().client(&request.client_id).await {
-        Ok(Some(client)) => client,
-        Ok(None) => return error_page(app, b, PageError::UnknownClient.message()),
-        Err(e) => return internal(app, b, &e.into()),
     };
     let amr = match app.store.authorize().session_amr(&session.session).await {
         Ok(Some(amr)) => amr,
         Ok(None) => String::new(),
         Err(e) => return internal(app, b, &e.into()),
     };
-    let code = p
-        .issue_code(&CodeRequest {
-            account: &session.account,
-            auth_time: session.auth_time,
-            amr: &amr,
-            client: &client,
-            redirect_uri: &request.reply.redirect_uri,
-            scopes: &request.scopes,
-            nonce: request.nonce.as_deref(),
-            challenge: request.challenge.as_deref(),
-        })
-        .await;
+    let code_request = CodeRequest {
+        account: &session.account,
+        auth_time: session.auth_time,
+        amr: &amr,
+        client,
+        redirect_uri: &request.reply.redirect_uri,
+        scopes: &request.scopes,
+        nonce: request.nonce.as_deref(),
+        challenge: request.challenge.as_deref(),
+    };
+    let code = match pending {
+        Some(id) => p.issue_code_taking(&code_request, id).await,
+        None => p.issue_code(&code_request).await.map(Some),
+    };
     match code {
-        Ok(code) => {
+        Ok(Some(code)) => {
             tracing::info!(account = %session.account.0, client = %client.id, "authorization code issued");
             answer(app, b, &request.reply, Ok(&code))
         }
+        // Taken meanwhile (a resume replayed, or raced): that one answers.
+        Ok(None) => error_page(app, b, "authorize-expired"),
         Err(e) => internal(app, b, &anyhow::anyhow!("{e}")),
     }
 }

@@ -285,7 +285,10 @@ impl MfaStore for PostgresStore {
             Some(s) => {
                 let mut s = s.clone();
                 s.account = attempt.account.clone();
-                super::sessions::insert_session(&mut *tx, &s).await?
+                super::sessions::insert_session(&s)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
             }
             None => 0,
         };

@@ -3,12 +3,15 @@
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
+use super::sessions::insert_session;
 use super::{PostgresStore, on_unique};
 use crate::crypto::random_id;
 use crate::domain::client::{AuthMethod, Client};
+use crate::store::authorize::sql as authorize_sql;
 use crate::store::oidc::{
     CodeUse, OidcStore, QueuedLogout, StoredCode, list_from_text, list_to_text, sql,
 };
+use crate::store::sessions::NewSession;
 use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
@@ -108,49 +111,68 @@ impl OidcStore for PostgresStore {
     }
 
     async fn add_code(&self, k: &StoredCode) -> StoreResult<()> {
-        sqlx::query(sql::INSERT_CODE)
-            .bind(&k.code_hash)
-            .bind(&k.client_id)
-            .bind(&k.account_id)
-            .bind(&k.session_id)
-            .bind(&k.redirect_uri)
-            .bind(&k.scopes)
-            .bind(&k.nonce)
-            .bind(&k.code_challenge)
-            .bind(k.auth_time)
-            .bind(k.expires_at)
-            .bind(&k.amr)
+        insert_code(k)
             .execute(&self.pool)
             .await
             .map_err(on_unique)?;
         Ok(())
     }
 
+    async fn add_code_taking(
+        &self,
+        code: &StoredCode,
+        request: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let taken: Option<String> = sqlx::query_scalar(authorize_sql::TAKE_REQUEST)
+            .bind(request)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_none() {
+            return Ok(false);
+        }
+        insert_code(code)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn use_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeUse> {
         let mut tx = self.pool.begin().await?;
-        let fresh = sqlx::query(sql::CONSUME_CODE)
+        let result = match consume_code(&mut tx, code_hash, now).await? {
+            Some(code) => CodeUse::Fresh(Box::new(code)),
+            None => second_use(&mut tx, code_hash).await?,
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn peek_code(&self, code_hash: &str, now: i64) -> StoreResult<Option<StoredCode>> {
+        let row = sqlx::query(sql::PEEK_CODE)
+            .bind(code_hash)
             .bind(now)
-            .bind(code_hash)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(self.db())
             .await?;
-        if let Some(row) = fresh {
-            let code = code_from_row(&row)?;
-            tx.commit().await?;
-            return Ok(CodeUse::Fresh(Box::new(code)));
-        }
-        let replayed: Option<String> = sqlx::query_scalar(sql::REPLAYED_CODE_SESSION)
-            .bind(code_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let result = match replayed {
-            Some(session) => {
-                sqlx::query(sql::END_SESSION)
-                    .bind(session)
-                    .execute(&mut *tx)
-                    .await?;
-                CodeUse::Replayed
+        Ok(row.as_ref().map(code_from_row).transpose()?)
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session: &NewSession,
+    ) -> StoreResult<CodeUse> {
+        let mut tx = self.pool.begin().await?;
+        let result = match consume_code(&mut tx, code_hash, now).await? {
+            Some(code) => {
+                insert_session(session).execute(&mut *tx).await?;
+                CodeUse::Fresh(Box::new(code))
             }
-            None => CodeUse::Unknown,
+            None => second_use(&mut tx, code_hash).await?,
         };
         tx.commit().await?;
         Ok(result)
@@ -253,6 +275,53 @@ impl OidcStore for PostgresStore {
             .await?;
         Ok(())
     }
+}
+
+fn insert_code(k: &StoredCode) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql::INSERT_CODE)
+        .bind(&k.code_hash)
+        .bind(&k.client_id)
+        .bind(&k.account_id)
+        .bind(&k.session_id)
+        .bind(&k.redirect_uri)
+        .bind(&k.scopes)
+        .bind(&k.nonce)
+        .bind(&k.code_challenge)
+        .bind(k.auth_time)
+        .bind(k.expires_at)
+        .bind(&k.amr)
+}
+
+/// Consumes a live code: only one use can see it come back.
+async fn consume_code(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    hash: &str,
+    now: i64,
+) -> StoreResult<Option<StoredCode>> {
+    let row = sqlx::query(sql::CONSUME_CODE)
+        .bind(now)
+        .bind(hash)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(code_from_row).transpose()?)
+}
+
+/// A code that was not live to consume: a second use ends the first's session.
+async fn second_use(tx: &mut sqlx::Transaction<'_, Postgres>, hash: &str) -> StoreResult<CodeUse> {
+    let replayed: Option<String> = sqlx::query_scalar(sql::REPLAYED_CODE_SESSION)
+        .bind(hash)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match replayed {
+        Some(session) => {
+            sqlx::query(sql::END_SESSION)
+                .bind(session)
+                .execute(&mut **tx)
+                .await?;
+            CodeUse::Replayed
+        }
+        None => CodeUse::Unknown,
+    })
 }
 
 fn insert_client(

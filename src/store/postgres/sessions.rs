@@ -16,7 +16,8 @@ use crate::store::{AccountProfile, StoreResult};
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
     async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
-        Ok(insert_session(self.db(), s).await?)
+        let done = insert_session(s).execute(self.db()).await?;
+        Ok(done.rows_affected())
     }
 
     async fn session_is_live(&self, id: &str, account: &AccountId, now: i64) -> StoreResult<bool> {
@@ -176,14 +177,13 @@ impl PostgresStore {
     }
 }
 
-/// Inserts session `s` and ends the account's oldest sessions over its cap, in one
-/// statement on `db` (a connection or the caller's transaction): the rows it ended,
-/// counting none for the insert.
-pub(super) async fn insert_session<'e>(
-    db: impl sqlx::PgExecutor<'e>,
+/// Starts a session, and ends the account's oldest beyond its cap (the rows it affects:
+/// those it ended). A code's exchange and a second step run it in the transaction that
+/// spends the code or the step ([`super::oidc`], [`super::mfa`]).
+pub(super) fn insert_session(
     s: &NewSession,
-) -> sqlx::Result<u64> {
-    let done = sqlx::query(sql::INSERT_CAPPED_POSTGRES)
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql::INSERT_CAPPED_POSTGRES)
         .bind(&s.id)
         .bind(&s.account.0)
         .bind(s.now)
@@ -197,7 +197,4 @@ pub(super) async fn insert_session<'e>(
         .bind(&s.amr)
         .bind(s.oidc.as_ref().map(|o| &o.client_id))
         .bind(s.oidc.as_ref().map(|o| &o.scopes))
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
 }

@@ -2,12 +2,15 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::sessions::insert_session;
 use super::{SqliteStore, on_unique};
 use crate::crypto::random_id;
 use crate::domain::client::{AuthMethod, Client};
+use crate::store::authorize::sql as authorize_sql;
 use crate::store::oidc::{
     CodeUse, OidcStore, QueuedLogout, StoredCode, list_from_text, list_to_text, sql,
 };
+use crate::store::sessions::NewSession;
 use crate::store::{Purged, StoreResult};
 
 #[async_trait::async_trait]
@@ -116,24 +119,27 @@ impl OidcStore for SqliteStore {
 
     async fn add_code(&self, code: &StoredCode) -> StoreResult<()> {
         let k = code.clone();
+        self.writer.write(true, move |c| insert_code(c, &k)).await
+    }
+
+    async fn add_code_taking(
+        &self,
+        code: &StoredCode,
+        request: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (k, request) = (code.clone(), request.to_owned());
         self.writer
             .write(true, move |c| {
-                c.prepare_cached(sql::INSERT_CODE)?
-                    .execute(params![
-                        k.code_hash,
-                        k.client_id,
-                        k.account_id,
-                        k.session_id,
-                        k.redirect_uri,
-                        k.scopes,
-                        k.nonce,
-                        k.code_challenge,
-                        k.auth_time,
-                        k.expires_at,
-                        k.amr
-                    ])
-                    .map_err(on_unique)?;
-                Ok(())
+                let taken = c
+                    .prepare_cached(authorize_sql::TAKE_REQUEST)?
+                    .query_row(params![request, now], |_| Ok(()))
+                    .optional()?;
+                if taken.is_none() {
+                    return Ok(false);
+                }
+                insert_code(c, &k)?;
+                Ok(true)
             })
             .await
     }
@@ -141,25 +147,35 @@ impl OidcStore for SqliteStore {
     async fn use_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeUse> {
         let hash = code_hash.to_owned();
         self.writer
-            .write(true, move |c| {
-                let fresh = c
-                    .prepare_cached(sql::CONSUME_CODE)?
-                    .query_row(params![now, hash], code_from_row)
-                    .optional()?;
-                if let Some(code) = fresh {
-                    return Ok(CodeUse::Fresh(Box::new(code)));
+            .write(true, move |c| match consume_code(c, &hash, now)? {
+                Some(code) => Ok(CodeUse::Fresh(Box::new(code))),
+                None => second_use(c, &hash),
+            })
+            .await
+    }
+
+    async fn peek_code(&self, code_hash: &str, now: i64) -> StoreResult<Option<StoredCode>> {
+        self.readers.read(|c| {
+            c.prepare_cached(sql::PEEK_CODE)?
+                .query_row(params![code_hash, now], code_from_row)
+                .optional()
+        })
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session: &NewSession,
+    ) -> StoreResult<CodeUse> {
+        let (hash, session) = (code_hash.to_owned(), session.clone());
+        self.writer
+            .write(true, move |c| match consume_code(c, &hash, now)? {
+                Some(code) => {
+                    insert_session(c, &session)?;
+                    Ok(CodeUse::Fresh(Box::new(code)))
                 }
-                let replayed: Option<String> = c
-                    .prepare_cached(sql::REPLAYED_CODE_SESSION)?
-                    .query_row([&hash], |r| r.get(0))
-                    .optional()?;
-                Ok(match replayed {
-                    Some(session) => {
-                        c.prepare_cached(sql::END_SESSION)?.execute([session])?;
-                        CodeUse::Replayed
-                    }
-                    None => CodeUse::Unknown,
-                })
+                None => second_use(c, &hash),
             })
             .await
     }
@@ -313,6 +329,47 @@ fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
         source: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+    })
+}
+
+fn insert_code(c: &Connection, k: &StoredCode) -> StoreResult<()> {
+    c.prepare_cached(sql::INSERT_CODE)?
+        .execute(params![
+            k.code_hash,
+            k.client_id,
+            k.account_id,
+            k.session_id,
+            k.redirect_uri,
+            k.scopes,
+            k.nonce,
+            k.code_challenge,
+            k.auth_time,
+            k.expires_at,
+            k.amr
+        ])
+        .map_err(on_unique)?;
+    Ok(())
+}
+
+/// Consumes a live code: only one use can see it come back.
+fn consume_code(c: &Connection, hash: &str, now: i64) -> StoreResult<Option<StoredCode>> {
+    Ok(c.prepare_cached(sql::CONSUME_CODE)?
+        .query_row(params![now, hash], code_from_row)
+        .optional()?)
+}
+
+/// A code that was not live to consume: a second use ends the first's session.
+fn second_use(c: &Connection, hash: &str) -> StoreResult<CodeUse> {
+    let replayed: Option<String> = c
+        .prepare_cached(sql::REPLAYED_CODE_SESSION)?
+        .query_row([hash], |r| r.get(0))
+        .optional()?;
+    Ok(match replayed {
+        Some(session) => {
+            c.prepare_cached(sql::END_SESSION)?.execute([session])?;
+            CodeUse::Replayed
+        }
+        None => CodeUse::Unknown,
     })
 }
 

@@ -16,7 +16,7 @@ impl SessionStore for SqliteStore {
     async fn create_session(&self, s: &NewSession) -> StoreResult<u64> {
         let s = s.clone();
         self.writer
-            .write(true, move |c| Ok(insert_session(c, &s)?))
+            .write(true, move |c| insert_session(c, &s))
             .await
     }
 
@@ -155,9 +155,10 @@ fn refreshed(
     }))
 }
 
-/// Inserts session `s` and ends the account's oldest sessions over its cap: how many
-/// it ended. Inside the caller's write.
-pub(super) fn insert_session(c: &Connection, s: &NewSession) -> rusqlite::Result<u64> {
+/// Starts a session, and ends the account's oldest beyond its cap: how many it ended.
+/// (A code's exchange and a second step start their sessions in the same write as the
+/// code's or the step's use: [`super::oidc`], [`super::mfa`].)
+pub(super) fn insert_session(c: &Connection, s: &NewSession) -> StoreResult<u64> {
     c.prepare_cached(sql::INSERT)?.execute(params![
         s.id,
         s.account.0,
