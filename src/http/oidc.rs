@@ -559,6 +559,7 @@ mod tests {
             b"",
             b"&&a=1&&b&=c&d==e=",
             b"a+b=c%20d&e=%zz&f=%41",
+            b"scope=openid+email",
             b"k=\xff\xfe&v=ok",
         ] {
             let (ours, theirs) = both(body);
