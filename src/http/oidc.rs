@@ -9,6 +9,7 @@
 //! answers carry `Cache-Control: no-store`. Every route answers 404 unless
 //! `oidc.enabled`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -179,7 +180,7 @@ fn form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, Fa
         ));
     }
     let mut params = HashMap::new();
-    for (key, value) in url::form_urlencoded::parse(body) {
+    for (key, value) in form_pairs(body) {
         if params
             .insert(key.into_owned(), value.into_owned())
             .is_some()
@@ -188,6 +189,24 @@ fn form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, Fa
         }
     }
     Ok(params)
+}
+
+/// The pairs of a form body, as `form_urlencoded::parse` reads them; a pair with
+/// nothing to decode (no `%`, no `+`, valid UTF-8: tokens, ids, grant types) is taken
+/// as it is, since decoding it byte by byte cost a tenth of an introspection.
+fn form_pairs(body: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let plain = !pair.iter().any(|b| matches!(b, b'%' | b'+'));
+            match std::str::from_utf8(pair) {
+                Ok(text) if plain => {
+                    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+                    Some((Cow::Borrowed(key), Cow::Borrowed(value)))
+                }
+                _ => url::form_urlencoded::parse(pair).next(),
+            }
+        })
 }
 
 /// The client's credentials: `Authorization: Basic` (its parts form-encoded, RFC 6749
@@ -214,6 +233,11 @@ fn client_proof(
             .split_once(':')
             .ok_or_else(|| OAuthError::new("invalid_client", "Client authentication failed."))?;
         let unform = |s: &str| -> String {
+            // Nothing to decode in the common case (ids and generated secrets are
+            // plain): the part as it is.
+            if !s.contains(['%', '+', '&']) {
+                return s.to_owned();
+            }
             url::form_urlencoded::parse(format!("x={s}").as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned())
@@ -510,4 +534,52 @@ async fn userinfo_post(
         None => None,
     };
     userinfo(&app, token).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Pairs = Vec<(String, String)>;
+
+    /// The pairs of `body` by [`form_pairs`] and by `form_urlencoded::parse`.
+    fn both(body: &[u8]) -> (Pairs, Pairs) {
+        let owned = |(k, v): (Cow<'_, str>, Cow<'_, str>)| (k.into_owned(), v.into_owned());
+        (
+            form_pairs(body).map(owned).collect(),
+            url::form_urlencoded::parse(body).map(owned).collect(),
+        )
+    }
+
+    #[test]
+    fn form_pairs_read_forms_as_form_urlencoded_does() {
+        for body in [
+            &b"token=a.b-c_d&client_id=x"[..],
+            b"",
+            b"&&a=1&&b&=c&d==e=",
+            b"a+b=c%20d&e=%zz&f=%41",
+            b"scope=openid+email",
+            b"k=\xff\xfe&v=ok",
+        ] {
+            let (ours, theirs) = both(body);
+            assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn form_pairs_agree_with_form_urlencoded_on_any_body(
+            body in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'&'), Just(b'='), Just(b'%'), Just(b'+'), Just(b'a'), Just(b'4'),
+                    Just(b'1'), Just(0xc3u8), Just(0xa9u8), Just(0xffu8),
+                ],
+                0..40,
+            )
+        ) {
+            let (ours, theirs) = both(&body);
+            prop_assert_eq!(ours, theirs);
+        }
+    }
 }

@@ -134,27 +134,37 @@ pub struct AccessClaims {
     pub auth_time: Option<i64>,
 }
 
-/// What introspection says of a token (RFC 7662 §2.2).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// What introspection says of a token (RFC 7662 §2.2): `active` and, while the token
+/// is active, its claims. The claims are the verified token's own, shared with the
+/// node's cache of verified tokens and written straight from there (no copy of each
+/// string per request).
+#[derive(Debug, Clone)]
 pub struct Introspection {
     pub active: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub details: Option<ActiveToken>,
+    pub details: Option<Arc<Claims<AccessClaims>>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ActiveToken {
-    pub scope: String,
-    pub client_id: String,
-    pub token_type: &'static str,
-    pub exp: i64,
-    pub iat: i64,
-    pub sub: String,
-    pub aud: String,
-    pub iss: String,
-    pub jti: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
+impl Serialize for Introspection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("active", &self.active)?;
+        if let Some(c) = &self.details {
+            map.serialize_entry("scope", &c.extra.scope)?;
+            map.serialize_entry("client_id", &c.extra.client_id)?;
+            map.serialize_entry("token_type", "Bearer")?;
+            map.serialize_entry("exp", &c.exp)?;
+            map.serialize_entry("iat", &c.iat)?;
+            map.serialize_entry("sub", &c.sub)?;
+            map.serialize_entry("aud", &c.extra.aud)?;
+            map.serialize_entry("iss", &c.iss)?;
+            map.serialize_entry("jti", &c.jti)?;
+            if let Some(sid) = &c.extra.sid {
+                map.serialize_entry("sid", sid)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// The ID token's claims (OpenID Connect Core §2).
@@ -828,21 +838,9 @@ impl Provider {
         if !live {
             return Ok(inactive);
         }
-        let claims = Arc::unwrap_or_clone(claims);
         Ok(Introspection {
             active: true,
-            details: Some(ActiveToken {
-                scope: claims.extra.scope,
-                client_id: claims.extra.client_id,
-                token_type: "Bearer",
-                exp: claims.exp,
-                iat: claims.iat,
-                sub: claims.sub,
-                aud: claims.extra.aud,
-                iss: claims.iss,
-                jti: claims.jti,
-                sid: claims.extra.sid,
-            }),
+            details: Some(claims),
         })
     }
 
