@@ -103,7 +103,7 @@ pub enum Spent {
     /// was used already, the authenticator is not confirmed, or the recovery code is
     /// not the account's or used already).
     Counted(PendingAttempt),
-    /// The attempt is counted, the proof accepted, the pending sign-in deleted and the
+    /// The attempt is counted, the proof accepted, the pending sign-in used and the
     /// session (if one was given) started: the one caller that gets this signs in.
     Accepted {
         attempt: PendingAttempt,
@@ -191,8 +191,8 @@ pub trait MfaStore: Send + Sync + 'static {
     /// sign-in `id_hash` (as [`MfaStore::attempt_pending`]); then accepts `proof` — the
     /// time step, once, for the account's confirmed authenticator (as
     /// [`MfaStore::accept_step`]), or the recovery code, once (as
-    /// `USE_CODE`) — and, if accepted, deletes the pending sign-in
-    /// and starts `session` (with the per-account cap, as
+    /// `USE_CODE`) — and, if accepted, uses up the pending sign-in (in place,
+    /// `SPEND_PENDING`) and starts `session` (with the per-account cap, as
     /// [`super::SessionStore::create_session`]) for the pending sign-in's own account,
     /// whatever account `session` names. One commit: no session without the step
     /// spent, no step spent without its session. The attempt stays counted whatever
@@ -270,6 +270,14 @@ pub(super) mod sql {
 
     pub const TAKE_PENDING: &str = "DELETE FROM pending_signins WHERE id_hash = $1";
 
+    /// Pending sign-in `$1` used, in place: its attempts set past any limit, which every
+    /// read of a pending sign-in (`attempts < $max`) refuses; the purge deletes the row
+    /// at its expiry. The second step's write uses it rather than a `DELETE`: the row's
+    /// page is dirty already (its attempt was just counted), while a deletion also moves
+    /// an entry in each of the table's three indexes, three more pages a step to write.
+    pub const SPEND_PENDING: &str =
+        "UPDATE pending_signins SET attempts = 2147483647 WHERE id_hash = $1";
+
     /// The second step's read: pending sign-in `$1`, live at `$2`, under `$3` attempts;
     /// its account's authenticator; the account's counter `$4 || account` if its window
     /// of `$5` seconds is current at `$2`. Each table by its primary key.
@@ -313,6 +321,7 @@ pub(super) mod sql {
         ATTEMPT_PENDING,
         PEEK_PENDING,
         TAKE_PENDING,
+        SPEND_PENDING,
         SECOND_STEP,
         PURGE[0].1,
     ];

@@ -277,7 +277,7 @@ impl MfaStore for PostgresStore {
             tx.commit().await?;
             return Ok(Spent::Counted(attempt));
         }
-        sqlx::query(sql::TAKE_PENDING)
+        sqlx::query(sql::SPEND_PENDING)
             .bind(id_hash)
             .execute(&mut *tx)
             .await?;

@@ -264,7 +264,7 @@ impl MfaStore for SqliteStore {
                 if !accepted {
                     return Ok(Spent::Counted(attempt));
                 }
-                c.prepare_cached(sql::TAKE_PENDING)?.execute([&id_hash])?;
+                c.prepare_cached(sql::SPEND_PENDING)?.execute([&id_hash])?;
                 let ended = match session {
                     Some(mut s) => {
                         s.account = attempt.account.clone();

@@ -693,9 +693,10 @@ async fn a_time_step_is_accepted_once_and_confirms_once() {
         store.purge_pending(99, 1_000).await.unwrap(),
         [("pending_signins", 0)]
     );
+    // At their expiry: p1, and q1 and q2, used in place by their second steps above.
     assert_eq!(
         store.purge_pending(100, 1_000).await.unwrap(),
-        [("pending_signins", 1)]
+        [("pending_signins", 3)]
     );
     assert!(!store.take_pending("p1").await.unwrap());
 }
