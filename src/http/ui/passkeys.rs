@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use webauthn_rs_proto::{PublicKeyCredential, RegisterPublicKeyCredential};
 
+use super::pages::sign_in_refused;
 use super::{Browser, Fields, csrf_refusal, field, redirect, signed_in};
 use crate::app::App;
 use crate::domain::AccountId;
@@ -77,7 +78,7 @@ async fn start(app: &App, b: &Browser, account: &AccountId, return_to: Option<&s
     let profile = match app.accounts.profile(account).await {
         Ok(Some(profile)) => profile,
         _ => {
-            return super::pages::sign_in_refused(
+            return sign_in_refused(
                 app,
                 b,
                 return_to,
@@ -99,18 +100,11 @@ async fn start(app: &App, b: &Browser, account: &AccountId, return_to: Option<&s
         Err(crate::signin::flow::Refused::Disabled) => {
             app.metrics
                 .sign_in(SignInMethod::Passkey, Outcome::Disabled);
-            super::pages::sign_in_refused(
-                app,
-                b,
-                return_to,
-                StatusCode::FORBIDDEN,
-                "error-disabled",
-            )
-            .await
+            sign_in_refused(app, b, return_to, StatusCode::FORBIDDEN, "error-disabled").await
         }
         Err(e) => {
             tracing::error!(error = %e, "a passkey sign-in of the pages failed");
-            super::pages::sign_in_refused(
+            sign_in_refused(
                 app,
                 b,
                 return_to,
@@ -128,32 +122,20 @@ async fn sign_in(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let f = fields(form);
+    let return_to = field(&f, "return_to");
+    let refused = |status, id| sign_in_refused(&app, &b, return_to, status, id);
     if let Some(refusal) = csrf_refusal(&app, &b, "passkey", &f) {
         return refusal;
     }
     let Some((ceremony, credential)) = credential::<PublicKeyCredential>(&f) else {
-        return super::pages::sign_in_refused(
-            &app,
-            &b,
-            field(&f, "return_to"),
-            StatusCode::BAD_REQUEST,
-            "error-passkey",
-        )
-        .await;
+        return refused(StatusCode::BAD_REQUEST, "error-passkey").await;
     };
     match app.passkeys.finish_login(&ceremony, &credential).await {
         Ok(account) => start(&app, &b, &account, field(&f, "return_to")).await,
         Err(e) => {
             tracing::info!(error = %e, "a passkey sign-in of the pages was refused");
             app.metrics.sign_in(SignInMethod::Passkey, Outcome::Failure);
-            super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::UNAUTHORIZED,
-                "error-passkey",
-            )
-            .await
+            refused(StatusCode::UNAUTHORIZED, "error-passkey").await
         }
     }
 }

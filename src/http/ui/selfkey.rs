@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 
+use super::pages::sign_in_refused;
 use super::{Browser, Fields, csrf_refusal, field, signed_in};
 use crate::app::App;
 use crate::crypto::jwt::TokenError;
@@ -38,18 +39,13 @@ async fn sign_in(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let f = form.map(|Form(f)| f).unwrap_or_default();
+    let return_to = field(&f, "return_to");
+    let refused = |status, id| sign_in_refused(&app, &b, return_to, status, id);
     if let Some(refusal) = csrf_refusal(&app, &b, "selfkey", &f) {
         return refusal;
     }
     let Some(token) = field(&f, "token").filter(|t| !t.is_empty()) else {
-        return super::pages::sign_in_refused(
-            &app,
-            &b,
-            field(&f, "return_to"),
-            StatusCode::BAD_REQUEST,
-            "error-selfkey",
-        )
-        .await;
+        return refused(StatusCode::BAD_REQUEST, "error-selfkey").await;
     };
     let service = SelfKey::new(app.store.as_ref(), &app.tokens, &app.settings.selfkey);
     let account = match service.redeem_login_token(token).await {
@@ -57,14 +53,7 @@ async fn sign_in(
         Err(SelfKeyError::Internal(e)) => {
             tracing::error!(error = %e, "a SelfKey sign-in of the pages failed");
             app.metrics.sign_in(SignInMethod::Selfkey, Outcome::Error);
-            return super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error-internal",
-            )
-            .await;
+            return refused(StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await;
         }
         Err(e) => {
             tracing::info!(error = %e, "a SelfKey sign-in of the pages was refused");
@@ -75,44 +64,23 @@ async fn sign_in(
                 }
                 _ => StatusCode::UNAUTHORIZED,
             };
-            return super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                status,
-                "error-selfkey",
-            )
-            .await;
+            return refused(status, "error-selfkey").await;
         }
     };
     match app.flow.finish(&account, Proof::Selfkey, &b.device).await {
         Ok(finished) => {
             app.metrics.sign_in(SignInMethod::Selfkey, Outcome::Success);
-            signed_in(&app, &b, &finished, field(&f, "return_to"))
+            signed_in(&app, &b, &finished, return_to)
         }
         Err(Refused::Disabled) => {
             app.metrics
                 .sign_in(SignInMethod::Selfkey, Outcome::Disabled);
-            super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::FORBIDDEN,
-                "error-disabled",
-            )
-            .await
+            refused(StatusCode::FORBIDDEN, "error-disabled").await
         }
         Err(e) => {
             tracing::error!(error = %e, "a SelfKey sign-in of the pages failed");
             app.metrics.sign_in(SignInMethod::Selfkey, Outcome::Error);
-            super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error-internal",
-            )
-            .await
+            refused(StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await
         }
     }
 }

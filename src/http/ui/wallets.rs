@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use time::OffsetDateTime;
 
+use super::pages::sign_in_refused;
 use super::{Browser, Fields, csrf_refusal, field, signed_in};
 use crate::app::App;
 use crate::http::AppState;
@@ -84,18 +85,13 @@ async fn sign_in(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let f = fields(form);
+    let return_to = field(&f, "return_to");
+    let refused = |status, id| sign_in_refused(&app, &b, return_to, status, id);
     if let Some(refusal) = csrf_refusal(&app, &b, "siwe", &f) {
         return refusal;
     }
     let (Some(text), Some(signature)) = (field(&f, "message"), field(&f, "signature")) else {
-        return super::pages::sign_in_refused(
-            &app,
-            &b,
-            field(&f, "return_to"),
-            StatusCode::BAD_REQUEST,
-            "error-siwe",
-        )
-        .await;
+        return refused(StatusCode::BAD_REQUEST, "error-siwe").await;
     };
     // A form post sends its line breaks as CRLF (HTML's form encoding); the wallet
     // signed the message with LF, which EIP-4361 uses and no message holds a CR of.
@@ -107,26 +103,12 @@ async fn sign_in(
         Ok(signed) => signed,
         Err(SiweError::AccountDisabled) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Disabled);
-            return super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::FORBIDDEN,
-                "error-disabled",
-            )
-            .await;
+            return refused(StatusCode::FORBIDDEN, "error-disabled").await;
         }
         Err(SiweError::Internal(e)) => {
             tracing::error!(error = %e, "a SIWE sign-in of the pages failed");
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Error);
-            return super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error-internal",
-            )
-            .await;
+            return refused(StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await;
         }
         Err(e) => {
             tracing::info!(error = %e, "a SIWE sign-in of the pages was refused");
@@ -135,14 +117,7 @@ async fn sign_in(
                 SiweError::Grammar(_) | SiweError::MalformedSignature => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            return super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                status,
-                "error-siwe",
-            )
-            .await;
+            return refused(status, "error-siwe").await;
         }
     };
     match app
@@ -152,29 +127,15 @@ async fn sign_in(
     {
         Ok(finished) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Success);
-            signed_in(&app, &b, &finished, field(&f, "return_to"))
+            signed_in(&app, &b, &finished, return_to)
         }
         Err(Refused::Disabled) => {
             app.metrics.sign_in(SignInMethod::Siwe, Outcome::Disabled);
-            super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::FORBIDDEN,
-                "error-disabled",
-            )
-            .await
+            refused(StatusCode::FORBIDDEN, "error-disabled").await
         }
         Err(e) => {
             tracing::error!(error = %e, "a SIWE sign-in of the pages failed");
-            super::pages::sign_in_refused(
-                &app,
-                &b,
-                field(&f, "return_to"),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error-internal",
-            )
-            .await
+            refused(StatusCode::INTERNAL_SERVER_ERROR, "error-internal").await
         }
     }
 }
