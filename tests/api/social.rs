@@ -1238,25 +1238,10 @@ async fn apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_k
         "the name of the first sign-in's `user`: {me}"
     );
     // Apple sends `user` on the first sign-in only: the name is kept.
-    let mut jar = Jar::default();
-    let res = jar
-        .get(
-            &app,
-            &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
-        )
-        .await;
-    let (_, form) = read(app.client.get(location(&res)).send().await.unwrap()).await;
-    let mut fields: HashMap<String, String> =
-        serde_json::from_value(form["fields"].clone()).unwrap();
-    fields.remove("user");
-    let res = app
-        .client
-        .post(on(&app, form["action"].as_str().unwrap()).trim_end_matches('?'))
-        .header("cookie", jar.header())
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let res = apple_form_post(&app, |f| {
+        f.remove("user");
+    })
+    .await;
     let (status, body) = exchange(&app, &code_of_path(&res)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
@@ -1281,28 +1266,13 @@ async fn apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_k
     );
     assert_eq!(list["identities"][0]["name"], "Apple", "{list}");
     // A different name given later replaces the kept one.
-    let mut jar = Jar::default();
-    let res = jar
-        .get(
-            &app,
-            &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
-        )
-        .await;
-    let (_, form) = read(app.client.get(location(&res)).send().await.unwrap()).await;
-    let mut fields: HashMap<String, String> =
-        serde_json::from_value(form["fields"].clone()).unwrap();
-    fields.insert(
-        "user".into(),
-        r#"{"name":{"firstName":"Ada","lastName":"King"}}"#.into(),
-    );
-    let res = app
-        .client
-        .post(on(&app, form["action"].as_str().unwrap()).trim_end_matches('?'))
-        .header("cookie", jar.header())
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let res = apple_form_post(&app, |f| {
+        f.insert(
+            "user".into(),
+            r#"{"name":{"firstName":"Ada","lastName":"King"}}"#.into(),
+        );
+    })
+    .await;
     let (status, body) = exchange(&app, &code_of_path(&res)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, renamed) = app.me(body["token"].as_str().unwrap()).await;
@@ -1318,26 +1288,36 @@ async fn apple_posts_its_answer_and_takes_a_client_secret_signed_with_the_team_k
         "KEY123".into(),
         p256::ecdsa::VerifyingKey::from(other.public_key()),
     ));
+    let res = apple_form_post(&app, |_| {}).await;
+    let (status, html) = page(res).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{html}");
+    assert!(html.contains("refused to finish the sign-in"), "{html}");
+}
+
+/// An API sign-in with Apple up to its callback: the form Apple's page posts, its fields
+/// changed by `edit`, posted cross-site to the callback with the browser's cookie.
+async fn apple_form_post(
+    app: &TestApp,
+    edit: impl FnOnce(&mut HashMap<String, String>),
+) -> reqwest::Response {
     let mut jar = Jar::default();
     let res = jar
         .get(
-            &app,
+            app,
             &app.url("/auth/social/apple?mode=api&return_to=%2Fdone"),
         )
         .await;
     let (_, form) = read(app.client.get(location(&res)).send().await.unwrap()).await;
-    let fields: HashMap<String, String> = serde_json::from_value(form["fields"].clone()).unwrap();
-    let res = app
-        .client
-        .post(on(&app, form["action"].as_str().unwrap()).trim_end_matches('?'))
+    let mut fields: HashMap<String, String> =
+        serde_json::from_value(form["fields"].clone()).unwrap();
+    edit(&mut fields);
+    app.client
+        .post(on(app, form["action"].as_str().unwrap()).trim_end_matches('?'))
         .header("cookie", jar.header())
         .form(&fields)
         .send()
         .await
-        .unwrap();
-    let (status, html) = page(res).await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY, "{html}");
-    assert!(html.contains("refused to finish the sign-in"), "{html}");
+        .unwrap()
 }
 
 async fn microsoft_multi_tenant_tokens_carry_their_tenant_in_the_issuer(b: Backend) {
